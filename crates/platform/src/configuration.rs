@@ -1,0 +1,209 @@
+//! Configuration every service shares, read from the environment once at start-up.
+//!
+//! Each service adds its own settings (peer URLs, intervals) with the same helpers, so that every
+//! variable is validated before the process binds a port and a mistake is reported as one clear
+//! line naming the variable, the value and what was expected.
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use crate::tenancy::TenantId;
+
+/// A configuration value that is missing or does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is required but not set ({hint})")]
+    Missing { name: String, hint: &'static str },
+    #[error("{name}={value:?} is invalid: {reason}")]
+    Invalid {
+        name: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// How log lines are written: JSON lines for machines, or a readable format for a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(Self::Json),
+            "pretty" | "text" => Ok(Self::Pretty),
+            other => Err(format!("expected `json` or `pretty`, got `{other}`")),
+        }
+    }
+}
+
+/// Where the service's PostgreSQL database is and how many connections it may hold.
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl fmt::Debug for DatabaseSettings {
+    // The URL carries the password: never print it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &"<redacted>")
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
+/// Settings shared by all four services.
+#[derive(Debug, Clone)]
+pub struct CommonSettings {
+    /// The one tenant this process serves.
+    pub tenant: TenantId,
+    pub listen_addr: SocketAddr,
+    pub database: DatabaseSettings,
+    /// Budget for one outgoing call (connect + response), always within the caller's deadline.
+    pub upstream_timeout: Duration,
+    /// Deadline for handling one incoming request.
+    pub request_timeout: Duration,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Namespaces outside the tenant whose mesh identity may call this service (the ingress
+    /// gateway's `istio-system` for order-service).
+    pub trusted_peer_namespaces: Vec<String>,
+    /// `None` picks JSON unless standard error is a terminal.
+    pub log_format: Option<LogFormat>,
+}
+
+impl CommonSettings {
+    /// Reads the shared settings; `LISTEN_ADDR` defaults to `0.0.0.0:8080`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let tenant = required("TENANT_ID", "the tenant this process serves, e.g. tenant-a")?;
+        let tenant = TenantId::parse(&tenant).map_err(|reason| ConfigError::Invalid {
+            name: "TENANT_ID".into(),
+            value: tenant,
+            reason,
+        })?;
+        Ok(Self {
+            tenant,
+            listen_addr: parsed_or("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
+            database: DatabaseSettings {
+                url: required("DATABASE_URL", "postgres://user:password@host:5432/database")?,
+                max_connections: parsed_or("DATABASE_MAX_CONNECTIONS", 10u32)?,
+                acquire_timeout: millis_or("DATABASE_ACQUIRE_TIMEOUT_MS", 2_000)?,
+            },
+            upstream_timeout: millis_or("UPSTREAM_TIMEOUT_MS", 2_000)?,
+            request_timeout: millis_or("REQUEST_TIMEOUT_MS", 10_000)?,
+            body_limit_bytes: parsed_or("BODY_LIMIT_BYTES", 64 * 1024usize)?,
+            trusted_peer_namespaces: optional("TRUSTED_PEER_NAMESPACES")
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            log_format: optional("LOG_FORMAT")
+                .map(|v| {
+                    v.parse().map_err(|reason| ConfigError::Invalid {
+                        name: "LOG_FORMAT".into(),
+                        value: v,
+                        reason,
+                    })
+                })
+                .transpose()?,
+        })
+    }
+}
+
+/// The value of `name`, treating an empty value as unset.
+pub fn optional(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The value of `name`, or an error that says what it should hold.
+pub fn required(name: &str, hint: &'static str) -> Result<String, ConfigError> {
+    optional(name).ok_or_else(|| ConfigError::Missing {
+        name: name.into(),
+        hint,
+    })
+}
+
+/// `name` parsed as `T`, or `default` when unset.
+pub fn parsed_or<T>(name: &str, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    match optional(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name: name.into(),
+            reason: e.to_string(),
+            value,
+        }),
+    }
+}
+
+/// A duration given in whole milliseconds; zero is refused because every wait here must end.
+pub fn millis_or(name: &str, default_ms: u64) -> Result<Duration, ConfigError> {
+    let ms = parsed_or(name, default_ms)?;
+    if ms == 0 {
+        return Err(ConfigError::Invalid {
+            name: name.into(),
+            value: "0".into(),
+            reason: "must be at least 1 millisecond".into(),
+        });
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// An absolute `http://` or `https://` base URL, such as a peer service's address.
+pub fn required_url(name: &str, hint: &'static str) -> Result<url::Url, ConfigError> {
+    let value = required(name, hint)?;
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: name.into(),
+        value: value.clone(),
+        reason,
+    };
+    let url = url::Url::parse(&value).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid("expected an absolute http(s) URL".into()));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_format_parses_known_values_only() {
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert_eq!("pretty".parse::<LogFormat>(), Ok(LogFormat::Pretty));
+        assert!("xml".parse::<LogFormat>().is_err());
+    }
+
+    #[test]
+    fn database_settings_never_print_the_url() {
+        let db = DatabaseSettings {
+            url: "postgres://u:secret@h/db".into(),
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(1),
+        };
+        assert!(!format!("{db:?}").contains("secret"));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = ConfigError::Missing {
+            name: "DATABASE_URL".into(),
+            hint: "postgres://…",
+        };
+        assert!(e.to_string().starts_with("DATABASE_URL is required"));
+    }
+}

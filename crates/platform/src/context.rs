@@ -1,0 +1,46 @@
+//! The per-request context that code deep in a handler needs without threading it through every
+//! call: the request id to forward, the deadline to stay within, and the request's span (so the
+//! order id can be tagged on it once it is known).
+//!
+//! The server middleware sets it for the duration of each request; background tasks run without
+//! one, and everything here then falls back to sensible defaults.
+
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use tracing::Span;
+
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: HeaderValue,
+    pub deadline: Instant,
+    pub span: Span,
+}
+
+tokio::task_local! {
+    static CURRENT: RequestContext;
+}
+
+/// Runs `fut` with `cx` as the current request context.
+pub async fn scope<F: Future>(cx: RequestContext, fut: F) -> F::Output {
+    CURRENT.scope(cx, fut).await
+}
+
+/// The current request's id, if this task serves a request.
+pub fn request_id() -> Option<HeaderValue> {
+    CURRENT.try_with(|cx| cx.request_id.clone()).ok()
+}
+
+/// Time left before the current request's deadline (`None` outside a request).
+pub fn remaining() -> Option<Duration> {
+    CURRENT
+        .try_with(|cx| cx.deadline.saturating_duration_since(Instant::now()))
+        .ok()
+}
+
+/// Tags the current request's server span (and so its logs) with the order it is about.
+pub fn record_order_id(order_id: &uuid::Uuid) {
+    let _ = CURRENT.try_with(|cx| {
+        cx.span.record("order_id", tracing::field::display(order_id));
+    });
+}

@@ -1,0 +1,262 @@
+//! The one HTTP client each process uses to call other services.
+//!
+//! It pools connections (one `reqwest::Client` per process), bounds every call by the configured
+//! upstream timeout and the current request's remaining deadline, and sets the headers contract
+//! on every hop: the trace context in every enabled format, `baggage` with `tenant` and
+//! `order_id`, `x-request-id`, `x-tenant-id` and `x-order-id`. Each call is a client span and is
+//! counted by target and outcome.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use opentelemetry::{KeyValue, baggage::BaggageExt};
+use serde::{Serialize, de::DeserializeOwned};
+use tracing::{Instrument, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+use crate::{
+    context,
+    metrics::{HTTP_CLIENT_DURATION, HTTP_CLIENT_REQUESTS, status_outcome},
+    problem::Problem,
+    propagation::{self, ORDER_ID_HEADER, REQUEST_ID_HEADER},
+    tenancy::{TENANT_HEADER, TenantId},
+};
+
+/// Time kept back from the caller's deadline so it can still answer after a call times out.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+    tenant: TenantId,
+    service_type: &'static str,
+    timeout: Duration,
+}
+
+/// Why a call produced no usable answer. Every variant means the outcome at the peer is
+/// unknown: the caller must treat the operation as possibly applied and retry it idempotently.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{target} did not answer within {timeout_ms} ms")]
+    Timeout { target: &'static str, timeout_ms: u128 },
+    #[error("{target} is unreachable: {detail}")]
+    Unreachable { target: &'static str, detail: String },
+    #[error("{target} answered {status} with an unreadable body: {detail}")]
+    BadResponse {
+        target: &'static str,
+        status: StatusCode,
+        detail: String,
+    },
+}
+
+impl CallError {
+    /// 503 with `Retry-After`: the client may repeat the same request.
+    pub fn to_problem(&self) -> Problem {
+        Problem::unavailable(self.to_string(), 1)
+    }
+}
+
+/// An answer from a peer service.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    target: &'static str,
+    body: Bytes,
+}
+
+impl Reply {
+    /// The body as `T`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, CallError> {
+        serde_json::from_slice(&self.body).map_err(|e| CallError::BadResponse {
+            target: self.target,
+            status: self.status,
+            detail: e.to_string(),
+        })
+    }
+
+    /// The body as a problem document, if it is one.
+    pub fn problem(&self) -> Option<Problem> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+impl HttpClient {
+    pub fn new(
+        tenant: TenantId,
+        service_type: &'static str,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let inner = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(1)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self {
+            inner,
+            tenant,
+            service_type,
+            timeout,
+        })
+    }
+
+    /// `GET url`.
+    pub async fn get(
+        &self,
+        target: &'static str,
+        url: url::Url,
+        order_id: Option<Uuid>,
+    ) -> Result<Reply, CallError> {
+        self.call(target, Method::GET, url, order_id, None).await
+    }
+
+    /// `POST url` with a JSON body.
+    pub async fn post_json<B: Serialize + ?Sized>(
+        &self,
+        target: &'static str,
+        url: url::Url,
+        order_id: Option<Uuid>,
+        body: &B,
+    ) -> Result<Reply, CallError> {
+        let body = serde_json::to_vec(body).map_err(|e| CallError::BadResponse {
+            target,
+            status: StatusCode::OK,
+            detail: format!("request body: {e}"),
+        })?;
+        self.call(target, Method::POST, url, order_id, Some(body))
+            .await
+    }
+
+    async fn call(
+        &self,
+        target: &'static str,
+        method: Method,
+        url: url::Url,
+        order_id: Option<Uuid>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Reply, CallError> {
+        let span = tracing::info_span!(
+            "HTTP client",
+            otel.name = format!("{method} {target}"),
+            otel.kind = "client",
+            otel.status_code = Empty,
+            http.request.method = %method,
+            http.response.status_code = Empty,
+            server.address = url.host_str().unwrap_or_default(),
+            url.path = url.path(),
+            peer.service = target,
+            tenant = %self.tenant,
+            service_type = self.service_type,
+            order_id = Empty,
+        );
+        if let Some(id) = order_id {
+            span.record("order_id", tracing::field::display(id));
+        }
+        let timeout = self.budget();
+        let headers = self.headers(&span, order_id, body.is_some());
+        let mut request = self
+            .inner
+            .request(method.clone(), url)
+            .headers(headers)
+            .timeout(timeout);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let started = Instant::now();
+        let result = async {
+            let response = request.send().await?;
+            let status = response.status();
+            let body = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, body))
+        }
+        .instrument(span.clone())
+        .await;
+        let outcome = match &result {
+            Ok((status, _)) => status_outcome(status.as_u16()),
+            Err(e) if e.is_timeout() => "timeout",
+            Err(_) => "error",
+        };
+        metrics::counter!(HTTP_CLIENT_REQUESTS, "target" => target, "method" => method.to_string(), "outcome" => outcome).increment(1);
+        metrics::histogram!(HTTP_CLIENT_DURATION, "target" => target, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok((status, body)) => {
+                span.record("http.response.status_code", status.as_u16());
+                if status.is_server_error() {
+                    span.record("otel.status_code", "ERROR");
+                }
+                Ok(Reply {
+                    status,
+                    target,
+                    body,
+                })
+            }
+            Err(error) => {
+                span.record("otel.status_code", "ERROR");
+                Err(if error.is_timeout() {
+                    CallError::Timeout {
+                        target,
+                        timeout_ms: timeout.as_millis(),
+                    }
+                } else {
+                    CallError::Unreachable {
+                        target,
+                        detail: error_chain(&error),
+                    }
+                })
+            }
+        }
+    }
+
+    /// The configured timeout, shortened to fit the current request's remaining deadline.
+    fn budget(&self) -> Duration {
+        match context::remaining() {
+            Some(left) => self
+                .timeout
+                .min(left.saturating_sub(DEADLINE_MARGIN))
+                .max(Duration::from_millis(1)),
+            None => self.timeout,
+        }
+    }
+
+    fn headers(&self, span: &tracing::Span, order_id: Option<Uuid>, json: bool) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let mut baggage = vec![KeyValue::new("tenant", self.tenant.as_str().to_owned())];
+        if let Some(id) = order_id {
+            baggage.push(KeyValue::new("order_id", id.to_string()));
+            if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+                headers.insert(ORDER_ID_HEADER, value);
+            }
+        }
+        let cx = span.context().with_baggage(baggage);
+        propagation::inject(&cx, &mut headers);
+        headers.insert(
+            REQUEST_ID_HEADER,
+            context::request_id().unwrap_or_else(propagation::new_request_id),
+        );
+        if let Ok(tenant) = HeaderValue::from_str(self.tenant.as_str()) {
+            headers.insert(TENANT_HEADER, tenant);
+        }
+        if json {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        headers
+    }
+}
+
+/// The error and its causes on one line (reqwest's top-level message alone hides the cause).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

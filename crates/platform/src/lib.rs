@@ -1,0 +1,23 @@
+//! What every ordermesh service shares, and nothing about orders.
+//!
+//! A service crate supplies its routes, domain rules and SQL; this crate supplies the rest, the
+//! same way for all four: [`configuration`] from the environment, [`problem`] (RFC 9457 errors and
+//! the JSON extractor), [`tenancy`], [`health`], [`shutdown`], the pooled [`http_client`] that
+//! carries the headers contract, [`db`] (pool and migrations), [`telemetry`] with
+//! [`propagation`] (W3C + B3), [`metrics`], and [`startup`], which assembles them into a running
+//! server.
+
+pub mod configuration;
+pub mod context;
+pub mod db;
+pub mod health;
+pub mod http_client;
+pub mod metrics;
+pub mod problem;
+pub mod propagation;
+pub mod shutdown;
+pub mod startup;
+pub mod telemetry;
+pub mod tenancy;
+
+pub use problem::{FieldError, Json, Problem};

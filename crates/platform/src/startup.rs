@@ -1,0 +1,364 @@
+//! Building and running a service: the shared router layers, the server, and the process's
+//! `main` from configuration to exit code.
+//!
+//! A service contributes its `/api` routes and background tasks; everything else — health,
+//! metrics, tenancy, body limits, request deadline, request ids, server spans, request metrics,
+//! problem+json for unknown routes and panics, migrations, graceful drain — is assembled here the
+//! same way for all four.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderValue, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use sqlx::{PgPool, migrate::Migrator};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{Instrument, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{
+    configuration::{CommonSettings, ConfigError},
+    context::{self, RequestContext},
+    db::{self, Migrated},
+    health::{self, Readiness},
+    http_client::HttpClient,
+    metrics::{self as platform_metrics, HTTP_SERVER_DURATION, HTTP_SERVER_REQUESTS},
+    problem::Problem,
+    propagation::{self, REQUEST_ID_HEADER},
+    telemetry::{self, ServiceIdentity},
+    tenancy::{self, TenantPolicy},
+};
+
+/// How long in-flight requests and background tasks get to finish after a stop signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What a service is, for the platform.
+#[derive(Debug)]
+pub struct Service {
+    pub identity: ServiceIdentity,
+    pub migrator: &'static Migrator,
+}
+
+/// A service's settings: the shared ones plus its own.
+pub trait ServiceSettings: Sized {
+    fn from_env() -> Result<Self, ConfigError>;
+    fn common(&self) -> &CommonSettings;
+}
+
+/// The shared resources a service's routes and tasks use.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    pub identity: ServiceIdentity,
+    pub settings: CommonSettings,
+    pub pool: PgPool,
+    pub http: HttpClient,
+    pub migrated: Migrated,
+    /// Cancelled when the process is asked to stop.
+    pub shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Platform {
+    /// Runs `task` in the background; shutdown waits for it (within the drain timeout).
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+}
+
+/// A service bound to its port, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    platform: Platform,
+}
+
+impl Application {
+    /// Binds the listener, prepares the pool, starts migrations and assembles the router around
+    /// the service's API routes.
+    pub async fn build(
+        service: &'static Service,
+        settings: CommonSettings,
+        api: impl FnOnce(&Platform) -> Router,
+    ) -> Result<Self, StartupError> {
+        let pool = db::lazy_pool(&settings.database).map_err(StartupError::Database)?;
+        let http = HttpClient::new(
+            settings.tenant.clone(),
+            service.identity.service_type,
+            settings.upstream_timeout,
+        )
+        .map_err(StartupError::HttpClient)?;
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .map_err(|e| StartupError::Bind(settings.listen_addr, e))?;
+        let platform = Platform {
+            identity: service.identity,
+            settings,
+            pool,
+            http,
+            migrated: Migrated::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        platform.spawn(db::migrate_until_done(
+            platform.pool.clone(),
+            service.migrator,
+            platform.migrated.clone(),
+            platform.shutdown.clone(),
+        ));
+        platform.spawn(platform_metrics::run_upkeep(platform.shutdown.clone()));
+        let router = router(api(&platform), &platform);
+        Ok(Self {
+            listener,
+            router,
+            platform,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The token that stops this application when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.platform.shutdown.clone()
+    }
+
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains requests and background tasks.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Self {
+            listener,
+            router,
+            platform,
+        } = self;
+        let stop = platform.shutdown.clone();
+        let server = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
+        let result = server.await;
+        platform.tasks.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, platform.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not finish within the drain timeout");
+        }
+        platform.pool.close().await;
+        result
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid DATABASE_URL: {0}")]
+    Database(sqlx::Error),
+    #[error("building the HTTP client: {0}")]
+    HttpClient(reqwest::Error),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// The whole of a service's `main`: settings, telemetry, build, serve until SIGTERM, flush.
+/// Exit code 0 after a clean drain, 2 for bad configuration, 1 for other start-up failures.
+pub async fn run<S, F, Fut>(service: &'static Service, build: F) -> ExitCode
+where
+    S: ServiceSettings,
+    F: FnOnce(S) -> Fut,
+    Fut: Future<Output = Result<Application, StartupError>>,
+{
+    let settings = match S::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("{}: configuration error: {error}", service.identity.name);
+            return ExitCode::from(2);
+        }
+    };
+    let common = settings.common();
+    let telemetry = match telemetry::init(
+        service.identity,
+        common.tenant.as_str(),
+        common.log_format,
+    ) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("{}: telemetry error: {error}", service.identity.name);
+            return ExitCode::from(2);
+        }
+    };
+    let app = match build(settings).await {
+        Ok(app) => app,
+        Err(error) => {
+            tracing::error!(%error, "start-up failed");
+            telemetry.shutdown();
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = app.local_addr().ok();
+    tracing::info!(address = ?addr, tenant = %app.platform.settings.tenant, "listening");
+    crate::shutdown::cancel_on_signal(app.shutdown_token());
+    let result = app.run_until_stopped().await;
+    tracing::info!("stopped");
+    telemetry.shutdown();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}: server error: {error}", service.identity.name);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The full router: the service's API behind tenancy, plus health and metrics, inside the
+/// shared layers.
+fn router(api: Router, platform: &Platform) -> Router {
+    let policy = TenantPolicy::new(
+        platform.settings.tenant.clone(),
+        platform.settings.trusted_peer_namespaces.clone(),
+    );
+    let readiness = Readiness {
+        pool: platform.pool.clone(),
+        migrated: platform.migrated.clone(),
+    };
+    let pool = platform.pool.clone();
+    let api = api.route_layer(middleware::from_fn_with_state(
+        policy,
+        tenancy::require_tenant,
+    ));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route(
+            "/readyz",
+            get(health::readyz).with_state(readiness),
+        )
+        .route(
+            "/metrics",
+            get(move || async move { platform_metrics::render(&pool) }),
+        )
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(platform.settings.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(
+            ServerContext {
+                identity: platform.identity,
+                tenant: platform.settings.tenant.as_str().into(),
+                request_timeout: platform.settings.request_timeout,
+            },
+            observe_request,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| Problem::internal().into_response(),
+        ))
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such resource")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+    )
+}
+
+#[derive(Debug, Clone)]
+struct ServerContext {
+    identity: ServiceIdentity,
+    tenant: std::sync::Arc<str>,
+    request_timeout: Duration,
+}
+
+/// Per request: continue the caller's trace, open the server span, set the request context and
+/// deadline, answer 503 at the deadline, count the request, and echo `x-request-id`.
+async fn observe_request(
+    State(server): State<ServerContext>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let request_id = propagation::request_id(request.headers());
+    let parent = propagation::extract(request.headers());
+    let span = tracing::info_span!(
+        "HTTP request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = %method,
+        http.route = %route,
+        url.path = request.uri().path(),
+        http.response.status_code = Empty,
+        tenant = %server.tenant,
+        service_type = server.identity.service_type,
+        order_id = Empty,
+        request_id = request_id.to_str().unwrap_or_default(),
+        trace_id = Empty,
+        span_id = Empty,
+    );
+    let _ = span.set_parent(parent);
+    let span_context = {
+        use opentelemetry::trace::TraceContextExt;
+        span.context().span().span_context().clone()
+    };
+    if span_context.is_valid() {
+        span.record("trace_id", span_context.trace_id().to_string());
+        span.record("span_id", span_context.span_id().to_string());
+    }
+    let cx = RequestContext {
+        request_id: request_id.clone(),
+        deadline: started + server.request_timeout,
+        span: span.clone(),
+    };
+    let run = context::scope(cx, next.run(request)).instrument(span.clone());
+    let mut response = match tokio::time::timeout(server.request_timeout, run).await {
+        Ok(response) => response,
+        Err(_) => {
+            Problem::unavailable("the request did not complete within its deadline", 1)
+                .into_response()
+        }
+    };
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    response
+        .headers_mut()
+        .insert(REQUEST_ID_HEADER, request_id);
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route),
+        ("status", status.as_u16().to_string()),
+        ("tenant", server.tenant.to_string()),
+    ];
+    metrics::counter!(HTTP_SERVER_REQUESTS, &labels).increment(1);
+    metrics::histogram!(HTTP_SERVER_DURATION, &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A header value from a static string, for tests and fixed headers.
+pub fn static_header(value: &'static str) -> HeaderValue {
+    HeaderValue::from_static(value)
+}

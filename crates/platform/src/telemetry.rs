@@ -1,0 +1,122 @@
+//! Tracing, logs and trace export, set up once per process.
+//!
+//! Spans come from `tracing`; `tracing-opentelemetry` turns them into OpenTelemetry spans, which
+//! are exported by OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces-specific variable)
+//! is set, and kept local otherwise (ids still propagate, nothing is sent, nothing is logged about
+//! it). The sampler is the SDK's, configured by `OTEL_TRACES_SAMPLER` (default
+//! `parentbased_always_on`: a parent's decision — Envoy's 10% in the mesh — is always honoured).
+//! Logs are JSON lines (timestamp, level, message, trace_id, span_id, tenant, order_id) unless
+//! `LOG_FORMAT=pretty` or standard error is a terminal.
+
+use std::{io::IsTerminal, sync::OnceLock, time::Duration};
+
+use opentelemetry::{KeyValue, trace::TracerProvider as _};
+use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::{configuration::LogFormat, propagation::PropagatorSet};
+
+mod json_log;
+
+/// Which service this process is, as telemetry names it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceIdentity {
+    /// `order-service`, … (the OpenTelemetry `service.name` unless `OTEL_SERVICE_NAME` is set).
+    pub name: &'static str,
+    /// `order`, `payment`, `inventory` or `notify`: the `service_type` span attribute.
+    pub service_type: &'static str,
+}
+
+/// Flushes and stops trace export when the process ends.
+#[must_use = "dropping the guard does not flush; call shutdown()"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    /// Exports what is buffered, waiting at most a few seconds.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown_with_timeout(Duration::from_secs(5))
+        {
+            tracing::warn!(%error, "trace export did not flush cleanly");
+        }
+    }
+}
+
+static INSTALLED: OnceLock<()> = OnceLock::new();
+
+/// Installs the global subscriber, propagator and tracer provider. Only the first call in a
+/// process does anything (tests start several apps in one process); later calls get an inert guard.
+pub fn init(
+    service: ServiceIdentity,
+    tenant: &str,
+    format: Option<LogFormat>,
+) -> Result<TelemetryGuard, String> {
+    if INSTALLED.set(()).is_err() {
+        return Ok(TelemetryGuard { provider: None });
+    }
+    let propagators = match crate::configuration::optional("OTEL_PROPAGATORS") {
+        Some(list) => PropagatorSet::parse(&list).map_err(|e| format!("OTEL_PROPAGATORS: {e}"))?,
+        None => PropagatorSet::ALL,
+    };
+    crate::propagation::install(propagators);
+
+    let provider = tracer_provider(service, tenant)?;
+    let tracer = provider.tracer(service.name);
+    opentelemetry::global::set_tracer_provider(provider.clone());
+
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,reqwest=warn"));
+    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
+        LogFormat::Pretty
+    } else {
+        LogFormat::Json
+    });
+    let logs = match format {
+        LogFormat::Json => json_log::JsonLogLayer::new(std::io::stdout).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .compact()
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(logs)
+        .try_init()
+        .map_err(|e| format!("installing the tracing subscriber: {e}"))?;
+    Ok(TelemetryGuard {
+        provider: Some(provider),
+    })
+}
+
+fn tracer_provider(service: ServiceIdentity, tenant: &str) -> Result<SdkTracerProvider, String> {
+    let service_name =
+        crate::configuration::optional("OTEL_SERVICE_NAME").unwrap_or_else(|| service.name.into());
+    let resource = Resource::builder()
+        .with_service_name(service_name)
+        .with_attributes([
+            KeyValue::new("tenant", tenant.to_owned()),
+            KeyValue::new("service_type", service.service_type),
+        ])
+        .build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if export_configured() {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+            .map_err(|e| format!("building the OTLP exporter: {e}"))?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    Ok(builder.build())
+}
+
+/// Whether an OTLP endpoint is configured and export is not switched off.
+fn export_configured() -> bool {
+    let endpoint = crate::configuration::optional("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .or_else(|| crate::configuration::optional("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    let disabled = crate::configuration::optional("OTEL_TRACES_EXPORTER").as_deref() == Some("none")
+        || crate::configuration::optional("OTEL_SDK_DISABLED").as_deref() == Some("true");
+    endpoint.is_some() && !disabled
+}
