@@ -97,12 +97,12 @@ COMPOSE_BIN = $$($(DEPLOY_VENV)/bin/python -c 'import compose, pathlib; print(pa
 ## lint-deploy: shellcheck, hadolint, compose-spec validation, kustomize render checks
 lint-deploy: deploy-tools
 	@echo "==> shellcheck"
-	shellcheck -x deploy/kind/*.sh deploy/base/postgres/init-databases.sh deploy/docker/*.sh
+	shellcheck -x deploy/kind/*.sh deploy/base/postgres/init-databases.sh
 	@echo "==> hadolint Dockerfile"
 	$(DEPLOY_VENV)/bin/hadolint --failure-threshold info Dockerfile
 	@echo "==> docker-compose.yml against the compose spec (compose v2 config)"
-	$(COMPOSE_BIN) --project-directory . -f docker-compose.yml config --quiet
+	@$(COMPOSE_BIN) --project-directory . -f docker-compose.yml config --quiet && echo "docker-compose.yml: valid"
 	@echo "==> kustomize render"
-	@if command -v kubectl >/dev/null 2>&1; then $(MAKE) --no-print-directory verify-tenants; \
+	@if command -v kubectl >/dev/null 2>&1; then $(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) verify-tenants; \
 	 else echo "kubectl not found: render check skipped (make check-deploy renders with the kustomize Go API)"; fi
 	@echo "lint-deploy: ok"

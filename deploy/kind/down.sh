@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# make kind-down: delete the kind cluster created by up.sh (nothing else on the host is touched;
+# the downloaded Istio release stays cached in .local/kind).
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+need kind
+if kind get clusters 2>/dev/null | grep -qx "${KIND_CLUSTER}"; then
+  kind delete cluster --name "${KIND_CLUSTER}"
+else
+  info "no kind cluster named '${KIND_CLUSTER}'"
+fi
+rm -rf "${ORDERMESH_ROOT}/.local/kind/rendered"
