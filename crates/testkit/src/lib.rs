@@ -1,0 +1,159 @@
+//! Test support shared by every service's tests and the end-to-end tests.
+//!
+//! Each test gets a fresh database on the real local PostgreSQL (`make test` starts it;
+//! `TEST_DATABASE_URL` points elsewhere) and starts the service it tests in-process on a free
+//! loopback port, exactly as `main` would build it. Nothing here is a test double.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
+
+use std::time::{Duration, Instant};
+
+use platform::{
+    configuration::{CommonSettings, DatabaseSettings},
+    startup::Application,
+    tenancy::TenantId,
+};
+use sqlx::{Connection, Executor, PgConnection};
+use tokio_util::sync::CancellationToken;
+
+/// Where the local test cluster listens unless `TEST_DATABASE_URL` says otherwise.
+pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:55432/postgres";
+
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into())
+}
+
+/// Creates an empty database named after `label` and returns its URL.
+pub async fn fresh_database(label: &str) -> String {
+    let admin = admin_url();
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {admin} ({e}); run `make db-up`"));
+    let name = format!(
+        "test_{}_{}",
+        label.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+        uuid::Uuid::new_v4().simple()
+    );
+    // The name is ours (a label and a UUID), so building the statement from it is safe.
+    conn.execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+        .await
+        .expect("create test database");
+    let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// Shared settings for a service under test: loopback, port 0, short timeouts.
+pub fn settings(tenant: &str, database_url: String) -> CommonSettings {
+    CommonSettings {
+        tenant: TenantId::parse(tenant).expect("valid tenant"),
+        listen_addr: "127.0.0.1:0".parse().expect("loopback address"),
+        database: DatabaseSettings {
+            url: database_url,
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        },
+        upstream_timeout: Duration::from_millis(1_500),
+        request_timeout: Duration::from_secs(10),
+        body_limit_bytes: 64 * 1024,
+        trusted_peer_namespaces: vec!["istio-system".into()],
+        log_format: None,
+    }
+}
+
+/// A service running in this test process.
+pub struct TestApp {
+    pub base: url::Url,
+    pub tenant: String,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestApp {
+    /// Runs `app` in the background and waits until `/readyz` answers 200.
+    pub async fn start(app: Application, tenant: &str) -> TestApp {
+        let addr = app.local_addr().expect("bound address");
+        let shutdown = app.shutdown_token();
+        let task = tokio::spawn(app.run_until_stopped());
+        let base = url::Url::parse(&format!("http://{addr}/")).expect("base url");
+        let client = reqwest::Client::new();
+        wait_ready(&client, &base).await;
+        TestApp {
+            base,
+            tenant: tenant.into(),
+            client,
+            shutdown,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> url::Url {
+        self.base.join(path.trim_start_matches('/')).expect("path joins")
+    }
+
+    /// A request builder with this app's tenant header set.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("x-tenant-id", &self.tenant)
+    }
+
+    /// Stops the server (graceful drain) and waits for it to finish.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .expect("server task joins")
+            .expect("server stops cleanly");
+    }
+}
+
+/// Polls `GET /readyz` until it answers 200 (at most 30 s).
+pub async fn wait_ready(client: &reqwest::Client, base: &url::Url) {
+    let url = base.join("readyz").expect("readyz url");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = client.get(url.clone()).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} did not become ready within 30 s");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The JSON body of a response, with its status.
+pub async fn json(response: reqwest::Response) -> (reqwest::StatusCode, serde_json::Value) {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.bytes().await.expect("body");
+    let value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+        panic!("status {status}, content-type {content_type}: body is not JSON: {:?}", String::from_utf8_lossy(&body))
+    });
+    if !status.is_success() {
+        assert_eq!(content_type, "application/problem+json", "errors are problem+json: {value}");
+    }
+    (status, value)
+}
