@@ -126,7 +126,7 @@ done
 
 # ------------------------------------------------------------------------------------------ 8
 step "smoke test and mesh checks"
-if k -n "${tenants[-1]}-payments" get networkpolicy tenant-isolation >/dev/null 2>&1; then
+if k -n "${tenants[${#tenants[@]}-1]}-payments" get networkpolicy tenant-isolation >/dev/null 2>&1; then
   # A re-run on an existing cluster: NetworkPolicies are already in place, so the cross-tenant
   # call cannot reach the mesh layer any more; check the NetworkPolicy layer instead.
   info "NetworkPolicies already applied (re-run): the 403 check is replaced by the NetworkPolicy check"
