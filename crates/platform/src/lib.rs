@@ -10,6 +10,7 @@
 pub mod configuration;
 pub mod context;
 pub mod db;
+pub mod extract;
 pub mod health;
 pub mod http_client;
 pub mod metrics;
@@ -20,4 +21,5 @@ pub mod startup;
 pub mod telemetry;
 pub mod tenancy;
 
+pub use extract::{Path, Query};
 pub use problem::{FieldError, Json, Problem};
