@@ -144,6 +144,22 @@ pub mod notify {
         OrderFailed,
     }
 
+    impl NotificationKind {
+        /// The wire and database spelling.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Self::OrderConfirmed => "order_confirmed",
+                Self::OrderFailed => "order_failed",
+            }
+        }
+
+        pub fn parse(value: &str) -> Option<Self> {
+            [Self::OrderConfirmed, Self::OrderFailed]
+                .into_iter()
+                .find(|kind| kind.as_str() == value)
+        }
+    }
+
     /// `POST /api/v1/notifications` (order-service's outbox → notify-service). Idempotent per
     /// `(order_id, kind)`: the first delivery is kept, repeats answer 200 with it.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -131,9 +131,7 @@ pub struct StockLine {
 
 /// Parses raw `(sku, quantity)` lines: 1 to [`MAX_LINE_ITEMS`] lines, each SKU at most once.
 /// Errors are `(field path, message)` pairs, e.g. `("items[2].quantity", "…")`.
-pub fn parse_stock_lines(
-    raw: &[(String, i64)],
-) -> Result<Vec<StockLine>, Vec<(String, String)>> {
+pub fn parse_stock_lines(raw: &[(String, i64)]) -> Result<Vec<StockLine>, Vec<(String, String)>> {
     let mut errors = Vec::new();
     if raw.is_empty() {
         errors.push(("items".into(), "must contain at least one item".into()));
@@ -157,7 +155,11 @@ pub fn parse_stock_lines(
             }
         }
     }
-    if errors.is_empty() { Ok(lines) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(lines)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -186,7 +188,10 @@ mod tests {
         assert_eq!(big.times(Quantity::parse(2).unwrap()), None);
         assert_eq!(big.plus(Amount::parse(1).unwrap()), None);
         let price = Amount::parse(1999).unwrap();
-        assert_eq!(price.times(Quantity::parse(3).unwrap()).map(Amount::get), Some(5997));
+        assert_eq!(
+            price.times(Quantity::parse(3).unwrap()).map(Amount::get),
+            Some(5997)
+        );
     }
 
     #[test]
@@ -205,7 +210,10 @@ mod tests {
         ];
         let errors = parse_stock_lines(&raw).unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|(f, _)| f.as_str()).collect();
-        assert_eq!(fields, ["items[1].sku", "items[2].sku", "items[2].quantity"]);
+        assert_eq!(
+            fields,
+            ["items[1].sku", "items[2].sku", "items[2].quantity"]
+        );
         assert!(parse_stock_lines(&[]).is_err());
         let too_many: Vec<(String, i64)> = (0..51).map(|i| (format!("S{i}"), 1)).collect();
         assert!(parse_stock_lines(&too_many).is_err());

@@ -25,9 +25,9 @@ pub fn admin_url() -> String {
 /// Creates an empty database named after `label` and returns its URL.
 pub async fn fresh_database(label: &str) -> String {
     let admin = admin_url();
-    let mut conn = PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {admin} ({e}); run `make db-up`"));
+    let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("cannot reach the test PostgreSQL at {admin} ({e}); run `make db-up`")
+    });
     let name = format!(
         "test_{}_{}",
         label.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
@@ -88,7 +88,9 @@ impl TestApp {
     }
 
     pub fn url(&self, path: &str) -> url::Url {
-        self.base.join(path.trim_start_matches('/')).expect("path joins")
+        self.base
+            .join(path.trim_start_matches('/'))
+            .expect("path joins")
     }
 
     /// A request builder with this app's tenant header set.
@@ -118,7 +120,10 @@ pub async fn wait_ready(client: &reqwest::Client, base: &url::Url) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "{url} did not become ready within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not become ready within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -134,7 +139,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -150,10 +158,31 @@ pub async fn json(response: reqwest::Response) -> (reqwest::StatusCode, serde_js
         .to_owned();
     let body = response.bytes().await.expect("body");
     let value = serde_json::from_slice(&body).unwrap_or_else(|_| {
-        panic!("status {status}, content-type {content_type}: body is not JSON: {:?}", String::from_utf8_lossy(&body))
+        panic!(
+            "status {status}, content-type {content_type}: body is not JSON: {:?}",
+            String::from_utf8_lossy(&body)
+        )
     });
     if !status.is_success() {
-        assert_eq!(content_type, "application/problem+json", "errors are problem+json: {value}");
+        assert_eq!(
+            content_type, "application/problem+json",
+            "errors are problem+json: {value}"
+        );
     }
     (status, value)
+}
+
+/// Runs `make(i)` for `i in 0..n` as concurrent tasks and returns their results in order.
+pub async fn concurrently<T, F, Fut>(n: usize, make: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(make(i))).collect();
+    let mut results = Vec::with_capacity(n);
+    for handle in handles {
+        results.push(handle.await.expect("task completes"));
+    }
+    results
 }

@@ -1,0 +1,50 @@
+//! notify-service owns notifications. order-service's outbox delivers one per order outcome
+//! (`order_confirmed` or `order_failed`); this service records ("delivers") it exactly once per
+//! `(order_id, kind)`, however often the outbox repeats the call.
+//!
+//! `routes` (HTTP) → `domain` (validation) → `store` (SQL).
+
+mod domain;
+mod routes;
+mod store;
+
+use platform::{
+    configuration::{CommonSettings, ConfigError},
+    startup::{Application, Service, ServiceSettings, StartupError},
+    telemetry::ServiceIdentity,
+};
+
+pub static SERVICE: Service = Service {
+    identity: ServiceIdentity {
+        name: "notify-service",
+        service_type: "notify",
+    },
+    migrator: &MIGRATOR,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// notify-service needs only the shared settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: CommonSettings,
+}
+
+impl ServiceSettings for Settings {
+    fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            common: CommonSettings::from_env()?,
+        })
+    }
+
+    fn common(&self) -> &CommonSettings {
+        &self.common
+    }
+}
+
+pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+    Application::build(&SERVICE, settings.common, |platform| {
+        routes::router(platform.pool.clone())
+    })
+    .await
+}

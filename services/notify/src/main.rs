@@ -1,0 +1,6 @@
+//! notify-service's entry point: everything is in the library so tests can start it in-process.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    platform::startup::run(&notify_service::SERVICE, notify_service::build).await
+}

@@ -1,0 +1,159 @@
+//! notify-service against a real PostgreSQL: delivery is recorded once per (order, kind).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use testkit::{TestApp, json};
+use uuid::Uuid;
+
+async fn spawn() -> TestApp {
+    let database = testkit::fresh_database("notify").await;
+    let settings = notify_service::Settings {
+        common: testkit::settings("tenant-a", database),
+    };
+    TestApp::start(notify_service::build(settings).await.unwrap(), "tenant-a").await
+}
+
+#[tokio::test]
+async fn a_notification_is_delivered_once_per_order_and_kind() {
+    let app = spawn().await;
+    let order_id = Uuid::new_v4();
+    let body = json!({"order_id": order_id, "kind": "order_confirmed", "message": "confirmed"});
+    let (status, first) = json(
+        app.request(Method::POST, "/api/v1/notifications")
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, again) = json(
+        app.request(Method::POST, "/api/v1/notifications")
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first["id"], again["id"]);
+
+    let failed = json!({"order_id": order_id, "kind": "order_failed", "message": "failed"});
+    let (status, _) = json(
+        app.request(Method::POST, "/api/v1/notifications")
+            .json(&failed)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let (status, list) = json(
+        app.request(
+            Method::GET,
+            &format!("/api/v1/notifications?order_id={order_id}"),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let kinds: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["order_confirmed", "order_failed"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_repeats_record_one_notification() {
+    let app = spawn().await;
+    let order_id = Uuid::new_v4();
+    let body = json!({"order_id": order_id, "kind": "order_confirmed", "message": "confirmed"});
+    let statuses = testkit::concurrently(10, |_| {
+        let send = app
+            .request(Method::POST, "/api/v1/notifications")
+            .json(&body)
+            .send();
+        async move { send.await.unwrap().status() }
+    })
+    .await;
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 9);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_problem_details() {
+    let app = spawn().await;
+    let order_id = Uuid::new_v4();
+    let cases: Vec<(&str, reqwest::RequestBuilder, StatusCode)> = vec![
+        (
+            "malformed json",
+            app.request(Method::POST, "/api/v1/notifications").header("content-type", "application/json").body("{"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown kind",
+            app.request(Method::POST, "/api/v1/notifications").json(&json!({"order_id": order_id, "kind": "order_shipped", "message": "x"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "unknown field",
+            app.request(Method::POST, "/api/v1/notifications").json(&json!({"order_id": order_id, "kind": "order_failed", "message": "x", "extra": 1})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "empty message",
+            app.request(Method::POST, "/api/v1/notifications").json(&json!({"order_id": order_id, "kind": "order_failed", "message": ""})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "body over the limit",
+            app.request(Method::POST, "/api/v1/notifications").json(&json!({"order_id": order_id, "kind": "order_failed", "message": "x".repeat(70_000)})),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "bad order id in query",
+            app.request(Method::GET, "/api/v1/notifications?order_id=nope"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "other tenant",
+            app.client.get(app.url(&format!("/api/v1/notifications?order_id={order_id}"))).header("x-tenant-id", "tenant-b"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "missing tenant",
+            app.client.get(app.url(&format!("/api/v1/notifications?order_id={order_id}"))),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("unknown route", app.request(Method::GET, "/api/v1/nothing"), StatusCode::NOT_FOUND),
+        ("wrong method", app.request(Method::DELETE, "/api/v1/notifications"), StatusCode::METHOD_NOT_ALLOWED),
+    ];
+    for (name, request, want) in cases {
+        let (status, problem) = json(request.send().await.unwrap()).await;
+        assert_eq!(status, want, "{name}: {problem}");
+        assert_eq!(problem["status"], want.as_u16(), "{name}");
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://ordermesh.dev/problems/"),
+            "{name}"
+        );
+    }
+    app.stop().await;
+}
