@@ -1,0 +1,239 @@
+// Package checkdeploy is `make check-deploy`: it renders deploy/, decodes and validates every
+// object with Kubernetes' and Istio's own code, runs the istioctl analyzers and proves the
+// project's invariants, producing one report.
+package checkdeploy
+
+import (
+	"fmt"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+
+	"ordermesh.local/tools/internal/invariants"
+	"ordermesh.local/tools/internal/istioadapter"
+	"ordermesh.local/tools/internal/manifest"
+	"ordermesh.local/tools/internal/model"
+	"ordermesh.local/tools/internal/report"
+)
+
+// Check IDs of the pipeline stages.
+const (
+	IDRender   = "render"
+	IDDecode   = "decode.strict"
+	IDValidate = "istio.validate"
+	IDAnalyze  = "analyze"
+)
+
+// Suppressions are the accepted analyzer messages, each with the reason it is accepted.
+// Keep this list short and every reason specific; a suppression is a reviewed decision.
+var Suppressions = []istioadapter.Suppression{}
+
+// DefaultProxyImage is used for the synthesized sidecars when the IstioOperator names no tag.
+const DefaultProxyImage = "docker.io/istio/proxyv2:1.29.0"
+
+// Run renders deployDir and checks it.
+func Run(deployDir string) (*report.Report, error) {
+	b, err := manifest.Load(deployDir)
+	if err != nil {
+		return nil, err
+	}
+	return Check(b), nil
+}
+
+// Check checks an already rendered (possibly mutated) bundle.
+func Check(b *manifest.Bundle) *report.Report {
+	r := &report.Report{DeployDir: b.DeployDir}
+
+	v, verr := istioadapter.NewValidator()
+	var decoded []model.Decoded
+	var overlayNames []string
+	for _, u := range b.Overlays {
+		overlayNames = append(overlayNames, u.Name)
+	}
+
+	for _, u := range b.Units() {
+		scope := u.Name
+		if u.Err != nil {
+			r.Add(report.Check{ID: IDRender, Scope: scope, Title: "kustomize build " + u.Dir,
+				Findings: []report.Finding{{Object: u.Dir, Message: u.Err.Error(), Fix: "fix the kustomization"}}})
+			continue
+		}
+		r.Add(report.Check{ID: IDRender, Scope: scope, Title: "kustomize build " + u.Dir,
+			Detail: plural(len(u.Objects), "object")})
+
+		var decFindings, valFindings []report.Finding
+		var valNotes []string
+		nIstio := 0
+		seen := map[string]string{}
+		for _, o := range u.Objects {
+			id := o.APIVersion() + "/" + o.Ref()
+			if prev, dup := seen[id]; dup {
+				decFindings = append(decFindings, report.Finding{Object: o.Ref(), Message: "rendered twice (" + prev + ")", Fix: "remove the duplicate"})
+			}
+			seen[id] = o.Source
+			d := model.Decoded{Object: o, Unit: u.Name}
+			if o.APIVersion() == "" || o.Kind() == "" || o.Name() == "" {
+				decFindings = append(decFindings, report.Finding{Object: o.Ref(), Message: "missing apiVersion, kind or metadata.name"})
+				continue
+			}
+			if istioadapter.IsIstioGroup(o.APIVersion()) {
+				nIstio++
+				if verr != nil {
+					valFindings = append(valFindings, report.Finding{Object: o.Ref(), Message: verr.Error()})
+					continue
+				}
+				res := v.ValidateIstio(o.Obj)
+				for _, e := range res.Errors {
+					valFindings = append(valFindings, report.Finding{Object: o.Ref(), Message: e,
+						Fix: "fix the field (see the Istio API reference for " + o.Kind() + ")"})
+				}
+				for _, w := range res.Warnings {
+					valFindings = append(valFindings, report.Finding{Object: o.Ref(), Message: "warning: " + w,
+						Fix: "Istio's validation warns; fix it (warnings are failures here)"})
+				}
+				d.Spec = res.Spec
+			} else {
+				obj, err := model.DecodeKube(o)
+				if err != nil {
+					decFindings = append(decFindings, report.Finding{Object: o.Ref(), Message: err.Error(),
+						Fix: "fix the field name/type (kubectl explain " + strings.ToLower(o.Kind()) + ")"})
+					continue
+				}
+				d.Kube = obj
+			}
+			decoded = append(decoded, d)
+		}
+		r.Add(report.Check{ID: IDDecode, Scope: scope, Title: "strict decoding of Kubernetes objects",
+			Findings: decFindings, Detail: plural(len(u.Objects)-nIstio, "Kubernetes object") + " decoded strictly"})
+		r.Add(report.Check{ID: IDValidate, Scope: scope, Title: "Istio validation + CRD schemas",
+			Findings: valFindings, Notes: valNotes, Detail: plural(nIstio, "Istio object") + " valid"})
+	}
+
+	// The mesh install.
+	var mesh *istioadapter.MeshInstall
+	var opFindings []report.Finding
+	switch {
+	case b.OperatorErr != nil:
+		opFindings = append(opFindings, report.Finding{Object: b.OperatorPath, Message: b.OperatorErr.Error(),
+			Fix: "provide the IstioOperator used by `istioctl install`"})
+	default:
+		mi, warns, errs := istioadapter.ParseIstioOperator(b.Operator)
+		mesh = mi
+		for _, e := range errs {
+			opFindings = append(opFindings, report.Finding{Object: b.OperatorPath, Message: e})
+		}
+		for _, w := range warns {
+			opFindings = append(opFindings, report.Finding{Object: b.OperatorPath, Message: "warning: " + w})
+		}
+	}
+	m := model.Build(decoded, overlayNames, meshConfigOf(mesh))
+	invariants.CheckMeshInstall(m, r, opFindings)
+
+	// istioctl analyze, per overlay (with the mesh-wide objects) and over everything.
+	analyze(b, m, mesh, r)
+
+	invariants.Run(m, r)
+	return r
+}
+
+func meshConfigOf(mi *istioadapter.MeshInstall) *meshv1alpha1.MeshConfig {
+	if mi == nil {
+		return nil
+	}
+	return mi.MeshConfig
+}
+
+func analyze(b *manifest.Bundle, m *model.Model, mi *istioadapter.MeshInstall, r *report.Report) {
+	meshYAML := ""
+	if mi != nil {
+		meshYAML = mi.MeshConfigYAML
+	}
+	pods, err := m.SynthesizePods(proxyImage(b.Operator))
+	if err != nil {
+		r.Add(report.Check{ID: IDAnalyze, Scope: "all", Title: "istioctl analyze", Findings: []report.Finding{{Message: err.Error()}}})
+		return
+	}
+	docsOf := func(units ...*manifest.Unit) []istioadapter.Doc {
+		var docs []istioadapter.Doc
+		srcs := map[string]bool{}
+		for _, u := range units {
+			if u == nil {
+				continue
+			}
+			srcs[u.Dir] = true
+			for _, o := range u.Objects {
+				y, err := o.YAML()
+				if err != nil {
+					continue
+				}
+				docs = append(docs, istioadapter.Doc{Name: u.Dir + ": " + o.Ref(), YAML: y})
+			}
+		}
+		for _, p := range pods {
+			if srcs[p.Source] {
+				docs = append(docs, istioadapter.Doc{Name: p.Source + ": " + p.Ref + " (synthesized)", YAML: p.YAML})
+			}
+		}
+		return docs
+	}
+	run := func(scope, title string, units ...*manifest.Unit) {
+		for _, u := range units {
+			if u != nil && u.Err != nil {
+				r.Add(report.Check{ID: IDAnalyze, Scope: scope, Title: title,
+					Findings: []report.Finding{{Object: u.Dir, Message: "not analyzed: render failed"}}})
+				return
+			}
+		}
+		res, err := istioadapter.Analyze(docsOf(units...), meshYAML, Suppressions)
+		c := report.Check{ID: IDAnalyze, Scope: scope, Title: title}
+		if err != nil {
+			c.Findings = append(c.Findings, report.Finding{Message: err.Error()})
+			r.Add(c)
+			return
+		}
+		for _, msg := range res.Messages {
+			if msg.Level == "Info" {
+				c.Notes = append(c.Notes, "info: "+msg.String())
+				continue
+			}
+			c.Findings = append(c.Findings, report.Finding{Object: msg.Resource, Message: fmt.Sprintf("%s %s: %s", msg.Level, msg.Code, msg.Text),
+				Fix: "see https://istio.io/latest/docs/reference/config/analysis/" + strings.ToLower(msg.Code) + "/ (or suppress by code with a reason in checkdeploy.Suppressions)"})
+		}
+		for _, msg := range res.Suppressed {
+			c.Notes = append(c.Notes, "suppressed: "+msg.String())
+		}
+		c.Detail = fmt.Sprintf("%d analyzers, 0 errors/warnings", len(res.Executed))
+		r.Add(c)
+	}
+	for _, u := range b.Overlays {
+		run(u.Name, "istioctl analyze (mesh + "+u.Dir+")", b.Mesh, u)
+	}
+	run("all", "istioctl analyze (mesh + every overlay)", b.Units()...)
+}
+
+// proxyImage derives the sidecar image from the IstioOperator's hub/tag.
+func proxyImage(op []byte) string {
+	var io struct {
+		Spec struct {
+			Hub string `json:"hub"`
+			Tag any    `json:"tag"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(op, &io); err != nil || io.Spec.Tag == nil {
+		return DefaultProxyImage
+	}
+	hub := io.Spec.Hub
+	if hub == "" {
+		hub = "docker.io/istio"
+	}
+	return fmt.Sprintf("%s/proxyv2:%v", hub, io.Spec.Tag)
+}
+
+func plural(n int, s string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, s)
+	}
+	return fmt.Sprintf("%d %ss", n, s)
+}

@@ -1,0 +1,341 @@
+// Package model turns rendered objects into typed Kubernetes objects (strictly decoded) and
+// Istio specs (decoded by the istioadapter), and indexes them for the invariant checks.
+package model
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/kubernetes/scheme"
+
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
+
+	"ordermesh.local/tools/internal/callgraph"
+	"ordermesh.local/tools/internal/manifest"
+)
+
+var strictDecoder = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+
+// DecodeKube decodes a built-in Kubernetes object strictly: unknown or duplicate fields and
+// wrong types are errors, and so is a kind the Kubernetes API does not know.
+func DecodeKube(o *manifest.Object) (runtime.Object, error) {
+	js, err := jsonOf(o)
+	if err != nil {
+		return nil, err
+	}
+	obj, _, err := strictDecoder.Decode(js, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+// Meta identifies an object in findings.
+type Meta struct {
+	Kind, Namespace, Name, Source string
+	Labels                        map[string]string
+	Object                        *manifest.Object
+}
+
+// Ref is "Kind namespace/name".
+func (m Meta) Ref() string {
+	if m.Namespace == "" {
+		return m.Kind + " " + m.Name
+	}
+	return fmt.Sprintf("%s %s/%s", m.Kind, m.Namespace, m.Name)
+}
+
+// Workload is a Deployment or StatefulSet (its pod template is what runs).
+type Workload struct {
+	Meta
+	PodLabels      map[string]string
+	ServiceAccount string
+	Template       corev1.PodTemplateSpec
+	Replicas       int32
+}
+
+// Service is a Kubernetes Service.
+type Service struct {
+	Meta
+	Spec corev1.ServiceSpec
+}
+
+// Namespace is a Kubernetes Namespace.
+type Namespace struct {
+	Meta
+	Annotations map[string]string
+}
+
+// Istio is an Istio object with its decoded spec.
+type Istio[T proto.Message] struct {
+	Meta
+	Spec T
+}
+
+// Tenant is one overlay.
+type Tenant struct {
+	Overlay    string   // overlay directory name, e.g. "tenant-a"
+	ID         string   // the namespaces' `tenant` label (falls back to Overlay)
+	Namespaces []string // sorted
+}
+
+// NamespaceFor returns the tenant's namespace with the given role suffix ("orders"), or "".
+func (t *Tenant) NamespaceFor(role string) string {
+	for _, ns := range t.Namespaces {
+		if strings.HasSuffix(ns, "-"+role) {
+			return ns
+		}
+	}
+	return ""
+}
+
+// Model is the typed, indexed view of everything rendered.
+type Model struct {
+	Namespaces            map[string]*Namespace
+	Workloads             []*Workload
+	Services              []*Service
+	ServiceAccounts       map[string]Meta // "ns/name"
+	PeerAuthentications   []*Istio[*security.PeerAuthentication]
+	AuthorizationPolicies []*Istio[*security.AuthorizationPolicy]
+	DestinationRules      []*Istio[*networking.DestinationRule]
+	VirtualServices       []*Istio[*networking.VirtualService]
+	Gateways              []*Istio[*networking.Gateway]
+	Sidecars              []*Istio[*networking.Sidecar]
+	Telemetries           []*Istio[*telemetry.Telemetry]
+
+	Mesh          *meshv1alpha1.MeshConfig // effective mesh config (nil if the operator is unusable)
+	RootNamespace string
+	TrustDomain   string
+	DomainSuffix  string
+
+	Tenants  []*Tenant
+	tenantOf map[string]*Tenant
+
+	// IngressGateway is the gateway istioctl installs (not rendered from deploy/), so that
+	// policies selecting it and the analyzers can see it.
+	IngressGateway *Workload
+}
+
+// App is the application a workload belongs to: its pods' `app` label, else its name.
+func (w *Workload) App() string {
+	if a := w.PodLabels["app"]; a != "" {
+		return a
+	}
+	return w.Name
+}
+
+// AppWorkloads returns the workloads of application app in namespace ns.
+func (m *Model) AppWorkloads(ns, app string) []*Workload {
+	var out []*Workload
+	for _, w := range m.WorkloadsIn(ns) {
+		if w.App() == app {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// Decoded is one object after decoding: Kube for built-in kinds, Spec for Istio kinds.
+type Decoded struct {
+	Object *manifest.Object
+	Unit   string
+	Kube   runtime.Object
+	Spec   proto.Message
+}
+
+// Build indexes decoded objects. tenantUnits maps overlay name -> its objects' unit name.
+func Build(decoded []Decoded, tenantOverlays []string, mesh *meshv1alpha1.MeshConfig) *Model {
+	m := &Model{
+		Namespaces:      map[string]*Namespace{},
+		ServiceAccounts: map[string]Meta{},
+		Mesh:            mesh,
+		RootNamespace:   "istio-system",
+		TrustDomain:     "cluster.local",
+		DomainSuffix:    "cluster.local",
+		tenantOf:        map[string]*Tenant{},
+	}
+	m.IngressGateway = &Workload{
+		Meta: Meta{Kind: "Deployment", Namespace: callgraph.Gateway.Namespace, Name: callgraph.GatewayWorkload,
+			Source: "mesh", Labels: callgraph.GatewayLabels},
+		PodLabels:      callgraph.GatewayLabels,
+		ServiceAccount: callgraph.Gateway.ServiceAccount,
+		Replicas:       1,
+		Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			ServiceAccountName: callgraph.Gateway.ServiceAccount,
+			Containers:         []corev1.Container{{Name: "istio-proxy", Args: []string{"proxy", "router"}}},
+		}},
+	}
+	m.IngressGateway.Template.Labels = callgraph.GatewayLabels
+	if mesh != nil {
+		if mesh.GetRootNamespace() != "" {
+			m.RootNamespace = mesh.GetRootNamespace()
+		}
+		if mesh.GetTrustDomain() != "" {
+			m.TrustDomain = mesh.GetTrustDomain()
+		}
+	}
+	tenants := map[string]*Tenant{}
+	for _, name := range tenantOverlays {
+		tenants[name] = &Tenant{Overlay: name, ID: name}
+	}
+	for _, d := range decoded {
+		o := d.Object
+		meta := Meta{Kind: o.Kind(), Namespace: o.Namespace(), Name: o.Name(), Source: o.Source, Object: o}
+		if t := tenants[d.Unit]; t != nil && o.Namespace() != "" && !contains(t.Namespaces, o.Namespace()) {
+			t.Namespaces = append(t.Namespaces, o.Namespace())
+		}
+		switch k := d.Kube.(type) {
+		case *corev1.Namespace:
+			meta.Namespace = ""
+			meta.Labels = k.Labels
+			m.Namespaces[k.Name] = &Namespace{Meta: meta, Annotations: k.Annotations}
+			if t := tenants[d.Unit]; t != nil && !contains(t.Namespaces, k.Name) {
+				t.Namespaces = append(t.Namespaces, k.Name)
+			}
+		case *appsv1.Deployment:
+			meta.Labels = k.Labels
+			m.Workloads = append(m.Workloads, &Workload{Meta: meta, PodLabels: k.Spec.Template.Labels,
+				ServiceAccount: k.Spec.Template.Spec.ServiceAccountName, Template: k.Spec.Template, Replicas: replicas(k.Spec.Replicas)})
+		case *appsv1.StatefulSet:
+			meta.Labels = k.Labels
+			m.Workloads = append(m.Workloads, &Workload{Meta: meta, PodLabels: k.Spec.Template.Labels,
+				ServiceAccount: k.Spec.Template.Spec.ServiceAccountName, Template: k.Spec.Template, Replicas: replicas(k.Spec.Replicas)})
+		case *corev1.Service:
+			meta.Labels = k.Labels
+			m.Services = append(m.Services, &Service{Meta: meta, Spec: k.Spec})
+		case *corev1.ServiceAccount:
+			m.ServiceAccounts[k.Namespace+"/"+k.Name] = meta
+		}
+		switch s := d.Spec.(type) {
+		case *security.PeerAuthentication:
+			m.PeerAuthentications = append(m.PeerAuthentications, &Istio[*security.PeerAuthentication]{meta, s})
+		case *security.AuthorizationPolicy:
+			m.AuthorizationPolicies = append(m.AuthorizationPolicies, &Istio[*security.AuthorizationPolicy]{meta, s})
+		case *networking.DestinationRule:
+			m.DestinationRules = append(m.DestinationRules, &Istio[*networking.DestinationRule]{meta, s})
+		case *networking.VirtualService:
+			m.VirtualServices = append(m.VirtualServices, &Istio[*networking.VirtualService]{meta, s})
+		case *networking.Gateway:
+			m.Gateways = append(m.Gateways, &Istio[*networking.Gateway]{meta, s})
+		case *networking.Sidecar:
+			m.Sidecars = append(m.Sidecars, &Istio[*networking.Sidecar]{meta, s})
+		case *telemetry.Telemetry:
+			m.Telemetries = append(m.Telemetries, &Istio[*telemetry.Telemetry]{meta, s})
+		}
+	}
+	for _, name := range tenantOverlays {
+		t := tenants[name]
+		sort.Strings(t.Namespaces)
+		for _, ns := range t.Namespaces {
+			if n := m.Namespaces[ns]; n != nil && n.Labels["tenant"] != "" {
+				t.ID = n.Labels["tenant"]
+				break
+			}
+		}
+		for _, ns := range t.Namespaces {
+			m.tenantOf[ns] = t
+		}
+		m.Tenants = append(m.Tenants, t)
+	}
+	return m
+}
+
+func replicas(p *int32) int32 {
+	if p == nil {
+		return 1
+	}
+	return *p
+}
+
+func contains(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// TenantOf returns the tenant owning a namespace, or nil.
+func (m *Model) TenantOf(ns string) *Tenant { return m.tenantOf[ns] }
+
+// WorkloadsIn returns the workloads of a namespace.
+func (m *Model) WorkloadsIn(ns string) []*Workload {
+	var out []*Workload
+	for _, w := range m.Workloads {
+		if w.Namespace == ns {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// Workload finds a workload by namespace and name.
+func (m *Model) Workload(ns, name string) *Workload {
+	for _, w := range m.Workloads {
+		if w.Namespace == ns && w.Name == name {
+			return w
+		}
+	}
+	return nil
+}
+
+// Selects reports whether matchLabels (empty = everything) selects labels.
+func Selects(matchLabels, labels map[string]string) bool {
+	for k, v := range matchLabels {
+		if lv, ok := labels[k]; !ok || lv != v {
+			return false
+		}
+	}
+	return true
+}
+
+// FQDN resolves a host written in namespace ns the way Istio does for short names.
+func (m *Model) FQDN(host, ns string) string {
+	if host == "" || strings.Contains(host, "*") {
+		return host
+	}
+	parts := strings.Split(host, ".")
+	switch {
+	case len(parts) == 1:
+		return fmt.Sprintf("%s.%s.svc.%s", host, ns, m.DomainSuffix)
+	case len(parts) == 2:
+		return fmt.Sprintf("%s.svc.%s", host, m.DomainSuffix)
+	case len(parts) == 3 && parts[2] == "svc":
+		return host + "." + m.DomainSuffix
+	}
+	return host
+}
+
+// ServiceByFQDN finds the Service named by a cluster-local host name.
+func (m *Model) ServiceByFQDN(fqdn string) *Service {
+	for _, s := range m.Services {
+		if fqdn == fmt.Sprintf("%s.%s.svc.%s", s.Name, s.Namespace, m.DomainSuffix) {
+			return s
+		}
+	}
+	return nil
+}
+
+// WorkloadsBehind returns the workloads whose pods a Service selects.
+func (m *Model) WorkloadsBehind(s *Service) []*Workload {
+	if len(s.Spec.Selector) == 0 {
+		return nil
+	}
+	var out []*Workload
+	for _, w := range m.WorkloadsIn(s.Namespace) {
+		if Selects(s.Spec.Selector, w.PodLabels) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
