@@ -1,0 +1,56 @@
+//! inventory-service owns stock: the units of each SKU that are available, reserved for an order
+//! that is not final yet, or committed (sold). payment-service reserves an order's items (all
+//! lines or none, once per order id), then commits the reservation when the payment is
+//! captured; releasing gives the units back. Stock never goes negative, under any concurrency:
+//! every change is a transaction that locks its rows in SKU order, and the table CHECKs back it.
+//!
+//! `routes` (HTTP) → `domain` (rules, no I/O) → `store` (SQL).
+
+mod domain;
+mod routes;
+mod store;
+
+pub use routes::{RESERVATION_COMMITTED, RESERVATION_CONFLICT, RESERVATION_RELEASED};
+
+use platform::{
+    configuration::{CommonSettings, ConfigError},
+    startup::{Application, Service, ServiceSettings, StartupError},
+    telemetry::ServiceIdentity,
+};
+
+pub static SERVICE: Service = Service {
+    identity: ServiceIdentity {
+        name: "inventory-service",
+        service_type: "inventory",
+    },
+    migrator: &MIGRATOR,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// inventory-service needs only the shared settings: it calls no other service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: CommonSettings,
+}
+
+impl ServiceSettings for Settings {
+    fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            common: CommonSettings::from_env()?,
+        })
+    }
+
+    fn common(&self) -> &CommonSettings {
+        &self.common
+    }
+}
+
+pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+    Application::build(&SERVICE, settings.common, |platform| {
+        routes::router(routes::AppState {
+            pool: platform.pool.clone(),
+        })
+    })
+    .await
+}

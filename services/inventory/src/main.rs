@@ -1,0 +1,6 @@
+//! inventory-service's entry point: everything is in the library so tests can start it in-process.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    platform::startup::run(&inventory_service::SERVICE, inventory_service::build).await
+}

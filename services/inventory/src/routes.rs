@@ -1,0 +1,232 @@
+//! inventory-service's HTTP API. Operators seed stock through the items endpoints; only
+//! payment-service calls the reservation endpoints, always keyed by the order id.
+//!
+//! | route | answers |
+//! |---|---|
+//! | `PUT /api/v1/items/{sku}` | 200 `Item` |
+//! | `GET /api/v1/items/{sku}` | 200 `Item`, 404 |
+//! | `POST /api/v1/reservations` | 201 new, 200 repeat, 409 `out-of-stock` / `reservation-conflict` |
+//! | `GET /api/v1/reservations/{order_id}` | 200 `Reservation`, 404 |
+//! | `POST /api/v1/reservations/{order_id}/commit` | 200, 404, 409 `reservation-released` |
+//! | `POST /api/v1/reservations/{order_id}/release` | 200, 404, 409 `reservation-committed` |
+
+use axum::{
+    Router,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use commerce::contracts::inventory::{
+    CreateReservation, Item, OUT_OF_STOCK, Reservation, SetStock,
+};
+use platform::{Json, Path, Problem};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    domain::{self, Repeat, Settle, State as ReservationState},
+    store::{self, Record, Reserved, Settled},
+};
+
+pub const RESERVATION_CONFLICT: &str = "reservation-conflict";
+pub const RESERVATION_RELEASED: &str = "reservation-released";
+pub const RESERVATION_COMMITTED: &str = "reservation-committed";
+
+const RESERVATIONS_TOTAL: &str = "inventory_reservations_total";
+const SETTLEMENTS_TOTAL: &str = "inventory_settlements_total";
+const STOCK_SETS_TOTAL: &str = "inventory_stock_updates_total";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/items/{sku}", get(get_item).put(set_stock))
+        .route("/api/v1/reservations", post(create_reservation))
+        .route("/api/v1/reservations/{order_id}", get(get_reservation))
+        .route("/api/v1/reservations/{order_id}/commit", post(commit))
+        .route("/api/v1/reservations/{order_id}/release", post(release))
+        .with_state(state)
+}
+
+/// 400, like every other malformed path parameter (see `platform::Path`).
+fn invalid_path(reason: String) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-path-parameter",
+        "Invalid path parameter",
+    )
+    .detail(reason)
+}
+
+async fn set_stock(
+    State(app): State<AppState>,
+    Path(sku): Path<String>,
+    Json(body): Json<SetStock>,
+) -> Result<axum::Json<Item>, Problem> {
+    let sku = domain::parse_sku(&sku).map_err(invalid_path)?;
+    let available = domain::parse_available(body.available).map_err(Problem::invalid_fields)?;
+    let item = store::set_available(&app.pool, sku.as_str(), available).await?;
+    metrics::counter!(STOCK_SETS_TOTAL).increment(1);
+    tracing::info!(sku = %sku, available, "stock set");
+    Ok(axum::Json(item))
+}
+
+async fn get_item(
+    State(app): State<AppState>,
+    Path(sku): Path<String>,
+) -> Result<axum::Json<Item>, Problem> {
+    let sku = domain::parse_sku(&sku).map_err(invalid_path)?;
+    store::item(&app.pool, sku.as_str())
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| Problem::not_found(format!("no item with SKU `{sku}`")))
+}
+
+/// 201 when this call reserved the stock; 200 with the stored reservation on a repeat.
+async fn create_reservation(
+    State(app): State<AppState>,
+    Json(body): Json<CreateReservation>,
+) -> Result<Response, Problem> {
+    let request = domain::parse_reservation(body).map_err(Problem::invalid_fields)?;
+    platform::context::record_order_id(&request.order_id);
+    match store::reserve(&app.pool, &request).await? {
+        Reserved::Created(record) => {
+            count_reservation("reserved");
+            tracing::info!("stock reserved");
+            Ok(reservation_response(StatusCode::CREATED, &record))
+        }
+        Reserved::Rejected { sku } => {
+            count_reservation("out_of_stock");
+            tracing::info!(%sku, "reservation refused: out of stock");
+            Err(out_of_stock(&sku))
+        }
+        Reserved::Existing(record) => Ok(answer_repeat(&request, &record)),
+    }
+}
+
+fn answer_repeat(request: &domain::ReservationRequest, record: &Record) -> Response {
+    let repeat = domain::judge_repeat(
+        &record.items,
+        record.state,
+        record.rejected_sku.as_deref(),
+        request,
+    );
+    match repeat {
+        Repeat::Replay => {
+            count_reservation("replayed");
+            reservation_response(StatusCode::OK, record)
+        }
+        Repeat::OutOfStock { sku } => {
+            count_reservation("out_of_stock");
+            out_of_stock(&sku).into_response()
+        }
+        Repeat::Conflict => {
+            count_reservation("conflict");
+            Problem::conflict(
+                RESERVATION_CONFLICT,
+                "a reservation with different items exists for this order",
+            )
+            .with("order_id", request.order_id)
+            .into_response()
+        }
+    }
+}
+
+fn count_reservation(outcome: &'static str) {
+    metrics::counter!(RESERVATIONS_TOTAL, "outcome" => outcome).increment(1);
+}
+
+fn out_of_stock(sku: &str) -> Problem {
+    Problem::conflict(
+        OUT_OF_STOCK,
+        format!("not enough stock of `{sku}` for this order"),
+    )
+    .with("sku", sku)
+}
+
+/// The reservation with `status`, or 404 for a rejected request (which holds no stock).
+fn reservation_response(status: StatusCode, record: &Record) -> Response {
+    match record.to_reservation() {
+        Some(reservation) => (status, axum::Json(reservation)).into_response(),
+        None => no_reservation(record.order_id).into_response(),
+    }
+}
+
+fn no_reservation(order_id: Uuid) -> Problem {
+    Problem::not_found(format!("no reservation holds stock for order {order_id}"))
+}
+
+async fn get_reservation(
+    State(app): State<AppState>,
+    Path(order_id): Path<Uuid>,
+) -> Result<axum::Json<Reservation>, Problem> {
+    platform::context::record_order_id(&order_id);
+    store::reservation(&app.pool, order_id)
+        .await?
+        .and_then(|record| record.to_reservation())
+        .map(axum::Json)
+        .ok_or_else(|| no_reservation(order_id))
+}
+
+async fn commit(
+    State(app): State<AppState>,
+    Path(order_id): Path<Uuid>,
+) -> Result<axum::Json<Reservation>, Problem> {
+    settle(&app, order_id, Settle::Commit).await
+}
+
+async fn release(
+    State(app): State<AppState>,
+    Path(order_id): Path<Uuid>,
+) -> Result<axum::Json<Reservation>, Problem> {
+    settle(&app, order_id, Settle::Release).await
+}
+
+/// 200 with the reservation in the target state (moved now or before); 409 when it went the
+/// other way; 404 when no reservation holds stock for the order.
+async fn settle(
+    app: &AppState,
+    order_id: Uuid,
+    settle: Settle,
+) -> Result<axum::Json<Reservation>, Problem> {
+    platform::context::record_order_id(&order_id);
+    let outcome = store::settle(&app.pool, order_id, settle).await?;
+    let label = match &outcome {
+        Settled::Done(_, true) => "applied",
+        Settled::Done(_, false) => "unchanged",
+        Settled::Refused(_) => "refused",
+        Settled::Missing => "missing",
+    };
+    metrics::counter!(SETTLEMENTS_TOTAL, "action" => settle.as_str(), "outcome" => label)
+        .increment(1);
+    match outcome {
+        Settled::Done(record, moved) => {
+            if moved {
+                tracing::info!(action = settle.as_str(), "reservation settled");
+            }
+            record
+                .to_reservation()
+                .map(axum::Json)
+                .ok_or_else(|| no_reservation(order_id))
+        }
+        Settled::Refused(state) => Err(refused(state)),
+        Settled::Missing => Err(no_reservation(order_id)),
+    }
+}
+
+fn refused(state: ReservationState) -> Problem {
+    match state {
+        ReservationState::Committed => Problem::conflict(
+            RESERVATION_COMMITTED,
+            "the reservation is committed: its stock is sold and cannot be released",
+        ),
+        _ => Problem::conflict(
+            RESERVATION_RELEASED,
+            "the reservation was released: its stock is back on sale and cannot be committed",
+        ),
+    }
+}

@@ -1,0 +1,583 @@
+//! inventory-service against a real PostgreSQL: seeding, reserving all lines or none once per
+//! order, commit and release, stock never negative under concurrency, and every client mistake
+//! answered with problem+json.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::{TestApp, json};
+use uuid::Uuid;
+
+const TENANT: &str = "tenant-a";
+
+async fn spawn() -> TestApp {
+    let database = testkit::fresh_database("inventory").await;
+    let settings = inventory_service::Settings {
+        common: testkit::settings(TENANT, database),
+    };
+    TestApp::start(inventory_service::build(settings).await.unwrap(), TENANT).await
+}
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = app.request(method, path);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    json(request.send().await.unwrap()).await
+}
+
+async fn seed(app: &TestApp, sku: &str, available: i64) {
+    let (status, item) = call(
+        app,
+        Method::PUT,
+        &format!("/api/v1/items/{sku}"),
+        Some(json!({ "available": available })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{item}");
+}
+
+/// `(available, reserved, committed)` of a SKU.
+async fn stock(app: &TestApp, sku: &str) -> (i64, i64, i64) {
+    let (status, item) = call(app, Method::GET, &format!("/api/v1/items/{sku}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{item}");
+    (
+        item["available"].as_i64().unwrap(),
+        item["reserved"].as_i64().unwrap(),
+        item["committed"].as_i64().unwrap(),
+    )
+}
+
+async fn reserve(app: &TestApp, order_id: Uuid, items: Value) -> (StatusCode, Value) {
+    call(
+        app,
+        Method::POST,
+        "/api/v1/reservations",
+        Some(json!({ "order_id": order_id, "items": items })),
+    )
+    .await
+}
+
+async fn settle(app: &TestApp, order_id: Uuid, action: &str) -> (StatusCode, Value) {
+    call(
+        app,
+        Method::POST,
+        &format!("/api/v1/reservations/{order_id}/{action}"),
+        None,
+    )
+    .await
+}
+
+fn slug(problem: &Value) -> &str {
+    problem["type"]
+        .as_str()
+        .and_then(|t| t.rsplit('/').next())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn seeding_sets_available_stock_and_get_reads_it() {
+    let app = spawn().await;
+    let (status, item) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/items/SKU-1",
+        Some(json!({ "available": 7 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        item,
+        json!({"sku": "SKU-1", "available": 7, "reserved": 0, "committed": 0})
+    );
+    seed(&app, "SKU-1", 3).await;
+    assert_eq!(stock(&app, "SKU-1").await, (3, 0, 0));
+
+    let (status, problem) = call(&app, Method::GET, "/api/v1/items/NOPE", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(slug(&problem), "not-found");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_reservation_holds_stock_until_commit_sells_it() {
+    let app = spawn().await;
+    seed(&app, "A", 10).await;
+    seed(&app, "B", 5).await;
+    let order = Uuid::new_v4();
+    let (status, reservation) = reserve(
+        &app,
+        order,
+        json!([{"sku": "B", "quantity": 2}, {"sku": "A", "quantity": 3}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{reservation}");
+    assert_eq!(reservation["status"], "RESERVED");
+    assert_eq!(reservation["order_id"], order.to_string());
+    assert_eq!(
+        reservation["items"],
+        json!([{"sku": "A", "quantity": 3}, {"sku": "B", "quantity": 2}])
+    );
+    assert_eq!(stock(&app, "A").await, (7, 3, 0));
+    assert_eq!(stock(&app, "B").await, (3, 2, 0));
+
+    let (status, committed) = settle(&app, order, "commit").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(committed["status"], "COMMITTED");
+    assert_eq!(stock(&app, "A").await, (7, 0, 3));
+    assert_eq!(stock(&app, "B").await, (3, 0, 2));
+
+    let (status, again) = settle(&app, order, "commit").await;
+    assert_eq!(status, StatusCode::OK, "commit is idempotent");
+    assert_eq!(again, committed);
+    assert_eq!(
+        stock(&app, "A").await,
+        (7, 0, 3),
+        "a repeated commit moves nothing"
+    );
+
+    let (status, problem) = settle(&app, order, "release").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(slug(&problem), "reservation-committed");
+
+    let (status, read) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/reservations/{order}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read, committed);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn release_gives_stock_back_and_then_commit_is_refused() {
+    let app = spawn().await;
+    seed(&app, "A", 4).await;
+    let order = Uuid::new_v4();
+    let (status, _) = reserve(&app, order, json!([{"sku": "A", "quantity": 4}])).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(stock(&app, "A").await, (0, 4, 0));
+
+    let (status, released) = settle(&app, order, "release").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(released["status"], "RELEASED");
+    assert_eq!(stock(&app, "A").await, (4, 0, 0));
+
+    let (status, again) = settle(&app, order, "release").await;
+    assert_eq!(status, StatusCode::OK, "release is idempotent");
+    assert_eq!(again, released);
+    assert_eq!(
+        stock(&app, "A").await,
+        (4, 0, 0),
+        "a repeated release moves nothing"
+    );
+
+    let (status, problem) = settle(&app, order, "commit").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(slug(&problem), "reservation-released");
+
+    let (status, replay) = reserve(&app, order, json!([{"sku": "A", "quantity": 4}])).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a repeat answers with the stored reservation"
+    );
+    assert_eq!(replay["status"], "RELEASED");
+    assert_eq!(
+        stock(&app, "A").await,
+        (4, 0, 0),
+        "and takes no stock again"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_reservations_are_not_found() {
+    let app = spawn().await;
+    let order = Uuid::new_v4();
+    for action in ["commit", "release"] {
+        let (status, problem) = settle(&app, order, action).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{action}");
+        assert_eq!(slug(&problem), "not-found");
+    }
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/reservations/{order}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeated_reservation_replays_and_different_items_conflict() {
+    let app = spawn().await;
+    seed(&app, "A", 10).await;
+    let order = Uuid::new_v4();
+    let items = json!([{"sku": "A", "quantity": 2}]);
+    let (status, first) = reserve(&app, order, items.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, second) = reserve(&app, order, items).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first, second);
+    assert_eq!(stock(&app, "A").await, (8, 2, 0), "stock is taken once");
+
+    let (status, problem) = reserve(&app, order, json!([{"sku": "A", "quantity": 3}])).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(slug(&problem), "reservation-conflict");
+    assert_eq!(stock(&app, "A").await, (8, 2, 0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_stock_reserves_no_line_and_the_answer_stays_the_same() {
+    let app = spawn().await;
+    seed(&app, "A", 10).await;
+    seed(&app, "B", 1).await;
+    let order = Uuid::new_v4();
+    let items = json!([{"sku": "A", "quantity": 5}, {"sku": "B", "quantity": 2}]);
+    let (status, problem) = reserve(&app, order, items.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(slug(&problem), commerce::contracts::inventory::OUT_OF_STOCK);
+    assert_eq!(problem["sku"], "B");
+    assert_eq!(stock(&app, "A").await, (10, 0, 0), "all lines or none");
+    assert_eq!(stock(&app, "B").await, (1, 0, 0));
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/reservations/{order}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no reservation holds stock");
+
+    // The decision is kept per order: after a restock the same order is still refused, so an
+    // order whose payment was voided for lack of stock can never end up holding stock.
+    seed(&app, "B", 100).await;
+    let (status, problem) = reserve(&app, order, items).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(slug(&problem), "out-of-stock");
+    assert_eq!(problem["sku"], "B");
+    assert_eq!(stock(&app, "B").await, (100, 0, 0));
+
+    let (status, ok) = reserve(&app, Uuid::new_v4(), json!([{"sku": "B", "quantity": 2}])).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "another order gets the new stock: {ok}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_sku_is_out_of_stock() {
+    let app = spawn().await;
+    seed(&app, "A", 10).await;
+    let (status, problem) = reserve(
+        &app,
+        Uuid::new_v4(),
+        json!([{"sku": "A", "quantity": 1}, {"sku": "GHOST", "quantity": 1}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(slug(&problem), "out-of-stock");
+    assert_eq!(problem["sku"], "GHOST");
+    assert_eq!(stock(&app, "A").await, (10, 0, 0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_reservations_for_ten_units_reserve_exactly_ten() {
+    let app = spawn().await;
+    seed(&app, "HOT", 10).await;
+    let client = app.client.clone();
+    let url = app.url("/api/v1/reservations");
+    let statuses = testkit::concurrently(50, move |_| {
+        let request = client
+            .post(url.clone())
+            .header("x-tenant-id", TENANT)
+            .json(&json!({"order_id": Uuid::new_v4(), "items": [{"sku": "HOT", "quantity": 1}]}));
+        async move { request.send().await.unwrap().status() }
+    })
+    .await;
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((created, refused), (10, 40), "{statuses:?}");
+    assert_eq!(stock(&app, "HOT").await, (0, 10, 0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_repeats_of_one_reservation_take_stock_once() {
+    let app = spawn().await;
+    seed(&app, "A", 100).await;
+    let order = Uuid::new_v4();
+    let client = app.client.clone();
+    let url = app.url("/api/v1/reservations");
+    let statuses = testkit::concurrently(10, move |_| {
+        let request = client
+            .post(url.clone())
+            .header("x-tenant-id", TENANT)
+            .json(&json!({"order_id": order, "items": [{"sku": "A", "quantity": 3}]}));
+        async move { request.send().await.unwrap().status() }
+    })
+    .await;
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let replayed = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!((created, replayed), (1, 9), "{statuses:?}");
+    assert_eq!(stock(&app, "A").await, (97, 3, 0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_reservation_requests_are_client_errors() {
+    let app = spawn().await;
+    seed(&app, "A", 10).await;
+    let order = Uuid::new_v4();
+    let line = |sku: &str, quantity: i64| json!({"sku": sku, "quantity": quantity});
+    let cases: Vec<(&str, Value, StatusCode)> = vec![
+        (
+            "empty items",
+            json!({"order_id": order, "items": []}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "quantity 0",
+            json!({"order_id": order, "items": [line("A", 0)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "quantity -1",
+            json!({"order_id": order, "items": [line("A", -1)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "quantity 1001",
+            json!({"order_id": order, "items": [line("A", 1001)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "bad sku",
+            json!({"order_id": order, "items": [line("a b", 1)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "duplicate sku",
+            json!({"order_id": order, "items": [line("A", 1), line("A", 2)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "nil order id",
+            json!({"order_id": Uuid::nil(), "items": [line("A", 1)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "unknown field",
+            json!({"order_id": order, "items": [line("A", 1)], "rush": true}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "unknown line field",
+            json!({"order_id": order, "items": [{"sku": "A", "quantity": 1, "price": 5}]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "missing items",
+            json!({"order_id": order}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "order id not a uuid",
+            json!({"order_id": "42", "items": [line("A", 1)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "too many lines",
+            json!({"order_id": order, "items": (0..51).map(|i| line(&format!("S{i}"), 1)).collect::<Vec<_>>()}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ];
+    for (name, body, expected) in cases {
+        let (status, problem) = call(&app, Method::POST, "/api/v1/reservations", Some(body)).await;
+        assert_eq!(status, expected, "{name}: {problem}");
+    }
+    let malformed = app
+        .request(Method::POST, "/api/v1/reservations")
+        .header("content-type", "application/json")
+        .body("{\"order_id\": ")
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = json(malformed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(slug(&problem), "malformed-json");
+
+    let (status, problem) = call(
+        &app,
+        Method::POST,
+        "/api/v1/reservations",
+        Some(json!({"order_id": order, "items": [line("A", 0), line("", 1)]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["items[0].quantity", "items[1].sku"]);
+    assert_eq!(stock(&app, "A").await, (10, 0, 0), "nothing was reserved");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_stock_updates_are_client_errors() {
+    let app = spawn().await;
+    let cases: Vec<(&str, &str, Value, StatusCode)> = vec![
+        (
+            "negative",
+            "/api/v1/items/A",
+            json!({"available": -1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "too large",
+            "/api/v1/items/A",
+            json!({"available": 1_000_000_001}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "unknown field",
+            "/api/v1/items/A",
+            json!({"available": 1, "reserved": 5}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "not a number",
+            "/api/v1/items/A",
+            json!({"available": "many"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "bad sku in path",
+            "/api/v1/items/a%20b",
+            json!({"available": 1}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (name, path, body, expected) in cases {
+        let (status, problem) = call(&app, Method::PUT, path, Some(body)).await;
+        assert_eq!(status, expected, "{name}: {problem}");
+    }
+    let (status, _) = call(&app, Method::GET, "/api/v1/items/A", None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "no invalid update created the item"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_order_ids_in_paths_are_problems() {
+    let app = spawn().await;
+    for (method, path) in [
+        (Method::GET, "/api/v1/reservations/not-a-uuid"),
+        (Method::POST, "/api/v1/reservations/not-a-uuid/commit"),
+        (Method::POST, "/api/v1/reservations/12345/release"),
+    ] {
+        let (status, problem) = call(&app, method, path, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
+        assert_eq!(slug(&problem), "invalid-path-parameter");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_tenant_header_is_required_and_must_match() {
+    let app = spawn().await;
+    let url = app.url("/api/v1/items/A");
+    let missing = app.client.get(url.clone()).send().await.unwrap();
+    let (status, problem) = json(missing).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(slug(&problem), "missing-tenant");
+
+    let other = app
+        .client
+        .put(url)
+        .header("x-tenant-id", "tenant-b")
+        .json(&json!({"available": 5}))
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = json(other).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(slug(&problem), "wrong-tenant");
+    let (status, _) = call(&app, Method::GET, "/api/v1/items/A", None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the other tenant's write was refused"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let app = spawn().await;
+    let lines: Vec<Value> = (0..5_000)
+        .map(|i| json!({"sku": format!("SKU-{i:06}"), "quantity": 1}))
+        .collect();
+    let body = json!({"order_id": Uuid::new_v4(), "items": lines});
+    assert!(body.to_string().len() > 64 * 1024);
+    let (status, problem) = call(&app, Method::POST, "/api/v1/reservations", Some(body)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(slug(&problem), "payload-too-large");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reservation_outcomes_are_counted_in_metrics() {
+    let app = spawn().await;
+    seed(&app, "A", 1).await;
+    reserve(&app, Uuid::new_v4(), json!([{"sku": "A", "quantity": 1}])).await;
+    reserve(&app, Uuid::new_v4(), json!([{"sku": "A", "quantity": 1}])).await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("inventory_reservations_total{outcome=\"reserved\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("inventory_reservations_total{outcome=\"out_of_stock\"}"),
+        "{text}"
+    );
+    app.stop().await;
+}
