@@ -122,10 +122,12 @@ func Check(b *manifest.Bundle) *report.Report {
 		mi, warns, errs := istioadapter.ParseIstioOperator(b.Operator)
 		mesh = mi
 		for _, e := range errs {
-			opFindings = append(opFindings, report.Finding{Object: b.OperatorPath, Message: e})
+			opFindings = append(opFindings, report.Finding{Object: b.OperatorPath, Message: e,
+				Fix: "fix the IstioOperator (istioctl install rejects it, or silently drops the field)"})
 		}
 		for _, w := range warns {
-			opFindings = append(opFindings, report.Finding{Object: b.OperatorPath, Message: "warning: " + w})
+			opFindings = append(opFindings, report.Finding{Object: b.OperatorPath, Message: "warning: " + w,
+				Fix: "Istio warns about this setting; fix it (warnings are failures here)"})
 		}
 	}
 	m := model.Build(decoded, overlayNames, meshConfigOf(mesh))

@@ -243,7 +243,8 @@ type Doc struct {
 }
 
 // Suppression silences one analyzer message code on resources matching a glob of istioctl's
-// form ("Kind name.namespace"). Reason is mandatory: it is printed in the report.
+// form as the analyzer prints it ("VirtualService tenant-a-orders/order-service", "Namespace
+// tenant-a-orders"). Reason is mandatory: it is printed in the report.
 type Suppression struct {
 	Code     string
 	Resource string

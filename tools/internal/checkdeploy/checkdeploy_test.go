@@ -1,0 +1,694 @@
+package checkdeploy
+
+// The positive test (deploy/ passes) and the negative tests: each renders the real deploy/,
+// breaks one thing in the rendered objects and asserts that the right check fails, on the right
+// tenant, with the right message, while the same check passes on the unmodified render.
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"ordermesh.local/tools/internal/invariants"
+	"ordermesh.local/tools/internal/manifest"
+	"ordermesh.local/tools/internal/report"
+)
+
+// deployDir is the repository's deploy/ (tools/internal/checkdeploy → ../../../deploy).
+var deployDir = filepath.Join("..", "..", "..", "deploy")
+
+var (
+	baseOnce   sync.Once
+	baseBundle *manifest.Bundle
+	baseReport *report.Report
+	baseErr    error
+)
+
+func base(t *testing.T) (*manifest.Bundle, *report.Report) {
+	t.Helper()
+	baseOnce.Do(func() {
+		baseBundle, baseErr = manifest.Load(deployDir)
+		if baseErr == nil {
+			baseReport = Check(baseBundle.Clone())
+		}
+	})
+	if baseErr != nil {
+		t.Fatalf("rendering %s: %v", deployDir, baseErr)
+	}
+	return baseBundle.Clone(), baseReport
+}
+
+func failuresText(r *report.Report) string {
+	var b strings.Builder
+	for _, c := range r.Failures() {
+		b.WriteString("✗ " + c.ID + " [" + c.Scope + "]\n")
+		for _, f := range c.Findings {
+			b.WriteString("    " + f.Object + ": " + f.Message + "\n")
+		}
+	}
+	return b.String()
+}
+
+// TestDeployPasses is the positive test: the real deploy/ passes every check.
+func TestDeployPasses(t *testing.T) {
+	_, r := base(t)
+	if !r.OK {
+		t.Fatalf("deploy/ fails check-deploy:\n%s", failuresText(r))
+	}
+	// Every stage and invariant ran, for the mesh and for each tenant overlay.
+	for _, id := range []string{IDRender, IDDecode, IDValidate, IDAnalyze, invariants.IDMeshInstall, invariants.IDStrictMesh,
+		invariants.IDStrict, invariants.IDNoOverride, invariants.IDDestRuleTLS, invariants.IDAllowNothing, invariants.IDCallGraph,
+		invariants.IDIsolation, invariants.IDSubsets, invariants.IDWeights, invariants.IDRetryTimeout, invariants.IDPostRetry,
+		invariants.IDTraceProvider, invariants.IDTenantTracing, invariants.IDNoOrderIDMetric, invariants.IDIdentity, invariants.IDInjection} {
+		if len(r.Find(id)) == 0 {
+			t.Errorf("check %s did not run", id)
+		}
+	}
+	tenants := map[string]bool{}
+	for _, c := range r.Find(invariants.IDCallGraph) {
+		tenants[c.Scope] = true
+	}
+	for _, want := range []string{"mesh", "tenant-a", "tenant-b"} {
+		if !tenants[want] {
+			t.Errorf("authz.call-graph has no [%s] line (scopes %v)", want, tenants)
+		}
+	}
+}
+
+// expectFailure runs the check on a mutated bundle and asserts that check id fails in scope
+// with a finding containing every substring of want, and that it passed before the mutation.
+func expectFailure(t *testing.T, b *manifest.Bundle, id, scope string, want ...string) *report.Report {
+	t.Helper()
+	_, baseline := base(t)
+	for _, c := range baseline.Find(id) {
+		if c.Scope == scope && c.Status != report.Pass {
+			t.Fatalf("baseline: %s [%s] already fails on the unmodified deploy/:\n%s", id, scope, failuresText(baseline))
+		}
+	}
+	r := Check(b)
+	if r.OK {
+		t.Fatalf("mutation not caught: every check passes")
+	}
+	for _, c := range r.Find(id) {
+		if c.Scope != scope || c.Status == report.Pass {
+			continue
+		}
+		for _, f := range c.Findings {
+			text := f.Object + ": " + f.Message
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(text, w)
+			}
+			if ok {
+				if f.Fix == "" && id != IDRender {
+					t.Errorf("finding has no fix: %s", text)
+				}
+				return r
+			}
+		}
+	}
+	t.Fatalf("expected %s [%s] to fail with %q; failures were:\n%s", id, scope, want, failuresText(r))
+	return r
+}
+
+// ---- helpers to find and edit rendered objects ----
+
+func overlay(t *testing.T, b *manifest.Bundle, name string) *manifest.Unit {
+	t.Helper()
+	if name == "mesh" {
+		return b.Mesh
+	}
+	for _, u := range b.Overlays {
+		if u.Name == name {
+			return u
+		}
+	}
+	t.Fatalf("no overlay %s", name)
+	return nil
+}
+
+func find(t *testing.T, b *manifest.Bundle, kind, ns, name string) *manifest.Object {
+	t.Helper()
+	for _, o := range b.Objects() {
+		if o.Kind() == kind && o.Namespace() == ns && o.Name() == name {
+			return o
+		}
+	}
+	t.Fatalf("no %s %s/%s in the render of deploy/", kind, ns, name)
+	return nil
+}
+
+func findAll(b *manifest.Bundle, kind, ns string) []*manifest.Object {
+	var out []*manifest.Object
+	for _, o := range b.Objects() {
+		if o.Kind() == kind && (ns == "" || o.Namespace() == ns) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func remove(t *testing.T, b *manifest.Bundle, target *manifest.Object) {
+	t.Helper()
+	for _, u := range b.Units() {
+		for i, o := range u.Objects {
+			if o == target {
+				u.Objects = append(u.Objects[:i], u.Objects[i+1:]...)
+				return
+			}
+		}
+	}
+	t.Fatalf("object %s not in bundle", target.Ref())
+}
+
+func addYAML(t *testing.T, b *manifest.Bundle, unit, y string) {
+	t.Helper()
+	u := overlay(t, b, unit)
+	objs, err := manifest.ParseDocs([]byte(y), u.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Objects = append(u.Objects, objs...)
+}
+
+// path walks "spec.http[1].retries" style paths.
+func walk(t *testing.T, obj map[string]any, path string, create bool) (parent any, key string) {
+	t.Helper()
+	var cur any = obj
+	parts := strings.Split(path, ".")
+	for i, p := range parts {
+		name, idx := p, -1
+		if j := strings.Index(p, "["); j >= 0 {
+			name = p[:j]
+			n, err := strconv.Atoi(strings.TrimSuffix(p[j+1:], "]"))
+			if err != nil {
+				t.Fatalf("bad path %s", path)
+			}
+			idx = n
+		}
+		m, ok := cur.(map[string]any)
+		if !ok {
+			t.Fatalf("path %s: %s is not a map", path, name)
+		}
+		last := i == len(parts)-1
+		if last && idx < 0 {
+			return m, name
+		}
+		next, ok := m[name]
+		if !ok {
+			if !create || idx >= 0 {
+				t.Fatalf("path %s: no %s", path, name)
+			}
+			next = map[string]any{}
+			m[name] = next
+		}
+		if idx >= 0 {
+			s, ok := next.([]any)
+			if !ok || idx >= len(s) {
+				t.Fatalf("path %s: %s[%d] out of range", path, name, idx)
+			}
+			if last {
+				return s, strconv.Itoa(idx)
+			}
+			next = s[idx]
+		}
+		cur = next
+	}
+	return nil, ""
+}
+
+func get(t *testing.T, o *manifest.Object, path string) any {
+	t.Helper()
+	p, k := walk(t, o.Obj, path, false)
+	switch pp := p.(type) {
+	case map[string]any:
+		return pp[k]
+	case []any:
+		i, _ := strconv.Atoi(k)
+		return pp[i]
+	}
+	return nil
+}
+
+func set(t *testing.T, o *manifest.Object, path string, v any) {
+	t.Helper()
+	p, k := walk(t, o.Obj, path, true)
+	switch pp := p.(type) {
+	case map[string]any:
+		pp[k] = v
+	case []any:
+		i, _ := strconv.Atoi(k)
+		pp[i] = v
+	}
+}
+
+func del(t *testing.T, o *manifest.Object, path string) {
+	t.Helper()
+	p, k := walk(t, o.Obj, path, false)
+	m, ok := p.(map[string]any)
+	if !ok {
+		t.Fatalf("del %s: parent is not a map", path)
+	}
+	if _, ok := m[k]; !ok {
+		t.Fatalf("del %s: no such field", path)
+	}
+	delete(m, k)
+}
+
+// httpRoute finds the index of the HTTP route of a VirtualService matching method (exact).
+func httpRoute(t *testing.T, vs *manifest.Object, method string) int {
+	t.Helper()
+	routes, _ := get(t, vs, "spec.http").([]any)
+	for i, r := range routes {
+		for _, m := range asSlice(r.(map[string]any)["match"]) {
+			if mm, ok := m.(map[string]any)["method"].(map[string]any); ok && mm["exact"] == method {
+				return i
+			}
+		}
+	}
+	t.Fatalf("%s has no %s route", vs.Ref(), method)
+	return -1
+}
+
+func asSlice(v any) []any { s, _ := v.([]any); return s }
+
+// ---- mTLS ----
+
+func TestNegativePermissiveWorkloadOverride(t *testing.T) {
+	b, _ := base(t)
+	addYAML(t, b, "tenant-a", `
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: payment-permissive, namespace: tenant-a-payments}
+spec:
+  selector: {matchLabels: {app: payment-service}}
+  mtls: {mode: PERMISSIVE}
+`)
+	expectFailure(t, b, invariants.IDNoOverride, "tenant-a", "PeerAuthentication tenant-a-payments/payment-permissive", "workload-level mtls.mode PERMISSIVE")
+}
+
+func TestNegativePortLevelDisable(t *testing.T) {
+	b, _ := base(t)
+	addYAML(t, b, "tenant-b", `
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: order-port-plaintext, namespace: tenant-b-orders}
+spec:
+  selector: {matchLabels: {app: order-service}}
+  mtls: {mode: STRICT}
+  portLevelMtls:
+    8080: {mode: DISABLE}
+`)
+	expectFailure(t, b, invariants.IDNoOverride, "tenant-b", "portLevelMtls[8080] mode DISABLE")
+}
+
+func TestNegativeNamespacePermissive(t *testing.T) {
+	b, _ := base(t)
+	set(t, find(t, b, "PeerAuthentication", "tenant-a-orders", "default"), "spec.mtls.mode", "PERMISSIVE")
+	expectFailure(t, b, invariants.IDStrict, "tenant-a", "tenant-a-orders", "no namespace-wide STRICT")
+	expectFailure(t, b, invariants.IDNoOverride, "tenant-a", "namespace-level mtls.mode PERMISSIVE")
+}
+
+func TestNegativeMeshWideStrictMissing(t *testing.T) {
+	b, _ := base(t)
+	for _, pa := range findAll(b, "PeerAuthentication", "istio-system") {
+		remove(t, b, pa)
+	}
+	expectFailure(t, b, invariants.IDStrictMesh, "mesh", "no mesh-wide STRICT PeerAuthentication")
+}
+
+func TestNegativeDestinationRuleTLS(t *testing.T) {
+	b, _ := base(t)
+	set(t, find(t, b, "DestinationRule", "tenant-a-payments", "payment-service"), "spec.trafficPolicy.tls", map[string]any{"mode": "SIMPLE"})
+	expectFailure(t, b, invariants.IDDestRuleTLS, "tenant-a", "DestinationRule tenant-a-payments/payment-service", "trafficPolicy.tls.mode SIMPLE")
+}
+
+func TestNegativeInjectionOptOut(t *testing.T) {
+	b, _ := base(t)
+	d := find(t, b, "Deployment", "tenant-b-orders", "notify-service")
+	meta := get(t, d, "spec.template.metadata").(map[string]any)
+	ann, _ := meta["annotations"].(map[string]any)
+	if ann == nil {
+		ann = map[string]any{}
+		meta["annotations"] = ann
+	}
+	ann["sidecar.istio.io/inject"] = "false"
+	expectFailure(t, b, invariants.IDInjection, "tenant-b", "notify-service", "disables sidecar injection")
+}
+
+// ---- authorization ----
+
+func TestNegativeCrossTenantAllow(t *testing.T) {
+	b, _ := base(t)
+	ap := find(t, b, "AuthorizationPolicy", "tenant-b-payments", "allow-order-service-to-payment-service")
+	sas := get(t, ap, "spec.rules[0].from[0].source.serviceAccounts").([]any)
+	set(t, ap, "spec.rules[0].from[0].source.serviceAccounts", append(sas, "tenant-a-orders/order-service"))
+	expectFailure(t, b, invariants.IDIsolation, "tenant-b", "allow-order-service-to-payment-service", "admits tenant-a-orders/order-service", "belongs to tenant tenant-a")
+	expectFailure(t, b, invariants.IDCallGraph, "tenant-b", "allows tenant-a-orders/order-service → tenant-b-payments/payment-service", "not in the call graph")
+}
+
+func TestNegativeCrossTenantPrincipalPolicy(t *testing.T) {
+	b, _ := base(t)
+	addYAML(t, b, "tenant-a", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: let-b-in, namespace: tenant-a-orders}
+spec:
+  selector: {matchLabels: {app: notify-service}}
+  action: ALLOW
+  rules:
+    - from: [{source: {principals: ["cluster.local/ns/tenant-b-orders/sa/order-service"]}}]
+      to: [{operation: {methods: ["GET"], paths: ["/api/v1/notifications"]}}]
+`)
+	expectFailure(t, b, invariants.IDIsolation, "tenant-a", "let-b-in", "belongs to tenant tenant-b")
+}
+
+func TestNegativeWildcardPrincipal(t *testing.T) {
+	b, _ := base(t)
+	addYAML(t, b, "tenant-a", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: anyone, namespace: tenant-a-orders}
+spec:
+  selector: {matchLabels: {app: inventory-service}}
+  rules:
+    - from: [{source: {principals: ["*"]}}]
+      to: [{operation: {methods: ["GET"], paths: ["/api/v1/reservations/{*}"]}}]
+`)
+	expectFailure(t, b, invariants.IDIsolation, "tenant-a", "anyone", "admits *", "wildcard")
+}
+
+func TestNegativeEmptyFrom(t *testing.T) {
+	b, _ := base(t)
+	addYAML(t, b, "tenant-b", `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-from, namespace: tenant-b-payments}
+spec:
+  selector: {matchLabels: {app: payment-service}}
+  rules:
+    - to: [{operation: {methods: ["GET"], paths: ["/api/v1/payments"]}}]
+`)
+	expectFailure(t, b, invariants.IDIsolation, "tenant-b", "no-from", "has no `from`")
+	expectFailure(t, b, invariants.IDCallGraph, "tenant-b", "allows * → tenant-b-payments/payment-service: GET /api/v1/payments")
+}
+
+func TestNegativeMissingAllowNothing(t *testing.T) {
+	b, _ := base(t)
+	remove(t, b, find(t, b, "AuthorizationPolicy", "tenant-a-payments", "allow-nothing"))
+	expectFailure(t, b, invariants.IDAllowNothing, "tenant-a", "tenant-a-payments", "no allow-nothing")
+}
+
+func TestNegativePrefixPath(t *testing.T) {
+	b, _ := base(t)
+	ap := find(t, b, "AuthorizationPolicy", "tenant-a-payments", "allow-order-service-to-payment-service")
+	for _, to := range asSlice(get(t, ap, "spec.rules[0].to")) {
+		op := to.(map[string]any)["operation"].(map[string]any)
+		for i, p := range asSlice(op["paths"]) {
+			if p == "/api/v1/payments/{*}" {
+				op["paths"].([]any)[i] = "/api/v1/payments/*"
+			}
+		}
+	}
+	expectFailure(t, b, invariants.IDCallGraph, "tenant-a", "GET /api/v1/payments/*", "not in the call graph")
+	expectFailure(t, b, invariants.IDCallGraph, "tenant-a", "edge not allowed", "GET /api/v1/payments/{*}")
+}
+
+func TestNegativeMissingEdge(t *testing.T) {
+	b, _ := base(t)
+	remove(t, b, find(t, b, "AuthorizationPolicy", "tenant-b-orders", "allow-order-service-to-notify-service"))
+	expectFailure(t, b, invariants.IDCallGraph, "tenant-b", "edge not allowed: tenant-b-orders/order-service → tenant-b-orders/notify-service: POST /api/v1/notifications")
+}
+
+func TestNegativeExtraMethod(t *testing.T) {
+	b, _ := base(t)
+	ap := find(t, b, "AuthorizationPolicy", "tenant-a-orders", "allow-order-service-to-notify-service")
+	for _, to := range asSlice(get(t, ap, "spec.rules[0].to")) {
+		op := to.(map[string]any)["operation"].(map[string]any)
+		op["methods"] = append(asSlice(op["methods"]), "DELETE")
+	}
+	expectFailure(t, b, invariants.IDCallGraph, "tenant-a", "DELETE /api/v1/notifications", "not in the call graph")
+}
+
+func TestNegativePublicGatewayWidened(t *testing.T) {
+	b, _ := base(t)
+	ap := find(t, b, "AuthorizationPolicy", "istio-system", "allow-public-order-api")
+	set(t, ap, "spec.rules[0].to", []any{map[string]any{"operation": map[string]any{"methods": []any{"GET"}, "paths": []any{"/api/*"}}}})
+	expectFailure(t, b, invariants.IDCallGraph, "mesh", "allows * → istio-system/istio-ingressgateway: GET /api/*")
+}
+
+// ---- routing ----
+
+func TestNegativeMissingSubset(t *testing.T) {
+	b, _ := base(t)
+	vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
+	i := httpRoute(t, vs, "GET")
+	route := asSlice(get(t, vs, "spec.http["+strconv.Itoa(i)+"].route"))
+	for _, d := range route {
+		dest := d.(map[string]any)["destination"].(map[string]any)
+		if dest["subset"] == "canary" {
+			dest["subset"] = "canery"
+		}
+	}
+	expectFailure(t, b, invariants.IDSubsets, "tenant-a", "VirtualService tenant-a-payments/payment-service", `subset "canery"`, "no DestinationRule defines")
+}
+
+func TestNegativeSubsetSelectsNothing(t *testing.T) {
+	b, _ := base(t)
+	dr := find(t, b, "DestinationRule", "tenant-b-payments", "payment-service")
+	for _, s := range asSlice(get(t, dr, "spec.subsets")) {
+		sm := s.(map[string]any)
+		if sm["name"] == "canary" {
+			sm["labels"] = map[string]any{"version": "cannary"}
+		}
+	}
+	expectFailure(t, b, invariants.IDSubsets, "tenant-b", "DestinationRule tenant-b-payments/payment-service", `subset "canary"`, "select no workload")
+}
+
+func TestNegativeWeightsNot100(t *testing.T) {
+	b, _ := base(t)
+	vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
+	i := httpRoute(t, vs, "POST")
+	set(t, vs, "spec.http["+strconv.Itoa(i)+"].route[1].weight", int64(20))
+	expectFailure(t, b, invariants.IDWeights, "tenant-a", "weights sum to 110, not 100")
+}
+
+func TestNegativeRetryWithoutTimeout(t *testing.T) {
+	b, _ := base(t)
+	vs := find(t, b, "VirtualService", "tenant-b-orders", "inventory-service")
+	i := httpRoute(t, vs, "GET")
+	del(t, vs, "spec.http["+strconv.Itoa(i)+"].timeout")
+	expectFailure(t, b, invariants.IDRetryTimeout, "tenant-b", "VirtualService tenant-b-orders/inventory-service", "has no route timeout")
+}
+
+func TestNegativeRetryingPOST(t *testing.T) {
+	b, _ := base(t)
+	vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
+	i := httpRoute(t, vs, "POST")
+	set(t, vs, "spec.http["+strconv.Itoa(i)+"].retries.retryOn", "5xx,connect-failure")
+	expectFailure(t, b, invariants.IDPostRetry, "tenant-a", "VirtualService tenant-a-payments/payment-service", "matches POST and retries on 5xx")
+}
+
+func TestNegativePOSTWithDefaultRetries(t *testing.T) {
+	b, _ := base(t)
+	vs := find(t, b, "VirtualService", "tenant-b-orders", "inventory-service")
+	i := httpRoute(t, vs, "POST")
+	del(t, vs, "spec.http["+strconv.Itoa(i)+"].retries")
+	expectFailure(t, b, invariants.IDPostRetry, "tenant-b", "retries on retriable-status-codes", "Istio's default retry policy")
+}
+
+func TestNegativeMatchAllRouteRetriesGatewayError(t *testing.T) {
+	b, _ := base(t)
+	vs := find(t, b, "VirtualService", "tenant-a-orders", "inventory-service")
+	i := httpRoute(t, vs, "GET")
+	del(t, vs, "spec.http["+strconv.Itoa(i)+"].match")
+	expectFailure(t, b, invariants.IDPostRetry, "tenant-a", "matches every method and retries on gateway-error")
+}
+
+// ---- strict decoding and Istio validation ----
+
+func TestNegativeTypoKubernetesField(t *testing.T) {
+	b, _ := base(t)
+	d := find(t, b, "Deployment", "tenant-a-orders", "order-service")
+	set(t, d, "spec.replica", get(t, d, "spec.replicas"))
+	expectFailure(t, b, IDDecode, "tenant-a", "Deployment tenant-a-orders/order-service", `unknown field "spec.replica"`)
+}
+
+func TestNegativeWrongTypeKubernetesField(t *testing.T) {
+	b, _ := base(t)
+	svc := find(t, b, "Service", "tenant-b-payments", "payment-service")
+	set(t, svc, "spec.ports[0].port", "eighty")
+	expectFailure(t, b, IDDecode, "tenant-b", "Service tenant-b-payments/payment-service", "cannot unmarshal string")
+}
+
+func TestNegativeTypoIstioField(t *testing.T) {
+	b, _ := base(t)
+	vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
+	i := httpRoute(t, vs, "GET")
+	set(t, vs, "spec.http["+strconv.Itoa(i)+"].retries.atempts", int64(3))
+	expectFailure(t, b, IDValidate, "tenant-a", "VirtualService tenant-a-payments/payment-service", "unknown fields", "retries.atempts")
+}
+
+func TestNegativeIstioSemanticError(t *testing.T) {
+	b, _ := base(t)
+	dr := find(t, b, "DestinationRule", "tenant-a-orders", "inventory-service")
+	set(t, dr, "spec.trafficPolicy.outlierDetection.maxEjectionPercent", int64(150))
+	expectFailure(t, b, IDValidate, "tenant-a", "DestinationRule tenant-a-orders/inventory-service", "percentage 150 is not in range 0..100")
+}
+
+func TestNegativeAnalyzerUnknownHost(t *testing.T) {
+	b, _ := base(t)
+	vs := find(t, b, "VirtualService", "tenant-b-orders", "notify-service")
+	set(t, vs, "spec.http[0].route[0].destination.host", "notify-servce.tenant-b-orders.svc.cluster.local")
+	expectFailure(t, b, IDAnalyze, "tenant-b", "VirtualService tenant-b-orders/notify-service", "IST0101", "Referenced host not found")
+}
+
+func TestNegativeRenderFailure(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "overlays", "tenant-x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "overlays", "tenant-x", "kustomization.yaml"), []byte("resources: [missing.yaml]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.OK {
+		t.Fatal("render failure not reported")
+	}
+	found := false
+	for _, c := range r.Find(IDRender) {
+		if c.Scope == "tenant-x" && c.Status == report.Fail && strings.Contains(c.Findings[0].Message, "missing.yaml") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("render [tenant-x] should fail naming missing.yaml:\n%s", failuresText(r))
+	}
+}
+
+// ---- telemetry and the mesh install ----
+
+func operatorEdit(t *testing.T, b *manifest.Bundle, edit func(spec map[string]any)) {
+	t.Helper()
+	var op map[string]any
+	if err := yaml.Unmarshal(b.Operator, &op); err != nil {
+		t.Fatal(err)
+	}
+	edit(op["spec"].(map[string]any))
+	out, err := yaml.Marshal(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Operator = out
+}
+
+func TestNegativeTracingProviderNotInstalled(t *testing.T) {
+	b, _ := base(t)
+	for _, tel := range findAll(b, "Telemetry", "tenant-a-payments") {
+		for _, tr := range asSlice(tel.Obj["spec"].(map[string]any)["tracing"]) {
+			tr.(map[string]any)["providers"] = []any{map[string]any{"name": "jaeger"}}
+		}
+	}
+	expectFailure(t, b, invariants.IDTraceProvider, "tenant-a", `tracing provider "jaeger" is not in the mesh install's extensionProviders`)
+}
+
+func TestNegativeMeshInstallLacksProvider(t *testing.T) {
+	b, _ := base(t)
+	operatorEdit(t, b, func(spec map[string]any) {
+		delete(spec["meshConfig"].(map[string]any), "extensionProviders")
+	})
+	expectFailure(t, b, invariants.IDTraceProvider, "mesh", "default tracing provider", "is not in extensionProviders")
+}
+
+func TestNegativeOperatorTypo(t *testing.T) {
+	b, _ := base(t)
+	operatorEdit(t, b, func(spec map[string]any) {
+		mc := spec["meshConfig"].(map[string]any)
+		mc["accessLogFlie"] = mc["accessLogFile"]
+		delete(mc, "accessLogFile")
+	})
+	expectFailure(t, b, invariants.IDMeshInstall, "mesh", "accessLogFlie")
+}
+
+func TestNegativePathNormalizationOff(t *testing.T) {
+	b, _ := base(t)
+	operatorEdit(t, b, func(spec map[string]any) {
+		spec["meshConfig"].(map[string]any)["pathNormalization"] = map[string]any{"normalization": "NONE"}
+	})
+	expectFailure(t, b, invariants.IDMeshInstall, "mesh", "pathNormalization is NONE")
+}
+
+func TestNegativeSampling(t *testing.T) {
+	b, _ := base(t)
+	for _, tel := range findAll(b, "Telemetry", "tenant-b-orders") {
+		for _, tr := range asSlice(tel.Obj["spec"].(map[string]any)["tracing"]) {
+			tr.(map[string]any)["randomSamplingPercentage"] = 100.0
+		}
+	}
+	expectFailure(t, b, invariants.IDTenantTracing, "tenant-b", "order-service", "trace sampling is 100%, want 10%")
+}
+
+func TestNegativeWrongTenantTag(t *testing.T) {
+	b, _ := base(t)
+	for _, tel := range findAll(b, "Telemetry", "tenant-a-payments") {
+		for _, tr := range asSlice(tel.Obj["spec"].(map[string]any)["tracing"]) {
+			if tags, ok := tr.(map[string]any)["customTags"].(map[string]any); ok && tags["tenant"] != nil {
+				tags["tenant"] = map[string]any{"literal": map[string]any{"value": "tenant-b"}}
+			}
+		}
+	}
+	expectFailure(t, b, invariants.IDTenantTracing, "tenant-a", "payment-service", `custom tag "tenant" must be the literal "tenant-a" (got literal "tenant-b")`)
+}
+
+func TestNegativeOrderIDMetricLabel(t *testing.T) {
+	b, _ := base(t)
+	addYAML(t, b, "tenant-b", `
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: order-metrics, namespace: tenant-b-orders}
+spec:
+  selector: {matchLabels: {app: order-service}}
+  metrics:
+    - providers: [{name: prometheus}]
+      overrides:
+        - match: {metric: REQUEST_COUNT}
+          tagOverrides:
+            order_id: {value: "request.headers['x-order-id']"}
+`)
+	expectFailure(t, b, invariants.IDNoOrderIDMetric, "tenant-b", "Telemetry tenant-b-orders/order-metrics", `adds metric label "order_id"`)
+}
+
+func TestNegativeSharedServiceAccount(t *testing.T) {
+	b, _ := base(t)
+	d := find(t, b, "Deployment", "tenant-a-orders", "notify-service")
+	set(t, d, "spec.template.spec.serviceAccountName", "order-service")
+	expectFailure(t, b, invariants.IDIdentity, "tenant-a", "ServiceAccount tenant-a-orders/order-service", "shared by")
+}
+
+// The report is written in both forms and the JSON form carries the failures.
+func TestReportForms(t *testing.T) {
+	b, _ := base(t)
+	remove(t, b, find(t, b, "AuthorizationPolicy", "tenant-a-orders", "allow-nothing"))
+	r := Check(b)
+	var text, js strings.Builder
+	if err := r.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "✗ FAIL  authz.allow-nothing") || !strings.Contains(text.String(), "fix: add AuthorizationPolicy `allow-nothing`") {
+		t.Errorf("text report lacks the failure line and fix:\n%s", text.String())
+	}
+	if !strings.Contains(js.String(), `"id": "authz.allow-nothing"`) || !strings.Contains(js.String(), `"ok": false`) {
+		t.Errorf("JSON report lacks the failure")
+	}
+}
