@@ -91,7 +91,10 @@ impl CommonSettings {
             tenant,
             listen_addr: parsed_or("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
             database: DatabaseSettings {
-                url: required("DATABASE_URL", "postgres://user:password@host:5432/database")?,
+                url: required(
+                    "DATABASE_URL",
+                    "postgres://user:password@host:5432/database",
+                )?,
                 max_connections: parsed_or("DATABASE_MAX_CONNECTIONS", 10u32)?,
                 acquire_timeout: millis_or("DATABASE_ACQUIRE_TIMEOUT_MS", 2_000)?,
             },
@@ -141,11 +144,14 @@ where
 {
     match optional(name) {
         None => Ok(default),
-        Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-            name: name.into(),
-            reason: e.to_string(),
-            value,
-        }),
+        Some(value) => value
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| ConfigError::Invalid {
+                name: name.into(),
+                reason: e.to_string(),
+                value,
+            }),
     }
 }
 

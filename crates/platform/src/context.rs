@@ -41,6 +41,23 @@ pub fn remaining() -> Option<Duration> {
 /// Tags the current request's server span (and so its logs) with the order it is about.
 pub fn record_order_id(order_id: &uuid::Uuid) {
     let _ = CURRENT.try_with(|cx| {
-        cx.span.record("order_id", tracing::field::display(order_id));
+        cx.span
+            .record("order_id", tracing::field::display(order_id));
     });
+}
+
+/// The current request's trace id (32 hex digits), if it has a valid one.
+pub fn trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    CURRENT
+        .try_with(|cx| {
+            let otel = cx.span.context();
+            let span_context = otel.span().span_context().clone();
+            span_context
+                .is_valid()
+                .then(|| span_context.trace_id().to_string())
+        })
+        .ok()
+        .flatten()
 }

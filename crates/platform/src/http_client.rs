@@ -40,9 +40,15 @@ pub struct HttpClient {
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error("{target} did not answer within {timeout_ms} ms")]
-    Timeout { target: &'static str, timeout_ms: u128 },
+    Timeout {
+        target: &'static str,
+        timeout_ms: u128,
+    },
     #[error("{target} is unreachable: {detail}")]
-    Unreachable { target: &'static str, detail: String },
+    Unreachable {
+        target: &'static str,
+        detail: String,
+    },
     #[error("{target} answered {status} with an unreadable body: {detail}")]
     BadResponse {
         target: &'static str,
@@ -100,6 +106,14 @@ impl HttpClient {
             service_type,
             timeout,
         })
+    }
+
+    /// The same client (same connection pool) with another per-call timeout.
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self {
+            timeout,
+            ..self.clone()
+        }
     }
 
     /// `GET url`.

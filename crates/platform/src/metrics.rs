@@ -39,11 +39,28 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 }
 
 fn describe() {
-    metrics::describe_counter!(HTTP_SERVER_REQUESTS, "HTTP requests served, by route template, method, status and tenant");
-    metrics::describe_histogram!(HTTP_SERVER_DURATION, metrics::Unit::Seconds, "Time to serve an HTTP request");
-    metrics::describe_counter!(HTTP_CLIENT_REQUESTS, "Outgoing calls to other services, by target and outcome");
-    metrics::describe_histogram!(HTTP_CLIENT_DURATION, metrics::Unit::Seconds, "Time for an outgoing call, by target and outcome");
-    metrics::describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections by state (in_use, idle)");
+    metrics::describe_counter!(
+        HTTP_SERVER_REQUESTS,
+        "HTTP requests served, by route template, method, status and tenant"
+    );
+    metrics::describe_histogram!(
+        HTTP_SERVER_DURATION,
+        metrics::Unit::Seconds,
+        "Time to serve an HTTP request"
+    );
+    metrics::describe_counter!(
+        HTTP_CLIENT_REQUESTS,
+        "Outgoing calls to other services, by target and outcome"
+    );
+    metrics::describe_histogram!(
+        HTTP_CLIENT_DURATION,
+        metrics::Unit::Seconds,
+        "Time for an outgoing call, by target and outcome"
+    );
+    metrics::describe_gauge!(
+        DB_POOL_CONNECTIONS,
+        "Database pool connections by state (in_use, idle)"
+    );
 }
 
 /// The text exposition of every metric, after refreshing the pool gauges.

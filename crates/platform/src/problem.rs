@@ -27,8 +27,6 @@ pub struct Problem {
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance: Option<String>,
     /// Extension members, such as `errors` or `reason`.
     #[serde(flatten)]
     pub extensions: Map<String, Value>,
@@ -62,7 +60,6 @@ impl Problem {
             title: title.into(),
             status: status.as_u16(),
             detail: None,
-            instance: None,
             extensions: Map::new(),
             retry_after_secs: None,
         }
@@ -202,7 +199,10 @@ fn json_rejection_problem(rejection: JsonRejection) -> Problem {
     match rejection {
         JsonRejection::JsonDataError(e) => {
             // serde's message says which field and why: the most useful thing to return.
-            let message = e.source().map(ToString::to_string).unwrap_or_else(|| e.body_text());
+            let message = e
+                .source()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| e.body_text());
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation-failed",
@@ -210,12 +210,13 @@ fn json_rejection_problem(rejection: JsonRejection) -> Problem {
             )
             .detail(message)
         }
-        JsonRejection::JsonSyntaxError(e) => Problem::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
-            "Malformed JSON",
-        )
-        .detail(e.source().map(ToString::to_string).unwrap_or_else(|| e.body_text())),
+        JsonRejection::JsonSyntaxError(e) => {
+            Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON").detail(
+                e.source()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| e.body_text()),
+            )
+        }
         JsonRejection::MissingJsonContentType(_) => Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
@@ -225,7 +226,9 @@ fn json_rejection_problem(rejection: JsonRejection) -> Problem {
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             payload_too_large()
         }
-        other => Problem::new(other.status(), "bad-request", "Bad request").detail(other.body_text()),
+        other => {
+            Problem::new(other.status(), "bad-request", "Bad request").detail(other.body_text())
+        }
     }
 }
 
@@ -246,7 +249,10 @@ mod tests {
     fn problem_serialises_with_type_and_extensions() {
         let p = Problem::conflict("idempotency-key-reused", "different body").with("order_id", "x");
         let v = serde_json::to_value(&p).unwrap_or_default();
-        assert_eq!(v["type"], "https://ordermesh.dev/problems/idempotency-key-reused");
+        assert_eq!(
+            v["type"],
+            "https://ordermesh.dev/problems/idempotency-key-reused"
+        );
         assert_eq!(v["status"], 409);
         assert_eq!(v["order_id"], "x");
         assert!(v.get("retry_after_secs").is_none());

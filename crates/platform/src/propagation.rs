@@ -211,11 +211,28 @@ mod tests {
     fn extraction_table() {
         let traceparent = |flags: &str| format!("00-{W3C_TRACE}-00f067aa0ba902b7-{flags}");
         let b3_single = |sampled: &str| format!("{B3_TRACE}-e457b5a2e4d86bd1-{sampled}");
-        let cases: Vec<(&str, Vec<(&str, String)>, Option<(&str, bool)>)> = vec![
-            ("w3c sampled", vec![("traceparent", traceparent("01"))], Some((W3C_TRACE, true))),
-            ("w3c not sampled", vec![("traceparent", traceparent("00"))], Some((W3C_TRACE, false))),
-            ("b3 single sampled", vec![("b3", b3_single("1"))], Some((B3_TRACE, true))),
-            ("b3 single not sampled", vec![("b3", b3_single("0"))], Some((B3_TRACE, false))),
+        type Case<'a> = (&'a str, Vec<(&'a str, String)>, Option<(&'a str, bool)>);
+        let cases: Vec<Case> = vec![
+            (
+                "w3c sampled",
+                vec![("traceparent", traceparent("01"))],
+                Some((W3C_TRACE, true)),
+            ),
+            (
+                "w3c not sampled",
+                vec![("traceparent", traceparent("00"))],
+                Some((W3C_TRACE, false)),
+            ),
+            (
+                "b3 single sampled",
+                vec![("b3", b3_single("1"))],
+                Some((B3_TRACE, true)),
+            ),
+            (
+                "b3 single not sampled",
+                vec![("b3", b3_single("0"))],
+                Some((B3_TRACE, false)),
+            ),
             (
                 "b3 multi",
                 vec![
@@ -244,12 +261,48 @@ mod tests {
                 vec![("traceparent", "00-xyz".into()), ("b3", b3_single("1"))],
                 Some((B3_TRACE, true)),
             ),
-            ("unknown w3c version ff", vec![("traceparent", format!("ff-{W3C_TRACE}-00f067aa0ba902b7-01"))], None),
-            ("w3c all-zero trace id", vec![("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01".into())], None),
-            ("w3c wrong length", vec![("traceparent", format!("00-{W3C_TRACE}a-00f067aa0ba902b7-01"))], None),
-            ("w3c upper-case hex", vec![("traceparent", format!("00-{}-00f067aa0ba902b7-01", W3C_TRACE.to_uppercase()))], None),
-            ("b3 bad characters", vec![("b3", "zzzz-e457b5a2e4d86bd1-1".into())], None),
-            ("oversized traceparent", vec![("traceparent", format!("{}{}", traceparent("01"), "-".repeat(200)))], None),
+            (
+                "unknown w3c version ff",
+                vec![("traceparent", format!("ff-{W3C_TRACE}-00f067aa0ba902b7-01"))],
+                None,
+            ),
+            (
+                "w3c all-zero trace id",
+                vec![(
+                    "traceparent",
+                    "00-00000000000000000000000000000000-00f067aa0ba902b7-01".into(),
+                )],
+                None,
+            ),
+            (
+                "w3c wrong length",
+                vec![(
+                    "traceparent",
+                    format!("00-{W3C_TRACE}a-00f067aa0ba902b7-01"),
+                )],
+                None,
+            ),
+            (
+                "w3c upper-case hex",
+                vec![(
+                    "traceparent",
+                    format!("00-{}-00f067aa0ba902b7-01", W3C_TRACE.to_uppercase()),
+                )],
+                None,
+            ),
+            (
+                "b3 bad characters",
+                vec![("b3", "zzzz-e457b5a2e4d86bd1-1".into())],
+                None,
+            ),
+            (
+                "oversized traceparent",
+                vec![(
+                    "traceparent",
+                    format!("{}{}", traceparent("01"), "-".repeat(200)),
+                )],
+                None,
+            ),
             ("no headers", vec![], None),
         ];
         for (name, pairs, want) in cases {
@@ -263,7 +316,10 @@ mod tests {
     #[test]
     fn repeated_conflicting_traceparent_is_ignored() {
         let h = headers(&[
-            ("traceparent", &format!("00-{W3C_TRACE}-00f067aa0ba902b7-01")),
+            (
+                "traceparent",
+                &format!("00-{W3C_TRACE}-00f067aa0ba902b7-01"),
+            ),
             ("traceparent", &format!("00-{B3_TRACE}-00f067aa0ba902b7-01")),
         ]);
         assert_eq!(parent(&h), None);
@@ -272,7 +328,11 @@ mod tests {
     #[test]
     fn injection_writes_every_format_with_the_sampled_flag() {
         for sampled in [true, false] {
-            let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+            let flags = if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            };
             let sc = SpanContext::new(
                 TraceId::from_hex(W3C_TRACE).unwrap(),
                 opentelemetry::trace::SpanId::from_hex("00f067aa0ba902b7").unwrap(),
@@ -290,7 +350,10 @@ mod tests {
                 h["traceparent"],
                 format!("00-{W3C_TRACE}-00f067aa0ba902b7-0{bit}").as_str()
             );
-            assert_eq!(h["b3"], format!("{W3C_TRACE}-00f067aa0ba902b7-{bit}").as_str());
+            assert_eq!(
+                h["b3"],
+                format!("{W3C_TRACE}-00f067aa0ba902b7-{bit}").as_str()
+            );
             assert_eq!(h["x-b3-traceid"], W3C_TRACE);
             assert_eq!(h["x-b3-spanid"], "00f067aa0ba902b7");
             assert_eq!(h["x-b3-sampled"], bit);
@@ -303,12 +366,21 @@ mod tests {
     #[test]
     fn request_id_is_forwarded_byte_for_byte_or_generated() {
         let odd = "req-42/ÄBC".replace('Ä', "A"); // visible ASCII with punctuation
-        assert_eq!(request_id(&headers(&[("x-request-id", &odd)])), odd.as_str());
+        assert_eq!(
+            request_id(&headers(&[("x-request-id", &odd)])),
+            odd.as_str()
+        );
         let generated = request_id(&headers(&[]));
         assert!(uuid::Uuid::parse_str(generated.to_str().unwrap()).is_ok());
         let too_long = "a".repeat(201);
-        assert_ne!(request_id(&headers(&[("x-request-id", &too_long)])), too_long.as_str());
-        assert_ne!(request_id(&headers(&[("x-request-id", "has space")])), "has space");
+        assert_ne!(
+            request_id(&headers(&[("x-request-id", &too_long)])),
+            too_long.as_str()
+        );
+        assert_ne!(
+            request_id(&headers(&[("x-request-id", "has space")])),
+            "has space"
+        );
     }
 
     #[test]

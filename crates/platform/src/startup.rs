@@ -189,17 +189,14 @@ where
         }
     };
     let common = settings.common();
-    let telemetry = match telemetry::init(
-        service.identity,
-        common.tenant.as_str(),
-        common.log_format,
-    ) {
-        Ok(guard) => guard,
-        Err(error) => {
-            eprintln!("{}: telemetry error: {error}", service.identity.name);
-            return ExitCode::from(2);
-        }
-    };
+    let telemetry =
+        match telemetry::init(service.identity, common.tenant.as_str(), common.log_format) {
+            Ok(guard) => guard,
+            Err(error) => {
+                eprintln!("{}: telemetry error: {error}", service.identity.name);
+                return ExitCode::from(2);
+            }
+        };
     let app = match build(settings).await {
         Ok(app) => app,
         Err(error) => {
@@ -241,10 +238,7 @@ fn router(api: Router, platform: &Platform) -> Router {
     ));
     Router::new()
         .route("/healthz", get(health::healthz))
-        .route(
-            "/readyz",
-            get(health::readyz).with_state(readiness),
-        )
+        .route("/readyz", get(health::readyz).with_state(readiness))
         .route(
             "/metrics",
             get(move || async move { platform_metrics::render(&pool) }),
@@ -334,19 +328,15 @@ async fn observe_request(
     let run = context::scope(cx, next.run(request)).instrument(span.clone());
     let mut response = match tokio::time::timeout(server.request_timeout, run).await {
         Ok(response) => response,
-        Err(_) => {
-            Problem::unavailable("the request did not complete within its deadline", 1)
-                .into_response()
-        }
+        Err(_) => Problem::unavailable("the request did not complete within its deadline", 1)
+            .into_response(),
     };
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    response
-        .headers_mut()
-        .insert(REQUEST_ID_HEADER, request_id);
+    response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
     let labels = [
         ("method", method.to_string()),
         ("route", route),

@@ -46,6 +46,31 @@ impl TelemetryGuard {
 
 static INSTALLED: OnceLock<()> = OnceLock::new();
 
+/// The tenant and service type every internal span is tagged with (set by [`init`]).
+static TAGS: OnceLock<(String, &'static str)> = OnceLock::new();
+
+/// Runs `work` inside an internal span named `name` (a saga step, a database transaction),
+/// tagged with `tenant`, `service_type` and, when known, `order_id`, like every other span.
+pub async fn in_span<F: Future>(
+    name: &'static str,
+    order_id: Option<uuid::Uuid>,
+    work: F,
+) -> F::Output {
+    use tracing::Instrument;
+    let (tenant, service_type) = TAGS.get().map_or(("", ""), |(t, s)| (t.as_str(), *s));
+    let span = tracing::info_span!(
+        "internal",
+        otel.name = name,
+        tenant = tenant,
+        service_type = service_type,
+        order_id = tracing::field::Empty,
+    );
+    if let Some(id) = order_id {
+        span.record("order_id", tracing::field::display(id));
+    }
+    work.instrument(span).await
+}
+
 /// Installs the global subscriber, propagator and tracer provider. Only the first call in a
 /// process does anything (tests start several apps in one process); later calls get an inert guard.
 pub fn init(
@@ -56,6 +81,7 @@ pub fn init(
     if INSTALLED.set(()).is_err() {
         return Ok(TelemetryGuard { provider: None });
     }
+    let _ = TAGS.set((tenant.to_owned(), service.service_type));
     let propagators = match crate::configuration::optional("OTEL_PROPAGATORS") {
         Some(list) => PropagatorSet::parse(&list).map_err(|e| format!("OTEL_PROPAGATORS: {e}"))?,
         None => PropagatorSet::ALL,
@@ -116,7 +142,8 @@ fn tracer_provider(service: ServiceIdentity, tenant: &str) -> Result<SdkTracerPr
 fn export_configured() -> bool {
     let endpoint = crate::configuration::optional("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         .or_else(|| crate::configuration::optional("OTEL_EXPORTER_OTLP_ENDPOINT"));
-    let disabled = crate::configuration::optional("OTEL_TRACES_EXPORTER").as_deref() == Some("none")
+    let disabled = crate::configuration::optional("OTEL_TRACES_EXPORTER").as_deref()
+        == Some("none")
         || crate::configuration::optional("OTEL_SDK_DISABLED").as_deref() == Some("true");
     endpoint.is_some() && !disabled
 }

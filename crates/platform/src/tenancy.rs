@@ -76,12 +76,10 @@ impl TenantPolicy {
     /// Checks one request's headers; `Err` is the problem to answer with.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), Problem> {
         let Some(claimed) = headers.get(TENANT_HEADER) else {
-            return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "missing-tenant",
-                "Missing tenant",
-            )
-            .detail(format!("the `{TENANT_HEADER}` header is required")));
+            return Err(
+                Problem::new(StatusCode::BAD_REQUEST, "missing-tenant", "Missing tenant")
+                    .detail(format!("the `{TENANT_HEADER}` header is required")),
+            );
         };
         if claimed.as_bytes() != self.tenant.as_str().as_bytes() {
             return Err(wrong_tenant(format!(
@@ -181,9 +179,18 @@ mod tests {
     fn header_must_be_present_and_match() {
         let p = policy();
         assert_eq!(status(p.check(&headers(&[]))), 400);
-        assert_eq!(status(p.check(&headers(&[(TENANT_HEADER, "tenant-b")]))), 403);
-        assert_eq!(status(p.check(&headers(&[(TENANT_HEADER, "tenant-a ")]))), 403);
-        assert_eq!(status(p.check(&headers(&[(TENANT_HEADER, "tenant-a")]))), 200);
+        assert_eq!(
+            status(p.check(&headers(&[(TENANT_HEADER, "tenant-b")]))),
+            403
+        );
+        assert_eq!(
+            status(p.check(&headers(&[(TENANT_HEADER, "tenant-a ")]))),
+            403
+        );
+        assert_eq!(
+            status(p.check(&headers(&[(TENANT_HEADER, "tenant-a")]))),
+            200
+        );
     }
 
     #[test]
@@ -193,7 +200,12 @@ mod tests {
         let other = "By=spiffe://cluster.local/ns/tenant-a-payments/sa/payment-service;Hash=ab;URI=spiffe://cluster.local/ns/tenant-b-orders/sa/order-service";
         let gateway = "Hash=ab;URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway";
         let prefix_trick = "URI=spiffe://cluster.local/ns/tenant-a-orders-evil/sa/x";
-        let ok = |xfcc| status(p.check(&headers(&[(TENANT_HEADER, "tenant-a"), (XFCC_HEADER, xfcc)])));
+        let ok = |xfcc| {
+            status(p.check(&headers(&[
+                (TENANT_HEADER, "tenant-a"),
+                (XFCC_HEADER, xfcc),
+            ])))
+        };
         assert_eq!(ok(same), 200);
         assert_eq!(ok(gateway), 200);
         assert_eq!(ok(other), 403);
@@ -203,7 +215,10 @@ mod tests {
     #[test]
     fn xfcc_parsing_reads_only_peer_uris() {
         let v = "By=spiffe://cluster.local/ns/me/sa/x;URI=spiffe://cluster.local/ns/peer/sa/y,URI=\"spiffe://cluster.local/ns/second/sa/z\"";
-        assert_eq!(xfcc_peer_namespaces(v).collect::<Vec<_>>(), ["peer", "second"]);
+        assert_eq!(
+            xfcc_peer_namespaces(v).collect::<Vec<_>>(),
+            ["peer", "second"]
+        );
         assert_eq!(xfcc_peer_namespaces("garbage;;URI=http://x").count(), 0);
     }
 }

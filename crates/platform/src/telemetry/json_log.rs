@@ -40,7 +40,8 @@ impl Visit for CorrelationVisitor<'_> {
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if CORRELATION_FIELDS.contains(&field.name()) {
-            self.0.insert(field.name().into(), format!("{value:?}").into());
+            self.0
+                .insert(field.name().into(), format!("{value:?}").into());
         }
     }
 }
@@ -142,7 +143,10 @@ mod tests {
 
     impl Write for Buffer {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().map_err(|_| std::io::ErrorKind::Other)?.extend_from_slice(buf);
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -154,8 +158,8 @@ mod tests {
     fn lines_carry_the_nearest_span_fields() {
         let buffer = Buffer::default();
         let writer = buffer.clone();
-        let subscriber = tracing_subscriber::registry()
-            .with(JsonLogLayer::new(move || writer.clone()));
+        let subscriber =
+            tracing_subscriber::registry().with(JsonLogLayer::new(move || writer.clone()));
         tracing::subscriber::with_default(subscriber, || {
             let request = tracing::info_span!(
                 "request",

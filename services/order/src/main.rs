@@ -1,0 +1,6 @@
+//! order-service's entry point: everything is in the library so tests can start it in-process.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    platform::startup::run(&order_service::SERVICE, order_service::build).await
+}

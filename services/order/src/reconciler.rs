@@ -1,0 +1,47 @@
+//! The reconciler: finishes orders left `PENDING` — by a crash between storing the order and
+//! settling it, a lost response, or a dependency that was down — by driving the saga again.
+//! That is safe because every step is keyed by the order id: payment-service answers with the
+//! payment's stored state, or resumes it where it stopped.
+
+use std::time::Duration;
+
+use platform::db::Migrated;
+use tokio_util::sync::CancellationToken;
+
+use crate::{AppState, store};
+
+const BATCH: i64 = 20;
+
+pub async fn run(
+    state: AppState,
+    interval: Duration,
+    older_than: Duration,
+    migrated: Migrated,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        if !migrated.is_done() {
+            continue;
+        }
+        match store::claim_stuck(&state.pool, older_than, BATCH).await {
+            Ok(orders) => {
+                for order in orders {
+                    let result = state.saga.drive(&order).await;
+                    let outcome = if result.is_ok() {
+                        "settled"
+                    } else {
+                        "still_pending"
+                    };
+                    metrics::counter!("order_reconciler_attempts_total", "outcome" => outcome)
+                        .increment(1);
+                    tracing::info!(order_id = %order.id, outcome, "reconciled a PENDING order");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "reconciler pass failed"),
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! SQL for orders and the outbox. Each public function is one statement or one transaction, run
+//! inside a `db.*` span tagged with the order it touches.
+
+use chrono::{DateTime, Utc};
+use commerce::contracts::notify::NotificationKind;
+use platform::telemetry::in_span;
+use serde::Serialize;
+use sqlx::{PgPool, types::Json};
+use uuid::Uuid;
+
+use crate::domain::{NewOrder, OrderLine, OrderStatus, Settlement};
+
+/// An order as stored and as the API shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Order {
+    pub id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub status: StatusColumn,
+    pub failure_reason: Option<String>,
+    pub customer_id: String,
+    pub currency: String,
+    pub total_amount: i64,
+    pub payment_method: String,
+    #[sqlx(json)]
+    pub items: Vec<OrderLine>,
+    pub payment_id: Option<Uuid>,
+    pub trace_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub request_hash: String,
+}
+
+/// The `status` column, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StatusColumn(pub OrderStatus);
+
+impl TryFrom<String> for StatusColumn {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        OrderStatus::parse(&value)
+            .map(StatusColumn)
+            .ok_or_else(|| format!("unknown order status {value:?}"))
+    }
+}
+
+impl Order {
+    pub fn status(&self) -> OrderStatus {
+        self.status.0
+    }
+}
+
+const ORDER_COLUMNS: &str = "id, status, failure_reason, customer_id, currency, total_amount, \
+    payment_method, items, payment_id, trace_id, created_at, updated_at, request_hash";
+
+/// The result of storing an order under an idempotency key.
+pub enum Stored {
+    Created(Order),
+    /// An order already holds this key (created by an earlier or concurrent request).
+    Existing(Order),
+}
+
+/// Inserts a `PENDING` order unless one already holds `key`.
+pub async fn insert_pending(
+    pool: &PgPool,
+    key: &str,
+    order: &NewOrder,
+    trace_id: Option<String>,
+) -> Result<Stored, sqlx::Error> {
+    let id = Uuid::now_v7();
+    in_span("db.insert_order", Some(id), async {
+        let inserted: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO orders (id, idempotency_key, request_hash, status, customer_id, currency,
+                                 total_amount, payment_method, items, trace_id)
+             VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (idempotency_key) DO NOTHING
+             RETURNING {ORDER_COLUMNS}"
+        )))
+        .bind(id)
+        .bind(key)
+        .bind(order.fingerprint())
+        .bind(&order.customer_id)
+        .bind(order.currency.code())
+        .bind(order.total.get())
+        .bind(payment_method_str(order))
+        .bind(Json(&order.lines))
+        .bind(trace_id)
+        .fetch_optional(pool)
+        .await?;
+        match inserted {
+            Some(order) => Ok(Stored::Created(order)),
+            None => {
+                let existing: Order = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE idempotency_key = $1"
+                )))
+                .bind(key)
+                .fetch_one(pool)
+                .await?;
+                Ok(Stored::Existing(existing))
+            }
+        }
+    })
+    .await
+}
+
+fn payment_method_str(order: &NewOrder) -> String {
+    serde_json::to_value(order.payment_method)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_else(|| "card".into())
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
+    in_span("db.get_order", Some(id), async {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+    })
+    .await
+}
+
+/// One page of orders, newest first, optionally of one status, after the `before` cursor.
+pub async fn list(
+    pool: &PgPool,
+    status: Option<OrderStatus>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Order>, sqlx::Error> {
+    in_span("db.list_orders", None, async {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders
+             WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3"
+        )))
+        .bind(status.map(OrderStatus::as_str))
+        .bind(before)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })
+    .await
+}
+
+/// Moves a `PENDING` order to its end state and queues its notification, in one transaction.
+/// Returns the order as it now stands and whether this call made the transition (a concurrent
+/// caller may have settled it first).
+pub async fn settle(
+    pool: &PgPool,
+    id: Uuid,
+    outcome: Settlement,
+    message: &str,
+) -> Result<(Order, bool), sqlx::Error> {
+    let (status, reason, payment_id, kind) = match outcome {
+        Settlement::Confirmed { payment_id } => (
+            OrderStatus::Confirmed,
+            None,
+            Some(payment_id),
+            NotificationKind::OrderConfirmed,
+        ),
+        Settlement::Failed(cause) => (
+            OrderStatus::Failed,
+            Some(cause.as_str()),
+            None,
+            NotificationKind::OrderFailed,
+        ),
+        Settlement::Undecided => {
+            let order = get(pool, id).await?.ok_or(sqlx::Error::RowNotFound)?;
+            return Ok((order, false));
+        }
+    };
+    in_span("db.settle_order", Some(id), async {
+        let mut tx = pool.begin().await?;
+        let updated: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE orders SET status = $2, failure_reason = $3, payment_id = $4, updated_at = now()
+             WHERE id = $1 AND status = 'PENDING'
+             RETURNING {ORDER_COLUMNS}"
+        )))
+        .bind(id)
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(payment_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(order) = updated else {
+            tx.rollback().await?;
+            let order = get(pool, id).await?.ok_or(sqlx::Error::RowNotFound)?;
+            return Ok((order, false));
+        };
+        sqlx::query(
+            "INSERT INTO outbox (order_id, kind, message) VALUES ($1, $2, $3)
+             ON CONFLICT (order_id, kind) DO NOTHING",
+        )
+        .bind(id)
+        .bind(kind.as_str())
+        .bind(message)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((order, true))
+    })
+    .await
+}
+
+/// Claims up to `limit` orders that have been `PENDING` for longer than `older_than` by touching
+/// them, so that another replica's reconciler does not pick the same ones at once.
+pub async fn claim_stuck(
+    pool: &PgPool,
+    older_than: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Order>, sqlx::Error> {
+    in_span("db.claim_stuck_orders", None, async {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE orders SET updated_at = now()
+             WHERE id IN (
+                 SELECT id FROM orders
+                 WHERE status = 'PENDING' AND updated_at < now() - make_interval(secs => $1)
+                 ORDER BY updated_at LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING {ORDER_COLUMNS}"
+        )))
+        .bind(older_than.as_secs_f64())
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })
+    .await
+}
+
+/// A notification waiting in the outbox.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub order_id: Uuid,
+    pub kind: String,
+    pub message: String,
+    pub attempts: i32,
+}
+
+/// The entries due for delivery, locked for this transaction (other dispatchers skip them).
+pub async fn due_outbox_entries(
+    tx: &mut sqlx::PgConnection,
+    limit: i64,
+) -> Result<Vec<OutboxEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, order_id, kind, message, attempts FROM outbox
+         WHERE delivered_at IS NULL AND next_attempt_at <= now()
+         ORDER BY id LIMIT $1
+         FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(tx)
+    .await
+}
+
+pub async fn mark_delivered(tx: &mut sqlx::PgConnection, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1")
+        .bind(id)
+        .execute(tx)
+        .await
+        .map(drop)
+}
+
+pub async fn mark_failed_attempt(
+    tx: &mut sqlx::PgConnection,
+    id: i64,
+    retry_in: std::time::Duration,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $3,
+                next_attempt_at = now() + make_interval(secs => $2)
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(retry_in.as_secs_f64())
+    .bind(error)
+    .execute(tx)
+    .await
+    .map(drop)
+}
+
+/// How many notifications are waiting to be delivered.
+pub async fn outbox_depth(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
+        .fetch_one(pool)
+        .await
+}

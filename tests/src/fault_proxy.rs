@@ -1,0 +1,154 @@
+//! A fault-injecting HTTP proxy, put between two real services to lose responses on purpose:
+//! the request reaches the upstream service and is processed (its transaction commits), but the
+//! caller gets only the status line and a body that breaks off — a response lost on the wire.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use bytes::Bytes;
+
+#[derive(Debug, Clone)]
+struct Rule {
+    method: String,
+    path_prefix: String,
+    /// Suffix the path must end with ("" for any).
+    path_suffix: String,
+    remaining: usize,
+}
+
+#[derive(Clone)]
+struct Shared {
+    upstream: String,
+    client: reqwest::Client,
+    rules: Arc<Mutex<Vec<Rule>>>,
+    lost: Arc<Mutex<Vec<String>>>,
+}
+
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Shared,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on a free loopback port forwarding to `127.0.0.1:upstream_port`.
+    pub async fn start(upstream_port: u16) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let shared = Shared {
+            upstream: format!("http://127.0.0.1:{upstream_port}"),
+            client: reqwest::Client::new(),
+            rules: Arc::default(),
+            lost: Arc::default(),
+        };
+        let app = Router::new().fallback(forward).with_state(shared.clone());
+        // The proxy lives in a thread of its own, with its own runtime, so it outlives the
+        // runtime of whichever test created it.
+        let std_listener = listener.into_std().expect("std listener");
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("proxy runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                let _ = axum::serve(listener, app).await;
+            });
+        });
+        FaultProxy { addr, shared }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Loses the responses to the next `count` requests `method path` whose path starts with
+    /// `prefix` and ends with `suffix`.
+    pub fn lose_responses(&self, method: &str, prefix: &str, suffix: &str, count: usize) {
+        self.shared.rules.lock().unwrap().push(Rule {
+            method: method.into(),
+            path_prefix: prefix.into(),
+            path_suffix: suffix.into(),
+            remaining: count,
+        });
+    }
+
+    /// The requests (`METHOD path -> upstream status`) whose responses were lost so far.
+    pub fn lost(&self) -> Vec<String> {
+        self.shared.lost.lock().unwrap().clone()
+    }
+}
+
+async fn forward(State(shared): State<Shared>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let target = format!(
+        "{}{}",
+        shared.upstream,
+        request.uri().path_and_query().map_or("/", |p| p.as_str())
+    );
+    let lose = take_rule(&shared, method.as_str(), &path);
+    let mut headers = request.headers().clone();
+    headers.remove("host");
+    let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let upstream = shared
+        .client
+        .request(method.clone(), target)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    let Ok(upstream) = upstream else {
+        return Response::builder()
+            .status(StatusCode::BAD_GATEWAY)
+            .body(Body::empty())
+            .unwrap_or_default();
+    };
+    let status = upstream.status();
+    let headers: HeaderMap = upstream.headers().clone();
+    let bytes = upstream.bytes().await.unwrap_or_default();
+    let mut builder = Response::builder().status(status);
+    for (name, value) in &headers {
+        builder = builder.header(name, value);
+    }
+    if lose {
+        shared
+            .lost
+            .lock()
+            .unwrap()
+            .push(format!("{method} {path} -> {status}"));
+        // The upstream committed; the caller sees the connection break mid-body.
+        let broken = futures::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::other("response lost by FaultProxy"))
+        });
+        return builder.body(Body::from_stream(broken)).unwrap_or_default();
+    }
+    builder.body(Body::from(bytes)).unwrap_or_default()
+}
+
+fn take_rule(shared: &Shared, method: &str, path: &str) -> bool {
+    let mut rules = shared.rules.lock().unwrap();
+    for rule in rules.iter_mut() {
+        if rule.remaining > 0
+            && rule.method == method
+            && path.starts_with(&rule.path_prefix)
+            && path.ends_with(&rule.path_suffix)
+        {
+            rule.remaining -= 1;
+            return true;
+        }
+    }
+    false
+}

@@ -1,0 +1,290 @@
+//! The end-to-end harness: runs the four real service binaries for a tenant as separate
+//! processes on free loopback ports, each on a fresh database of the real local PostgreSQL, and
+//! gives tests what they need to drive the saga and to break things on purpose: stop and restart
+//! a service, put a [`FaultProxy`] between two services, read every database with SQL, and check
+//! the invariants of DESIGN.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test harness: failing loudly is the point
+
+mod fault_proxy;
+mod invariants;
+
+use std::{
+    collections::BTreeMap,
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+pub use fault_proxy::FaultProxy;
+pub use invariants::assert_invariants;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+pub use testkit::{concurrently, eventually, json};
+
+/// The four services, in start-up order (callees first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Svc {
+    Inventory,
+    Notify,
+    Payment,
+    Order,
+}
+
+impl Svc {
+    pub const ALL: [Svc; 4] = [Svc::Inventory, Svc::Notify, Svc::Payment, Svc::Order];
+
+    pub fn binary(self) -> &'static str {
+        match self {
+            Svc::Order => "order-service",
+            Svc::Payment => "payment-service",
+            Svc::Inventory => "inventory-service",
+            Svc::Notify => "notify-service",
+        }
+    }
+}
+
+/// Knobs for a cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Route payment-service's calls to inventory-service through a [`FaultProxy`].
+    pub proxy_inventory: bool,
+    /// Extra environment for every service (e.g. OTLP export settings).
+    pub env: Vec<(String, String)>,
+}
+
+/// One tenant's four services.
+pub struct Cluster {
+    pub tenant: String,
+    pub client: reqwest::Client,
+    ports: BTreeMap<Svc, u16>,
+    databases: BTreeMap<Svc, String>,
+    processes: BTreeMap<Svc, Child>,
+    env: Vec<(String, String)>,
+    pub inventory_proxy: Option<FaultProxy>,
+    logs: PathBuf,
+}
+
+impl Cluster {
+    pub async fn start(tenant: &str) -> Cluster {
+        Self::start_with(tenant, Options::default()).await
+    }
+
+    pub async fn start_with(tenant: &str, options: Options) -> Cluster {
+        let mut databases = BTreeMap::new();
+        let mut ports = BTreeMap::new();
+        for svc in Svc::ALL {
+            databases.insert(svc, testkit::fresh_database(svc.binary()).await);
+            ports.insert(svc, free_port());
+        }
+        let inventory_proxy = if options.proxy_inventory {
+            Some(FaultProxy::start(ports[&Svc::Inventory]).await)
+        } else {
+            None
+        };
+        let logs = target_dir()
+            .join("e2e-logs")
+            .join(format!("{tenant}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&logs).expect("log directory");
+        let mut cluster = Cluster {
+            tenant: tenant.into(),
+            client: reqwest::Client::new(),
+            ports,
+            databases,
+            processes: BTreeMap::new(),
+            env: options.env,
+            inventory_proxy,
+            logs,
+        };
+        for svc in Svc::ALL {
+            cluster.start_service(svc).await;
+        }
+        cluster
+    }
+
+    pub fn url(&self, svc: Svc, path: &str) -> url::Url {
+        url::Url::parse(&format!("http://127.0.0.1:{}{}", self.ports[&svc], path)).unwrap()
+    }
+
+    /// The environment `svc` runs with.
+    fn service_env(&self, svc: Svc) -> Vec<(String, String)> {
+        let base = |s: Svc| format!("http://127.0.0.1:{}", self.ports[&s]);
+        let inventory = match &self.inventory_proxy {
+            Some(proxy) => format!("http://{}", proxy.addr()),
+            None => base(Svc::Inventory),
+        };
+        let mut env = vec![
+            ("TENANT_ID".into(), self.tenant.clone()),
+            (
+                "LISTEN_ADDR".into(),
+                format!("127.0.0.1:{}", self.ports[&svc]),
+            ),
+            ("DATABASE_URL".into(), self.databases[&svc].clone()),
+            ("LOG_FORMAT".into(), "json".into()),
+            ("RUST_LOG".into(), "info,sqlx=warn".into()),
+            ("UPSTREAM_TIMEOUT_MS".into(), "2000".into()),
+            ("PAYMENT_SERVICE_URL".into(), base(Svc::Payment)),
+            ("NOTIFY_SERVICE_URL".into(), base(Svc::Notify)),
+            ("INVENTORY_SERVICE_URL".into(), inventory),
+            ("OUTBOX_POLL_INTERVAL_MS".into(), "100".into()),
+            ("OUTBOX_MAX_BACKOFF_MS".into(), "300".into()),
+            ("RECONCILE_INTERVAL_MS".into(), "200".into()),
+            ("RECONCILE_AFTER_MS".into(), "1000".into()),
+            ("TRUSTED_PEER_NAMESPACES".into(), "istio-system".into()),
+        ];
+        env.extend(self.env.iter().cloned());
+        env
+    }
+
+    /// Starts `svc` (again) on its port and waits until it is ready.
+    pub async fn start_service(&mut self, svc: Svc) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("{}.log", svc.binary())))
+            .expect("log file");
+        let child = Command::new(bin_dir().join(svc.binary()))
+            .env_clear()
+            .envs(self.service_env(svc))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} from {:?} ({e}); run `cargo build` first",
+                    svc.binary(),
+                    bin_dir()
+                )
+            });
+        self.processes.insert(svc, child);
+        testkit::wait_ready(&self.client, &self.url(svc, "/")).await;
+    }
+
+    /// Stops `svc` with SIGTERM and waits for it to exit; returns its exit status.
+    pub async fn stop_service(&mut self, svc: Svc) -> std::process::ExitStatus {
+        let mut child = self.processes.remove(&svc).expect("service is running");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM to {}", svc.binary());
+        tokio::task::spawn_blocking(move || child.wait().expect("wait for exit"))
+            .await
+            .expect("join")
+    }
+
+    /// A request to `svc` with this cluster's tenant header.
+    pub fn request(&self, svc: Svc, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(svc, path))
+            .header("x-tenant-id", &self.tenant)
+    }
+
+    /// Sets the available stock of `sku` through inventory-service's API.
+    pub async fn seed_stock(&self, sku: &str, available: i64) {
+        let (status, body) = json(
+            self.request(Svc::Inventory, Method::PUT, &format!("/api/v1/items/{sku}"))
+                .json(&json!({ "available": available }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(status.is_success(), "seeding {sku}: {status} {body}");
+    }
+
+    /// `POST /api/v1/orders` with `key` and `body`; returns the status and JSON body.
+    pub async fn place_order(&self, key: &str, body: &Value) -> (reqwest::StatusCode, Value) {
+        json(
+            self.request(Svc::Order, Method::POST, "/api/v1/orders")
+                .header("idempotency-key", key)
+                .json(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn get_json(&self, svc: Svc, path: &str) -> (reqwest::StatusCode, Value) {
+        json(self.request(svc, Method::GET, path).send().await.unwrap()).await
+    }
+
+    /// A pool on `svc`'s database, for assertions in SQL.
+    pub async fn db(&self, svc: Svc) -> PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.databases[&svc])
+            .await
+            .expect("connect to service database")
+    }
+
+    /// Waits until no order is `PENDING` and the outbox is empty, so the invariants may be checked.
+    pub async fn wait_until_settled(&self) {
+        let orders = self.db(Svc::Order).await;
+        eventually(
+            "every order settled and every notification delivered",
+            Duration::from_secs(30),
+            || {
+                let orders = orders.clone();
+                async move {
+                    let pending: i64 = sqlx::query_scalar(
+                        "SELECT (SELECT count(*) FROM orders WHERE status = 'PENDING')
+                          + (SELECT count(*) FROM outbox WHERE delivered_at IS NULL)",
+                    )
+                    .fetch_one(&orders)
+                    .await
+                    .ok()?;
+                    (pending == 0).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.processes.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An order body for `items` given as `(sku, quantity, unit_price)`.
+pub fn order_body(items: &[(&str, i64, i64)]) -> Value {
+    json!({
+        "customer_id": "customer-1",
+        "currency": "EUR",
+        "items": items.iter().map(|(sku, quantity, unit_price)| json!({
+            "sku": sku, "quantity": quantity, "unit_price": unit_price
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `target/<profile>`: where cargo put the service binaries (tests run from `target/<profile>/deps`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .expect("target directory")
+}
+
+fn bin_dir() -> PathBuf {
+    std::env::var_os("ORDERMESH_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(target_dir)
+}
