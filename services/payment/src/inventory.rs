@@ -1,0 +1,184 @@
+//! The client side of payment-service's one outgoing edge, payment → inventory-service: reserve
+//! an order's items and commit the reservation, both keyed by the order id and so safe to repeat.
+//!
+//! Each answer is classified into what the settlement needs to know; the platform's
+//! [`HttpClient`] supplies the timeouts, trace and tenant headers and `x-order-id`.
+
+use axum::http::StatusCode;
+use commerce::contracts::{
+    LineItem,
+    inventory::{CreateReservation, OUT_OF_STOCK},
+};
+use platform::http_client::{CallError, HttpClient, Reply};
+use url::Url;
+use uuid::Uuid;
+
+/// The name calls are counted and traced under.
+const TARGET: &str = "inventory-service";
+/// inventory-service's slug for committing a reservation that was released.
+const RESERVATION_RELEASED: &str = "reservation-released";
+
+#[derive(Debug, Clone)]
+pub struct InventoryClient {
+    http: HttpClient,
+    base: Url,
+}
+
+/// What inventory-service said about reserving an order's items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// The order's stock is held (now, or by an earlier attempt).
+    Held,
+    /// The stock was short when the order first asked; nothing is held for it.
+    OutOfStock { sku: String },
+}
+
+/// What inventory-service said about committing an order's reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    /// The stock is sold to the order (now, or by an earlier attempt).
+    Committed,
+    /// The reservation had been released (by an operator): nothing is held for the order.
+    Released,
+}
+
+/// Why there is no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// No answer, or a 5xx / 429: the outcome is unknown and the same call may be repeated.
+    #[error(transparent)]
+    Unavailable(#[from] CallError),
+    #[error("inventory-service answered {status}")]
+    Overloaded { status: StatusCode },
+    /// An answer that the contract does not allow for this call: a bug on one side.
+    #[error("inventory-service answered {status} unexpectedly: {detail}")]
+    Unexpected { status: StatusCode, detail: String },
+}
+
+impl InventoryClient {
+    /// `base` is inventory-service's root URL (`INVENTORY_SERVICE_URL`).
+    pub fn new(http: HttpClient, base: Url) -> Self {
+        Self { http, base }
+    }
+
+    /// `POST /api/v1/reservations`: all the order's lines or none, once per order.
+    pub async fn reserve(
+        &self,
+        order_id: Uuid,
+        items: Vec<LineItem>,
+    ) -> Result<Reservation, InventoryError> {
+        let url = self.endpoint(&["reservations"])?;
+        let body = CreateReservation { order_id, items };
+        let reply = self
+            .http
+            .post_json(TARGET, url, Some(order_id), &body)
+            .await?;
+        match reply.status {
+            StatusCode::CREATED | StatusCode::OK => Ok(Reservation::Held),
+            StatusCode::CONFLICT => match problem_slug(&reply).as_deref() {
+                Some(OUT_OF_STOCK) => Ok(Reservation::OutOfStock {
+                    sku: problem_member(&reply, "sku").unwrap_or_default(),
+                }),
+                _ => Err(unexpected(&reply)),
+            },
+            _ => Err(transient_or_unexpected(&reply)),
+        }
+    }
+
+    /// `POST /api/v1/reservations/{order_id}/commit`.
+    pub async fn commit(&self, order_id: Uuid) -> Result<Commit, InventoryError> {
+        let url = self.endpoint(&["reservations", &order_id.to_string(), "commit"])?;
+        let reply = self
+            .http
+            .post_json(TARGET, url, Some(order_id), &serde_json::json!({}))
+            .await?;
+        match reply.status {
+            StatusCode::OK => Ok(Commit::Committed),
+            StatusCode::CONFLICT
+                if problem_slug(&reply).as_deref() == Some(RESERVATION_RELEASED) =>
+            {
+                Ok(Commit::Released)
+            }
+            _ => Err(transient_or_unexpected(&reply)),
+        }
+    }
+
+    /// `<base>/api/v1/<segments…>`, keeping any path prefix the base URL has.
+    fn endpoint(&self, segments: &[&str]) -> Result<Url, InventoryError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| InventoryError::Unexpected {
+                status: StatusCode::OK,
+                detail: format!("INVENTORY_SERVICE_URL {} cannot be a base URL", self.base),
+            })?
+            .pop_if_empty()
+            .extend(["api", "v1"])
+            .extend(segments);
+        Ok(url)
+    }
+}
+
+fn problem_slug(reply: &Reply) -> Option<String> {
+    reply.problem().and_then(|p| p.slug().map(str::to_owned))
+}
+
+fn problem_member(reply: &Reply, member: &str) -> Option<String> {
+    reply
+        .problem()
+        .and_then(|p| p.extensions.get(member).cloned())
+        .and_then(|v| v.as_str().map(str::to_owned))
+}
+
+/// 5xx and 429 are worth repeating later; any other status is a contract violation.
+fn transient_or_unexpected(reply: &Reply) -> InventoryError {
+    if reply.status.is_server_error() || reply.status == StatusCode::TOO_MANY_REQUESTS {
+        InventoryError::Overloaded {
+            status: reply.status,
+        }
+    } else {
+        unexpected(reply)
+    }
+}
+
+fn unexpected(reply: &Reply) -> InventoryError {
+    InventoryError::Unexpected {
+        status: reply.status,
+        detail: reply
+            .problem()
+            .and_then(|p| p.detail.or(Some(p.title)))
+            .unwrap_or_else(|| "no problem document".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> InventoryClient {
+        let http = HttpClient::new(
+            platform::tenancy::TenantId::parse("tenant-a").unwrap(),
+            "payment",
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap();
+        InventoryClient::new(http, Url::parse(base).unwrap())
+    }
+
+    #[test]
+    fn endpoints_keep_the_base_path() {
+        let plain = client("http://inventory:8080");
+        assert_eq!(
+            plain.endpoint(&["reservations"]).unwrap().as_str(),
+            "http://inventory:8080/api/v1/reservations"
+        );
+        let prefixed = client("http://gateway/inventory/");
+        let id = Uuid::nil().to_string();
+        assert_eq!(
+            prefixed
+                .endpoint(&["reservations", &id, "commit"])
+                .unwrap()
+                .as_str(),
+            format!("http://gateway/inventory/api/v1/reservations/{id}/commit")
+        );
+    }
+}

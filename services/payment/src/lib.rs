@@ -1,0 +1,67 @@
+//! payment-service owns payments. order-service asks it to pay for an order (keyed by the order
+//! id); it authorises the payment, reserves the order's stock with inventory-service and commits
+//! it, then captures — or voids the payment when the stock is short, or declines it outright for
+//! the `card_declined` test method. A failure anywhere leaves the payment `AUTHORIZED`, and the
+//! same request repeated later resumes it: see [`settlement`].
+//!
+//! `routes` (HTTP) → `domain` (rules, no I/O) → `settlement` (the steps across services, via
+//! `inventory`, the client of the one outgoing edge) → `store` (SQL).
+
+mod domain;
+mod inventory;
+mod routes;
+pub mod settlement;
+mod store;
+
+pub use routes::{NOT_REFUNDABLE, PAYMENT_CONFLICT};
+
+use platform::{
+    configuration::{CommonSettings, ConfigError, required_url},
+    startup::{Application, Service, ServiceSettings, StartupError},
+    telemetry::ServiceIdentity,
+};
+
+pub static SERVICE: Service = Service {
+    identity: ServiceIdentity {
+        name: "payment-service",
+        service_type: "payment",
+    },
+    migrator: &MIGRATOR,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The shared settings plus where inventory-service is.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: CommonSettings,
+    /// `INVENTORY_SERVICE_URL`, e.g. `http://inventory-service:8080`.
+    pub inventory_url: url::Url,
+}
+
+impl ServiceSettings for Settings {
+    fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            common: CommonSettings::from_env()?,
+            inventory_url: required_url(
+                "INVENTORY_SERVICE_URL",
+                "inventory-service's base URL, e.g. http://inventory-service:8080",
+            )?,
+        })
+    }
+
+    fn common(&self) -> &CommonSettings {
+        &self.common
+    }
+}
+
+pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+    let inventory_url = settings.inventory_url;
+    Application::build(&SERVICE, settings.common, |platform| {
+        routes::router(routes::AppState {
+            pool: platform.pool.clone(),
+            inventory: inventory::InventoryClient::new(platform.http.clone(), inventory_url),
+        })
+    })
+    .await
+}

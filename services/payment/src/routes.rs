@@ -1,0 +1,178 @@
+//! payment-service's HTTP API (called by order-service only).
+//!
+//! | route | answers |
+//! |---|---|
+//! | `POST /api/v1/payments` | 201 new, 200 repeat (the stored payment), 409 `payment-conflict`, 503 + `Retry-After` while inventory-service is down |
+//! | `GET /api/v1/payments/{id}` | 200 `Payment`, 404 |
+//! | `GET /api/v1/payments?order_id=…` | 200 `PaymentList` (0 or 1 items) |
+//! | `POST /api/v1/payments/{id}/refund` | 200 `REFUNDED`, 404, 409 `not-refundable` |
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use commerce::contracts::payment::{CreatePayment, Payment, PaymentList, PaymentStatus};
+use platform::{Json, Path, Problem, Query};
+use serde::Deserialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    domain::{self, Refund},
+    inventory::InventoryClient,
+    settlement,
+    store::{self, Stored},
+};
+
+pub const PAYMENT_CONFLICT: &str = "payment-conflict";
+pub const NOT_REFUNDABLE: &str = "not-refundable";
+
+const PAYMENTS_TOTAL: &str = "payments_total";
+const REFUNDS_TOTAL: &str = "payment_refunds_total";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub inventory: InventoryClient,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/payments", post(create_payment).get(list_for_order))
+        .route("/api/v1/payments/{id}", get(get_payment))
+        .route("/api/v1/payments/{id}/refund", post(refund))
+        .with_state(state)
+}
+
+/// Pays for an order, once: 201 when this call created the payment, 200 when it existed (a
+/// final payment is replayed; an `AUTHORIZED` one is resumed first).
+async fn create_payment(
+    State(app): State<AppState>,
+    Json(body): Json<CreatePayment>,
+) -> Result<Response, Problem> {
+    let request = domain::parse_payment(body).map_err(Problem::invalid_fields)?;
+    platform::context::record_order_id(&request.order_id);
+    let (stored, created) = store::insert_or_find(&app.pool, &request).await?;
+    if stored.terms != request.terms() {
+        count_payment("conflict");
+        return Err(Problem::conflict(
+            PAYMENT_CONFLICT,
+            "this order already has a payment with a different amount, currency, method or items",
+        )
+        .with("payment_id", stored.payment.id));
+    }
+    let stored = if domain::is_final(stored.payment.status) {
+        count_payment(if created {
+            domain::outcome_label(stored.payment.status)
+        } else {
+            "replayed"
+        });
+        stored
+    } else {
+        let settled = settlement::settle(&app.pool, &app.inventory, &stored)
+            .await
+            .inspect_err(|e| {
+                if e.is_unavailable() {
+                    count_payment("unavailable");
+                }
+            })?;
+        count_payment(domain::outcome_label(settled.payment.status));
+        tracing::info!(
+            status = domain::status_str(settled.payment.status),
+            "payment settled"
+        );
+        settled
+    };
+    Ok(payment_response(created, stored))
+}
+
+fn count_payment(outcome: &'static str) {
+    metrics::counter!(PAYMENTS_TOTAL, "outcome" => outcome).increment(1);
+}
+
+fn payment_response(created: bool, stored: Stored) -> Response {
+    if !created {
+        return (StatusCode::OK, axum::Json(stored.payment)).into_response();
+    }
+    let location = format!("/api/v1/payments/{}", stored.payment.id);
+    let mut response = (StatusCode::CREATED, axum::Json(stored.payment)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+async fn get_payment(
+    State(app): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Payment>, Problem> {
+    let stored = store::by_id(&app.pool, id)
+        .await?
+        .ok_or_else(|| no_payment(id))?;
+    platform::context::record_order_id(&stored.payment.order_id);
+    Ok(axum::Json(stored.payment))
+}
+
+fn no_payment(id: Uuid) -> Problem {
+    Problem::not_found(format!("no payment {id}"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByOrder {
+    order_id: Uuid,
+}
+
+/// The order's payment, as a list of zero or one: how order-service's reconciler asks.
+async fn list_for_order(
+    State(app): State<AppState>,
+    Query(ByOrder { order_id }): Query<ByOrder>,
+) -> Result<axum::Json<PaymentList>, Problem> {
+    platform::context::record_order_id(&order_id);
+    let items = store::by_order(&app.pool, order_id)
+        .await?
+        .map(|stored| stored.payment)
+        .into_iter()
+        .collect();
+    Ok(axum::Json(PaymentList { items }))
+}
+
+/// Pays a captured payment back. Only money moves: the stock stays sold (committed), because
+/// the goods have gone; returning stock is an inventory operation, not a payment one.
+async fn refund(
+    State(app): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Payment>, Problem> {
+    let stored = store::by_id(&app.pool, id)
+        .await?
+        .ok_or_else(|| no_payment(id))?;
+    platform::context::record_order_id(&stored.payment.order_id);
+    let current = match domain::refund(stored.payment.status) {
+        Refund::Apply => match store::refund(&app.pool, id).await? {
+            Some(refunded) => {
+                metrics::counter!(REFUNDS_TOTAL, "outcome" => "refunded").increment(1);
+                tracing::info!("payment refunded");
+                refunded
+            }
+            // A concurrent refund won the race: answer with what it left.
+            None => store::by_id(&app.pool, id)
+                .await?
+                .ok_or_else(|| no_payment(id))?,
+        },
+        Refund::AlreadyRefunded | Refund::NotRefundable => stored,
+    };
+    if current.payment.status == PaymentStatus::Refunded {
+        return Ok(axum::Json(current.payment));
+    }
+    metrics::counter!(REFUNDS_TOTAL, "outcome" => "refused").increment(1);
+    Err(Problem::conflict(
+        NOT_REFUNDABLE,
+        format!(
+            "only a CAPTURED payment can be refunded; this one is {}",
+            domain::status_str(current.payment.status)
+        ),
+    ))
+}

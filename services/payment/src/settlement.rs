@@ -1,0 +1,92 @@
+//! Finishing an `AUTHORIZED` payment: reserve the order's stock, commit it, then capture; or void
+//! when the stock is not there. Every step is safe to repeat, so a request that fails or crashes
+//! anywhere leaves a state the next identical request resumes from:
+//!
+//! | crash or failure after… | stored state | a repeat… |
+//! |---|---|---|
+//! | the payment row is inserted | `AUTHORIZED`, nothing reserved | reserves (201) |
+//! | the reservation is made | `AUTHORIZED`, `RESERVED` | gets the reservation back (200), commits |
+//! | the commit | `AUTHORIZED`, `COMMITTED` | reservation 200, commit 200, captures |
+//! | the capture / the void | final | replays the payment |
+//!
+//! inventory-service decides a reservation once per order, out-of-stock included, so every
+//! attempt for an order sees the same answer: the payment is voided only when no stock is held
+//! for the order, and captured only once its stock is committed. Captures and voids are
+//! conditional on `AUTHORIZED`, so concurrent attempts agree on one outcome.
+
+use commerce::contracts::payment::{FailureReason, PaymentStatus};
+use platform::Problem;
+use sqlx::PgPool;
+
+use crate::{
+    inventory::{Commit, InventoryClient, InventoryError, Reservation},
+    store::{self, Stored},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+}
+
+impl SettleError {
+    /// Whether the payment was left `AUTHORIZED` because a dependency did not answer.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            SettleError::Inventory(
+                InventoryError::Unavailable(_) | InventoryError::Overloaded { .. }
+            )
+        )
+    }
+}
+
+/// 503 with `Retry-After` when inventory-service gave no usable answer (the payment stays
+/// `AUTHORIZED`; the same request completes it later); 500 when it broke the contract.
+impl From<SettleError> for Problem {
+    fn from(error: SettleError) -> Self {
+        match error {
+            SettleError::Database(e) => Problem::from(e),
+            SettleError::Inventory(InventoryError::Unavailable(call)) => {
+                tracing::warn!(error = %call, "inventory-service unavailable; payment left AUTHORIZED");
+                call.to_problem()
+            }
+            SettleError::Inventory(e @ InventoryError::Overloaded { .. }) => {
+                tracing::warn!(error = %e, "inventory-service unavailable; payment left AUTHORIZED");
+                Problem::unavailable(e.to_string(), 1)
+            }
+            SettleError::Inventory(e @ InventoryError::Unexpected { .. }) => {
+                tracing::error!(error = %e, "inventory-service broke its contract; payment left AUTHORIZED");
+                Problem::internal()
+            }
+        }
+    }
+}
+
+/// Takes an `AUTHORIZED` payment to `CAPTURED` or `VOIDED`; returns it as stored afterwards.
+pub async fn settle(
+    pool: &PgPool,
+    inventory: &InventoryClient,
+    authorized: &Stored,
+) -> Result<Stored, SettleError> {
+    let order_id = authorized.payment.order_id;
+    let (status, reason) = match inventory
+        .reserve(order_id, authorized.terms.items.clone())
+        .await?
+    {
+        Reservation::OutOfStock { sku } => {
+            tracing::info!(%sku, "stock short; voiding the payment");
+            (PaymentStatus::Voided, Some(FailureReason::OutOfStock))
+        }
+        Reservation::Held => match inventory.commit(order_id).await? {
+            Commit::Committed => (PaymentStatus::Captured, None),
+            Commit::Released => {
+                tracing::warn!("reservation was released before commit; voiding the payment");
+                (PaymentStatus::Voided, Some(FailureReason::OutOfStock))
+            }
+        },
+    };
+    Ok(store::finish_authorized(pool, order_id, status, reason).await?)
+}

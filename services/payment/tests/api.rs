@@ -1,0 +1,734 @@
+//! payment-service against a real PostgreSQL and a real inventory-service (each with its own
+//! fresh database, both in-process): capture, decline, void, idempotent and concurrent repeats,
+//! resuming after inventory-service was down or a response was lost, refunds, and every client
+//! mistake answered with problem+json.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::{TestApp, json};
+use uuid::Uuid;
+
+const TENANT: &str = "tenant-a";
+
+/// payment-service and the inventory-service it calls.
+struct Services {
+    payment: TestApp,
+    inventory: TestApp,
+}
+
+async fn start_inventory(listen_addr: Option<SocketAddr>, database: Option<String>) -> TestApp {
+    let database = match database {
+        Some(url) => url,
+        None => testkit::fresh_database("payment_inventory").await,
+    };
+    let mut common = testkit::settings(TENANT, database);
+    if let Some(addr) = listen_addr {
+        common.listen_addr = addr;
+    }
+    let settings = inventory_service::Settings { common };
+    TestApp::start(inventory_service::build(settings).await.unwrap(), TENANT).await
+}
+
+async fn start_payment(inventory_url: url::Url) -> TestApp {
+    let database = testkit::fresh_database("payment").await;
+    let settings = payment_service::Settings {
+        common: testkit::settings(TENANT, database),
+        inventory_url,
+    };
+    TestApp::start(payment_service::build(settings).await.unwrap(), TENANT).await
+}
+
+async fn spawn() -> Services {
+    let inventory = start_inventory(None, None).await;
+    let payment = start_payment(inventory.base.clone()).await;
+    Services { payment, inventory }
+}
+
+impl Services {
+    async fn stop(self) {
+        self.payment.stop().await;
+        self.inventory.stop().await;
+    }
+}
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = app.request(method, path);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    json(request.send().await.unwrap()).await
+}
+
+async fn seed(inventory: &TestApp, sku: &str, available: i64) {
+    let (status, _) = call(
+        inventory,
+        Method::PUT,
+        &format!("/api/v1/items/{sku}"),
+        Some(json!({ "available": available })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// `(available, reserved, committed)` of a SKU.
+async fn stock(inventory: &TestApp, sku: &str) -> (i64, i64, i64) {
+    let (_, item) = call(
+        inventory,
+        Method::GET,
+        &format!("/api/v1/items/{sku}"),
+        None,
+    )
+    .await;
+    (
+        item["available"].as_i64().unwrap(),
+        item["reserved"].as_i64().unwrap(),
+        item["committed"].as_i64().unwrap(),
+    )
+}
+
+async fn reservation(inventory: &TestApp, order_id: Uuid) -> (StatusCode, Value) {
+    call(
+        inventory,
+        Method::GET,
+        &format!("/api/v1/reservations/{order_id}"),
+        None,
+    )
+    .await
+}
+
+fn payment_body(order_id: Uuid, amount: i64, method: &str, items: Value) -> Value {
+    json!({
+        "order_id": order_id,
+        "amount": amount,
+        "currency": "EUR",
+        "payment_method": method,
+        "items": items,
+    })
+}
+
+async fn pay(payment: &TestApp, body: &Value) -> (StatusCode, Value) {
+    call(
+        payment,
+        Method::POST,
+        "/api/v1/payments",
+        Some(body.clone()),
+    )
+    .await
+}
+
+async fn payments_for_order(payment: &TestApp, order_id: Uuid) -> Vec<Value> {
+    let (status, list) = call(
+        payment,
+        Method::GET,
+        &format!("/api/v1/payments?order_id={order_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    list["items"].as_array().unwrap().clone()
+}
+
+fn slug(problem: &Value) -> &str {
+    problem["type"]
+        .as_str()
+        .and_then(|t| t.rsplit('/').next())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_payment_is_captured_and_its_reservation_committed() {
+    let s = spawn().await;
+    seed(&s.inventory, "A", 10).await;
+    seed(&s.inventory, "B", 10).await;
+    let order = Uuid::new_v4();
+    let body = payment_body(
+        order,
+        4_500,
+        "card",
+        json!([{"sku": "B", "quantity": 1}, {"sku": "A", "quantity": 2}]),
+    );
+    let response = s
+        .payment
+        .request(Method::POST, "/api/v1/payments")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let (status, payment) = json(response).await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    assert_eq!(payment["status"], "CAPTURED");
+    assert_eq!(payment["failure_reason"], Value::Null);
+    assert_eq!(payment["order_id"], order.to_string());
+    assert_eq!(payment["amount"], 4_500);
+    assert_eq!(payment["currency"], "EUR");
+    assert_eq!(
+        location,
+        format!("/api/v1/payments/{}", payment["id"].as_str().unwrap())
+    );
+
+    let (status, held) = reservation(&s.inventory, order).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(held["status"], "COMMITTED");
+    assert_eq!(stock(&s.inventory, "A").await, (8, 0, 2));
+    assert_eq!(stock(&s.inventory, "B").await, (9, 0, 1));
+
+    let (status, read) = call(&s.payment, Method::GET, &location, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read, payment);
+    assert_eq!(payments_for_order(&s.payment, order).await, [payment]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeated_payment_replays_the_stored_one() {
+    let s = spawn().await;
+    seed(&s.inventory, "A", 10).await;
+    let body = payment_body(
+        Uuid::new_v4(),
+        1_000,
+        "card",
+        json!([{"sku": "A", "quantity": 2}]),
+    );
+    let (status, first) = pay(&s.payment, &body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, second) = pay(&s.payment, &body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first, second);
+    assert_eq!(
+        stock(&s.inventory, "A").await,
+        (8, 0, 2),
+        "stock is taken once"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_repeats_make_one_payment_and_one_reservation() {
+    let s = spawn().await;
+    seed(&s.inventory, "A", 10).await;
+    let order = Uuid::new_v4();
+    let body = payment_body(order, 1_000, "card", json!([{"sku": "A", "quantity": 3}]));
+    let client = s.payment.client.clone();
+    let url = s.payment.url("/api/v1/payments");
+    let answers = testkit::concurrently(10, move |_| {
+        let request = client
+            .post(url.clone())
+            .header("x-tenant-id", TENANT)
+            .json(&body);
+        async move { json(request.send().await.unwrap()).await }
+    })
+    .await;
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let replayed = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!((created, replayed), (1, 9), "{answers:?}");
+    let id = &answers[0].1["id"];
+    for (_, payment) in &answers {
+        assert_eq!(&payment["id"], id);
+        assert_eq!(payment["status"], "CAPTURED");
+    }
+    assert_eq!(payments_for_order(&s.payment, order).await.len(), 1);
+    assert_eq!(
+        stock(&s.inventory, "A").await,
+        (7, 0, 3),
+        "one reservation, committed"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_declined_card_is_declined_without_touching_stock() {
+    let s = spawn().await;
+    seed(&s.inventory, "A", 10).await;
+    let order = Uuid::new_v4();
+    let body = payment_body(
+        order,
+        1_000,
+        "card_declined",
+        json!([{"sku": "A", "quantity": 1}]),
+    );
+    let (status, payment) = pay(&s.payment, &body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(payment["status"], "DECLINED");
+    assert_eq!(payment["failure_reason"], "declined");
+    let (status, _) = reservation(&s.inventory, order).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(stock(&s.inventory, "A").await, (10, 0, 0));
+
+    let (status, again) = pay(&s.payment, &body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again, payment);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_stock_voids_the_payment_and_leaves_stock_alone() {
+    let s = spawn().await;
+    seed(&s.inventory, "A", 1).await;
+    let order = Uuid::new_v4();
+    let body = payment_body(order, 1_000, "card", json!([{"sku": "A", "quantity": 2}]));
+    let (status, payment) = pay(&s.payment, &body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(payment["status"], "VOIDED");
+    assert_eq!(payment["failure_reason"], "out_of_stock");
+    assert_eq!(stock(&s.inventory, "A").await, (1, 0, 0));
+    let (status, _) = reservation(&s.inventory, order).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no reservation holds stock");
+
+    seed(&s.inventory, "A", 50).await;
+    let (status, again) = pay(&s.payment, &body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        again, payment,
+        "a voided payment stays voided, even after a restock"
+    );
+    assert_eq!(stock(&s.inventory, "A").await, (50, 0, 0));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_sku_voids_the_payment() {
+    let s = spawn().await;
+    let body = payment_body(
+        Uuid::new_v4(),
+        1_000,
+        "card",
+        json!([{"sku": "GHOST", "quantity": 1}]),
+    );
+    let (status, payment) = pay(&s.payment, &body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(payment["status"], "VOIDED");
+    assert_eq!(payment["failure_reason"], "out_of_stock");
+    s.stop().await;
+}
+
+/// A free loopback address nobody listens on (yet).
+fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn while_inventory_is_down_the_payment_waits_authorized_and_a_repeat_completes_it() {
+    let addr = closed_port();
+    let payment = start_payment(url::Url::parse(&format!("http://{addr}/")).unwrap()).await;
+    let order = Uuid::new_v4();
+    let body = payment_body(order, 1_000, "card", json!([{"sku": "A", "quantity": 2}]));
+
+    let response = payment
+        .request(Method::POST, "/api/v1/payments")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let retry_after = response.headers().get("retry-after").cloned();
+    let (status, problem) = json(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert_eq!(slug(&problem), "dependency-unavailable");
+    assert_eq!(retry_after.unwrap(), "1");
+    let stored = payments_for_order(&payment, order).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["status"], "AUTHORIZED");
+
+    let inventory = start_inventory(Some(addr), None).await;
+    seed(&inventory, "A", 5).await;
+    let (status, completed) = pay(&payment, &body).await;
+    assert_eq!(status, StatusCode::OK, "{completed}");
+    assert_eq!(completed["status"], "CAPTURED");
+    assert_eq!(completed["id"], stored[0]["id"]);
+    let (status, held) = reservation(&inventory, order).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(held["status"], "COMMITTED");
+    assert_eq!(
+        stock(&inventory, "A").await,
+        (3, 0, 2),
+        "exactly one reservation"
+    );
+    payment.stop().await;
+    inventory.stop().await;
+}
+
+#[tokio::test]
+async fn inventory_going_down_between_calls_is_resumed_from_the_stored_state() {
+    // inventory-service stops and restarts on the same address and database, as after a crash.
+    let addr = closed_port();
+    let database = testkit::fresh_database("payment_inventory").await;
+    let inventory = start_inventory(Some(addr), Some(database.clone())).await;
+    seed(&inventory, "A", 5).await;
+    let payment = start_payment(inventory.base.clone()).await;
+
+    // An earlier attempt's reservation went through but its answer was lost.
+    let order = Uuid::new_v4();
+    let (status, _) = call(
+        &inventory,
+        Method::POST,
+        "/api/v1/reservations",
+        Some(json!({"order_id": order, "items": [{"sku": "A", "quantity": 2}]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    inventory.stop().await;
+
+    let body = payment_body(order, 1_000, "card", json!([{"sku": "A", "quantity": 2}]));
+    let (status, _) = pay(&payment, &body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    let inventory = start_inventory(Some(addr), Some(database)).await;
+    let (status, completed) = pay(&payment, &body).await;
+    assert_eq!(status, StatusCode::OK, "{completed}");
+    assert_eq!(completed["status"], "CAPTURED");
+    assert_eq!(
+        stock(&inventory, "A").await,
+        (3, 0, 2),
+        "the earlier reservation was reused"
+    );
+    payment.stop().await;
+    inventory.stop().await;
+}
+
+#[tokio::test]
+async fn a_reservation_committed_before_a_lost_response_is_captured_on_repeat() {
+    let s = spawn().await;
+    seed(&s.inventory, "A", 5).await;
+    let order = Uuid::new_v4();
+    let items = json!([{"sku": "A", "quantity": 1}]);
+    call(
+        &s.inventory,
+        Method::POST,
+        "/api/v1/reservations",
+        Some(json!({"order_id": order, "items": items})),
+    )
+    .await;
+    let (status, _) = call(
+        &s.inventory,
+        Method::POST,
+        &format!("/api/v1/reservations/{order}/commit"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, payment) = pay(&s.payment, &payment_body(order, 500, "card", items)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(payment["status"], "CAPTURED");
+    assert_eq!(stock(&s.inventory, "A").await, (4, 0, 1));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_reservation_released_before_commit_voids_the_payment() {
+    let s = spawn().await;
+    seed(&s.inventory, "A", 5).await;
+    let order = Uuid::new_v4();
+    let items = json!([{"sku": "A", "quantity": 1}]);
+    call(
+        &s.inventory,
+        Method::POST,
+        "/api/v1/reservations",
+        Some(json!({"order_id": order, "items": items})),
+    )
+    .await;
+    call(
+        &s.inventory,
+        Method::POST,
+        &format!("/api/v1/reservations/{order}/release"),
+        None,
+    )
+    .await;
+
+    let (status, payment) = pay(&s.payment, &payment_body(order, 500, "card", items)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(payment["status"], "VOIDED");
+    assert_eq!(payment["failure_reason"], "out_of_stock");
+    assert_eq!(
+        stock(&s.inventory, "A").await,
+        (5, 0, 0),
+        "no stock is held for the order"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_order_with_different_terms_conflicts() {
+    let s = spawn().await;
+    seed(&s.inventory, "A", 10).await;
+    let order = Uuid::new_v4();
+    let items = json!([{"sku": "A", "quantity": 1}]);
+    let (status, original) = pay(
+        &s.payment,
+        &payment_body(order, 1_000, "card", items.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let variants = [
+        payment_body(order, 1_001, "card", items.clone()),
+        payment_body(order, 1_000, "card_declined", items.clone()),
+        payment_body(order, 1_000, "card", json!([{"sku": "A", "quantity": 2}])),
+        json!({"order_id": order, "amount": 1_000, "currency": "USD", "payment_method": "card", "items": items}),
+    ];
+    for body in variants {
+        let (status, problem) = pay(&s.payment, &body).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(slug(&problem), "payment-conflict");
+        assert_eq!(problem["payment_id"], original["id"]);
+    }
+    assert_eq!(stock(&s.inventory, "A").await, (9, 0, 1));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_captured_payment_is_refunded_once_and_only_captured_ones_are() {
+    let s = spawn().await;
+    seed(&s.inventory, "A", 10).await;
+    let (_, captured) = pay(
+        &s.payment,
+        &payment_body(
+            Uuid::new_v4(),
+            1_000,
+            "card",
+            json!([{"sku": "A", "quantity": 1}]),
+        ),
+    )
+    .await;
+    let refund_path = format!(
+        "/api/v1/payments/{}/refund",
+        captured["id"].as_str().unwrap()
+    );
+    let (status, refunded) = call(&s.payment, Method::POST, &refund_path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(refunded["status"], "REFUNDED");
+    assert_eq!(refunded["id"], captured["id"]);
+    let (status, again) = call(&s.payment, Method::POST, &refund_path, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again, refunded);
+    assert_eq!(
+        stock(&s.inventory, "A").await,
+        (9, 0, 1),
+        "money only: the stock stays sold"
+    );
+
+    let (_, declined) = pay(
+        &s.payment,
+        &payment_body(
+            Uuid::new_v4(),
+            1_000,
+            "card_declined",
+            json!([{"sku": "A", "quantity": 1}]),
+        ),
+    )
+    .await;
+    let path = format!(
+        "/api/v1/payments/{}/refund",
+        declined["id"].as_str().unwrap()
+    );
+    let (status, problem) = call(&s.payment, Method::POST, &path, None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(slug(&problem), "not-refundable");
+
+    let path = format!("/api/v1/payments/{}/refund", Uuid::new_v4());
+    let (status, _) = call(&s.payment, Method::POST, &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn lookups_by_id_and_by_order() {
+    let s = spawn().await;
+    let (status, problem) = call(
+        &s.payment,
+        Method::GET,
+        &format!("/api/v1/payments/{}", Uuid::new_v4()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(slug(&problem), "not-found");
+    assert!(
+        payments_for_order(&s.payment, Uuid::new_v4())
+            .await
+            .is_empty()
+    );
+
+    for (path, expected_slug) in [
+        ("/api/v1/payments", "invalid-query"),
+        ("/api/v1/payments?order_id=nope", "invalid-query"),
+        ("/api/v1/payments?order_id=&x=1", "invalid-query"),
+        ("/api/v1/payments/not-a-uuid", "invalid-path-parameter"),
+        ("/api/v1/payments/123/refund", "invalid-path-parameter"),
+    ] {
+        let method = if path.ends_with("refund") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let (status, problem) = call(&s.payment, method, path, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
+        assert_eq!(slug(&problem), expected_slug, "{path}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_payment_requests_are_client_errors() {
+    let s = spawn().await;
+    seed(&s.inventory, "A", 10).await;
+    let order = Uuid::new_v4();
+    let line = |sku: &str, quantity: i64| json!({"sku": sku, "quantity": quantity});
+    let with = |field: &str, value: Value| {
+        let mut body = payment_body(order, 1_000, "card", json!([line("A", 1)]));
+        body[field] = value;
+        body
+    };
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    let cases: Vec<(&str, Value)> = vec![
+        ("amount 0", with("amount", json!(0))),
+        ("negative amount", with("amount", json!(-1))),
+        (
+            "amount over the maximum",
+            with("amount", json!(commerce::values::MAX_AMOUNT + 1)),
+        ),
+        ("amount overflowing i64", with("amount", json!(u64::MAX))),
+        ("amount as a string", with("amount", json!("10"))),
+        ("lowercase currency", with("currency", json!("eur"))),
+        ("unknown currency", with("currency", json!("XXX"))),
+        (
+            "unknown payment method",
+            with("payment_method", json!("cash")),
+        ),
+        ("empty items", with("items", json!([]))),
+        ("quantity 0", with("items", json!([line("A", 0)]))),
+        ("quantity -1", with("items", json!([line("A", -1)]))),
+        ("quantity 1001", with("items", json!([line("A", 1001)]))),
+        ("bad sku", with("items", json!([line("a/b", 1)]))),
+        (
+            "duplicate sku",
+            with("items", json!([line("A", 1), line("A", 1)])),
+        ),
+        (
+            "too many items",
+            with(
+                "items",
+                json!(
+                    (0..51)
+                        .map(|i| line(&format!("S{i}"), 1))
+                        .collect::<Vec<_>>()
+                ),
+            ),
+        ),
+        ("nil order id", with("order_id", json!(Uuid::nil()))),
+        ("unknown field", with("coupon", json!("FREE"))),
+        ("missing field", {
+            let mut body = payment_body(order, 1_000, "card", json!([line("A", 1)]));
+            body.as_object_mut().unwrap().remove("currency");
+            body
+        }),
+    ];
+    for (name, body) in cases {
+        let (status, problem) = pay(&s.payment, &body).await;
+        assert_eq!(status, unprocessable, "{name}: {problem}");
+        assert_eq!(slug(&problem), "validation-failed", "{name}");
+    }
+    assert!(
+        payments_for_order(&s.payment, order).await.is_empty(),
+        "nothing was stored"
+    );
+
+    let malformed = s
+        .payment
+        .request(Method::POST, "/api/v1/payments")
+        .header("content-type", "application/json")
+        .body("{\"order_id\": \"")
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = json(malformed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(slug(&problem), "malformed-json");
+
+    let lines: Vec<Value> = (0..5_000)
+        .map(|i| line(&format!("SKU-{i:06}"), 1))
+        .collect();
+    let (status, problem) = pay(&s.payment, &with("items", json!(lines))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(slug(&problem), "payload-too-large");
+    assert_eq!(stock(&s.inventory, "A").await, (10, 0, 0));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_tenant_header_is_required_and_must_match() {
+    let s = spawn().await;
+    let body = payment_body(
+        Uuid::new_v4(),
+        1_000,
+        "card",
+        json!([{"sku": "A", "quantity": 1}]),
+    );
+    let url = s.payment.url("/api/v1/payments");
+    let missing = s
+        .payment
+        .client
+        .post(url.clone())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = json(missing).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(slug(&problem), "missing-tenant");
+    let other = s
+        .payment
+        .client
+        .post(url)
+        .header("x-tenant-id", "tenant-b")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = json(other).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(slug(&problem), "wrong-tenant");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn payment_outcomes_are_counted_in_metrics() {
+    let s = spawn().await;
+    seed(&s.inventory, "A", 1).await;
+    pay(
+        &s.payment,
+        &payment_body(
+            Uuid::new_v4(),
+            100,
+            "card",
+            json!([{"sku": "A", "quantity": 1}]),
+        ),
+    )
+    .await;
+    let text = s
+        .payment
+        .client
+        .get(s.payment.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("payments_total{outcome=\"captured\"}"),
+        "{text}"
+    );
+    s.stop().await;
+}
