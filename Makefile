@@ -3,12 +3,46 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:55432/postgres
 
-.PHONY: help db-up db-down
+.PHONY: help up down db-up db-down jaeger build test test-rust test-e2e lint fmt clippy clean-test-dbs
+
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+up: ## run PostgreSQL, Jaeger and tenant-a + tenant-b (4 services each) locally; prints the URLs
+	@scripts/up.sh
+
+down: ## stop exactly what `make up` started
+	@scripts/down.sh
 
 db-up: ## start the local PostgreSQL (installs Debian's package when missing)
 	@scripts/pg.sh start
 
 db-down: ## stop the local PostgreSQL
 	@scripts/pg.sh stop
+
+jaeger: ## build Jaeger from its pinned Go module into .local/bin/jaeger
+	@scripts/build-jaeger.sh
+
+build: ## build every Rust binary (debug)
+	cargo build --workspace --bins
+
+test: test-rust check-deploy test-tools ## every test: Rust unit/integration/e2e, check-deploy and its negative tests
+
+test-rust: db-up jaeger build clean-test-dbs ## Rust unit, integration (real PostgreSQL) and end-to-end tests
+	JAEGER_BIN=$(CURDIR)/.local/bin/jaeger cargo test --workspace --no-fail-fast
+
+clean-test-dbs: ## drop databases left by earlier test runs
+	@psql "$(TEST_DATABASE_URL)" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'" \
+	  | while read -r db; do psql "$(TEST_DATABASE_URL)" -qc "DROP DATABASE IF EXISTS \"$$db\" WITH (FORCE)"; done
+
+lint: fmt clippy ## formatting, clippy and go vet
+	cd tools && go vet ./...
+
+fmt:
+	cargo fmt --all -- --check
+	@test -z "$$(cd tools && gofmt -l .)" || { echo "gofmt:"; cd tools && gofmt -l .; exit 1; }
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+include mk/deploy.mk mk/tools.mk $(wildcard mk/bench.mk)
