@@ -157,6 +157,32 @@ pub fn inject(cx: &Context, headers: &mut HeaderMap) {
     propagator().inject_context(cx, &mut HeaderInjector(headers));
 }
 
+/// The current span's trace context as header name → value pairs, to store beside work that
+/// another task finishes later (an outbox entry), so that work continues the same trace.
+pub fn capture_current() -> std::collections::BTreeMap<String, String> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let mut headers = HeaderMap::new();
+    inject(&tracing::Span::current().context(), &mut headers);
+    headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+/// The context stored by [`capture_current`] (empty when nothing usable was stored).
+pub fn extract_stored(stored: &std::collections::BTreeMap<String, String>) -> Context {
+    let mut headers = HeaderMap::new();
+    for (name, value) in stored {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    extract(&headers)
+}
+
 /// The request id to use for a request: the incoming one if it is 1–200 visible ASCII
 /// characters, otherwise a new UUID.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {

@@ -57,6 +57,25 @@ pub async fn in_span<F: Future>(
     work: F,
 ) -> F::Output {
     use tracing::Instrument;
+    work.instrument(internal_span(name, order_id)).await
+}
+
+/// Like [`in_span`], for work a background task does on behalf of an earlier request: the span
+/// continues `parent` (a context stored with the work), so it joins that request's trace.
+pub async fn in_span_continuing<F: Future>(
+    name: &'static str,
+    order_id: Option<uuid::Uuid>,
+    parent: opentelemetry::Context,
+    work: F,
+) -> F::Output {
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = internal_span(name, order_id);
+    let _ = span.set_parent(parent);
+    work.instrument(span).await
+}
+
+fn internal_span(name: &'static str, order_id: Option<uuid::Uuid>) -> tracing::Span {
     let (tenant, service_type) = TAGS.get().map_or(("", ""), |(t, s)| (t.as_str(), *s));
     let span = tracing::info_span!(
         "internal",
@@ -68,7 +87,7 @@ pub async fn in_span<F: Future>(
     if let Some(id) = order_id {
         span.record("order_id", tracing::field::display(id));
     }
-    work.instrument(span).await
+    span
 }
 
 /// Installs the global subscriber, propagator and tracer provider. Only the first call in a

@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use commerce::contracts::notify::{CreateNotification, NotificationKind};
-use platform::{db::Migrated, http_client::HttpClient, telemetry::in_span};
+use platform::{db::Migrated, http_client::HttpClient, propagation, telemetry::in_span_continuing};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -103,9 +103,11 @@ async fn deliver(
         kind,
         message: entry.message.clone(),
     };
-    let reply = in_span(
+    // The delivery continues the trace of the request that settled the order.
+    let reply = in_span_continuing(
         "outbox.deliver",
         Some(entry.order_id),
+        propagation::extract_stored(&entry.trace_context),
         http.post_json(
             NOTIFY_SERVICE,
             endpoint.clone(),

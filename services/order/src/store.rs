@@ -191,12 +191,13 @@ pub async fn settle(
             return Ok((order, false));
         };
         sqlx::query(
-            "INSERT INTO outbox (order_id, kind, message) VALUES ($1, $2, $3)
+            "INSERT INTO outbox (order_id, kind, message, trace_context) VALUES ($1, $2, $3, $4)
              ON CONFLICT (order_id, kind) DO NOTHING",
         )
         .bind(id)
         .bind(kind.as_str())
         .bind(message)
+        .bind(Json(platform::propagation::capture_current()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -238,6 +239,9 @@ pub struct OutboxEntry {
     pub kind: String,
     pub message: String,
     pub attempts: i32,
+    /// The settling request's trace headers.
+    #[sqlx(json)]
+    pub trace_context: std::collections::BTreeMap<String, String>,
 }
 
 /// The entries due for delivery, locked for this transaction (other dispatchers skip them).
@@ -246,7 +250,7 @@ pub async fn due_outbox_entries(
     limit: i64,
 ) -> Result<Vec<OutboxEntry>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, order_id, kind, message, attempts FROM outbox
+        "SELECT id, order_id, kind, message, attempts, trace_context FROM outbox
          WHERE delivered_at IS NULL AND next_attempt_at <= now()
          ORDER BY id LIMIT $1
          FOR UPDATE SKIP LOCKED",
