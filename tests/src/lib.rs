@@ -7,6 +7,7 @@
 
 mod fault_proxy;
 mod invariants;
+mod jaeger;
 
 use std::{
     collections::BTreeMap,
@@ -18,6 +19,7 @@ use std::{
 
 pub use fault_proxy::FaultProxy;
 pub use invariants::assert_invariants;
+pub use jaeger::Jaeger;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;

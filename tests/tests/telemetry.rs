@@ -1,0 +1,376 @@
+//! Telemetry end to end: the four real services export to a real Jaeger, and one order placed
+//! with an incoming B3 context is ONE trace with the right shape and tags; an unsampled context
+//! exports nothing; `/metrics` parses as Prometheus text and moves by the expected amounts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{collections::HashMap, time::Duration};
+
+use ordermesh_e2e::{Cluster, Jaeger, Options, Svc, eventually, json, order_body};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+async fn traced_cluster(jaeger: &Jaeger) -> Cluster {
+    let cluster = Cluster::start_with(
+        "tenant-a",
+        Options {
+            env: jaeger.exporter_env(),
+            ..Options::default()
+        },
+    )
+    .await;
+    cluster.seed_stock("SKU-1", 100).await;
+    cluster
+}
+
+fn random_hex(len: usize) -> String {
+    let mut hex = String::new();
+    while hex.len() < len {
+        hex.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    hex.truncate(len);
+    hex
+}
+
+/// Places an order carrying a B3 multi-header context with the given sampled flag.
+async fn order_with_b3(cluster: &Cluster, trace_id: &str, sampled: &str) -> Value {
+    let (status, order) = json(
+        cluster
+            .request(Svc::Order, Method::POST, "/api/v1/orders")
+            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+            .header("x-b3-traceid", trace_id)
+            .header("x-b3-spanid", random_hex(16))
+            .header("x-b3-sampled", sampled)
+            .json(&order_body(&[("SKU-1", 1, 100)]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    order
+}
+
+struct Span {
+    service: String,
+    operation: String,
+    parent: Option<String>,
+    tags: HashMap<String, String>,
+}
+
+fn spans(trace: &Value) -> HashMap<String, Span> {
+    let processes = &trace["processes"];
+    trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let tags = s["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["key"].as_str().unwrap().to_owned(),
+                        t["value"].to_string().trim_matches('"').to_owned(),
+                    )
+                })
+                .collect();
+            let parent = s["references"]
+                .as_array()
+                .and_then(|r| r.iter().find(|r| r["refType"] == "CHILD_OF"))
+                .map(|r| r["spanID"].as_str().unwrap().to_owned());
+            let span = Span {
+                service: processes[s["processID"].as_str().unwrap()]["serviceName"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                operation: s["operationName"].as_str().unwrap().to_owned(),
+                parent,
+                tags,
+            };
+            (s["spanID"].as_str().unwrap().to_owned(), span)
+        })
+        .collect()
+}
+
+/// The service of the nearest ancestor span that belongs to another service.
+fn calling_service<'a>(spans: &'a HashMap<String, Span>, span: &Span) -> Option<&'a str> {
+    let mut parent = span.parent.as_ref();
+    while let Some(id) = parent {
+        let p = spans.get(id)?;
+        if p.service != span.service {
+            return Some(&p.service);
+        }
+        parent = p.parent.as_ref();
+    }
+    None
+}
+
+#[tokio::test]
+async fn one_order_with_an_incoming_b3_context_is_one_trace_across_the_four_services() {
+    let jaeger = Jaeger::start().await;
+    let cluster = traced_cluster(&jaeger).await;
+    let trace_id = random_hex(32);
+    let order = order_with_b3(&cluster, &trace_id, "1").await;
+    assert_eq!(
+        order["trace_id"],
+        trace_id.as_str(),
+        "the incoming trace id is the one stored"
+    );
+    let order_id = order["id"].as_str().unwrap().to_owned();
+
+    let wanted = [
+        "order-service",
+        "payment-service",
+        "inventory-service",
+        "notify-service",
+    ];
+    let trace = eventually(
+        "all four services' spans in Jaeger",
+        Duration::from_secs(20),
+        || {
+            let jaeger = &jaeger;
+            let trace_id = trace_id.clone();
+            async move {
+                let trace = jaeger.trace(&trace_id).await?;
+                let spans = spans(&trace);
+                let server_spans = |svc: &str| {
+                    spans.values().any(|s| {
+                        s.service == svc
+                            && s.tags.get("span.kind").map(String::as_str) == Some("server")
+                    })
+                };
+                wanted.iter().all(|svc| server_spans(svc)).then_some(trace)
+            }
+        },
+    )
+    .await;
+    let spans = spans(&trace);
+    let server = |svc: &str, op: &str| {
+        spans
+            .values()
+            .find(|s| s.service == svc && s.operation == op)
+            .unwrap_or_else(|| panic!("no {svc} span {op}"))
+    };
+    // The shape: order → payment → inventory, order → notify.
+    assert_eq!(
+        calling_service(&spans, server("payment-service", "POST /api/v1/payments")),
+        Some("order-service")
+    );
+    assert_eq!(
+        calling_service(
+            &spans,
+            server("inventory-service", "POST /api/v1/reservations")
+        ),
+        Some("payment-service")
+    );
+    assert_eq!(
+        calling_service(
+            &spans,
+            server(
+                "inventory-service",
+                "POST /api/v1/reservations/{order_id}/commit"
+            )
+        ),
+        Some("payment-service")
+    );
+    assert_eq!(
+        calling_service(
+            &spans,
+            server("notify-service", "POST /api/v1/notifications")
+        ),
+        Some("order-service")
+    );
+    let root = server("order-service", "POST /api/v1/orders");
+    assert!(
+        root.parent.is_some(),
+        "order-service continued the caller's B3 span instead of starting a trace"
+    );
+    for span in spans.values() {
+        assert_eq!(
+            span.tags.get("tenant").map(String::as_str),
+            Some("tenant-a"),
+            "{} {}",
+            span.service,
+            span.operation
+        );
+        assert_eq!(
+            span.tags.get("service_type").map(String::as_str),
+            Some(span.service.trim_end_matches("-service")),
+            "{} {}",
+            span.service,
+            span.operation
+        );
+        assert_eq!(
+            span.tags.get("order_id"),
+            Some(&order_id),
+            "{} {}",
+            span.service,
+            span.operation
+        );
+    }
+    for step in [
+        "saga.pay",
+        "saga.settle",
+        "db.insert_order",
+        "outbox.deliver",
+    ] {
+        assert!(
+            spans.values().any(|s| s.operation == step),
+            "saga step {step} is a span"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unsampled_incoming_context_exports_no_span() {
+    let jaeger = Jaeger::start().await;
+    let cluster = traced_cluster(&jaeger).await;
+    let unsampled = random_hex(32);
+    let order = order_with_b3(&cluster, &unsampled, "0").await;
+    assert_eq!(
+        order["trace_id"],
+        unsampled.as_str(),
+        "the trace is still continued, only not recorded"
+    );
+    // A sampled order placed afterwards is the barrier: once its spans from every service have
+    // arrived, anything the unsampled one had exported would have arrived too.
+    let sampled = random_hex(32);
+    order_with_b3(&cluster, &sampled, "1").await;
+    eventually(
+        "the sampled order's trace from every service",
+        Duration::from_secs(20),
+        || {
+            let jaeger = &jaeger;
+            let sampled = sampled.clone();
+            async move {
+                let trace = jaeger.trace(&sampled).await?;
+                let services: std::collections::HashSet<String> =
+                    spans(&trace).values().map(|s| s.service.clone()).collect();
+                (services.len() == 4).then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(
+        jaeger.trace(&unsampled).await.is_none(),
+        "no span of the unsampled trace was exported"
+    );
+}
+
+/// One sample's value, by metric name and labels.
+fn sample(metrics: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+async fn scrape(cluster: &Cluster, svc: Svc) -> prometheus_parse::Scrape {
+    let response = cluster
+        .client
+        .get(cluster.url(svc, "/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    assert!(
+        !text.contains("order_id="),
+        "no metric is labelled by order id"
+    );
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    prometheus_parse::Scrape::parse(lines).expect("/metrics parses as Prometheus text")
+}
+
+#[tokio::test]
+async fn metrics_count_requests_calls_and_saga_outcomes() {
+    let cluster = Cluster::start("tenant-a").await;
+    cluster.seed_stock("SKU-1", 3).await;
+    let before = scrape(&cluster, Svc::Order).await;
+    let created = [
+        ("method", "POST"),
+        ("route", "/api/v1/orders"),
+        ("status", "201"),
+        ("tenant", "tenant-a"),
+    ];
+    // Three confirmed, then one out of stock, then one client mistake.
+    for _ in 0..4 {
+        let (status, _) = cluster
+            .place_order(
+                &uuid::Uuid::new_v4().to_string(),
+                &order_body(&[("SKU-1", 1, 100)]),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, _) = cluster
+        .place_order("k", &order_body(&[("SKU-1", 0, 100)]))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    cluster.wait_until_settled().await;
+    let after = scrape(&cluster, Svc::Order).await;
+    let moved = |name: &str, labels: &[(&str, &str)]| {
+        sample(&after, name, labels) - sample(&before, name, labels)
+    };
+    assert_eq!(moved("http_server_requests_total", &created), 4.0);
+    assert_eq!(
+        moved(
+            "http_server_requests_total",
+            &[("route", "/api/v1/orders"), ("status", "422")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved("orders_settled_total", &[("outcome", "confirmed")]),
+        3.0
+    );
+    assert_eq!(
+        moved(
+            "orders_settled_total",
+            &[("outcome", "failed"), ("reason", "out_of_stock")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved(
+            "http_client_requests_total",
+            &[("target", "payment-service"), ("outcome", "2xx")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        moved(
+            "http_client_requests_total",
+            &[("target", "notify-service"), ("outcome", "2xx")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        moved("http_server_request_duration_seconds_count", &created),
+        4.0
+    );
+    assert_eq!(sample(&after, "order_outbox_pending", &[]), 0.0);
+    assert!(
+        after
+            .samples
+            .iter()
+            .any(|s| s.metric == "db_pool_connections" && s.labels.get("state") == Some("idle"))
+    );
+    let inventory = scrape(&cluster, Svc::Inventory).await;
+    assert!(
+        sample(
+            &inventory,
+            "http_server_requests_total",
+            &[("route", "/api/v1/reservations"), ("method", "POST")]
+        ) >= 4.0,
+        "inventory counts the reservations it served"
+    );
+}
