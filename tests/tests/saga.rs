@@ -623,3 +623,16 @@ async fn orders_are_listed_newest_first_page_by_page() {
     assert_eq!(listed, ids);
     assert!(second["next_cursor"].is_null());
 }
+
+#[tokio::test]
+async fn the_documented_example_order_is_accepted() {
+    let stock = [("SKU-001", 10)];
+    let cluster = cluster_with_stock("tenant-a", &stock).await;
+    // deploy/kind/order.json is what the kind smoke test and the docker-compose docs send.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kind/order.json");
+    let body: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let (status, order) = cluster.place_order(&key(), &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["status"], "CONFIRMED");
+    assert_invariants(&cluster, &stock).await;
+}
