@@ -470,6 +470,13 @@ func TestNegativeSubsetSelectsNothing(t *testing.T) {
 	expectFailure(t, b, invariants.IDSubsets, "tenant-b", "DestinationRule tenant-b-payments/payment-service", `subset "canary"`, "select no workload")
 }
 
+func TestNegativeSubsetNotExportedToCaller(t *testing.T) {
+	b, _ := base(t)
+	set(t, find(t, b, "DestinationRule", "tenant-a-payments", "payment-service"), "spec.exportTo", []any{"."})
+	expectFailure(t, b, invariants.IDSubsets, "tenant-a", "VirtualService tenant-a-payments/payment-service",
+		"no DestinationRule defining it is exported to tenant-a-orders")
+}
+
 func TestNegativeWeightsNot100(t *testing.T) {
 	b, _ := base(t)
 	vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")

@@ -153,6 +153,66 @@ func checkRouting(m *model.Model, r *report.Report) {
 	post.emit(r, IDPostRetry, "POST routes never retry on 5xx", false)
 }
 
+// vsConsumers lists the namespaces whose proxies use a VirtualService: the namespaces it is
+// exported to (for the mesh gateway) and the namespaces of the Gateways it binds to.
+func vsConsumers(m *model.Model, vs *model.Istio[*networking.VirtualService]) []string {
+	set := map[string]bool{}
+	gws := vs.Spec.GetGateways()
+	if len(gws) == 0 {
+		gws = []string{"mesh"}
+	}
+	for _, g := range gws {
+		if g == "mesh" {
+			exp := vs.Spec.GetExportTo()
+			if len(exp) == 0 {
+				exp = m.Mesh.GetDefaultVirtualServiceExportTo()
+			}
+			for _, e := range exp {
+				switch e {
+				case ".":
+					set[vs.Namespace] = true
+				case "*", "":
+					for ns := range m.Namespaces {
+						set[ns] = true
+					}
+					set[m.RootNamespace] = true
+				case "~":
+				default:
+					set[e] = true
+				}
+			}
+			continue
+		}
+		if ns, _, ok := strings.Cut(g, "/"); ok {
+			set[ns] = true
+		} else {
+			set[vs.Namespace] = true
+		}
+	}
+	return sortedKeys(set)
+}
+
+// exportedTo reports whether an object in ns with the given exportTo is visible to consumer.
+func exportedTo(m *model.Model, ns string, exportTo, meshDefault []string, consumer string) bool {
+	if len(exportTo) == 0 {
+		exportTo = meshDefault
+	}
+	if len(exportTo) == 0 {
+		return true
+	}
+	for _, e := range exportTo {
+		switch {
+		case e == "*":
+			return true
+		case e == "." && consumer == ns:
+			return true
+		case e == consumer:
+			return true
+		}
+	}
+	return false
+}
+
 func tenantNames(m *model.Model) []string {
 	var out []string
 	for _, t := range m.Tenants {
@@ -183,6 +243,7 @@ func checkSubset(m *model.Model, c *collector, scope string, vs *model.Istio[*ne
 	}
 	var subset *networking.Subset
 	var drRef string
+	var defining []*model.Istio[*networking.DestinationRule]
 	for _, dr := range m.DestinationRules {
 		if m.FQDN(dr.Spec.GetHost(), dr.Namespace) != host {
 			continue
@@ -190,6 +251,22 @@ func checkSubset(m *model.Model, c *collector, scope string, vs *model.Istio[*ne
 		for _, s := range dr.Spec.GetSubsets() {
 			if s.GetName() == d.GetSubset() {
 				subset, drRef = s, dr.Ref()
+				defining = append(defining, dr)
+			}
+		}
+	}
+	if subset != nil {
+		// The proxies that use this route must see a DestinationRule defining the subset,
+		// or they answer 503 (no cluster for the subset).
+		for _, consumer := range vsConsumers(m, vs) {
+			visible := false
+			for _, dr := range defining {
+				visible = visible || exportedTo(m, dr.Namespace, dr.Spec.GetExportTo(), m.Mesh.GetDefaultDestinationRuleExportTo(), consumer)
+			}
+			if !visible {
+				c.add(scope, vs.Ref(), fmt.Sprintf("%s routes to subset %q of %s, but no DestinationRule defining it is exported to %s, where this route is used",
+					where, d.GetSubset(), host, consumer),
+					"add "+consumer+" to the DestinationRule's exportTo (or narrow the VirtualService's exportTo/gateways)")
 			}
 		}
 	}

@@ -97,7 +97,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		if c.Status != Pass {
 			mark = "✗ FAIL"
 		}
-		line := fmt.Sprintf("%s  %-28s %-9s %s", mark, c.ID, "["+c.Scope+"]", c.Title)
+		line := fmt.Sprintf("%s  %-28s %-11s %s", mark, c.ID, "["+c.Scope+"]", c.Title)
 		if c.Status == Pass && c.Detail != "" {
 			line += " — " + c.Detail
 		}
