@@ -130,6 +130,15 @@ pub enum Reserved {
 /// the same order waits on that row and then finds it. The items are then locked in SKU order,
 /// checked, and either all taken or the record is marked `REJECTED`.
 pub async fn reserve(pool: &PgPool, request: &ReservationRequest) -> Result<Reserved, sqlx::Error> {
+    platform::telemetry::in_span(
+        "db.reserve_stock",
+        Some(request.order_id),
+        reserve_tx(pool, request),
+    )
+    .await
+}
+
+async fn reserve_tx(pool: &PgPool, request: &ReservationRequest) -> Result<Reserved, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let inserted: Option<RecordRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO reservations (order_id, status, items) VALUES ($1, 'RESERVED', $2)
@@ -244,6 +253,15 @@ pub enum Settled {
 /// Commits or releases the order's reservation, moving its units out of `reserved`, in one
 /// transaction under the reservation's row lock.
 pub async fn settle(pool: &PgPool, order_id: Uuid, settle: Settle) -> Result<Settled, sqlx::Error> {
+    platform::telemetry::in_span(
+        "db.settle_reservation",
+        Some(order_id),
+        settle_tx(pool, order_id, settle),
+    )
+    .await
+}
+
+async fn settle_tx(pool: &PgPool, order_id: Uuid, settle: Settle) -> Result<Settled, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let Some(record) = record_by_order(&mut tx, order_id, true).await? else {
         return Ok(Settled::Missing);

@@ -83,6 +83,18 @@ pub async fn insert_or_find(
     pool: &PgPool,
     request: &PaymentRequest,
 ) -> Result<(Stored, bool), sqlx::Error> {
+    platform::telemetry::in_span(
+        "db.insert_payment",
+        Some(request.order_id),
+        insert_or_find_tx(pool, request),
+    )
+    .await
+}
+
+async fn insert_or_find_tx(
+    pool: &PgPool,
+    request: &PaymentRequest,
+) -> Result<(Stored, bool), sqlx::Error> {
     let (status, reason) = request.initial_status();
     let inserted: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO payments
@@ -133,6 +145,20 @@ pub async fn by_order(pool: &PgPool, order_id: Uuid) -> Result<Option<Stored>, s
 /// Moves the order's payment out of `AUTHORIZED` into `status` (with `reason`), unless another
 /// request already moved it; returns the payment as it now is.
 pub async fn finish_authorized(
+    pool: &PgPool,
+    order_id: Uuid,
+    status: PaymentStatus,
+    reason: Option<FailureReason>,
+) -> Result<Stored, sqlx::Error> {
+    platform::telemetry::in_span(
+        "db.finish_payment",
+        Some(order_id),
+        finish_authorized_tx(pool, order_id, status, reason),
+    )
+    .await
+}
+
+async fn finish_authorized_tx(
     pool: &PgPool,
     order_id: Uuid,
     status: PaymentStatus,
