@@ -1,6 +1,6 @@
-//! A fault-injecting HTTP proxy, put between two real services to lose responses on purpose:
-//! the request reaches the upstream service and is processed (its transaction commits), but the
-//! caller gets only the status line and a body that breaks off — a response lost on the wire.
+//! A fault-injecting HTTP proxy, put between two real services to break things on purpose:
+//! lose a response (the request reaches the upstream service and is processed — its transaction
+//! commits — but the caller gets only the status line and a body that breaks off), or delay one.
 
 use std::{
     net::SocketAddr,
@@ -23,6 +23,15 @@ struct Rule {
     /// Suffix the path must end with ("" for any).
     path_suffix: String,
     remaining: usize,
+    fault: Fault,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// The caller never gets the (committed) answer.
+    LoseResponse,
+    /// The answer arrives this much later.
+    Delay(std::time::Duration),
 }
 
 #[derive(Clone)]
@@ -75,11 +84,27 @@ impl FaultProxy {
     /// Loses the responses to the next `count` requests `method path` whose path starts with
     /// `prefix` and ends with `suffix`.
     pub fn lose_responses(&self, method: &str, prefix: &str, suffix: &str, count: usize) {
+        self.add_rule(method, prefix, suffix, count, Fault::LoseResponse);
+    }
+
+    /// Holds back the responses to the next `count` matching requests for `delay`.
+    pub fn delay_responses(
+        &self,
+        method: &str,
+        prefix: &str,
+        count: usize,
+        delay: std::time::Duration,
+    ) {
+        self.add_rule(method, prefix, "", count, Fault::Delay(delay));
+    }
+
+    fn add_rule(&self, method: &str, prefix: &str, suffix: &str, count: usize, fault: Fault) {
         self.shared.rules.lock().unwrap().push(Rule {
             method: method.into(),
             path_prefix: prefix.into(),
             path_suffix: suffix.into(),
             remaining: count,
+            fault,
         });
     }
 
@@ -97,7 +122,7 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         shared.upstream,
         request.uri().path_and_query().map_or("/", |p| p.as_str())
     );
-    let lose = take_rule(&shared, method.as_str(), &path);
+    let fault = take_rule(&shared, method.as_str(), &path);
     let mut headers = request.headers().clone();
     headers.remove("host");
     let body = axum::body::to_bytes(request.into_body(), 1 << 20)
@@ -123,7 +148,10 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
     for (name, value) in &headers {
         builder = builder.header(name, value);
     }
-    if lose {
+    if let Some(Fault::Delay(delay)) = fault {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(Fault::LoseResponse) = fault {
         shared
             .lost
             .lock()
@@ -138,7 +166,7 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
     builder.body(Body::from(bytes)).unwrap_or_default()
 }
 
-fn take_rule(shared: &Shared, method: &str, path: &str) -> bool {
+fn take_rule(shared: &Shared, method: &str, path: &str) -> Option<Fault> {
     let mut rules = shared.rules.lock().unwrap();
     for rule in rules.iter_mut() {
         if rule.remaining > 0
@@ -147,8 +175,8 @@ fn take_rule(shared: &Shared, method: &str, path: &str) -> bool {
             && path.ends_with(&rule.path_suffix)
         {
             rule.remaining -= 1;
-            return true;
+            return Some(rule.fault);
         }
     }
-    false
+    None
 }

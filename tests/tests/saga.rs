@@ -636,3 +636,68 @@ async fn the_documented_example_order_is_accepted() {
     assert_eq!(order["status"], "CONFIRMED");
     assert_invariants(&cluster, &stock).await;
 }
+
+#[tokio::test]
+async fn sigterm_drains_an_in_flight_request_then_exits_zero() {
+    let stock = [("SKU-1", 5)];
+    let mut cluster = Cluster::start_with(
+        "tenant-a",
+        Options {
+            proxy_inventory: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    cluster.seed_stock("SKU-1", 5).await;
+    // payment-service's reservation call takes a second, so the order's request is in flight in
+    // payment-service when it is told to stop.
+    let proxy = cluster.inventory_proxy.as_ref().unwrap();
+    proxy.delay_responses("POST", "/api/v1/reservations", 1, Duration::from_secs(1));
+    let key = key();
+    let send = cluster
+        .request(Svc::Order, Method::POST, "/api/v1/orders")
+        .header("idempotency-key", &key)
+        .json(&order_body(&[("SKU-1", 1, 100)]))
+        .send();
+    let in_flight = tokio::spawn(send);
+    let payments = cluster.db(Svc::Payment).await;
+    eventually(
+        "the payment is being processed",
+        Duration::from_secs(10),
+        || {
+            let payments = payments.clone();
+            async move {
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
+                    .fetch_one(&payments)
+                    .await
+                    .ok()?;
+                (n == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    let exit = cluster.stop_service(Svc::Payment).await;
+    assert!(
+        exit.success(),
+        "payment-service exits 0 after draining: {exit:?}"
+    );
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "the in-flight request was answered"
+    );
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(order["status"], "CONFIRMED");
+    assert!(
+        cluster
+            .client
+            .get(cluster.url(Svc::Payment, "/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "nothing listens after the drain"
+    );
+    cluster.start_service(Svc::Payment).await;
+    assert_invariants(&cluster, &stock).await;
+}
