@@ -16,6 +16,15 @@ pub struct LineItem {
     pub quantity: i64,
 }
 
+impl From<&crate::values::StockLine> for LineItem {
+    fn from(line: &crate::values::StockLine) -> Self {
+        Self {
+            sku: line.sku.as_str().to_owned(),
+            quantity: line.quantity.get(),
+        }
+    }
+}
+
 pub mod payment {
     use super::*;
 

@@ -56,6 +56,17 @@ pub trait ServiceSettings: Sized {
     fn common(&self) -> &CommonSettings;
 }
 
+/// A service that needs nothing beyond the shared settings uses them as its settings.
+impl ServiceSettings for CommonSettings {
+    fn from_env() -> Result<Self, ConfigError> {
+        CommonSettings::from_env()
+    }
+
+    fn common(&self) -> &CommonSettings {
+        self
+    }
+}
+
 /// The shared resources a service's routes and tasks use.
 #[derive(Debug, Clone)]
 pub struct Platform {

@@ -100,6 +100,20 @@ impl TestApp {
             .header("x-tenant-id", &self.tenant)
     }
 
+    /// Sends `method path` (with an optional JSON body) and returns the status and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        json(request.send().await.expect("request is sent")).await
+    }
+
     /// Stops the server (graceful drain) and waits for it to finish.
     pub async fn stop(self) {
         self.shutdown.cancel();

@@ -47,13 +47,7 @@ pub struct ReservationRequest {
 impl ReservationRequest {
     /// The lines as stored and returned: sorted by SKU.
     pub fn items(&self) -> Vec<LineItem> {
-        self.lines
-            .iter()
-            .map(|line| LineItem {
-                sku: line.sku.as_str().to_owned(),
-                quantity: line.quantity.get(),
-            })
-            .collect()
+        self.lines.iter().map(LineItem::from).collect()
     }
 
     pub fn skus(&self) -> Vec<String> {

@@ -13,8 +13,8 @@ mod store;
 pub use routes::{RESERVATION_COMMITTED, RESERVATION_CONFLICT, RESERVATION_RELEASED};
 
 use platform::{
-    configuration::{CommonSettings, ConfigError},
-    startup::{Application, Service, ServiceSettings, StartupError},
+    configuration::CommonSettings,
+    startup::{Application, Service, StartupError},
     telemetry::ServiceIdentity,
 };
 
@@ -29,25 +29,10 @@ pub static SERVICE: Service = Service {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// inventory-service needs only the shared settings: it calls no other service.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub common: CommonSettings,
-}
-
-impl ServiceSettings for Settings {
-    fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            common: CommonSettings::from_env()?,
-        })
-    }
-
-    fn common(&self) -> &CommonSettings {
-        &self.common
-    }
-}
+pub type Settings = CommonSettings;
 
 pub async fn build(settings: Settings) -> Result<Application, StartupError> {
-    Application::build(&SERVICE, settings.common, |platform| {
+    Application::build(&SERVICE, settings, |platform| {
         routes::router(routes::AppState {
             pool: platform.pool.clone(),
         })

@@ -12,39 +12,26 @@ const TENANT: &str = "tenant-a";
 
 async fn spawn() -> TestApp {
     let database = testkit::fresh_database("inventory").await;
-    let settings = inventory_service::Settings {
-        common: testkit::settings(TENANT, database),
-    };
+    let settings = testkit::settings(TENANT, database);
     TestApp::start(inventory_service::build(settings).await.unwrap(), TENANT).await
 }
 
-async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = app.request(method, path);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    json(request.send().await.unwrap()).await
-}
-
 async fn seed(app: &TestApp, sku: &str, available: i64) {
-    let (status, item) = call(
-        app,
-        Method::PUT,
-        &format!("/api/v1/items/{sku}"),
-        Some(json!({ "available": available })),
-    )
-    .await;
+    let (status, item) = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/items/{sku}"),
+            Some(json!({ "available": available })),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{item}");
 }
 
 /// `(available, reserved, committed)` of a SKU.
 async fn stock(app: &TestApp, sku: &str) -> (i64, i64, i64) {
-    let (status, item) = call(app, Method::GET, &format!("/api/v1/items/{sku}"), None).await;
+    let (status, item) = app
+        .call(Method::GET, &format!("/api/v1/items/{sku}"), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{item}");
     (
         item["available"].as_i64().unwrap(),
@@ -54,8 +41,7 @@ async fn stock(app: &TestApp, sku: &str) -> (i64, i64, i64) {
 }
 
 async fn reserve(app: &TestApp, order_id: Uuid, items: Value) -> (StatusCode, Value) {
-    call(
-        app,
+    app.call(
         Method::POST,
         "/api/v1/reservations",
         Some(json!({ "order_id": order_id, "items": items })),
@@ -64,8 +50,7 @@ async fn reserve(app: &TestApp, order_id: Uuid, items: Value) -> (StatusCode, Va
 }
 
 async fn settle(app: &TestApp, order_id: Uuid, action: &str) -> (StatusCode, Value) {
-    call(
-        app,
+    app.call(
         Method::POST,
         &format!("/api/v1/reservations/{order_id}/{action}"),
         None,
@@ -83,13 +68,13 @@ fn slug(problem: &Value) -> &str {
 #[tokio::test]
 async fn seeding_sets_available_stock_and_get_reads_it() {
     let app = spawn().await;
-    let (status, item) = call(
-        &app,
-        Method::PUT,
-        "/api/v1/items/SKU-1",
-        Some(json!({ "available": 7 })),
-    )
-    .await;
+    let (status, item) = app
+        .call(
+            Method::PUT,
+            "/api/v1/items/SKU-1",
+            Some(json!({ "available": 7 })),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         item,
@@ -98,7 +83,7 @@ async fn seeding_sets_available_stock_and_get_reads_it() {
     seed(&app, "SKU-1", 3).await;
     assert_eq!(stock(&app, "SKU-1").await, (3, 0, 0));
 
-    let (status, problem) = call(&app, Method::GET, "/api/v1/items/NOPE", None).await;
+    let (status, problem) = app.call(Method::GET, "/api/v1/items/NOPE", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(slug(&problem), "not-found");
     app.stop().await;
@@ -145,13 +130,9 @@ async fn a_reservation_holds_stock_until_commit_sells_it() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(slug(&problem), "reservation-committed");
 
-    let (status, read) = call(
-        &app,
-        Method::GET,
-        &format!("/api/v1/reservations/{order}"),
-        None,
-    )
-    .await;
+    let (status, read) = app
+        .call(Method::GET, &format!("/api/v1/reservations/{order}"), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read, committed);
     app.stop().await;
@@ -208,13 +189,9 @@ async fn unknown_reservations_are_not_found() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{action}");
         assert_eq!(slug(&problem), "not-found");
     }
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        &format!("/api/v1/reservations/{order}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(Method::GET, &format!("/api/v1/reservations/{order}"), None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     app.stop().await;
 }
@@ -252,13 +229,9 @@ async fn out_of_stock_reserves_no_line_and_the_answer_stays_the_same() {
     assert_eq!(problem["sku"], "B");
     assert_eq!(stock(&app, "A").await, (10, 0, 0), "all lines or none");
     assert_eq!(stock(&app, "B").await, (1, 0, 0));
-    let (status, _) = call(
-        &app,
-        Method::GET,
-        &format!("/api/v1/reservations/{order}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .call(Method::GET, &format!("/api/v1/reservations/{order}"), None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "no reservation holds stock");
 
     // The decision is kept per order: after a restock the same order is still refused, so an
@@ -417,7 +390,9 @@ async fn invalid_reservation_requests_are_client_errors() {
         ),
     ];
     for (name, body, expected) in cases {
-        let (status, problem) = call(&app, Method::POST, "/api/v1/reservations", Some(body)).await;
+        let (status, problem) = app
+            .call(Method::POST, "/api/v1/reservations", Some(body))
+            .await;
         assert_eq!(status, expected, "{name}: {problem}");
     }
     let malformed = app
@@ -431,13 +406,13 @@ async fn invalid_reservation_requests_are_client_errors() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(slug(&problem), "malformed-json");
 
-    let (status, problem) = call(
-        &app,
-        Method::POST,
-        "/api/v1/reservations",
-        Some(json!({"order_id": order, "items": [line("A", 0), line("", 1)]})),
-    )
-    .await;
+    let (status, problem) = app
+        .call(
+            Method::POST,
+            "/api/v1/reservations",
+            Some(json!({"order_id": order, "items": [line("A", 0), line("", 1)]})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let fields: Vec<&str> = problem["errors"]
         .as_array()
@@ -486,10 +461,10 @@ async fn invalid_stock_updates_are_client_errors() {
         ),
     ];
     for (name, path, body, expected) in cases {
-        let (status, problem) = call(&app, Method::PUT, path, Some(body)).await;
+        let (status, problem) = app.call(Method::PUT, path, Some(body)).await;
         assert_eq!(status, expected, "{name}: {problem}");
     }
-    let (status, _) = call(&app, Method::GET, "/api/v1/items/A", None).await;
+    let (status, _) = app.call(Method::GET, "/api/v1/items/A", None).await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
@@ -506,7 +481,7 @@ async fn malformed_order_ids_in_paths_are_problems() {
         (Method::POST, "/api/v1/reservations/not-a-uuid/commit"),
         (Method::POST, "/api/v1/reservations/12345/release"),
     ] {
-        let (status, problem) = call(&app, method, path, None).await;
+        let (status, problem) = app.call(method, path, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
         assert_eq!(slug(&problem), "invalid-path-parameter");
     }
@@ -533,7 +508,7 @@ async fn the_tenant_header_is_required_and_must_match() {
     let (status, problem) = json(other).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(slug(&problem), "wrong-tenant");
-    let (status, _) = call(&app, Method::GET, "/api/v1/items/A", None).await;
+    let (status, _) = app.call(Method::GET, "/api/v1/items/A", None).await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
@@ -550,7 +525,9 @@ async fn a_body_over_the_limit_is_413() {
         .collect();
     let body = json!({"order_id": Uuid::new_v4(), "items": lines});
     assert!(body.to_string().len() > 64 * 1024);
-    let (status, problem) = call(&app, Method::POST, "/api/v1/reservations", Some(body)).await;
+    let (status, problem) = app
+        .call(Method::POST, "/api/v1/reservations", Some(body))
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(slug(&problem), "payload-too-large");
     app.stop().await;

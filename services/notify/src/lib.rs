@@ -9,8 +9,8 @@ mod routes;
 mod store;
 
 use platform::{
-    configuration::{CommonSettings, ConfigError},
-    startup::{Application, Service, ServiceSettings, StartupError},
+    configuration::CommonSettings,
+    startup::{Application, Service, StartupError},
     telemetry::ServiceIdentity,
 };
 
@@ -25,25 +25,10 @@ pub static SERVICE: Service = Service {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// notify-service needs only the shared settings.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub common: CommonSettings,
-}
-
-impl ServiceSettings for Settings {
-    fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            common: CommonSettings::from_env()?,
-        })
-    }
-
-    fn common(&self) -> &CommonSettings {
-        &self.common
-    }
-}
+pub type Settings = CommonSettings;
 
 pub async fn build(settings: Settings) -> Result<Application, StartupError> {
-    Application::build(&SERVICE, settings.common, |platform| {
+    Application::build(&SERVICE, settings, |platform| {
         routes::router(platform.pool.clone())
     })
     .await

@@ -8,9 +8,7 @@ use uuid::Uuid;
 
 async fn spawn() -> TestApp {
     let database = testkit::fresh_database("notify").await;
-    let settings = notify_service::Settings {
-        common: testkit::settings("tenant-a", database),
-    };
+    let settings = testkit::settings("tenant-a", database);
     TestApp::start(notify_service::build(settings).await.unwrap(), "tenant-a").await
 }
 

@@ -28,13 +28,7 @@ pub struct PaymentRequest {
 impl PaymentRequest {
     /// The lines as stored and sent to inventory-service.
     pub fn items(&self) -> Vec<LineItem> {
-        self.lines
-            .iter()
-            .map(|line| LineItem {
-                sku: line.sku.as_str().to_owned(),
-                quantity: line.quantity.get(),
-            })
-            .collect()
+        self.lines.iter().map(LineItem::from).collect()
     }
 
     /// The status a new payment starts in: the test method `card_declined` is refused outright;

@@ -28,8 +28,7 @@ async fn start_inventory(listen_addr: Option<SocketAddr>, database: Option<Strin
     if let Some(addr) = listen_addr {
         common.listen_addr = addr;
     }
-    let settings = inventory_service::Settings { common };
-    TestApp::start(inventory_service::build(settings).await.unwrap(), TENANT).await
+    TestApp::start(inventory_service::build(common).await.unwrap(), TENANT).await
 }
 
 async fn start_payment(inventory_url: url::Url) -> TestApp {
@@ -54,39 +53,22 @@ impl Services {
     }
 }
 
-async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = app.request(method, path);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    json(request.send().await.unwrap()).await
-}
-
 async fn seed(inventory: &TestApp, sku: &str, available: i64) {
-    let (status, _) = call(
-        inventory,
-        Method::PUT,
-        &format!("/api/v1/items/{sku}"),
-        Some(json!({ "available": available })),
-    )
-    .await;
+    let (status, _) = inventory
+        .call(
+            Method::PUT,
+            &format!("/api/v1/items/{sku}"),
+            Some(json!({ "available": available })),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
 }
 
 /// `(available, reserved, committed)` of a SKU.
 async fn stock(inventory: &TestApp, sku: &str) -> (i64, i64, i64) {
-    let (_, item) = call(
-        inventory,
-        Method::GET,
-        &format!("/api/v1/items/{sku}"),
-        None,
-    )
-    .await;
+    let (_, item) = inventory
+        .call(Method::GET, &format!("/api/v1/items/{sku}"), None)
+        .await;
     (
         item["available"].as_i64().unwrap(),
         item["reserved"].as_i64().unwrap(),
@@ -95,13 +77,13 @@ async fn stock(inventory: &TestApp, sku: &str) -> (i64, i64, i64) {
 }
 
 async fn reservation(inventory: &TestApp, order_id: Uuid) -> (StatusCode, Value) {
-    call(
-        inventory,
-        Method::GET,
-        &format!("/api/v1/reservations/{order_id}"),
-        None,
-    )
-    .await
+    inventory
+        .call(
+            Method::GET,
+            &format!("/api/v1/reservations/{order_id}"),
+            None,
+        )
+        .await
 }
 
 fn payment_body(order_id: Uuid, amount: i64, method: &str, items: Value) -> Value {
@@ -115,23 +97,19 @@ fn payment_body(order_id: Uuid, amount: i64, method: &str, items: Value) -> Valu
 }
 
 async fn pay(payment: &TestApp, body: &Value) -> (StatusCode, Value) {
-    call(
-        payment,
-        Method::POST,
-        "/api/v1/payments",
-        Some(body.clone()),
-    )
-    .await
+    payment
+        .call(Method::POST, "/api/v1/payments", Some(body.clone()))
+        .await
 }
 
 async fn payments_for_order(payment: &TestApp, order_id: Uuid) -> Vec<Value> {
-    let (status, list) = call(
-        payment,
-        Method::GET,
-        &format!("/api/v1/payments?order_id={order_id}"),
-        None,
-    )
-    .await;
+    let (status, list) = payment
+        .call(
+            Method::GET,
+            &format!("/api/v1/payments?order_id={order_id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     list["items"].as_array().unwrap().clone()
 }
@@ -181,7 +159,7 @@ async fn a_payment_is_captured_and_its_reservation_committed() {
     assert_eq!(stock(&s.inventory, "A").await, (8, 0, 2));
     assert_eq!(stock(&s.inventory, "B").await, (9, 0, 1));
 
-    let (status, read) = call(&s.payment, Method::GET, &location, None).await;
+    let (status, read) = s.payment.call(Method::GET, &location, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read, payment);
     assert_eq!(payments_for_order(&s.payment, order).await, [payment]);
@@ -370,13 +348,13 @@ async fn inventory_going_down_between_calls_is_resumed_from_the_stored_state() {
 
     // An earlier attempt's reservation went through but its answer was lost.
     let order = Uuid::new_v4();
-    let (status, _) = call(
-        &inventory,
-        Method::POST,
-        "/api/v1/reservations",
-        Some(json!({"order_id": order, "items": [{"sku": "A", "quantity": 2}]})),
-    )
-    .await;
+    let (status, _) = inventory
+        .call(
+            Method::POST,
+            "/api/v1/reservations",
+            Some(json!({"order_id": order, "items": [{"sku": "A", "quantity": 2}]})),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     inventory.stop().await;
 
@@ -403,20 +381,21 @@ async fn a_reservation_committed_before_a_lost_response_is_captured_on_repeat() 
     seed(&s.inventory, "A", 5).await;
     let order = Uuid::new_v4();
     let items = json!([{"sku": "A", "quantity": 1}]);
-    call(
-        &s.inventory,
-        Method::POST,
-        "/api/v1/reservations",
-        Some(json!({"order_id": order, "items": items})),
-    )
-    .await;
-    let (status, _) = call(
-        &s.inventory,
-        Method::POST,
-        &format!("/api/v1/reservations/{order}/commit"),
-        None,
-    )
-    .await;
+    s.inventory
+        .call(
+            Method::POST,
+            "/api/v1/reservations",
+            Some(json!({"order_id": order, "items": items})),
+        )
+        .await;
+    let (status, _) = s
+        .inventory
+        .call(
+            Method::POST,
+            &format!("/api/v1/reservations/{order}/commit"),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     let (status, payment) = pay(&s.payment, &payment_body(order, 500, "card", items)).await;
@@ -432,20 +411,20 @@ async fn a_reservation_released_before_commit_voids_the_payment() {
     seed(&s.inventory, "A", 5).await;
     let order = Uuid::new_v4();
     let items = json!([{"sku": "A", "quantity": 1}]);
-    call(
-        &s.inventory,
-        Method::POST,
-        "/api/v1/reservations",
-        Some(json!({"order_id": order, "items": items})),
-    )
-    .await;
-    call(
-        &s.inventory,
-        Method::POST,
-        &format!("/api/v1/reservations/{order}/release"),
-        None,
-    )
-    .await;
+    s.inventory
+        .call(
+            Method::POST,
+            "/api/v1/reservations",
+            Some(json!({"order_id": order, "items": items})),
+        )
+        .await;
+    s.inventory
+        .call(
+            Method::POST,
+            &format!("/api/v1/reservations/{order}/release"),
+            None,
+        )
+        .await;
 
     let (status, payment) = pay(&s.payment, &payment_body(order, 500, "card", items)).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -505,11 +484,11 @@ async fn a_captured_payment_is_refunded_once_and_only_captured_ones_are() {
         "/api/v1/payments/{}/refund",
         captured["id"].as_str().unwrap()
     );
-    let (status, refunded) = call(&s.payment, Method::POST, &refund_path, None).await;
+    let (status, refunded) = s.payment.call(Method::POST, &refund_path, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(refunded["status"], "REFUNDED");
     assert_eq!(refunded["id"], captured["id"]);
-    let (status, again) = call(&s.payment, Method::POST, &refund_path, None).await;
+    let (status, again) = s.payment.call(Method::POST, &refund_path, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again, refunded);
     assert_eq!(
@@ -532,12 +511,12 @@ async fn a_captured_payment_is_refunded_once_and_only_captured_ones_are() {
         "/api/v1/payments/{}/refund",
         declined["id"].as_str().unwrap()
     );
-    let (status, problem) = call(&s.payment, Method::POST, &path, None).await;
+    let (status, problem) = s.payment.call(Method::POST, &path, None).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(slug(&problem), "not-refundable");
 
     let path = format!("/api/v1/payments/{}/refund", Uuid::new_v4());
-    let (status, _) = call(&s.payment, Method::POST, &path, None).await;
+    let (status, _) = s.payment.call(Method::POST, &path, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     s.stop().await;
 }
@@ -545,13 +524,14 @@ async fn a_captured_payment_is_refunded_once_and_only_captured_ones_are() {
 #[tokio::test]
 async fn lookups_by_id_and_by_order() {
     let s = spawn().await;
-    let (status, problem) = call(
-        &s.payment,
-        Method::GET,
-        &format!("/api/v1/payments/{}", Uuid::new_v4()),
-        None,
-    )
-    .await;
+    let (status, problem) = s
+        .payment
+        .call(
+            Method::GET,
+            &format!("/api/v1/payments/{}", Uuid::new_v4()),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(slug(&problem), "not-found");
     assert!(
@@ -572,7 +552,7 @@ async fn lookups_by_id_and_by_order() {
         } else {
             Method::GET
         };
-        let (status, problem) = call(&s.payment, method, path, None).await;
+        let (status, problem) = s.payment.call(method, path, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
         assert_eq!(slug(&problem), expected_slug, "{path}");
     }
