@@ -35,7 +35,7 @@ clean-test-dbs: ## drop databases left by earlier test runs
 	@psql "$(TEST_DATABASE_URL)" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'" \
 	  | while read -r db; do psql "$(TEST_DATABASE_URL)" -qc "DROP DATABASE IF EXISTS \"$$db\" WITH (FORCE)"; done
 
-lint: fmt clippy ## formatting, clippy and go vet
+lint: fmt clippy lint-deploy ## formatting, clippy, go vet, shellcheck, hadolint, compose-spec check
 	cd tools && go vet ./...
 
 fmt:

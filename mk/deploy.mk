@@ -88,7 +88,7 @@ COMPOSE_BIN = $$($(DEPLOY_VENV)/bin/python -c 'import compose, pathlib; print(pa
 
 lint-deploy: deploy-tools ## shellcheck + hadolint + compose-spec check + render checks
 	@echo "==> shellcheck"
-	shellcheck -x deploy/kind/*.sh deploy/base/postgres/init-databases.sh
+	shellcheck -x deploy/kind/*.sh deploy/base/postgres/init-databases.sh scripts/*.sh .ci/run
 	@echo "==> hadolint Dockerfile"
 	$(DEPLOY_VENV)/bin/hadolint --failure-threshold info Dockerfile
 	@echo "==> docker-compose.yml against the compose spec (compose v2 config)"

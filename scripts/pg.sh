@@ -16,7 +16,7 @@ log="$root/.local/pg/postgres.log"
 
 bindir() {
   local dir
-  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  dir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
   [ -n "$dir" ] && echo "$dir"
 }
 
