@@ -178,6 +178,11 @@ impl Cluster {
             .expect("join")
     }
 
+    /// What `svc` has logged so far (JSON lines).
+    pub fn log(&self, svc: Svc) -> String {
+        std::fs::read_to_string(self.logs.join(format!("{}.log", svc.binary()))).unwrap_or_default()
+    }
+
     /// A request to `svc` with this cluster's tenant header.
     pub fn request(&self, svc: Svc, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.client
@@ -268,12 +273,27 @@ pub fn order_body(items: &[(&str, i64, i64)]) -> Value {
     })
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, below the kernel's ephemeral range (32768 and up), so no
+/// outgoing connection can take it before the service binds it. Ports are handed out in turn
+/// from a per-process starting point, so concurrent tests never get the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id() * 7_919 % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN)
 }
 
 /// `target/<profile>`: where cargo put the service binaries (tests run from `target/<profile>/deps`).

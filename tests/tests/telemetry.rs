@@ -374,3 +374,86 @@ async fn metrics_count_requests_calls_and_saga_outcomes() {
         "inventory counts the reservations it served"
     );
 }
+
+#[tokio::test]
+async fn x_request_id_is_forwarded_byte_for_byte_on_every_hop() {
+    let cluster = Cluster::start("tenant-a").await;
+    cluster.seed_stock("SKU-1", 5).await;
+    let request_id = format!("req-{}/A.b_c", uuid::Uuid::new_v4().simple());
+    let response = cluster
+        .request(Svc::Order, Method::POST, "/api/v1/orders")
+        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+        .header("x-request-id", &request_id)
+        .json(&order_body(&[("SKU-1", 1, 100)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["x-request-id"], request_id.as_str());
+    // Each service logs its requests' ids; payment and inventory were called with ours.
+    for svc in [Svc::Payment, Svc::Inventory] {
+        let logged = eventually(
+            "the request id in the callee's log",
+            Duration::from_secs(10),
+            || {
+                let log = cluster.log(svc);
+                let request_id = request_id.clone();
+                async move {
+                    log.lines()
+                        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                        .any(|l| l["request_id"] == request_id.as_str())
+                        .then_some(())
+                }
+            },
+        )
+        .await;
+        assert_eq!(logged, ());
+    }
+}
+
+#[tokio::test]
+async fn malformed_oversized_or_conflicting_trace_headers_are_ignored() {
+    let cluster = Cluster::start("tenant-a").await;
+    cluster.seed_stock("SKU-1", 50).await;
+    let long = "f".repeat(10_000);
+    let cases: Vec<Vec<(&str, String)>> = vec![
+        vec![("traceparent", "00-zzzz-yyyy-01".into())],
+        vec![("traceparent", format!("00-{long}-00f067aa0ba902b7-01"))],
+        vec![
+            ("b3", "not-a-b3-header".into()),
+            ("x-b3-traceid", "xyz".into()),
+            ("x-b3-sampled", "maybe".into()),
+        ],
+        vec![
+            ("tracestate", long.clone()),
+            ("baggage", format!("k={long}")),
+        ],
+        vec![
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            ),
+            (
+                "traceparent",
+                "00-80f198ee56343ba864fe8b2a57d3eff7-00f067aa0ba902b7-01".into(),
+            ),
+        ],
+        vec![("x-request-id", "has spaces and ünïcode".into())],
+    ];
+    for headers in cases {
+        let mut request = cluster
+            .request(Svc::Order, Method::POST, "/api/v1/orders")
+            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+            .json(&order_body(&[("SKU-1", 1, 100)]));
+        for (name, value) in &headers {
+            request = request.header(*name, value.as_str());
+        }
+        let (status, order) = json(request.send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::CREATED, "{headers:?}: {order}");
+        assert_eq!(order["status"], "CONFIRMED");
+        let trace_id = order["trace_id"].as_str().unwrap();
+        assert_eq!(trace_id.len(), 32, "a fresh trace was started instead");
+        assert_ne!(trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(trace_id, "80f198ee56343ba864fe8b2a57d3eff7");
+    }
+}

@@ -16,7 +16,7 @@ use std::{
 use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::{HeaderValue, StatusCode},
+    http::StatusCode,
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -344,6 +344,7 @@ async fn observe_request(
     };
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
+    log_request(&span, &method, &route, status, started.elapsed());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
@@ -359,7 +360,20 @@ async fn observe_request(
     response
 }
 
-/// A header value from a static string, for tests and fixed headers.
-pub fn static_header(value: &'static str) -> HeaderValue {
-    HeaderValue::from_static(value)
+/// One access-log line per request; probes and scrapes only at debug level, so they do not
+/// drown the log.
+fn log_request(
+    span: &tracing::Span,
+    method: &axum::http::Method,
+    route: &str,
+    status: StatusCode,
+    elapsed: Duration,
+) {
+    let _entered = span.enter();
+    let duration_ms = elapsed.as_secs_f64() * 1e3;
+    if matches!(route, "/healthz" | "/readyz" | "/metrics") {
+        tracing::debug!(%method, route, status = status.as_u16(), duration_ms, "request served");
+    } else {
+        tracing::info!(%method, route, status = status.as_u16(), duration_ms, "request served");
+    }
 }

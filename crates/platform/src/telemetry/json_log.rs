@@ -1,6 +1,6 @@
 //! A log layer writing one JSON object per event, with the request's correlation fields lifted to
 //! the top level: `timestamp`, `level`, `target`, `message`, `trace_id`, `span_id`, `tenant`,
-//! `order_id`, then the event's own fields. The correlation fields are taken from the nearest
+//! `order_id`, `request_id`, then the event's own fields. The correlation fields are taken from the nearest
 //! enclosing span that recorded them (the server middleware records them on the request span).
 
 use std::io::Write;
@@ -14,7 +14,14 @@ use tracing::{
 use tracing_subscriber::{Layer, fmt::MakeWriter, layer::Context, registry::LookupSpan};
 
 /// Span fields copied onto every log line written inside the span.
-const CORRELATION_FIELDS: [&str; 5] = ["trace_id", "span_id", "tenant", "order_id", "service_type"];
+const CORRELATION_FIELDS: [&str; 6] = [
+    "trace_id",
+    "span_id",
+    "tenant",
+    "order_id",
+    "service_type",
+    "request_id",
+];
 
 pub struct JsonLogLayer<W> {
     make_writer: W,
