@@ -16,6 +16,17 @@ pub struct LineItem {
     pub quantity: i64,
 }
 
+/// Parses wire lines into validated stock lines (see [`crate::values::parse_stock_lines`]).
+pub fn parse_line_items(
+    items: &[LineItem],
+) -> Result<Vec<crate::values::StockLine>, Vec<(String, String)>> {
+    let raw: Vec<(String, i64)> = items
+        .iter()
+        .map(|item| (item.sku.clone(), item.quantity))
+        .collect();
+    crate::values::parse_stock_lines(&raw)
+}
+
 impl From<&crate::values::StockLine> for LineItem {
     fn from(line: &crate::values::StockLine) -> Self {
         Self {

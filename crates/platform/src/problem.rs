@@ -52,6 +52,13 @@ impl FieldError {
     }
 }
 
+/// `(field, message)` pairs, as the domain crates report them.
+impl From<(String, String)> for FieldError {
+    fn from((field, message): (String, String)) -> Self {
+        Self { field, message }
+    }
+}
+
 impl Problem {
     /// A problem of kind `slug` (the last segment of its `type` URI).
     pub fn new(status: StatusCode, slug: &str, title: impl Into<String>) -> Self {

@@ -10,8 +10,9 @@ use commerce::{
     contracts::{
         LineItem,
         inventory::{CreateReservation, ReservationStatus},
+        parse_line_items,
     },
-    values::{Sku, StockLine, parse_stock_lines},
+    values::{Sku, StockLine},
 };
 use platform::FieldError;
 use uuid::Uuid;
@@ -63,17 +64,8 @@ pub fn parse_reservation(body: CreateReservation) -> Result<ReservationRequest, 
     if body.order_id.is_nil() {
         errors.push(FieldError::new("order_id", "must not be the nil UUID"));
     }
-    let raw: Vec<(String, i64)> = body
-        .items
-        .into_iter()
-        .map(|item| (item.sku, item.quantity))
-        .collect();
-    let lines = parse_stock_lines(&raw).map_err(|line_errors| {
-        errors.extend(
-            line_errors
-                .into_iter()
-                .map(|(field, message)| FieldError::new(field, message)),
-        );
+    let lines = parse_line_items(&body.items).map_err(|line_errors| {
+        errors.extend(line_errors.into_iter().map(FieldError::from));
     });
     match lines {
         Ok(mut lines) if errors.is_empty() => {

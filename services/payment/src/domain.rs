@@ -6,10 +6,10 @@
 
 use commerce::{
     contracts::{
-        LineItem,
+        LineItem, parse_line_items,
         payment::{CreatePayment, FailureReason, PaymentMethod, PaymentStatus},
     },
-    values::{Amount, Currency, StockLine, parse_stock_lines},
+    values::{Amount, Currency, StockLine},
 };
 use platform::FieldError;
 use uuid::Uuid;
@@ -57,17 +57,8 @@ pub fn parse_payment(body: CreatePayment) -> Result<PaymentRequest, Vec<FieldErr
         .map_err(|message| errors.push(FieldError::new("amount", message)));
     let currency = Currency::parse(&body.currency)
         .map_err(|message| errors.push(FieldError::new("currency", message)));
-    let raw: Vec<(String, i64)> = body
-        .items
-        .into_iter()
-        .map(|item| (item.sku, item.quantity))
-        .collect();
-    let lines = parse_stock_lines(&raw).map_err(|line_errors| {
-        errors.extend(
-            line_errors
-                .into_iter()
-                .map(|(field, message)| FieldError::new(field, message)),
-        );
+    let lines = parse_line_items(&body.items).map_err(|line_errors| {
+        errors.extend(line_errors.into_iter().map(FieldError::from));
     });
     match (amount, currency, lines) {
         (Ok(amount), Ok(currency), Ok(mut lines)) if errors.is_empty() => {
