@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:55432/postgres
 
-.PHONY: help up down db-up db-down jaeger build test test-rust test-e2e lint fmt clippy clean-test-dbs
+.PHONY: help up down db-up db-down trace jaeger build test test-rust test-e2e lint fmt clippy clean-test-dbs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -19,6 +19,9 @@ db-up: ## start the local PostgreSQL (installs Debian's package when missing)
 
 db-down: ## stop the local PostgreSQL
 	@scripts/pg.sh stop
+
+trace: ## print one trace as a tree: make trace ID=<trace_id from an order>
+	@scripts/trace.py "$(ID)"
 
 jaeger: ## build Jaeger from its pinned Go module into .local/bin/jaeger
 	@scripts/build-jaeger.sh

@@ -115,6 +115,7 @@ Place an order (tenant-a):
     -H 'content-type: application/json' -H 'x-tenant-id: tenant-a' \
     -H "Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)" \
     -d '{"customer_id":"c-1","currency":"EUR","items":[{"sku":"SKU-001","quantity":2,"unit_price":1999}]}'
-Then open its trace: http://127.0.0.1:16686/api/traces/<trace_id from the answer>
+Then look at its trace: make trace ID=<trace_id from the answer>
+  (or the raw JSON: http://127.0.0.1:16686/api/traces/<trace_id>)
 Stop everything: make down
 EOF2
