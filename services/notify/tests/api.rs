@@ -155,3 +155,42 @@ async fn bad_requests_get_problem_details() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_database_outage_is_a_503_with_retry_after_and_not_ready() {
+    // Nothing listens on port 1: the database is down from the start.
+    let mut settings = testkit::settings("tenant-a", "postgres://postgres@127.0.0.1:1/none".into());
+    settings.database.acquire_timeout = std::time::Duration::from_millis(300);
+    let app = notify_service::build(settings).await.unwrap();
+    let base = format!("http://{}", app.local_addr().unwrap());
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(
+        health.status(),
+        StatusCode::OK,
+        "the process itself is alive"
+    );
+    let (status, _) = json(client.get(format!("{base}/readyz")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    let response = client
+        .post(format!("{base}/api/v1/notifications"))
+        .header("x-tenant-id", "tenant-a")
+        .json(&json!({"order_id": Uuid::new_v4(), "kind": "order_confirmed", "message": "m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["retry-after"], "1");
+    let (status, problem) = json(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert_eq!(
+        problem["type"],
+        "https://ordermesh.dev/problems/dependency-unavailable"
+    );
+
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}
