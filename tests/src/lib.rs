@@ -146,7 +146,7 @@ impl Cluster {
             .append(true)
             .open(self.logs.join(format!("{}.log", svc.binary())))
             .expect("log file");
-        let child = Command::new(bin_dir().join(svc.binary()))
+        let child = service_command(svc)
             .env_clear()
             .envs(self.service_env(svc))
             .stdin(Stdio::null())
@@ -260,6 +260,11 @@ impl Drop for Cluster {
             let _ = child.wait();
         }
     }
+}
+
+/// A command that runs `svc`'s binary (as built by cargo).
+pub fn service_command(svc: Svc) -> Command {
+    Command::new(bin_dir().join(svc.binary()))
 }
 
 /// An order body for `items` given as `(sku, quantity, unit_price)`.

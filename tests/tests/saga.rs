@@ -701,3 +701,49 @@ async fn sigterm_drains_an_in_flight_request_then_exits_zero() {
     cluster.start_service(Svc::Payment).await;
     assert_invariants(&cluster, &stock).await;
 }
+
+#[tokio::test]
+async fn a_service_with_bad_configuration_exits_2_naming_the_variable() {
+    for (env, expected) in [
+        (vec![], "TENANT_ID is required"),
+        (
+            vec![("TENANT_ID", "Tenant A")],
+            "TENANT_ID=\"Tenant A\" is invalid",
+        ),
+        (
+            vec![
+                ("TENANT_ID", "tenant-a"),
+                ("DATABASE_URL", "postgres://x/y"),
+                ("LISTEN_ADDR", "nowhere"),
+            ],
+            "LISTEN_ADDR=\"nowhere\" is invalid",
+        ),
+        (
+            vec![
+                ("TENANT_ID", "tenant-a"),
+                ("DATABASE_URL", "postgres://x/y"),
+                ("NOTIFY_SERVICE_URL", "http://n"),
+            ],
+            "PAYMENT_SERVICE_URL is required",
+        ),
+        (
+            vec![
+                ("TENANT_ID", "tenant-a"),
+                ("DATABASE_URL", "postgres://x/y"),
+                ("PAYMENT_SERVICE_URL", "ftp://p"),
+                ("NOTIFY_SERVICE_URL", "http://n"),
+            ],
+            "expected an absolute http(s) URL",
+        ),
+    ] {
+        let output = ordermesh_e2e::service_command(Svc::Order)
+            .env_clear()
+            .envs(env.clone())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{env:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+    }
+}

@@ -32,6 +32,18 @@ pub async fn deliver_once(
     pool: &PgPool,
     request: &CreateNotification,
 ) -> Result<(Notification, bool), sqlx::Error> {
+    platform::telemetry::in_span(
+        "db.record_notification",
+        Some(request.order_id),
+        deliver_once_tx(pool, request),
+    )
+    .await
+}
+
+async fn deliver_once_tx(
+    pool: &PgPool,
+    request: &CreateNotification,
+) -> Result<(Notification, bool), sqlx::Error> {
     let inserted: Option<Row> = sqlx::query_as(
         "INSERT INTO notifications (id, order_id, kind, message) VALUES ($1, $2, $3, $4)
          ON CONFLICT (order_id, kind) DO NOTHING
