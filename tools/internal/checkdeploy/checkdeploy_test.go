@@ -64,7 +64,7 @@ func TestDeployPasses(t *testing.T) {
 	for _, id := range []string{IDRender, IDDecode, IDValidate, IDAnalyze, invariants.IDMeshInstall, invariants.IDStrictMesh,
 		invariants.IDStrict, invariants.IDNoOverride, invariants.IDDestRuleTLS, invariants.IDAllowNothing, invariants.IDCallGraph,
 		invariants.IDIsolation, invariants.IDSubsets, invariants.IDWeights, invariants.IDRetryTimeout, invariants.IDPostRetry,
-		invariants.IDTraceProvider, invariants.IDTenantTracing, invariants.IDNoOrderIDMetric, invariants.IDIdentity, invariants.IDInjection} {
+		invariants.IDTraceProvider, invariants.IDTenantTracing, invariants.IDNoOrderIDMetric, invariants.IDAppMetrics, invariants.IDIdentity, invariants.IDInjection} {
 		if len(r.Find(id)) == 0 {
 			t.Errorf("check %s did not run", id)
 		}
@@ -671,6 +671,22 @@ spec:
             order_id: {value: "request.headers['x-order-id']"}
 `)
 	expectFailure(t, b, invariants.IDNoOrderIDMetric, "tenant-b", "Telemetry tenant-b-orders/order-metrics", `adds metric label "order_id"`)
+}
+
+func TestNegativeAppMetricsNotScraped(t *testing.T) {
+	b, _ := base(t)
+	d := find(t, b, "Deployment", "tenant-b-payments", "payment-service")
+	annotations := d.Obj["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["annotations"].(map[string]any)
+	delete(annotations, "prometheus.io/scrape")
+	expectFailure(t, b, invariants.IDAppMetrics, "tenant-b", "Deployment tenant-b-payments/payment-service", "the app's own metrics are never scraped")
+}
+
+func TestNegativeAppMetricsWrongPort(t *testing.T) {
+	b, _ := base(t)
+	d := find(t, b, "Deployment", "tenant-a-orders", "order-service")
+	annotations := d.Obj["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["annotations"].(map[string]any)
+	annotations["prometheus.io/port"] = "9090"
+	expectFailure(t, b, invariants.IDAppMetrics, "tenant-a", "order-service", `prometheus.io/port is "9090", not a container port`)
 }
 
 func TestNegativeSharedServiceAccount(t *testing.T) {

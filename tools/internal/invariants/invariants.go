@@ -33,6 +33,7 @@ const (
 	IDTraceProvider   = "telemetry.provider"
 	IDTenantTracing   = "telemetry.tenant-tracing"
 	IDNoOrderIDMetric = "telemetry.no-order-id-metric"
+	IDAppMetrics      = "telemetry.app-metrics-scraped"
 )
 
 // MeshScope is the scope of mesh-wide objects (outside every tenant namespace).

@@ -222,6 +222,54 @@ func checkTelemetry(m *model.Model, r *report.Report) {
 		}
 	}
 	mc.emit(r, IDNoOrderIDMetric, "no order_id metric label", true)
+
+	checkAppMetrics(m, r)
+}
+
+// The annotations that make Istio's metrics merging serve an app's own /metrics on the agent's
+// port (15020), which Prometheus can scrape under STRICT mTLS (ISTIO-NOTES 6).
+const (
+	annotationScrape = "prometheus.io/scrape"
+	annotationPort   = "prometheus.io/port"
+	annotationPath   = "prometheus.io/path"
+	appMetricsPath   = "/metrics"
+)
+
+// checkAppMetrics: every service workload asks for its /metrics to be scraped, on a port its
+// container really listens on.
+func checkAppMetrics(m *model.Model, r *report.Report) {
+	c := newCollector(m)
+	fix := fmt.Sprintf("annotate the pod template: %s: \"true\", %s: \"<container port>\", %s: %s",
+		annotationScrape, annotationPort, annotationPath, appMetricsPath)
+	for _, t := range m.Tenants {
+		ok := 0
+		for _, ns := range t.Namespaces {
+			for _, w := range m.WorkloadsIn(ns) {
+				if !isHTTPService(w.App()) {
+					continue
+				}
+				a := w.Template.Annotations
+				ports := map[string]bool{}
+				for _, ctr := range w.Template.Spec.Containers {
+					for _, p := range ctr.Ports {
+						ports[fmt.Sprint(p.ContainerPort)] = true
+					}
+				}
+				switch {
+				case a[annotationScrape] != "true":
+					c.add(t.Overlay, w.Ref(), fmt.Sprintf("%s is %q: the app's own metrics are never scraped", annotationScrape, a[annotationScrape]), fix)
+				case !ports[a[annotationPort]]:
+					c.add(t.Overlay, w.Ref(), fmt.Sprintf("%s is %q, not a container port", annotationPort, a[annotationPort]), fix)
+				case a[annotationPath] != appMetricsPath:
+					c.add(t.Overlay, w.Ref(), fmt.Sprintf("%s is %q, want %s", annotationPath, a[annotationPath], appMetricsPath), fix)
+				default:
+					ok++
+				}
+			}
+		}
+		c.detail(t.Overlay, fmt.Sprintf("%s expose /metrics for merging", plural(ok, "workload")))
+	}
+	c.emit(r, IDAppMetrics, "every service's /metrics is scraped (Istio metrics merging)", false)
 }
 
 func isHTTPService(app string) bool {
