@@ -16,16 +16,16 @@ GO              ?= go
 
 .PHONY: tools-build check-deploy test-tools
 
-tools-build:
+tools-build: ## build .local/bin/check-deploy
 	@mkdir -p $(TOOLS_BIN)
 	cd $(TOOLS_DIR) && $(GO) build -o $(CHECK_DEPLOY) ./cmd/check-deploy
 
-check-deploy: tools-build
+check-deploy: tools-build ## verify deploy/ with Istio's own code + the project's invariants (report + JSON)
 	@mkdir -p $(TOOLS_REPORTS)
 	$(CHECK_DEPLOY) -deploy $(CURDIR)/deploy -json $(CHECK_DEPLOY_JSON)
 	@echo "JSON report: $(CHECK_DEPLOY_JSON)"
 
-test-tools:
+test-tools: ## go vet, gofmt and go test in tools/ (adapter golden tests, check-deploy negative tests)
 	cd $(TOOLS_DIR) && $(GO) vet ./...
 	@unformatted="$$(cd $(TOOLS_DIR) && gofmt -l $$($(GO) list -f '{{.Dir}}' ./...))"; \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
