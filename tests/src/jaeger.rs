@@ -98,6 +98,25 @@ impl Jaeger {
     }
 }
 
+impl Jaeger {
+    /// The traces that have a span `operation` of `service`.
+    pub async fn traces_with(&self, service: &str, operation: &str) -> Vec<Value> {
+        let mut url = url::Url::parse(&format!("http://127.0.0.1:{}/api/traces", self.query))
+            .expect("query URL");
+        url.query_pairs_mut()
+            .append_pair("service", service)
+            .append_pair("operation", operation)
+            .append_pair("lookback", "1h")
+            .append_pair("limit", "50");
+        let request = self.client.get(url);
+        let Ok(response) = request.send().await else {
+            return Vec::new();
+        };
+        let body: Value = response.json().await.unwrap_or_default();
+        body["data"].as_array().cloned().unwrap_or_default()
+    }
+}
+
 impl Drop for Jaeger {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -464,3 +464,67 @@ async fn malformed_oversized_or_conflicting_trace_headers_are_ignored() {
         assert_ne!(trace_id, "80f198ee56343ba864fe8b2a57d3eff7");
     }
 }
+
+#[tokio::test]
+async fn a_reconciled_order_is_a_new_trace_linked_to_the_request_that_created_it() {
+    let jaeger = Jaeger::start().await;
+    let mut cluster = traced_cluster(&jaeger).await;
+    cluster.stop_service(Svc::Payment).await;
+    let trace_id = random_hex(32);
+    let (status, problem) = json(
+        cluster
+            .request(Svc::Order, Method::POST, "/api/v1/orders")
+            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+            .header(
+                "traceparent",
+                format!("00-{trace_id}-{}-01", random_hex(16)),
+            )
+            .json(&order_body(&[("SKU-1", 1, 100)]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    let order_id = problem["order_id"].as_str().unwrap().to_owned();
+    cluster.start_service(Svc::Payment).await;
+
+    // The reconciler confirms the order in a trace of its own whose root links to ours.
+    let linked = eventually(
+        "a reconcile.order span linked to the creating request",
+        Duration::from_secs(30),
+        || {
+            let jaeger = &jaeger;
+            let trace_id = trace_id.clone();
+            let order_id = order_id.clone();
+            async move {
+                jaeger
+                    .traces_with("order-service", "reconcile.order")
+                    .await
+                    .into_iter()
+                    .flat_map(|trace| trace["spans"].as_array().cloned().unwrap_or_default())
+                    .find(|span| {
+                        span["operationName"] == "reconcile.order"
+                            && span["tags"].as_array().is_some_and(|tags| {
+                                tags.iter().any(|t| {
+                                    t["key"] == "order_id" && t["value"] == order_id.as_str()
+                                })
+                            })
+                            && span["references"].as_array().is_some_and(|refs| {
+                                refs.iter().any(|r| r["traceID"] == trace_id.as_str())
+                            })
+                    })
+            }
+        },
+    )
+    .await;
+    assert_ne!(
+        linked["traceID"],
+        trace_id.as_str(),
+        "the reconciliation is a trace of its own"
+    );
+    let (_, order) = cluster
+        .get_json(Svc::Order, &format!("/api/v1/orders/{order_id}"))
+        .await;
+    assert_eq!(order["status"], "CONFIRMED");
+}

@@ -75,6 +75,22 @@ pub async fn in_span_continuing<F: Future>(
     work.instrument(span).await
 }
 
+/// Like [`in_span`], for work that starts a trace of its own but follows from an earlier one
+/// (a reconciliation of an order another request created): the span links to `linked`.
+pub async fn in_span_linked<F: Future>(
+    name: &'static str,
+    order_id: Option<uuid::Uuid>,
+    linked: opentelemetry::Context,
+    work: F,
+) -> F::Output {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = internal_span(name, order_id);
+    span.add_link(linked.span().span_context().clone());
+    work.instrument(span).await
+}
+
 fn internal_span(name: &'static str, order_id: Option<uuid::Uuid>) -> tracing::Span {
     let (tenant, service_type) = TAGS.get().map_or(("", ""), |(t, s)| (t.as_str(), *s));
     let span = tracing::info_span!(

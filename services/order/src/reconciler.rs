@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use platform::db::Migrated;
+use platform::{db::Migrated, propagation, telemetry::in_span_linked};
 use tokio_util::sync::CancellationToken;
 
 use crate::{AppState, store};
@@ -30,7 +30,14 @@ pub async fn run(
         match store::claim_stuck(&state.pool, older_than, BATCH).await {
             Ok(orders) => {
                 for order in orders {
-                    let result = state.saga.drive(&order).await;
+                    // A new trace, linked to the request that created the order.
+                    let result = in_span_linked(
+                        "reconcile.order",
+                        Some(order.id),
+                        propagation::extract_stored(&order.trace_context),
+                        state.saga.drive(&order),
+                    )
+                    .await;
                     let outcome = if result.is_ok() {
                         "settled"
                     } else {

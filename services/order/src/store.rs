@@ -29,6 +29,10 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
     pub request_hash: String,
+    /// The creating request's trace headers (see migration 0003).
+    #[serde(skip)]
+    #[sqlx(json)]
+    pub trace_context: std::collections::BTreeMap<String, String>,
 }
 
 /// The `status` column, parsed.
@@ -52,7 +56,7 @@ impl Order {
 }
 
 const ORDER_COLUMNS: &str = "id, status, failure_reason, customer_id, currency, total_amount, \
-    payment_method, items, payment_id, trace_id, created_at, updated_at, request_hash";
+    payment_method, items, payment_id, trace_id, created_at, updated_at, request_hash, trace_context";
 
 /// The result of storing an order under an idempotency key.
 pub enum Stored {
@@ -72,8 +76,8 @@ pub async fn insert_pending(
     in_span("db.insert_order", Some(id), async {
         let inserted: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO orders (id, idempotency_key, request_hash, status, customer_id, currency,
-                                 total_amount, payment_method, items, trace_id)
-             VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9)
+                                 total_amount, payment_method, items, trace_id, trace_context)
+             VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (idempotency_key) DO NOTHING
              RETURNING {ORDER_COLUMNS}"
         )))
@@ -86,6 +90,7 @@ pub async fn insert_pending(
         .bind(payment_method_str(order))
         .bind(Json(&order.lines))
         .bind(trace_id)
+        .bind(Json(platform::propagation::capture_current()))
         .fetch_optional(pool)
         .await?;
         match inserted {
