@@ -18,12 +18,13 @@ package istioadapter
 
 import (
 	"bytes"
-	"compress/gzip"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -51,16 +52,54 @@ import (
 	"istio.io/istio/pkg/util/protomarshal"
 )
 
-// CRDsGz is manifests/charts/base/files/crd-all.gen.yaml of the pinned istio.io/istio module,
-// gzipped. TestEmbeddedCRDsMatchModule fails when it drifts from the module in go.mod; refresh
-// it with `go generate ./internal/istioadapter`.
-//
-//go:generate sh -c "gzip -9 -n -c \"$(go list -m -f '{{.Dir}}' istio.io/istio)/manifests/charts/base/files/crd-all.gen.yaml\" > crds/crd-all.gen.yaml.gz"
-//go:embed crds/crd-all.gen.yaml.gz
-var CRDsGz []byte
-
-// CRDsPathInModule is where the embedded CRDs come from inside the istio.io/istio module.
+// CRDsPathInModule is where Istio's CRDs (with their OpenAPI/CEL schemas) live inside the
+// istio.io/istio module.
 const CRDsPathInModule = "manifests/charts/base/files/crd-all.gen.yaml"
+
+// CRDsFile is the CRD file of the istio.io/istio module this program was built with, read from
+// the Go module cache (where building the program put it): no copy of Istio's files is kept in
+// this repository. ISTIO_CRDS overrides the path.
+func CRDsFile() (string, error) {
+	if p := os.Getenv("ISTIO_CRDS"); p != "" {
+		return p, nil
+	}
+	version, err := istioModuleVersion()
+	if err != nil {
+		// Test binaries carry no dependency list; inside the tools module, the go command
+		// knows where the pinned module is.
+		out, listErr := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/istio").Output()
+		if listErr != nil || strings.TrimSpace(string(out)) == "" {
+			return "", err
+		}
+		return filepath.Join(strings.TrimSpace(string(out)), filepath.FromSlash(CRDsPathInModule)), nil
+	}
+	cache := os.Getenv("GOMODCACHE")
+	if cache == "" {
+		out, err := exec.Command("go", "env", "GOMODCACHE").Output()
+		if err != nil {
+			return "", fmt.Errorf("locating the Go module cache (set GOMODCACHE or ISTIO_CRDS): %w", err)
+		}
+		cache = strings.TrimSpace(string(out))
+	}
+	return filepath.Join(cache, "istio.io", "istio@"+version, filepath.FromSlash(CRDsPathInModule)), nil
+}
+
+// istioModuleVersion is the istio.io/istio version linked into this binary.
+func istioModuleVersion() (string, error) {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "", fmt.Errorf("no build information in this binary: set ISTIO_CRDS")
+	}
+	for _, dep := range info.Deps {
+		if dep.Path == "istio.io/istio" {
+			if dep.Replace != nil {
+				dep = dep.Replace
+			}
+			return dep.Version, nil
+		}
+	}
+	return "", fmt.Errorf("istio.io/istio is not a dependency of this binary: set ISTIO_CRDS")
+}
 
 func init() {
 	// Istio's packages log through istio.io/istio/pkg/log to stdout by default; keep stdout for
@@ -89,7 +128,7 @@ var (
 	validatorErr  error
 )
 
-// NewValidator builds (once per process) the CRD-schema validator from the embedded CRDs.
+// NewValidator builds (once per process) the CRD-schema validator from the pinned module's CRDs.
 func NewValidator() (*Validator, error) {
 	validatorOnce.Do(func() {
 		validatorVal, validatorErr = newValidator()
@@ -98,13 +137,18 @@ func NewValidator() (*Validator, error) {
 }
 
 func newValidator() (*Validator, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(CRDsGz))
+	path, err := CRDsFile()
 	if err != nil {
-		return nil, fmt.Errorf("embedded CRDs: %w", err)
+		return nil, err
 	}
-	v, err := newCRDValidator(zr)
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("loading Istio CRD schemas: %w", err)
+		return nil, fmt.Errorf("Istio CRD schemas: %w", err)
+	}
+	defer f.Close()
+	v, err := newCRDValidator(f)
+	if err != nil {
+		return nil, fmt.Errorf("loading Istio CRD schemas from %s: %w", path, err)
 	}
 	return &Validator{crds: v}, nil
 }
