@@ -114,6 +114,33 @@ impl TestApp {
         json(request.send().await.expect("request is sent")).await
     }
 
+    /// Sets `sku`'s available stock through inventory-service's items API (this app must be
+    /// inventory-service).
+    pub async fn seed_stock(&self, sku: &str, available: i64) {
+        let (status, item) = self
+            .call(
+                reqwest::Method::PUT,
+                &format!("/api/v1/items/{sku}"),
+                Some(serde_json::json!({ "available": available })),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "seeding {sku}: {item}");
+    }
+
+    /// `(available, reserved, committed)` of `sku`, from inventory-service's items API.
+    pub async fn stock(&self, sku: &str) -> (i64, i64, i64) {
+        let (status, item) = self
+            .call(reqwest::Method::GET, &format!("/api/v1/items/{sku}"), None)
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "reading {sku}: {item}");
+        let field = |name: &str| {
+            item[name]
+                .as_i64()
+                .unwrap_or_else(|| panic!("{name} in {item}"))
+        };
+        (field("available"), field("reserved"), field("committed"))
+    }
+
     /// Stops the server (graceful drain) and waits for it to finish.
     pub async fn stop(self) {
         self.shutdown.cancel();
@@ -184,6 +211,14 @@ pub async fn json(response: reqwest::Response) -> (reqwest::StatusCode, serde_js
         );
     }
     (status, value)
+}
+
+/// The slug of a problem document's `type` (`…/problems/out-of-stock` → `out-of-stock`).
+pub fn problem_slug(problem: &serde_json::Value) -> &str {
+    problem["type"]
+        .as_str()
+        .and_then(|t| t.rsplit('/').next())
+        .unwrap_or_default()
 }
 
 /// Runs `make(i)` for `i in 0..n` as concurrent tasks and returns their results in order.

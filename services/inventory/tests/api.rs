@@ -16,30 +16,6 @@ async fn spawn() -> TestApp {
     TestApp::start(inventory_service::build(settings).await.unwrap(), TENANT).await
 }
 
-async fn seed(app: &TestApp, sku: &str, available: i64) {
-    let (status, item) = app
-        .call(
-            Method::PUT,
-            &format!("/api/v1/items/{sku}"),
-            Some(json!({ "available": available })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{item}");
-}
-
-/// `(available, reserved, committed)` of a SKU.
-async fn stock(app: &TestApp, sku: &str) -> (i64, i64, i64) {
-    let (status, item) = app
-        .call(Method::GET, &format!("/api/v1/items/{sku}"), None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{item}");
-    (
-        item["available"].as_i64().unwrap(),
-        item["reserved"].as_i64().unwrap(),
-        item["committed"].as_i64().unwrap(),
-    )
-}
-
 async fn reserve(app: &TestApp, order_id: Uuid, items: Value) -> (StatusCode, Value) {
     app.call(
         Method::POST,
@@ -58,13 +34,6 @@ async fn settle(app: &TestApp, order_id: Uuid, action: &str) -> (StatusCode, Val
     .await
 }
 
-fn slug(problem: &Value) -> &str {
-    problem["type"]
-        .as_str()
-        .and_then(|t| t.rsplit('/').next())
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn seeding_sets_available_stock_and_get_reads_it() {
     let app = spawn().await;
@@ -80,20 +49,20 @@ async fn seeding_sets_available_stock_and_get_reads_it() {
         item,
         json!({"sku": "SKU-1", "available": 7, "reserved": 0, "committed": 0})
     );
-    seed(&app, "SKU-1", 3).await;
-    assert_eq!(stock(&app, "SKU-1").await, (3, 0, 0));
+    app.seed_stock("SKU-1", 3).await;
+    assert_eq!(app.stock("SKU-1").await, (3, 0, 0));
 
     let (status, problem) = app.call(Method::GET, "/api/v1/items/NOPE", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(slug(&problem), "not-found");
+    assert_eq!(testkit::problem_slug(&problem), "not-found");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_reservation_holds_stock_until_commit_sells_it() {
     let app = spawn().await;
-    seed(&app, "A", 10).await;
-    seed(&app, "B", 5).await;
+    app.seed_stock("A", 10).await;
+    app.seed_stock("B", 5).await;
     let order = Uuid::new_v4();
     let (status, reservation) = reserve(
         &app,
@@ -108,27 +77,27 @@ async fn a_reservation_holds_stock_until_commit_sells_it() {
         reservation["items"],
         json!([{"sku": "A", "quantity": 3}, {"sku": "B", "quantity": 2}])
     );
-    assert_eq!(stock(&app, "A").await, (7, 3, 0));
-    assert_eq!(stock(&app, "B").await, (3, 2, 0));
+    assert_eq!(app.stock("A").await, (7, 3, 0));
+    assert_eq!(app.stock("B").await, (3, 2, 0));
 
     let (status, committed) = settle(&app, order, "commit").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(committed["status"], "COMMITTED");
-    assert_eq!(stock(&app, "A").await, (7, 0, 3));
-    assert_eq!(stock(&app, "B").await, (3, 0, 2));
+    assert_eq!(app.stock("A").await, (7, 0, 3));
+    assert_eq!(app.stock("B").await, (3, 0, 2));
 
     let (status, again) = settle(&app, order, "commit").await;
     assert_eq!(status, StatusCode::OK, "commit is idempotent");
     assert_eq!(again, committed);
     assert_eq!(
-        stock(&app, "A").await,
+        app.stock("A").await,
         (7, 0, 3),
         "a repeated commit moves nothing"
     );
 
     let (status, problem) = settle(&app, order, "release").await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(slug(&problem), "reservation-committed");
+    assert_eq!(testkit::problem_slug(&problem), "reservation-committed");
 
     let (status, read) = app
         .call(Method::GET, &format!("/api/v1/reservations/{order}"), None)
@@ -141,29 +110,29 @@ async fn a_reservation_holds_stock_until_commit_sells_it() {
 #[tokio::test]
 async fn release_gives_stock_back_and_then_commit_is_refused() {
     let app = spawn().await;
-    seed(&app, "A", 4).await;
+    app.seed_stock("A", 4).await;
     let order = Uuid::new_v4();
     let (status, _) = reserve(&app, order, json!([{"sku": "A", "quantity": 4}])).await;
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(stock(&app, "A").await, (0, 4, 0));
+    assert_eq!(app.stock("A").await, (0, 4, 0));
 
     let (status, released) = settle(&app, order, "release").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(released["status"], "RELEASED");
-    assert_eq!(stock(&app, "A").await, (4, 0, 0));
+    assert_eq!(app.stock("A").await, (4, 0, 0));
 
     let (status, again) = settle(&app, order, "release").await;
     assert_eq!(status, StatusCode::OK, "release is idempotent");
     assert_eq!(again, released);
     assert_eq!(
-        stock(&app, "A").await,
+        app.stock("A").await,
         (4, 0, 0),
         "a repeated release moves nothing"
     );
 
     let (status, problem) = settle(&app, order, "commit").await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(slug(&problem), "reservation-released");
+    assert_eq!(testkit::problem_slug(&problem), "reservation-released");
 
     let (status, replay) = reserve(&app, order, json!([{"sku": "A", "quantity": 4}])).await;
     assert_eq!(
@@ -172,11 +141,7 @@ async fn release_gives_stock_back_and_then_commit_is_refused() {
         "a repeat answers with the stored reservation"
     );
     assert_eq!(replay["status"], "RELEASED");
-    assert_eq!(
-        stock(&app, "A").await,
-        (4, 0, 0),
-        "and takes no stock again"
-    );
+    assert_eq!(app.stock("A").await, (4, 0, 0), "and takes no stock again");
     app.stop().await;
 }
 
@@ -187,7 +152,7 @@ async fn unknown_reservations_are_not_found() {
     for action in ["commit", "release"] {
         let (status, problem) = settle(&app, order, action).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{action}");
-        assert_eq!(slug(&problem), "not-found");
+        assert_eq!(testkit::problem_slug(&problem), "not-found");
     }
     let (status, _) = app
         .call(Method::GET, &format!("/api/v1/reservations/{order}"), None)
@@ -199,7 +164,7 @@ async fn unknown_reservations_are_not_found() {
 #[tokio::test]
 async fn a_repeated_reservation_replays_and_different_items_conflict() {
     let app = spawn().await;
-    seed(&app, "A", 10).await;
+    app.seed_stock("A", 10).await;
     let order = Uuid::new_v4();
     let items = json!([{"sku": "A", "quantity": 2}]);
     let (status, first) = reserve(&app, order, items.clone()).await;
@@ -207,28 +172,31 @@ async fn a_repeated_reservation_replays_and_different_items_conflict() {
     let (status, second) = reserve(&app, order, items).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(first, second);
-    assert_eq!(stock(&app, "A").await, (8, 2, 0), "stock is taken once");
+    assert_eq!(app.stock("A").await, (8, 2, 0), "stock is taken once");
 
     let (status, problem) = reserve(&app, order, json!([{"sku": "A", "quantity": 3}])).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(slug(&problem), "reservation-conflict");
-    assert_eq!(stock(&app, "A").await, (8, 2, 0));
+    assert_eq!(testkit::problem_slug(&problem), "reservation-conflict");
+    assert_eq!(app.stock("A").await, (8, 2, 0));
     app.stop().await;
 }
 
 #[tokio::test]
 async fn out_of_stock_reserves_no_line_and_the_answer_stays_the_same() {
     let app = spawn().await;
-    seed(&app, "A", 10).await;
-    seed(&app, "B", 1).await;
+    app.seed_stock("A", 10).await;
+    app.seed_stock("B", 1).await;
     let order = Uuid::new_v4();
     let items = json!([{"sku": "A", "quantity": 5}, {"sku": "B", "quantity": 2}]);
     let (status, problem) = reserve(&app, order, items.clone()).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(slug(&problem), commerce::contracts::inventory::OUT_OF_STOCK);
+    assert_eq!(
+        testkit::problem_slug(&problem),
+        commerce::contracts::inventory::OUT_OF_STOCK
+    );
     assert_eq!(problem["sku"], "B");
-    assert_eq!(stock(&app, "A").await, (10, 0, 0), "all lines or none");
-    assert_eq!(stock(&app, "B").await, (1, 0, 0));
+    assert_eq!(app.stock("A").await, (10, 0, 0), "all lines or none");
+    assert_eq!(app.stock("B").await, (1, 0, 0));
     let (status, _) = app
         .call(Method::GET, &format!("/api/v1/reservations/{order}"), None)
         .await;
@@ -236,12 +204,12 @@ async fn out_of_stock_reserves_no_line_and_the_answer_stays_the_same() {
 
     // The decision is kept per order: after a restock the same order is still refused, so an
     // order whose payment was voided for lack of stock can never end up holding stock.
-    seed(&app, "B", 100).await;
+    app.seed_stock("B", 100).await;
     let (status, problem) = reserve(&app, order, items).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(slug(&problem), "out-of-stock");
+    assert_eq!(testkit::problem_slug(&problem), "out-of-stock");
     assert_eq!(problem["sku"], "B");
-    assert_eq!(stock(&app, "B").await, (100, 0, 0));
+    assert_eq!(app.stock("B").await, (100, 0, 0));
 
     let (status, ok) = reserve(&app, Uuid::new_v4(), json!([{"sku": "B", "quantity": 2}])).await;
     assert_eq!(
@@ -255,7 +223,7 @@ async fn out_of_stock_reserves_no_line_and_the_answer_stays_the_same() {
 #[tokio::test]
 async fn an_unknown_sku_is_out_of_stock() {
     let app = spawn().await;
-    seed(&app, "A", 10).await;
+    app.seed_stock("A", 10).await;
     let (status, problem) = reserve(
         &app,
         Uuid::new_v4(),
@@ -263,16 +231,16 @@ async fn an_unknown_sku_is_out_of_stock() {
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(slug(&problem), "out-of-stock");
+    assert_eq!(testkit::problem_slug(&problem), "out-of-stock");
     assert_eq!(problem["sku"], "GHOST");
-    assert_eq!(stock(&app, "A").await, (10, 0, 0));
+    assert_eq!(app.stock("A").await, (10, 0, 0));
     app.stop().await;
 }
 
 #[tokio::test]
 async fn fifty_concurrent_reservations_for_ten_units_reserve_exactly_ten() {
     let app = spawn().await;
-    seed(&app, "HOT", 10).await;
+    app.seed_stock("HOT", 10).await;
     let client = app.client.clone();
     let url = app.url("/api/v1/reservations");
     let statuses = testkit::concurrently(50, move |_| {
@@ -292,14 +260,14 @@ async fn fifty_concurrent_reservations_for_ten_units_reserve_exactly_ten() {
         .filter(|s| **s == StatusCode::CONFLICT)
         .count();
     assert_eq!((created, refused), (10, 40), "{statuses:?}");
-    assert_eq!(stock(&app, "HOT").await, (0, 10, 0));
+    assert_eq!(app.stock("HOT").await, (0, 10, 0));
     app.stop().await;
 }
 
 #[tokio::test]
 async fn concurrent_repeats_of_one_reservation_take_stock_once() {
     let app = spawn().await;
-    seed(&app, "A", 100).await;
+    app.seed_stock("A", 100).await;
     let order = Uuid::new_v4();
     let client = app.client.clone();
     let url = app.url("/api/v1/reservations");
@@ -317,14 +285,14 @@ async fn concurrent_repeats_of_one_reservation_take_stock_once() {
         .count();
     let replayed = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     assert_eq!((created, replayed), (1, 9), "{statuses:?}");
-    assert_eq!(stock(&app, "A").await, (97, 3, 0));
+    assert_eq!(app.stock("A").await, (97, 3, 0));
     app.stop().await;
 }
 
 #[tokio::test]
 async fn invalid_reservation_requests_are_client_errors() {
     let app = spawn().await;
-    seed(&app, "A", 10).await;
+    app.seed_stock("A", 10).await;
     let order = Uuid::new_v4();
     let line = |sku: &str, quantity: i64| json!({"sku": sku, "quantity": quantity});
     let cases: Vec<(&str, Value, StatusCode)> = vec![
@@ -404,7 +372,7 @@ async fn invalid_reservation_requests_are_client_errors() {
         .unwrap();
     let (status, problem) = json(malformed).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(slug(&problem), "malformed-json");
+    assert_eq!(testkit::problem_slug(&problem), "malformed-json");
 
     let (status, problem) = app
         .call(
@@ -421,7 +389,7 @@ async fn invalid_reservation_requests_are_client_errors() {
         .map(|e| e["field"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["items[0].quantity", "items[1].sku"]);
-    assert_eq!(stock(&app, "A").await, (10, 0, 0), "nothing was reserved");
+    assert_eq!(app.stock("A").await, (10, 0, 0), "nothing was reserved");
     app.stop().await;
 }
 
@@ -483,7 +451,7 @@ async fn malformed_order_ids_in_paths_are_problems() {
     ] {
         let (status, problem) = app.call(method, path, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
-        assert_eq!(slug(&problem), "invalid-path-parameter");
+        assert_eq!(testkit::problem_slug(&problem), "invalid-path-parameter");
     }
     app.stop().await;
 }
@@ -495,7 +463,7 @@ async fn the_tenant_header_is_required_and_must_match() {
     let missing = app.client.get(url.clone()).send().await.unwrap();
     let (status, problem) = json(missing).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(slug(&problem), "missing-tenant");
+    assert_eq!(testkit::problem_slug(&problem), "missing-tenant");
 
     let other = app
         .client
@@ -507,7 +475,7 @@ async fn the_tenant_header_is_required_and_must_match() {
         .unwrap();
     let (status, problem) = json(other).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(slug(&problem), "wrong-tenant");
+    assert_eq!(testkit::problem_slug(&problem), "wrong-tenant");
     let (status, _) = app.call(Method::GET, "/api/v1/items/A", None).await;
     assert_eq!(
         status,
@@ -529,14 +497,14 @@ async fn a_body_over_the_limit_is_413() {
         .call(Method::POST, "/api/v1/reservations", Some(body))
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(slug(&problem), "payload-too-large");
+    assert_eq!(testkit::problem_slug(&problem), "payload-too-large");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn reservation_outcomes_are_counted_in_metrics() {
     let app = spawn().await;
-    seed(&app, "A", 1).await;
+    app.seed_stock("A", 1).await;
     reserve(&app, Uuid::new_v4(), json!([{"sku": "A", "quantity": 1}])).await;
     reserve(&app, Uuid::new_v4(), json!([{"sku": "A", "quantity": 1}])).await;
     let text = app

@@ -53,29 +53,6 @@ impl Services {
     }
 }
 
-async fn seed(inventory: &TestApp, sku: &str, available: i64) {
-    let (status, _) = inventory
-        .call(
-            Method::PUT,
-            &format!("/api/v1/items/{sku}"),
-            Some(json!({ "available": available })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-}
-
-/// `(available, reserved, committed)` of a SKU.
-async fn stock(inventory: &TestApp, sku: &str) -> (i64, i64, i64) {
-    let (_, item) = inventory
-        .call(Method::GET, &format!("/api/v1/items/{sku}"), None)
-        .await;
-    (
-        item["available"].as_i64().unwrap(),
-        item["reserved"].as_i64().unwrap(),
-        item["committed"].as_i64().unwrap(),
-    )
-}
-
 async fn reservation(inventory: &TestApp, order_id: Uuid) -> (StatusCode, Value) {
     inventory
         .call(
@@ -114,18 +91,11 @@ async fn payments_for_order(payment: &TestApp, order_id: Uuid) -> Vec<Value> {
     list["items"].as_array().unwrap().clone()
 }
 
-fn slug(problem: &Value) -> &str {
-    problem["type"]
-        .as_str()
-        .and_then(|t| t.rsplit('/').next())
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn a_payment_is_captured_and_its_reservation_committed() {
     let s = spawn().await;
-    seed(&s.inventory, "A", 10).await;
-    seed(&s.inventory, "B", 10).await;
+    s.inventory.seed_stock("A", 10).await;
+    s.inventory.seed_stock("B", 10).await;
     let order = Uuid::new_v4();
     let body = payment_body(
         order,
@@ -156,8 +126,8 @@ async fn a_payment_is_captured_and_its_reservation_committed() {
     let (status, held) = reservation(&s.inventory, order).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(held["status"], "COMMITTED");
-    assert_eq!(stock(&s.inventory, "A").await, (8, 0, 2));
-    assert_eq!(stock(&s.inventory, "B").await, (9, 0, 1));
+    assert_eq!(s.inventory.stock("A").await, (8, 0, 2));
+    assert_eq!(s.inventory.stock("B").await, (9, 0, 1));
 
     let (status, read) = s.payment.call(Method::GET, &location, None).await;
     assert_eq!(status, StatusCode::OK);
@@ -169,7 +139,7 @@ async fn a_payment_is_captured_and_its_reservation_committed() {
 #[tokio::test]
 async fn a_repeated_payment_replays_the_stored_one() {
     let s = spawn().await;
-    seed(&s.inventory, "A", 10).await;
+    s.inventory.seed_stock("A", 10).await;
     let body = payment_body(
         Uuid::new_v4(),
         1_000,
@@ -182,7 +152,7 @@ async fn a_repeated_payment_replays_the_stored_one() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(first, second);
     assert_eq!(
-        stock(&s.inventory, "A").await,
+        s.inventory.stock("A").await,
         (8, 0, 2),
         "stock is taken once"
     );
@@ -192,7 +162,7 @@ async fn a_repeated_payment_replays_the_stored_one() {
 #[tokio::test]
 async fn concurrent_repeats_make_one_payment_and_one_reservation() {
     let s = spawn().await;
-    seed(&s.inventory, "A", 10).await;
+    s.inventory.seed_stock("A", 10).await;
     let order = Uuid::new_v4();
     let body = payment_body(order, 1_000, "card", json!([{"sku": "A", "quantity": 3}]));
     let client = s.payment.client.clone();
@@ -218,7 +188,7 @@ async fn concurrent_repeats_make_one_payment_and_one_reservation() {
     }
     assert_eq!(payments_for_order(&s.payment, order).await.len(), 1);
     assert_eq!(
-        stock(&s.inventory, "A").await,
+        s.inventory.stock("A").await,
         (7, 0, 3),
         "one reservation, committed"
     );
@@ -228,7 +198,7 @@ async fn concurrent_repeats_make_one_payment_and_one_reservation() {
 #[tokio::test]
 async fn a_declined_card_is_declined_without_touching_stock() {
     let s = spawn().await;
-    seed(&s.inventory, "A", 10).await;
+    s.inventory.seed_stock("A", 10).await;
     let order = Uuid::new_v4();
     let body = payment_body(
         order,
@@ -242,7 +212,7 @@ async fn a_declined_card_is_declined_without_touching_stock() {
     assert_eq!(payment["failure_reason"], "declined");
     let (status, _) = reservation(&s.inventory, order).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(stock(&s.inventory, "A").await, (10, 0, 0));
+    assert_eq!(s.inventory.stock("A").await, (10, 0, 0));
 
     let (status, again) = pay(&s.payment, &body).await;
     assert_eq!(status, StatusCode::OK);
@@ -253,25 +223,25 @@ async fn a_declined_card_is_declined_without_touching_stock() {
 #[tokio::test]
 async fn out_of_stock_voids_the_payment_and_leaves_stock_alone() {
     let s = spawn().await;
-    seed(&s.inventory, "A", 1).await;
+    s.inventory.seed_stock("A", 1).await;
     let order = Uuid::new_v4();
     let body = payment_body(order, 1_000, "card", json!([{"sku": "A", "quantity": 2}]));
     let (status, payment) = pay(&s.payment, &body).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(payment["status"], "VOIDED");
     assert_eq!(payment["failure_reason"], "out_of_stock");
-    assert_eq!(stock(&s.inventory, "A").await, (1, 0, 0));
+    assert_eq!(s.inventory.stock("A").await, (1, 0, 0));
     let (status, _) = reservation(&s.inventory, order).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "no reservation holds stock");
 
-    seed(&s.inventory, "A", 50).await;
+    s.inventory.seed_stock("A", 50).await;
     let (status, again) = pay(&s.payment, &body).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         again, payment,
         "a voided payment stays voided, even after a restock"
     );
-    assert_eq!(stock(&s.inventory, "A").await, (50, 0, 0));
+    assert_eq!(s.inventory.stock("A").await, (50, 0, 0));
     s.stop().await;
 }
 
@@ -313,14 +283,14 @@ async fn while_inventory_is_down_the_payment_waits_authorized_and_a_repeat_compl
     let retry_after = response.headers().get("retry-after").cloned();
     let (status, problem) = json(response).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
-    assert_eq!(slug(&problem), "dependency-unavailable");
+    assert_eq!(testkit::problem_slug(&problem), "dependency-unavailable");
     assert_eq!(retry_after.unwrap(), "1");
     let stored = payments_for_order(&payment, order).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["status"], "AUTHORIZED");
 
     let inventory = start_inventory(Some(addr), None).await;
-    seed(&inventory, "A", 5).await;
+    inventory.seed_stock("A", 5).await;
     let (status, completed) = pay(&payment, &body).await;
     assert_eq!(status, StatusCode::OK, "{completed}");
     assert_eq!(completed["status"], "CAPTURED");
@@ -329,7 +299,7 @@ async fn while_inventory_is_down_the_payment_waits_authorized_and_a_repeat_compl
     assert_eq!(status, StatusCode::OK);
     assert_eq!(held["status"], "COMMITTED");
     assert_eq!(
-        stock(&inventory, "A").await,
+        inventory.stock("A").await,
         (3, 0, 2),
         "exactly one reservation"
     );
@@ -343,7 +313,7 @@ async fn inventory_going_down_between_calls_is_resumed_from_the_stored_state() {
     let addr = closed_port();
     let database = testkit::fresh_database("payment_inventory").await;
     let inventory = start_inventory(Some(addr), Some(database.clone())).await;
-    seed(&inventory, "A", 5).await;
+    inventory.seed_stock("A", 5).await;
     let payment = start_payment(inventory.base.clone()).await;
 
     // An earlier attempt's reservation went through but its answer was lost.
@@ -367,7 +337,7 @@ async fn inventory_going_down_between_calls_is_resumed_from_the_stored_state() {
     assert_eq!(status, StatusCode::OK, "{completed}");
     assert_eq!(completed["status"], "CAPTURED");
     assert_eq!(
-        stock(&inventory, "A").await,
+        inventory.stock("A").await,
         (3, 0, 2),
         "the earlier reservation was reused"
     );
@@ -378,7 +348,7 @@ async fn inventory_going_down_between_calls_is_resumed_from_the_stored_state() {
 #[tokio::test]
 async fn a_reservation_committed_before_a_lost_response_is_captured_on_repeat() {
     let s = spawn().await;
-    seed(&s.inventory, "A", 5).await;
+    s.inventory.seed_stock("A", 5).await;
     let order = Uuid::new_v4();
     let items = json!([{"sku": "A", "quantity": 1}]);
     s.inventory
@@ -401,14 +371,14 @@ async fn a_reservation_committed_before_a_lost_response_is_captured_on_repeat() 
     let (status, payment) = pay(&s.payment, &payment_body(order, 500, "card", items)).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(payment["status"], "CAPTURED");
-    assert_eq!(stock(&s.inventory, "A").await, (4, 0, 1));
+    assert_eq!(s.inventory.stock("A").await, (4, 0, 1));
     s.stop().await;
 }
 
 #[tokio::test]
 async fn a_reservation_released_before_commit_voids_the_payment() {
     let s = spawn().await;
-    seed(&s.inventory, "A", 5).await;
+    s.inventory.seed_stock("A", 5).await;
     let order = Uuid::new_v4();
     let items = json!([{"sku": "A", "quantity": 1}]);
     s.inventory
@@ -431,7 +401,7 @@ async fn a_reservation_released_before_commit_voids_the_payment() {
     assert_eq!(payment["status"], "VOIDED");
     assert_eq!(payment["failure_reason"], "out_of_stock");
     assert_eq!(
-        stock(&s.inventory, "A").await,
+        s.inventory.stock("A").await,
         (5, 0, 0),
         "no stock is held for the order"
     );
@@ -441,7 +411,7 @@ async fn a_reservation_released_before_commit_voids_the_payment() {
 #[tokio::test]
 async fn the_same_order_with_different_terms_conflicts() {
     let s = spawn().await;
-    seed(&s.inventory, "A", 10).await;
+    s.inventory.seed_stock("A", 10).await;
     let order = Uuid::new_v4();
     let items = json!([{"sku": "A", "quantity": 1}]);
     let (status, original) = pay(
@@ -459,17 +429,17 @@ async fn the_same_order_with_different_terms_conflicts() {
     for body in variants {
         let (status, problem) = pay(&s.payment, &body).await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
-        assert_eq!(slug(&problem), "payment-conflict");
+        assert_eq!(testkit::problem_slug(&problem), "payment-conflict");
         assert_eq!(problem["payment_id"], original["id"]);
     }
-    assert_eq!(stock(&s.inventory, "A").await, (9, 0, 1));
+    assert_eq!(s.inventory.stock("A").await, (9, 0, 1));
     s.stop().await;
 }
 
 #[tokio::test]
 async fn a_captured_payment_is_refunded_once_and_only_captured_ones_are() {
     let s = spawn().await;
-    seed(&s.inventory, "A", 10).await;
+    s.inventory.seed_stock("A", 10).await;
     let (_, captured) = pay(
         &s.payment,
         &payment_body(
@@ -492,7 +462,7 @@ async fn a_captured_payment_is_refunded_once_and_only_captured_ones_are() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again, refunded);
     assert_eq!(
-        stock(&s.inventory, "A").await,
+        s.inventory.stock("A").await,
         (9, 0, 1),
         "money only: the stock stays sold"
     );
@@ -513,7 +483,7 @@ async fn a_captured_payment_is_refunded_once_and_only_captured_ones_are() {
     );
     let (status, problem) = s.payment.call(Method::POST, &path, None).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(slug(&problem), "not-refundable");
+    assert_eq!(testkit::problem_slug(&problem), "not-refundable");
 
     let path = format!("/api/v1/payments/{}/refund", Uuid::new_v4());
     let (status, _) = s.payment.call(Method::POST, &path, None).await;
@@ -533,7 +503,7 @@ async fn lookups_by_id_and_by_order() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(slug(&problem), "not-found");
+    assert_eq!(testkit::problem_slug(&problem), "not-found");
     assert!(
         payments_for_order(&s.payment, Uuid::new_v4())
             .await
@@ -554,7 +524,7 @@ async fn lookups_by_id_and_by_order() {
         };
         let (status, problem) = s.payment.call(method, path, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {problem}");
-        assert_eq!(slug(&problem), expected_slug, "{path}");
+        assert_eq!(testkit::problem_slug(&problem), expected_slug, "{path}");
     }
     s.stop().await;
 }
@@ -562,7 +532,7 @@ async fn lookups_by_id_and_by_order() {
 #[tokio::test]
 async fn invalid_payment_requests_are_client_errors() {
     let s = spawn().await;
-    seed(&s.inventory, "A", 10).await;
+    s.inventory.seed_stock("A", 10).await;
     let order = Uuid::new_v4();
     let line = |sku: &str, quantity: i64| json!({"sku": sku, "quantity": quantity});
     let with = |field: &str, value: Value| {
@@ -617,7 +587,11 @@ async fn invalid_payment_requests_are_client_errors() {
     for (name, body) in cases {
         let (status, problem) = pay(&s.payment, &body).await;
         assert_eq!(status, unprocessable, "{name}: {problem}");
-        assert_eq!(slug(&problem), "validation-failed", "{name}");
+        assert_eq!(
+            testkit::problem_slug(&problem),
+            "validation-failed",
+            "{name}"
+        );
     }
     assert!(
         payments_for_order(&s.payment, order).await.is_empty(),
@@ -634,15 +608,15 @@ async fn invalid_payment_requests_are_client_errors() {
         .unwrap();
     let (status, problem) = json(malformed).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(slug(&problem), "malformed-json");
+    assert_eq!(testkit::problem_slug(&problem), "malformed-json");
 
     let lines: Vec<Value> = (0..5_000)
         .map(|i| line(&format!("SKU-{i:06}"), 1))
         .collect();
     let (status, problem) = pay(&s.payment, &with("items", json!(lines))).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(slug(&problem), "payload-too-large");
-    assert_eq!(stock(&s.inventory, "A").await, (10, 0, 0));
+    assert_eq!(testkit::problem_slug(&problem), "payload-too-large");
+    assert_eq!(s.inventory.stock("A").await, (10, 0, 0));
     s.stop().await;
 }
 
@@ -666,7 +640,7 @@ async fn the_tenant_header_is_required_and_must_match() {
         .unwrap();
     let (status, problem) = json(missing).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(slug(&problem), "missing-tenant");
+    assert_eq!(testkit::problem_slug(&problem), "missing-tenant");
     let other = s
         .payment
         .client
@@ -678,14 +652,14 @@ async fn the_tenant_header_is_required_and_must_match() {
         .unwrap();
     let (status, problem) = json(other).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(slug(&problem), "wrong-tenant");
+    assert_eq!(testkit::problem_slug(&problem), "wrong-tenant");
     s.stop().await;
 }
 
 #[tokio::test]
 async fn payment_outcomes_are_counted_in_metrics() {
     let s = spawn().await;
-    seed(&s.inventory, "A", 1).await;
+    s.inventory.seed_stock("A", 1).await;
     pay(
         &s.payment,
         &payment_body(
