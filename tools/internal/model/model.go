@@ -111,6 +111,9 @@ type Model struct {
 	Gateways              []*Istio[*networking.Gateway]
 	Sidecars              []*Istio[*networking.Sidecar]
 	Telemetries           []*Istio[*telemetry.Telemetry]
+	// Secrets and ConfigMaps by "ns/name": key -> value (Secret data decoded).
+	Secrets    map[string]map[string]string
+	ConfigMaps map[string]map[string]string
 
 	Mesh          *meshv1alpha1.MeshConfig // effective mesh config (nil if the operator is unusable)
 	RootNamespace string
@@ -157,6 +160,8 @@ func Build(decoded []Decoded, tenantOverlays []string, mesh *meshv1alpha1.MeshCo
 	m := &Model{
 		Namespaces:      map[string]*Namespace{},
 		ServiceAccounts: map[string]Meta{},
+		Secrets:         map[string]map[string]string{},
+		ConfigMaps:      map[string]map[string]string{},
 		Mesh:            mesh,
 		RootNamespace:   "istio-system",
 		TrustDomain:     "cluster.local",
@@ -214,6 +219,21 @@ func Build(decoded []Decoded, tenantOverlays []string, mesh *meshv1alpha1.MeshCo
 			m.Services = append(m.Services, &Service{Meta: meta, Spec: k.Spec})
 		case *corev1.ServiceAccount:
 			m.ServiceAccounts[k.Namespace+"/"+k.Name] = meta
+		case *corev1.Secret:
+			data := map[string]string{}
+			for key, v := range k.Data {
+				data[key] = string(v)
+			}
+			for key, v := range k.StringData {
+				data[key] = v
+			}
+			m.Secrets[k.Namespace+"/"+k.Name] = data
+		case *corev1.ConfigMap:
+			data := map[string]string{}
+			for key, v := range k.Data {
+				data[key] = v
+			}
+			m.ConfigMaps[k.Namespace+"/"+k.Name] = data
 		}
 		switch s := d.Spec.(type) {
 		case *security.PeerAuthentication:
@@ -264,6 +284,12 @@ func contains(s []string, x string) bool {
 	}
 	return false
 }
+
+// Secret returns the data of Secret ns/name, or nil.
+func (m *Model) Secret(ns, name string) map[string]string { return m.Secrets[ns+"/"+name] }
+
+// ConfigMap returns the data of ConfigMap ns/name, or nil.
+func (m *Model) ConfigMap(ns, name string) map[string]string { return m.ConfigMaps[ns+"/"+name] }
 
 // TenantOf returns the tenant owning a namespace, or nil.
 func (m *Model) TenantOf(ns string) *Tenant { return m.tenantOf[ns] }

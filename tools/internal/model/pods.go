@@ -68,28 +68,8 @@ func (m *Model) SynthesizePods(proxyImage string) ([]SyntheticPod, error) {
 			Spec: *w.Template.Spec.DeepCopy(),
 		}
 		if m.Injected(w) {
-			if pod.Labels == nil {
-				pod.Labels = map[string]string{}
-			}
-			if pod.Annotations == nil {
-				pod.Annotations = map[string]string{}
-			}
-			canonical := w.Template.Labels["app"]
-			if canonical == "" {
-				canonical = w.Name
-			}
-			rev := w.Template.Labels["version"]
-			if rev == "" {
-				rev = "latest"
-			}
-			pod.Labels[label.SecurityTlsMode.Name] = "istio"
-			pod.Labels[label.ServiceCanonicalName.Name] = canonical
-			pod.Labels[label.ServiceCanonicalRevision.Name] = rev
-			status, _ := json.Marshal(map[string]any{
-				"initContainers": []string{"istio-init"}, "containers": []string{"istio-proxy"},
-				"volumes": []string{"istio-envoy", "istio-data", "istio-podinfo", "istio-token", "istiod-ca-cert"},
-			})
-			pod.Annotations[annotation.SidecarStatus.Name] = string(status)
+			pod.Labels = m.PodLabels(w)
+			pod.Annotations = m.PodAnnotations(w)
 			uid := int64(1337)
 			pod.Spec.InitContainers = append(pod.Spec.InitContainers, corev1.Container{
 				Name: "istio-init", Image: proxyImage, Args: []string{"istio-iptables"},
@@ -108,6 +88,48 @@ func (m *Model) SynthesizePods(proxyImage string) ([]SyntheticPod, error) {
 		out = append(out, SyntheticPod{Source: w.Source, Ref: "Pod " + pod.Namespace + "/" + pod.Name, YAML: y})
 	}
 	return out, nil
+}
+
+// PodLabels are the labels of the workload's pods as they run: the template's, plus what
+// Istio's injector adds when the pod gets a sidecar (tlsMode, canonical service name and
+// revision). Without tlsMode=istio, callers' auto-mTLS would send plaintext.
+func (m *Model) PodLabels(w *Workload) map[string]string {
+	labels := copyMap(w.Template.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if !m.Injected(w) {
+		return labels
+	}
+	canonical := w.Template.Labels["app"]
+	if canonical == "" {
+		canonical = w.Name
+	}
+	rev := w.Template.Labels["version"]
+	if rev == "" {
+		rev = "latest"
+	}
+	labels[label.SecurityTlsMode.Name] = "istio"
+	labels[label.ServiceCanonicalName.Name] = canonical
+	labels[label.ServiceCanonicalRevision.Name] = rev
+	return labels
+}
+
+// PodAnnotations are the template's annotations, plus the injector's sidecar status when the
+// pod gets a sidecar.
+func (m *Model) PodAnnotations(w *Workload) map[string]string {
+	ann := copyMap(w.Template.Annotations)
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	if m.Injected(w) {
+		status, _ := json.Marshal(map[string]any{
+			"initContainers": []string{"istio-init"}, "containers": []string{"istio-proxy"},
+			"volumes": []string{"istio-envoy", "istio-data", "istio-podinfo", "istio-token", "istiod-ca-cert"},
+		})
+		ann[annotation.SidecarStatus.Name] = string(status)
+	}
+	return ann
 }
 
 // SyntheticPod is a Pod made from a workload; Source is the workload's render unit.
