@@ -20,8 +20,8 @@ db-up: ## start the local PostgreSQL (installs Debian's package when missing)
 db-down: ## stop the local PostgreSQL
 	@scripts/pg.sh stop
 
-trace: ## print one trace as a tree: make trace ID=<trace_id from an order>
-	@scripts/trace.py "$(ID)"
+trace: ## print one trace as a tree: make trace ID=<trace_id> [JAEGER=<query URL, e.g. the mesh's>]
+	@scripts/trace.py "$(ID)" $(JAEGER)
 
 jaeger: ## build Jaeger from its pinned Go module into .local/bin/jaeger
 	@scripts/build-jaeger.sh
@@ -48,4 +48,4 @@ fmt:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
-include mk/deploy.mk mk/tools.mk $(wildcard mk/bench.mk)
+include mk/deploy.mk mk/tools.mk mk/mesh.mk $(wildcard mk/bench.mk)

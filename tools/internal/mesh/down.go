@@ -1,0 +1,85 @@
+// `make mesh-down`: stops every recorded process (apps first, then PostgreSQL, the proxies,
+// Jaeger and the control plane) and removes every recorded namespace, interface, file and
+// socket — by the record, nothing else. The pods' iptables rules live in their namespaces and
+// go with them. Data (PostgreSQL clusters, the CA) stays in .local/mesh for the next mesh-up.
+package mesh
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Down tears the mesh down.
+func Down(l Layout, out io.Writer) error {
+	st, err := LoadState(l.statePath())
+	if err != nil {
+		return err
+	}
+	if st.Empty() {
+		fmt.Fprintln(out, "mesh-down: nothing recorded; nothing to stop")
+		return nil
+	}
+	stopped := 0
+	// Order: apps, then proxies, then the control plane (so nothing reconnects in between).
+	for _, phase := range []func(string) bool{
+		func(k string) bool { return strings.HasSuffix(k, "/app") },
+		func(k string) bool { return strings.HasSuffix(k, "/envoy") },
+		func(k string) bool { return k == keyControlPlane },
+	} {
+		for _, k := range st.ProcKeys() {
+			if !phase(k) {
+				continue
+			}
+			if p := st.Procs[k]; p.Alive() {
+				p.Stop(10 * time.Second)
+				stopped++
+			}
+			delete(st.Procs, k)
+		}
+	}
+	var errs []error
+	for _, ns := range st.Netns {
+		if netnsExists(ns) {
+			if err := run("ip", "netns", "delete", ns); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, v := range st.Veths {
+		if linkExists(v) {
+			if err := run("ip", "link", "delete", v); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if st.Bridge != "" && linkExists(st.Bridge) {
+		if err := run("ip", "link", "delete", st.Bridge); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, d := range st.EtcNetns {
+		if filepath.Dir(d) == etcNetns {
+			if err := os.RemoveAll(d); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if st.RunDir != "" && strings.HasPrefix(st.RunDir, "/run/ordermesh-") {
+		if err := os.RemoveAll(st.RunDir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		_ = st.Save()
+		return err
+	}
+	fmt.Fprintf(out, "mesh-down: stopped %d processes, removed %d network namespaces, %d interfaces and the bridge\n",
+		stopped, len(st.Netns), len(st.Veths))
+	st.Netns, st.Veths, st.EtcNetns, st.Bridge, st.RunDir = nil, nil, nil, "", ""
+	return os.Remove(l.statePath())
+}

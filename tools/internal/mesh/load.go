@@ -1,0 +1,184 @@
+// Loading deploy/ for the mesh: the same renderer and decoders as check-deploy, but only what
+// stops istiod from turning the objects into configuration fails here (a render error, an
+// object Kubernetes or Istio cannot decode, an Istio validation error, a workload or Service
+// the topology cannot place). Policy choices — PERMISSIVE somewhere, a cross-tenant ALLOW — are
+// check-deploy's business; the mesh runs them so the live tests can show what they do.
+package mesh
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	meshconfig "istio.io/api/mesh/v1alpha1"
+
+	"ordermesh.local/tools/internal/istioadapter"
+	"ordermesh.local/tools/internal/istioadapter/xds"
+	"ordermesh.local/tools/internal/manifest"
+	"ordermesh.local/tools/internal/model"
+)
+
+// Loaded is deploy/ ready to run.
+type Loaded struct {
+	Model       *model.Model
+	Topology    *Topology
+	IstioConfig string // every Istio object, one YAML stream
+	Mesh        *meshconfig.MeshConfig
+}
+
+// Network is the address plan.
+type Network struct {
+	Subnet     netip.Prefix
+	ServiceNet netip.Prefix
+}
+
+// DefaultNetwork: pods on 10.213.0.0/24 (the bridge), ClusterIPs from 10.213.1.0/24.
+var DefaultNetwork = Network{Subnet: netip.MustParsePrefix("10.213.0.0/24"), ServiceNet: netip.MustParsePrefix("10.213.1.0/24")}
+
+// LoadError lists every object that cannot become configuration, with the reason.
+type LoadError struct{ Problems []string }
+
+func (e *LoadError) Error() string {
+	return "deploy/ cannot become mesh configuration:\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+// Load renders and checks deploy/, and lays out the topology.
+func Load(deployDir string, nw Network) (*Loaded, error) {
+	b, err := manifest.Load(deployDir)
+	if err != nil {
+		return nil, err
+	}
+	v, err := istioadapter.NewValidator()
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	var decoded []model.Decoded
+	var overlays []string
+	var istio bytes.Buffer
+	for _, u := range b.Overlays {
+		overlays = append(overlays, u.Name)
+	}
+	for _, u := range b.Units() {
+		if u.Err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", u.Dir, u.Err))
+			continue
+		}
+		for _, o := range u.Objects {
+			d := model.Decoded{Object: o, Unit: u.Name}
+			if istioadapter.IsIstioGroup(o.APIVersion()) {
+				res := v.ValidateIstio(o.Obj)
+				for _, e := range res.Errors {
+					problems = append(problems, fmt.Sprintf("%s (%s): %s", o.Ref(), u.Dir, e))
+				}
+				if len(res.Errors) > 0 {
+					continue
+				}
+				d.Spec = res.Spec
+				y, err := o.YAML()
+				if err != nil {
+					return nil, err
+				}
+				istio.WriteString("---\n")
+				istio.Write(y)
+			} else {
+				obj, err := model.DecodeKube(o)
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("%s (%s): %v", o.Ref(), u.Dir, err))
+					continue
+				}
+				d.Kube = obj
+			}
+			decoded = append(decoded, d)
+		}
+	}
+	if b.OperatorErr != nil {
+		problems = append(problems, fmt.Sprintf("%s: %v", b.OperatorPath, b.OperatorErr))
+	}
+	var meshYAML string
+	if b.OperatorErr == nil {
+		mi, _, errs := istioadapter.ParseIstioOperator(b.Operator)
+		for _, e := range errs {
+			problems = append(problems, b.OperatorPath+": "+e)
+		}
+		if mi != nil {
+			meshYAML = mi.MeshConfigYAML
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &LoadError{Problems: problems}
+	}
+	mc, err := xds.MeshConfig(meshYAML)
+	if err != nil {
+		return nil, &LoadError{Problems: []string{b.OperatorPath + ": " + err.Error()}}
+	}
+	m := model.Build(decoded, overlays, mc)
+	t, err := BuildTopology(m, nw.Subnet, nw.ServiceNet)
+	if err != nil {
+		return nil, &LoadError{Problems: []string{err.Error()}}
+	}
+	if refs := unresolvedHosts(m, t); len(refs) > 0 {
+		return nil, &LoadError{Problems: refs}
+	}
+	if _, err := xds.ParseConfig(istio.String()); err != nil {
+		return nil, &LoadError{Problems: []string{"Istio objects: " + err.Error()}}
+	}
+	return &Loaded{Model: m, Topology: t, IstioConfig: istio.String(), Mesh: mc}, nil
+}
+
+// ProxyOf describes a pod's Envoy for istiod.
+func (ld *Loaded) ProxyOf(p *Pod) xds.Proxy {
+	var ports []xds.Port
+	for _, cp := range p.Ports {
+		ports = append(ports, xds.Port{Name: cp.Name, Number: int(cp.ContainerPort), Protocol: string(cp.Protocol)})
+	}
+	return xds.Proxy{
+		Router: p.Role == RoleGateway, Pod: p.Name, Namespace: p.Namespace, IP: p.IP.String(),
+		ServiceAccount: p.ServiceAccount, Workload: p.WorkloadName, Labels: p.Labels, Ports: ports,
+		ProxyConfig: ld.Mesh.GetDefaultConfig(),
+	}
+}
+
+// unresolvedHosts finds routes and apps that name a cluster-local host no Service provides: in a
+// cluster they would fail at run time (503 NR, or a DNS error in the app).
+func unresolvedHosts(m *model.Model, t *Topology) []string {
+	known := map[string]bool{}
+	for _, s := range t.Services {
+		known[s.FQDN()] = true
+	}
+	var out []string
+	for _, vs := range m.VirtualServices {
+		for _, h := range vs.Spec.GetHttp() {
+			for _, r := range h.GetRoute() {
+				host := m.FQDN(r.GetDestination().GetHost(), vs.Namespace)
+				if strings.HasSuffix(host, ".svc."+clusterDomain) && !known[host] {
+					out = append(out, fmt.Sprintf("%s: routes to %s, which no Service of deploy/ provides", vs.Ref(), host))
+				}
+			}
+		}
+	}
+	for _, w := range m.Workloads {
+		for _, c := range w.Template.Spec.Containers {
+			for _, e := range c.Env {
+				for _, host := range clusterHosts(e.Value) {
+					if !known[host] {
+						out = append(out, fmt.Sprintf("%s: env %s names %s, which no Service of deploy/ provides", w.Ref(), e.Name, host))
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// clusterHosts extracts "<name>.<ns>.svc.cluster.local" host names from a URL-ish value.
+func clusterHosts(v string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == '/' || r == '@' || r == ':' || r == ' ' }) {
+		if strings.HasSuffix(f, ".svc."+clusterDomain) {
+			out = append(out, f)
+		}
+	}
+	return out
+}

