@@ -397,8 +397,10 @@ async fn x_request_id_is_forwarded_byte_for_byte_on_every_hop() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(response.headers()["x-request-id"], request_id.as_str());
-    // Each service logs its requests' ids; payment and inventory were called with ours.
-    for svc in [Svc::Payment, Svc::Inventory] {
+    // Each service logs its requests' ids; payment and inventory were called with ours, and so
+    // was notify, by the outbox delivery that finishes this request later (in the mesh the id
+    // carries Envoy's sampling decision: a new one would drop the delivery from the trace).
+    for svc in [Svc::Payment, Svc::Inventory, Svc::Notify] {
         let logged = eventually(
             "the request id in the callee's log",
             Duration::from_secs(10),

@@ -19,6 +19,7 @@ pub struct RequestContext {
 
 tokio::task_local! {
     static CURRENT: RequestContext;
+    static CONTINUED_REQUEST_ID: HeaderValue;
 }
 
 /// Runs `fut` with `cx` as the current request context.
@@ -26,9 +27,19 @@ pub async fn scope<F: Future>(cx: RequestContext, fut: F) -> F::Output {
     CURRENT.scope(cx, fut).await
 }
 
-/// The current request's id, if this task serves a request.
+/// Runs background work that finishes an earlier request (an outbox delivery) under that
+/// request's id, so its calls carry it as the request's own calls did. In the mesh the id also
+/// carries Envoy's sampling decision; a new one would be sampled afresh.
+pub async fn continuing_request<F: Future>(request_id: HeaderValue, fut: F) -> F::Output {
+    CONTINUED_REQUEST_ID.scope(request_id, fut).await
+}
+
+/// The current request's id, if this task serves a request or continues one.
 pub fn request_id() -> Option<HeaderValue> {
-    CURRENT.try_with(|cx| cx.request_id.clone()).ok()
+    CURRENT
+        .try_with(|cx| cx.request_id.clone())
+        .ok()
+        .or_else(|| CONTINUED_REQUEST_ID.try_with(Clone::clone).ok())
 }
 
 /// Time left before the current request's deadline (`None` outside a request).

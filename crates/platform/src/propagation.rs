@@ -157,12 +157,16 @@ pub fn inject(cx: &Context, headers: &mut HeaderMap) {
     propagator().inject_context(cx, &mut HeaderInjector(headers));
 }
 
-/// The current span's trace context as header name → value pairs, to store beside work that
-/// another task finishes later (an outbox entry), so that work continues the same trace.
+/// The current span's trace context (and the request's `x-request-id`) as header name → value
+/// pairs, to store beside work that another task finishes later (an outbox entry), so that work
+/// continues the same trace and the same request.
 pub fn capture_current() -> std::collections::BTreeMap<String, String> {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let mut headers = HeaderMap::new();
     inject(&tracing::Span::current().context(), &mut headers);
+    if let Some(id) = crate::context::request_id() {
+        headers.insert(REQUEST_ID_HEADER, id);
+    }
     headers
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
@@ -181,6 +185,16 @@ pub fn extract_stored(stored: &std::collections::BTreeMap<String, String>) -> Co
         }
     }
     extract(&headers)
+}
+
+/// The `x-request-id` stored by [`capture_current`], if it is a valid one.
+pub fn stored_request_id(
+    stored: &std::collections::BTreeMap<String, String>,
+) -> Option<HeaderValue> {
+    let value = HeaderValue::from_str(stored.get(REQUEST_ID_HEADER)?).ok()?;
+    let mut headers = HeaderMap::new();
+    headers.insert(REQUEST_ID_HEADER, value.clone());
+    (request_id(&headers) == value).then_some(value)
 }
 
 /// The request id to use for a request: the incoming one if it is 1–200 visible ASCII
@@ -213,6 +227,30 @@ mod tests {
 
     const W3C_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const B3_TRACE: &str = "80f198ee56343ba864fe8b2a57d3eff7";
+
+    #[test]
+    fn a_stored_request_id_is_returned_only_when_valid() {
+        let stored = |id: &str| {
+            std::collections::BTreeMap::from([(REQUEST_ID_HEADER.to_owned(), id.to_owned())])
+        };
+        assert_eq!(
+            stored_request_id(&stored("req-1/A.b_c")),
+            Some(HeaderValue::from_static("req-1/A.b_c"))
+        );
+        assert_eq!(stored_request_id(&stored("has spaces")), None);
+        assert_eq!(stored_request_id(&stored(&"x".repeat(201))), None);
+        assert_eq!(stored_request_id(&Default::default()), None);
+    }
+
+    #[tokio::test]
+    async fn background_work_continuing_a_request_carries_its_id() {
+        let id = HeaderValue::from_static("req-42");
+        let seen =
+            crate::context::continuing_request(id.clone(), async { crate::context::request_id() })
+                .await;
+        assert_eq!(seen, Some(id));
+        assert_eq!(crate::context::request_id(), None);
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

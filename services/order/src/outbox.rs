@@ -103,8 +103,8 @@ async fn deliver(
         kind,
         message: entry.message.clone(),
     };
-    // The delivery continues the trace of the request that settled the order.
-    let reply = in_span_continuing(
+    // The delivery continues the trace and the request that settled the order.
+    let delivery = in_span_continuing(
         "outbox.deliver",
         Some(entry.order_id),
         propagation::extract_stored(&entry.trace_context),
@@ -114,8 +114,11 @@ async fn deliver(
             Some(entry.order_id),
             &body,
         ),
-    )
-    .await
+    );
+    let reply = match propagation::stored_request_id(&entry.trace_context) {
+        Some(request_id) => platform::context::continuing_request(request_id, delivery).await,
+        None => delivery.await,
+    }
     .map_err(|e| e.to_string())?;
     if reply.status.is_success() {
         Ok(())
