@@ -29,7 +29,7 @@ jaeger: ## build Jaeger from its pinned Go module into .local/bin/jaeger
 build: ## build every Rust binary (debug)
 	cargo build --workspace --bins
 
-test: test-rust check-deploy test-tools ## every test: Rust unit/integration/e2e, check-deploy and its negative tests
+test: test-rust check-deploy test-tools test-mesh ## every test: Rust unit/integration/e2e, check-deploy and its negative tests, the local mesh
 
 test-rust: db-up jaeger build clean-test-dbs ## Rust unit, integration (real PostgreSQL) and end-to-end tests
 	JAEGER_BIN=$(CURDIR)/.local/bin/jaeger cargo test --workspace --no-fail-fast
@@ -39,7 +39,7 @@ clean-test-dbs: ## drop databases left by earlier test runs
 	  | while read -r db; do psql "$(TEST_DATABASE_URL)" -qc "DROP DATABASE IF EXISTS \"$$db\" WITH (FORCE)"; done
 
 lint: fmt clippy lint-deploy ## formatting, clippy, go vet, shellcheck, hadolint, compose-spec check
-	cd tools && go vet ./...
+	cd tools && go vet ./... && go vet -tags mesh ./meshtest/
 
 fmt:
 	cargo fmt --all -- --check

@@ -19,7 +19,7 @@ mesh-build: ## build the local mesh's control plane into .local/bin/mesh
 	cd $(TOOLS_DIR) && $(GO) build -o $(MESH_BIN) ./cmd/mesh
 
 mesh-apps: ## build the services the mesh runs (release)
-	cargo build --release --bins
+	cargo build --release -p order-service -p payment-service -p inventory-service -p notify-service
 
 mesh-up: mesh-deps mesh-build mesh-apps jaeger ## run deploy/ as a local Istio mesh (real Envoys, Istio's xDS); prints pods and a curl
 	@$(MESH_BIN) up -root $(CURDIR)

