@@ -2,7 +2,7 @@
 //!
 //! A service crate supplies its routes, domain rules and SQL; this crate supplies the rest, the
 //! same way for all four: [`configuration`] from the environment, [`problem`] (RFC 9457 errors and
-//! the JSON extractor), [`tenancy`], [`health`], [`shutdown`], the pooled [`http_client`] that
+//! the JSON extractor), strict [`headers`], [`tenancy`] with [`xfcc`] parsing, [`health`], [`shutdown`], the pooled [`http_client`] that
 //! carries the headers contract, [`db`] (pool and migrations), [`telemetry`] with
 //! [`propagation`] (W3C + B3), [`metrics`], and [`startup`], which assembles them into a running
 //! server.
@@ -11,6 +11,7 @@ pub mod configuration;
 pub mod context;
 pub mod db;
 pub mod extract;
+pub mod headers;
 pub mod health;
 pub mod http_client;
 pub mod metrics;
@@ -20,6 +21,7 @@ pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
 pub mod tenancy;
+pub mod xfcc;
 
 pub use extract::{Path, Query};
 pub use problem::{FieldError, Json, Problem};
