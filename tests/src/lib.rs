@@ -178,6 +178,11 @@ impl Cluster {
             .expect("join")
     }
 
+    /// The process id of `svc`.
+    pub fn pid(&self, svc: Svc) -> u32 {
+        self.processes[&svc].id()
+    }
+
     /// What `svc` has logged so far (JSON lines).
     pub fn log(&self, svc: Svc) -> String {
         std::fs::read_to_string(self.logs.join(format!("{}.log", svc.binary()))).unwrap_or_default()

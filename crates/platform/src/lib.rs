@@ -4,8 +4,8 @@
 //! same way for all four: [`configuration`] from the environment, [`problem`] (RFC 9457 errors and
 //! the JSON extractor), strict [`headers`], [`tenancy`] with [`xfcc`] parsing, [`health`], [`shutdown`], the pooled [`http_client`] that
 //! carries the headers contract, [`db`] (pool and migrations), [`telemetry`] with
-//! [`propagation`] (W3C + B3), [`metrics`], and [`startup`], which assembles them into a running
-//! server.
+//! [`propagation`] (W3C + B3), [`metrics`], the bounded HTTP [`server`], and [`startup`], which assembles them into a
+//! running service.
 
 pub mod configuration;
 pub mod context;
@@ -17,6 +17,7 @@ pub mod http_client;
 pub mod metrics;
 pub mod problem;
 pub mod propagation;
+pub mod server;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;

@@ -67,6 +67,7 @@ pub fn settings(tenant: &str, database_url: String) -> CommonSettings {
         body_limit_bytes: 64 * 1024,
         trusted_peer_namespaces: vec!["istio-system".into()],
         log_format: None,
+        server: platform::server::ServerLimits::default(),
     }
 }
 
