@@ -76,7 +76,7 @@ impl Default for ServerLimits {
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
             connection_wait: Duration::from_millis(250),
-            max_header_bytes: 16 * 1024,
+            max_header_bytes: 32 * 1024,
             h2_max_concurrent_streams: 100,
             listen_backlog: 4096,
         }
@@ -396,6 +396,8 @@ pub async fn serve(
             shutdown.clone(),
         ));
     }
+    // Stop listening at once: a drain serves the connections it has, not new ones.
+    drop(listener);
     connections.close();
     connections.wait().await;
     Ok(())
