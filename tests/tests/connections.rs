@@ -169,3 +169,44 @@ async fn headers_over_the_limit_are_431_problem_json() {
         "https://ordermesh.dev/problems/headers-too-large"
     );
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let cluster =
+        Cluster::start_with("tenant-a", options(&[("HTTP_IDLE_TIMEOUT_MS", "500")])).await;
+    let mut stream = TcpStream::connect(addr(&cluster, Svc::Order))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before answering");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let answered = Instant::now();
+    // Keep-alive: the connection stays open, then the server closes it once idle for 500 ms.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return answered.elapsed(),
+                Ok(_) => {} // the rest of the body
+            }
+        }
+    })
+    .await
+    .expect("the idle connection was closed");
+    assert!(
+        closed >= Duration::from_millis(400) && closed < Duration::from_secs(3),
+        "closed after {closed:?}, not after the 500 ms idle timeout"
+    );
+}
