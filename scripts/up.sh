@@ -76,15 +76,23 @@ wait_ready() { # url
   done
 }
 
+# The catalog each tenant starts with: SKU and unit price in euro cents.
+catalog=(SKU-001=1999 SKU-002=2499 SKU-003=999 SKU-004=4999 SKU-005=1250)
+
 seed_stock() { # tenant
-  local url sku
+  local url entry sku price item available
   url="http://127.0.0.1:$(port_of "$1" inventory)/api/v1/items"
-  for sku in SKU-001 SKU-002 SKU-003 SKU-004 SKU-005; do
-    # Only new SKUs: running `make up` again must not reset stock that orders have used.
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' -H "x-tenant-id: $1" "$url/$sku")" = 404 ]; then
-      curl -fsS -o /dev/null -X PUT -H "x-tenant-id: $1" -H 'content-type: application/json' \
-        -d '{"available": 1000}' "$url/$sku"
+  for entry in "${catalog[@]}"; do
+    sku="${entry%%=*}" price="${entry#*=}"
+    # New SKUs get 1000 units; existing ones keep the stock orders have left (running `make up`
+    # again must not reset it) and get their catalog price back.
+    if item=$(curl -fsS -H "x-tenant-id: $1" "$url/$sku" 2>/dev/null); then
+      available=$(printf '%s' "$item" | grep -o '"available":[0-9]*' | cut -d: -f2)
+    else
+      available=1000
     fi
+    curl -fsS -o /dev/null -X PUT -H "x-tenant-id: $1" -H 'content-type: application/json' \
+      -d "{\"available\": ${available}, \"unit_price\": ${price}, \"currency\": \"EUR\"}" "$url/$sku"
   done
 }
 
@@ -114,7 +122,10 @@ Place an order (tenant-a):
   curl -s -X POST http://127.0.0.1:8081/api/v1/orders \
     -H 'content-type: application/json' -H 'x-tenant-id: tenant-a' \
     -H "Idempotency-Key: $(cat /proc/sys/kernel/random/uuid)" \
-    -d '{"customer_id":"c-1","currency":"EUR","items":[{"sku":"SKU-001","quantity":2,"unit_price":1999}]}'
+    -d '{"customer_id":"c-1","currency":"EUR","items":[{"sku":"SKU-001","quantity":2}]}'
+  (charged at the catalog's price; add "unit_price": 1999 to a line to refuse any other price)
+Cancel it (money and stock back): curl -s -X POST -H 'x-tenant-id: tenant-a' \
+    http://127.0.0.1:8081/api/v1/orders/<id>/cancel
 Then look at its trace: make trace ID=<trace_id from the answer>
   (or the raw JSON: http://127.0.0.1:16686/api/traces/<trace_id>)
 Stop everything: make down

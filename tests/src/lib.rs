@@ -178,6 +178,11 @@ impl Cluster {
             .expect("join")
     }
 
+    /// The process id of `svc`.
+    pub fn pid(&self, svc: Svc) -> u32 {
+        self.processes[&svc].id()
+    }
+
     /// What `svc` has logged so far (JSON lines).
     pub fn log(&self, svc: Svc) -> String {
         std::fs::read_to_string(self.logs.join(format!("{}.log", svc.binary()))).unwrap_or_default()
@@ -190,17 +195,38 @@ impl Cluster {
             .header("x-tenant-id", &self.tenant)
     }
 
-    /// Sets the available stock of `sku` through inventory-service's API.
+    /// Sets the available stock of `sku` at the default catalog price (`testkit::UNIT_PRICE`)
+    /// through inventory-service's API.
     pub async fn seed_stock(&self, sku: &str, available: i64) {
+        self.seed_item(sku, available, testkit::UNIT_PRICE).await;
+    }
+
+    /// Sets the available stock and catalog price of `sku` through inventory-service's API.
+    pub async fn seed_item(&self, sku: &str, available: i64, unit_price: i64) {
         let (status, body) = json(
             self.request(Svc::Inventory, Method::PUT, &format!("/api/v1/items/{sku}"))
-                .json(&json!({ "available": available }))
+                .json(&testkit::item_body(available, unit_price))
                 .send()
                 .await
                 .unwrap(),
         )
         .await;
         assert!(status.is_success(), "seeding {sku}: {status} {body}");
+    }
+
+    /// `POST /api/v1/orders/{id}/cancel`; returns the status and JSON body.
+    pub async fn cancel_order(&self, id: &str) -> (reqwest::StatusCode, Value) {
+        json(
+            self.request(
+                Svc::Order,
+                Method::POST,
+                &format!("/api/v1/orders/{id}/cancel"),
+            )
+            .send()
+            .await
+            .unwrap(),
+        )
+        .await
     }
 
     /// `POST /api/v1/orders` with `key` and `body`; returns the status and JSON body.
@@ -229,7 +255,7 @@ impl Cluster {
             .expect("connect to service database")
     }
 
-    /// Waits until no order is `PENDING` and the outbox is empty, so the invariants may be checked.
+    /// Waits until no order is `PENDING` or `CANCELLING` and the outbox is empty, so the invariants may be checked.
     pub async fn wait_until_settled(&self) {
         let orders = self.db(Svc::Order).await;
         eventually(
@@ -239,7 +265,7 @@ impl Cluster {
                 let orders = orders.clone();
                 async move {
                     let pending: i64 = sqlx::query_scalar(
-                        "SELECT (SELECT count(*) FROM orders WHERE status = 'PENDING')
+                        "SELECT (SELECT count(*) FROM orders WHERE status IN ('PENDING', 'CANCELLING'))
                           + (SELECT count(*) FROM outbox WHERE delivered_at IS NULL)",
                     )
                     .fetch_one(&orders)
@@ -267,13 +293,25 @@ pub fn service_command(svc: Svc) -> Command {
     Command::new(bin_dir().join(svc.binary()))
 }
 
-/// An order body for `items` given as `(sku, quantity, unit_price)`.
+/// An order body for `items` given as `(sku, quantity, expected unit_price)`.
 pub fn order_body(items: &[(&str, i64, i64)]) -> Value {
     json!({
         "customer_id": "customer-1",
         "currency": "EUR",
         "items": items.iter().map(|(sku, quantity, unit_price)| json!({
             "sku": sku, "quantity": quantity, "unit_price": unit_price
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// An order body for `items` given as `(sku, quantity)`, without expected prices: the
+/// catalog's are charged.
+pub fn order_body_unpriced(items: &[(&str, i64)]) -> Value {
+    json!({
+        "customer_id": "customer-1",
+        "currency": "EUR",
+        "items": items.iter().map(|(sku, quantity)| json!({
+            "sku": sku, "quantity": quantity
         })).collect::<Vec<_>>(),
     })
 }

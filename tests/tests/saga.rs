@@ -26,7 +26,9 @@ async fn cluster_with_stock(tenant: &str, stock: &[(&str, i64)]) -> Cluster {
 async fn an_order_is_confirmed_with_a_payment_a_reservation_and_a_notification_for_each_tenant() {
     for tenant in ["tenant-a", "tenant-b"] {
         let stock = [("SKU-1", 10), ("SKU-2", 5)];
-        let cluster = cluster_with_stock(tenant, &stock).await;
+        let cluster = Cluster::start(tenant).await;
+        cluster.seed_item("SKU-1", 10, 1999).await;
+        cluster.seed_item("SKU-2", 5, 500).await;
         let (status, order) = cluster
             .place_order(
                 &key(),
@@ -36,6 +38,10 @@ async fn an_order_is_confirmed_with_a_payment_a_reservation_and_a_notification_f
         assert_eq!(status, StatusCode::CREATED, "{tenant}: {order}");
         assert_eq!(order["status"], "CONFIRMED");
         assert_eq!(order["total_amount"], 4498);
+        assert_eq!(
+            order["items"][0]["unit_price"], 1999,
+            "the catalog price charged"
+        );
         let id = order["id"].as_str().unwrap();
 
         let (_, fetched) = cluster
@@ -627,13 +633,15 @@ async fn orders_are_listed_newest_first_page_by_page() {
 #[tokio::test]
 async fn the_documented_example_order_is_accepted() {
     let stock = [("SKU-001", 10)];
-    let cluster = cluster_with_stock("tenant-a", &stock).await;
+    let cluster = Cluster::start("tenant-a").await;
+    cluster.seed_item("SKU-001", 10, 1999).await;
     // deploy/kind/order.json is what the kind smoke test and the docker-compose docs send.
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kind/order.json");
     let body: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let (status, order) = cluster.place_order(&key(), &body).await;
     assert_eq!(status, StatusCode::CREATED, "{order}");
     assert_eq!(order["status"], "CONFIRMED");
+    assert_eq!(order["total_amount"], 1999, "at the catalog's price");
     assert_invariants(&cluster, &stock).await;
 }
 

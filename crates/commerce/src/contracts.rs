@@ -8,21 +8,35 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A SKU and quantity as they travel on the wire (validated by the receiver).
+/// A SKU and quantity as they travel on the wire (validated by the receiver), with the unit
+/// price the sender expects to pay, if it says: minor units of the request's currency. The
+/// price charged always comes from inventory-service's catalog; an expectation that differs
+/// from it stops the order (`price_changed`) instead of charging another price.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineItem {
     pub sku: String,
     pub quantity: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<i64>,
+}
+
+/// A line as it was priced from the catalog when its stock was reserved: what is charged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricedLine {
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_price: i64,
 }
 
 /// Parses wire lines into validated stock lines (see [`crate::values::parse_stock_lines`]).
 pub fn parse_line_items(
     items: &[LineItem],
 ) -> Result<Vec<crate::values::StockLine>, Vec<(String, String)>> {
-    let raw: Vec<(String, i64)> = items
+    let raw: Vec<(String, i64, Option<i64>)> = items
         .iter()
-        .map(|item| (item.sku.clone(), item.quantity))
+        .map(|item| (item.sku.clone(), item.quantity, item.unit_price))
         .collect();
     crate::values::parse_stock_lines(&raw)
 }
@@ -32,6 +46,7 @@ impl From<&crate::values::StockLine> for LineItem {
         Self {
             sku: line.sku.as_str().to_owned(),
             quantity: line.quantity.get(),
+            unit_price: line.expected_price.map(crate::values::Amount::get),
         }
     }
 }
@@ -49,12 +64,18 @@ pub mod payment {
     }
 
     /// `POST /api/v1/payments` (order-service → payment-service): pay for an order and reserve
-    /// its stock. Idempotent per `order_id`.
+    /// its stock, at the catalog's prices. Idempotent per `order_id`.
+    ///
+    /// `items[].unit_price` and `amount` are what the caller expects to pay, both optional. When
+    /// `amount` is given every line must carry its expected price and `amount` must be their
+    /// total (422 otherwise, nothing reserved); an expected price that differs from the catalog
+    /// voids the payment with `price_changed` and reserves nothing.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct CreatePayment {
         pub order_id: Uuid,
-        pub amount: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub amount: Option<i64>,
         pub currency: String,
         pub payment_method: PaymentMethod,
         pub items: Vec<LineItem>,
@@ -81,6 +102,8 @@ pub mod payment {
     pub enum FailureReason {
         Declined,
         OutOfStock,
+        /// A price the caller expected is not the catalog's (nothing was reserved or charged).
+        PriceChanged,
     }
 
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,8 +112,12 @@ pub mod payment {
         pub order_id: Uuid,
         pub status: PaymentStatus,
         pub failure_reason: Option<FailureReason>,
-        pub amount: i64,
+        /// What is charged: the reservation's priced total, known once the stock is reserved
+        /// (`null` for a payment that never got that far).
+        pub amount: Option<i64>,
         pub currency: String,
+        /// The lines as priced from the catalog (empty until the stock is reserved).
+        pub items: Vec<PricedLine>,
         pub created_at: DateTime<Utc>,
         pub updated_at: DateTime<Utc>,
     }
@@ -106,11 +133,15 @@ pub mod inventory {
     use super::*;
 
     /// `POST /api/v1/reservations` (payment-service → inventory-service): reserve stock for an
-    /// order, all lines or none. Idempotent per `order_id`.
+    /// order, all lines or none, and price it from the catalog in the same transaction.
+    /// Idempotent per `order_id`. A line whose item is priced in another currency, or whose
+    /// expected `unit_price` is not the catalog's, refuses the whole reservation (409
+    /// [`PRICE_CHANGED`]).
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct CreateReservation {
         pub order_id: Uuid,
+        pub currency: String,
         pub items: Vec<LineItem>,
     }
 
@@ -121,15 +152,21 @@ pub mod inventory {
         Reserved,
         /// Final: the stock is sold.
         Committed,
-        /// Given back to `available`.
+        /// Given back to `available` before it was sold.
         Released,
+        /// Sold, then given back to `available` (the order was cancelled).
+        Returned,
     }
 
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct Reservation {
         pub order_id: Uuid,
         pub status: ReservationStatus,
-        pub items: Vec<LineItem>,
+        pub currency: String,
+        /// The lines with the catalog prices of the moment they were reserved.
+        pub items: Vec<PricedLine>,
+        /// Σ unit_price × quantity: what the order is charged.
+        pub amount: i64,
         pub created_at: DateTime<Utc>,
         pub updated_at: DateTime<Utc>,
     }
@@ -137,12 +174,18 @@ pub mod inventory {
     /// Problem type slug inventory-service answers (409) when stock is short or a SKU unknown;
     /// the problem's `sku` member names the first line that could not be reserved.
     pub const OUT_OF_STOCK: &str = "out-of-stock";
+    /// Problem type slug (409) for a line whose expected price or currency is not the
+    /// catalog's; the `sku` member names it. Nothing is reserved.
+    pub const PRICE_CHANGED: &str = "price-changed";
 
-    /// `PUT /api/v1/items/{sku}` (operators and seeding only; no service calls it).
+    /// `PUT /api/v1/items/{sku}` (operators and seeding only; no service calls it): the stock on
+    /// hand and the catalog price of one unit.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub struct SetStock {
+    pub struct SetItem {
         pub available: i64,
+        pub unit_price: i64,
+        pub currency: String,
     }
 
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +194,8 @@ pub mod inventory {
         pub available: i64,
         pub reserved: i64,
         pub committed: i64,
+        pub unit_price: i64,
+        pub currency: String,
     }
 }
 
@@ -162,6 +207,7 @@ pub mod notify {
     pub enum NotificationKind {
         OrderConfirmed,
         OrderFailed,
+        OrderCancelled,
     }
 
     impl NotificationKind {
@@ -170,18 +216,27 @@ pub mod notify {
             match self {
                 Self::OrderConfirmed => "order_confirmed",
                 Self::OrderFailed => "order_failed",
+                Self::OrderCancelled => "order_cancelled",
             }
         }
 
         pub fn parse(value: &str) -> Option<Self> {
-            [Self::OrderConfirmed, Self::OrderFailed]
-                .into_iter()
-                .find(|kind| kind.as_str() == value)
+            [
+                Self::OrderConfirmed,
+                Self::OrderFailed,
+                Self::OrderCancelled,
+            ]
+            .into_iter()
+            .find(|kind| kind.as_str() == value)
         }
     }
 
+    /// Longest notification message, in characters.
+    pub const MAX_MESSAGE_CHARS: usize = 1_000;
+
     /// `POST /api/v1/notifications` (order-service's outbox → notify-service). Idempotent per
-    /// `(order_id, kind)`: the first delivery is kept, repeats answer 200 with it.
+    /// `(order_id, kind)`: the first delivery is kept, repeats answer 200 with it. The message
+    /// is 1 to [`MAX_MESSAGE_CHARS`] characters without control characters.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct CreateNotification {

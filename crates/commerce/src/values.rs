@@ -11,20 +11,29 @@ pub const MAX_QUANTITY: i64 = 1_000;
 /// Largest amount accepted anywhere, in minor units (10 billion major units of a 2-decimal currency).
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 
-/// A stock-keeping unit: 1–64 characters of letters, digits, `-`, `_` or `.`.
+/// A stock-keeping unit: `[A-Z0-9][A-Z0-9-]{0,63}` — an upper-case letter or digit, then up to
+/// 63 more upper-case letters, digits or hyphens. No dots, so `..` and `.` can never be a SKU (or
+/// a path segment that means something else); no lower case, so `sku-1` and `SKU-1` cannot be two
+/// items.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Sku(String);
 
 impl Sku {
+    pub const MAX_LEN: usize = 64;
+
     pub fn parse(value: &str) -> Result<Self, String> {
-        let valid_chars = value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if (1..=64).contains(&value.len()) && valid_chars {
+        let bytes = value.as_bytes();
+        let first_ok = bytes
+            .first()
+            .is_some_and(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        let rest_ok = bytes
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'-');
+        if first_ok && rest_ok && bytes.len() <= Self::MAX_LEN {
             Ok(Self(value.to_owned()))
         } else {
-            Err("must be 1-64 letters, digits, '-', '_' or '.'".into())
+            Err("must match [A-Z0-9][A-Z0-9-]{0,63}".into())
         }
     }
 
@@ -36,6 +45,19 @@ impl Sku {
 impl fmt::Display for Sku {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Checks one free-text field from a client: at most `max_chars` characters and no control
+/// character at all (NUL, tab, newline, DEL, the C1 range): PostgreSQL cannot store NUL in
+/// `text`, and line breaks would forge log lines. The message never repeats the value.
+pub fn check_text(value: &str, max_chars: usize) -> Result<(), String> {
+    if value.chars().any(char::is_control) {
+        Err("must not contain control characters".into())
+    } else if value.chars().count() > max_chars {
+        Err(format!("must be at most {max_chars} characters"))
+    } else {
+        Ok(())
     }
 }
 
@@ -108,7 +130,10 @@ impl Currency {
             .iter()
             .find(|code| **code == value)
             .map(|code| Self(code))
-            .ok_or_else(|| format!("`{value}` is not a supported ISO 4217 currency code"))
+            .ok_or_else(|| match check_text(value, 3) {
+                Ok(()) => format!("`{value}` is not a supported ISO 4217 currency code"),
+                Err(_) => "must be a supported ISO 4217 currency code, e.g. EUR".into(),
+            })
     }
 
     pub fn code(self) -> &'static str {
@@ -122,16 +147,35 @@ impl fmt::Display for Currency {
     }
 }
 
-/// One validated line: a SKU and how many.
+/// One validated line: a SKU, how many, and the unit price the sender expects, if it said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StockLine {
     pub sku: Sku,
     pub quantity: Quantity,
+    pub expected_price: Option<Amount>,
 }
 
-/// Parses raw `(sku, quantity)` lines: 1 to [`MAX_LINE_ITEMS`] lines, each SKU at most once.
-/// Errors are `(field path, message)` pairs, e.g. `("items[2].quantity", "…")`.
-pub fn parse_stock_lines(raw: &[(String, i64)]) -> Result<Vec<StockLine>, Vec<(String, String)>> {
+/// Σ expected price × quantity when every line carries an expected price; `Ok(None)` when one
+/// does not; `Err` past [`MAX_AMOUNT`].
+pub fn expected_total(lines: &[StockLine]) -> Result<Option<Amount>, String> {
+    let mut total = Amount(0);
+    for line in lines {
+        let Some(price) = line.expected_price else {
+            return Ok(None);
+        };
+        total = price
+            .times(line.quantity)
+            .and_then(|line_total| total.plus(line_total))
+            .ok_or_else(|| format!("the total exceeds {MAX_AMOUNT} minor units"))?;
+    }
+    Ok(Some(total))
+}
+
+/// Parses raw `(sku, quantity, expected unit price)` lines: 1 to [`MAX_LINE_ITEMS`] lines, each
+/// SKU at most once. Errors are `(field path, message)` pairs, e.g. `("items[2].quantity", "…")`.
+pub fn parse_stock_lines(
+    raw: &[(String, i64, Option<i64>)],
+) -> Result<Vec<StockLine>, Vec<(String, String)>> {
     let mut errors = Vec::new();
     if raw.is_empty() {
         errors.push(("items".into(), "must contain at least one item".into()));
@@ -143,15 +187,23 @@ pub fn parse_stock_lines(raw: &[(String, i64)]) -> Result<Vec<StockLine>, Vec<(S
         ));
     }
     let mut lines: Vec<StockLine> = Vec::with_capacity(raw.len());
-    for (i, (sku, quantity)) in raw.iter().enumerate() {
+    for (i, (sku, quantity, price)) in raw.iter().enumerate() {
         let sku = Sku::parse(sku).map_err(|e| errors.push((format!("items[{i}].sku"), e)));
         let quantity = Quantity::parse(*quantity)
             .map_err(|e| errors.push((format!("items[{i}].quantity"), e)));
-        if let (Ok(sku), Ok(quantity)) = (sku, quantity) {
+        let price = price
+            .map(Amount::parse)
+            .transpose()
+            .map_err(|e| errors.push((format!("items[{i}].unit_price"), e)));
+        if let (Ok(sku), Ok(quantity), Ok(expected_price)) = (sku, quantity, price) {
             if lines.iter().any(|l| l.sku == sku) {
                 errors.push((format!("items[{i}].sku"), format!("`{sku}` appears twice")));
             } else {
-                lines.push(StockLine { sku, quantity });
+                lines.push(StockLine {
+                    sku,
+                    quantity,
+                    expected_price,
+                });
             }
         }
     }
@@ -168,11 +220,38 @@ mod tests {
 
     #[test]
     fn skus() {
-        assert!(Sku::parse("SKU-001").is_ok());
-        assert!(Sku::parse("a.b_c-9").is_ok());
-        for bad in ["", "has space", "ü", &"x".repeat(65), "a/b"] {
+        for good in ["SKU-001", "A", "9", "A-", "X--1", &"X".repeat(64)] {
+            assert!(Sku::parse(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            "has space",
+            "ü",
+            &"X".repeat(65),
+            "A/B",
+            "..",
+            ".",
+            "-A",
+            "sku-1",
+            "A_B",
+            "A.B",
+            "A\0",
+            "A\n",
+            "A\u{7f}",
+        ] {
             assert!(Sku::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn text_refuses_control_characters_and_length() {
+        assert!(check_text("Zoë's shop, #1", 64).is_ok());
+        for bad in ["a\0b", "a\nb", "\t", "\u{7f}", "\u{85}"] {
+            assert!(check_text(bad, 64).is_err(), "{bad:?}");
+        }
+        assert!(check_text(&"é".repeat(64), 64).is_ok());
+        assert!(check_text(&"é".repeat(65), 64).is_err());
+        assert!(!Currency::parse("E\0R").unwrap_err().contains('\0'));
     }
 
     #[test]
@@ -204,18 +283,41 @@ mod tests {
     #[test]
     fn stock_lines_report_every_problem() {
         let raw = vec![
-            ("A".to_string(), 1),
-            ("A".to_string(), 2),
-            ("".to_string(), 0),
+            ("A".to_string(), 1, None),
+            ("A".to_string(), 2, None),
+            ("".to_string(), 0, Some(-1)),
         ];
         let errors = parse_stock_lines(&raw).unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(
             fields,
-            ["items[1].sku", "items[2].sku", "items[2].quantity"]
+            [
+                "items[1].sku",
+                "items[2].sku",
+                "items[2].quantity",
+                "items[2].unit_price"
+            ]
         );
         assert!(parse_stock_lines(&[]).is_err());
-        let too_many: Vec<(String, i64)> = (0..51).map(|i| (format!("S{i}"), 1)).collect();
+        let too_many: Vec<(String, i64, Option<i64>)> =
+            (0..51).map(|i| (format!("S{i}"), 1, None)).collect();
         assert!(parse_stock_lines(&too_many).is_err());
+    }
+
+    #[test]
+    fn the_expected_total_needs_every_price() {
+        let lines = |prices: [Option<i64>; 2]| {
+            let raw = vec![
+                ("A".to_string(), 2, prices[0]),
+                ("B".to_string(), 3, prices[1]),
+            ];
+            parse_stock_lines(&raw).unwrap()
+        };
+        assert_eq!(
+            expected_total(&lines([Some(100), Some(10)])).map(|t| t.map(Amount::get)),
+            Ok(Some(230))
+        );
+        assert_eq!(expected_total(&lines([Some(100), None])), Ok(None));
+        assert!(expected_total(&lines([Some(MAX_AMOUNT), Some(1)])).is_err());
     }
 }

@@ -69,9 +69,11 @@ pub struct Args {
     /// Units per order line
     #[arg(long, default_value_t = 1)]
     pub quantity: i64,
-    /// Price of one unit, in minor units
-    #[arg(long, default_value_t = 1999)]
-    pub unit_price: i64,
+    /// The price of one unit the orders expect to pay, in minor units (optional: without it the
+    /// catalog's price is charged; with it, an order whose catalog price differs fails with
+    /// `price_changed`)
+    #[arg(long)]
+    pub unit_price: Option<i64>,
     /// ISO 4217 currency of the orders
     #[arg(long, default_value = "EUR")]
     pub currency: String,
@@ -97,6 +99,9 @@ pub struct Args {
     /// needs --inventory)
     #[arg(long = "seed-stock", value_name = "SKU=N")]
     pub seed_stock: Vec<String>,
+    /// Catalog price of one unit set with --seed-stock, in minor units of --currency
+    #[arg(long, default_value_t = 1999)]
+    pub seed_price: i64,
     /// inventory-service base URL for --seed-stock, as `URL` (tenant of the target at the same
     /// position) or `TENANT=URL`; repeatable
     #[arg(long = "inventory", value_name = "[TENANT=]URL")]
@@ -141,7 +146,7 @@ pub enum Mode {
 pub struct OrderShape {
     pub skus: Vec<String>,
     pub quantity: i64,
-    pub unit_price: i64,
+    pub unit_price: Option<i64>,
     pub currency: String,
 }
 
@@ -162,6 +167,7 @@ pub struct Config {
     pub seed: u64,
     pub json: bool,
     pub seed_stock: Vec<(String, i64)>,
+    pub seed_price: i64,
     pub inventories: Vec<Target>,
     pub seed_only: bool,
     pub allow_remote: bool,
@@ -233,12 +239,20 @@ impl Config {
             Sku::parse(sku).map_err(|e| format!("--skus: `{sku}` {e}"))?;
         }
         let quantity = Quantity::parse(args.quantity).map_err(|e| format!("--quantity {e}"))?;
-        let unit_price = Amount::parse(args.unit_price)
-            .ok()
-            .filter(|p| p.get() > 0)
-            .ok_or_else(|| "--unit-price must be at least 1 minor unit".to_owned())?;
-        if unit_price.times(quantity).is_none() {
-            return Err("--unit-price times --quantity exceeds the largest order total".into());
+        for (flag, price) in [
+            ("--unit-price", args.unit_price),
+            ("--seed-price", Some(args.seed_price)),
+        ] {
+            let Some(price) = price else { continue };
+            let price = Amount::parse(price)
+                .ok()
+                .filter(|p| p.get() > 0)
+                .ok_or_else(|| format!("{flag} must be at least 1 minor unit"))?;
+            if price.times(quantity).is_none() {
+                return Err(format!(
+                    "{flag} times --quantity exceeds the largest order total"
+                ));
+            }
         }
         let currency = Currency::parse(&args.currency).map_err(|e| format!("--currency {e}"))?;
 
@@ -268,6 +282,7 @@ impl Config {
             seed: args.seed.unwrap_or(default_seed),
             json: args.json,
             seed_stock,
+            seed_price: args.seed_price,
             inventories,
             seed_only: args.seed_only,
             allow_remote: args.allow_remote,
@@ -615,6 +630,8 @@ mod tests {
         assert!(config(&["--skus", "bad sku"]).is_err());
         assert!(config(&["--quantity", "0"]).is_err());
         assert!(config(&["--unit-price", "0"]).is_err());
+        assert!(config(&["--seed-price", "0"]).is_err());
+        assert_eq!(c.order.unit_price, None, "no expected price unless asked");
         assert!(config(&["--currency", "EURO"]).is_err());
         assert!(config(&["--decline-ratio", "1.5"]).is_err());
         assert!(config(&["--replay-ratio", "-0.1"]).is_err());

@@ -69,7 +69,8 @@ struct OrderBody<'a> {
 struct Item<'a> {
     sku: &'a str,
     quantity: i64,
-    unit_price: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit_price: Option<i64>,
 }
 
 /// Decides every request of a run.
@@ -81,7 +82,7 @@ pub struct Planner {
     targets: usize,
     skus: Vec<String>,
     quantity: i64,
-    unit_price: i64,
+    unit_price: Option<i64>,
     currency: String,
     decline_ratio: f64,
     replay_ratio: f64,

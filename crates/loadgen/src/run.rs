@@ -19,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use commerce::contracts::inventory::SetStock;
+use commerce::contracts::inventory::SetItem;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use tokio::{
@@ -66,8 +66,10 @@ pub async fn seed_stock(http: &reqwest::Client, config: &Config) -> Result<Vec<S
             let response = http
                 .put(&url)
                 .header(TENANT_HEADER, &inventory.tenant)
-                .json(&SetStock {
+                .json(&SetItem {
                     available: *available,
+                    unit_price: config.seed_price,
+                    currency: config.order.currency.clone(),
                 })
                 .send()
                 .await
@@ -81,8 +83,8 @@ pub async fn seed_stock(http: &reqwest::Client, config: &Config) -> Result<Vec<S
                 ));
             }
             done.push(format!(
-                "seeded {} {sku} available={available} via {}",
-                inventory.tenant, inventory.base
+                "seeded {} {sku} available={available} unit_price={} via {}",
+                inventory.tenant, config.seed_price, inventory.base
             ));
         }
     }

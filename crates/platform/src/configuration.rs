@@ -6,7 +6,7 @@
 
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
-use crate::tenancy::TenantId;
+use crate::{server::ServerLimits, tenancy::TenantId};
 
 /// A configuration value that is missing or does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +76,8 @@ pub struct CommonSettings {
     pub trusted_peer_namespaces: Vec<String>,
     /// `None` picks JSON unless standard error is a terminal.
     pub log_format: Option<LogFormat>,
+    /// Connection limits of the HTTP server (`HTTP_*`).
+    pub server: ServerLimits,
 }
 
 impl CommonSettings {
@@ -119,6 +121,7 @@ impl CommonSettings {
                     })
                 })
                 .transpose()?,
+            server: ServerLimits::from_env()?,
         })
     }
 }

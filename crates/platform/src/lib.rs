@@ -2,24 +2,27 @@
 //!
 //! A service crate supplies its routes, domain rules and SQL; this crate supplies the rest, the
 //! same way for all four: [`configuration`] from the environment, [`problem`] (RFC 9457 errors and
-//! the JSON extractor), [`tenancy`], [`health`], [`shutdown`], the pooled [`http_client`] that
+//! the JSON extractor), strict [`headers`], [`tenancy`] with [`xfcc`] parsing, [`health`], [`shutdown`], the pooled [`http_client`] that
 //! carries the headers contract, [`db`] (pool and migrations), [`telemetry`] with
-//! [`propagation`] (W3C + B3), [`metrics`], and [`startup`], which assembles them into a running
-//! server.
+//! [`propagation`] (W3C + B3), [`metrics`], the bounded HTTP [`server`], and [`startup`], which assembles them into a
+//! running service.
 
 pub mod configuration;
 pub mod context;
 pub mod db;
 pub mod extract;
+pub mod headers;
 pub mod health;
 pub mod http_client;
 pub mod metrics;
 pub mod problem;
 pub mod propagation;
+pub mod server;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
 pub mod tenancy;
+pub mod xfcc;
 
 pub use extract::{Path, Query};
 pub use problem::{FieldError, Json, Problem};

@@ -3,8 +3,8 @@
 //! Envoy started whichever format the mesh uses.
 //!
 //! Precedence when a request carries both formats: a valid W3C `traceparent` wins; B3 is the
-//! fallback (single header before multi). Headers that are malformed, oversized, or repeated with
-//! different values are ignored — the request is served as if they were absent — never an error.
+//! fallback (single header before multi). Headers that are malformed, oversized, or repeated (even
+//! with the same value) are ignored — the request is served as if they were absent — never an error.
 //! `x-request-id` is forwarded byte for byte when it is sane, and generated when absent.
 
 use std::sync::OnceLock;
@@ -36,14 +36,15 @@ fn max_len(header: &str) -> usize {
 }
 
 /// Reads propagation headers from an incoming request, hiding any value that is not plain
-/// visible ASCII, is over its size limit, or is repeated with a different value.
+/// visible ASCII, is over its size limit, or is repeated: a header that must carry one value
+/// and carries two is invalid, whether or not the two agree.
 pub struct GuardedExtractor<'a>(pub &'a HeaderMap);
 
 impl Extractor for GuardedExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         let mut values = self.0.get_all(key).iter();
         let first = values.next()?;
-        if values.any(|other| other != first) {
+        if values.next().is_some() {
             return None;
         }
         let value = first.to_str().ok()?;
@@ -378,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn repeated_conflicting_traceparent_is_ignored() {
+    fn repeated_traceparent_is_ignored_even_when_both_values_agree() {
         let h = headers(&[
             (
                 "traceparent",
@@ -386,6 +387,9 @@ mod tests {
             ),
             ("traceparent", &format!("00-{B3_TRACE}-00f067aa0ba902b7-01")),
         ]);
+        assert_eq!(parent(&h), None);
+        let same = format!("00-{W3C_TRACE}-00f067aa0ba902b7-01");
+        let h = headers(&[("traceparent", &same), ("traceparent", &same)]);
         assert_eq!(parent(&h), None);
     }
 

@@ -2,9 +2,9 @@
 //! `main` from configuration to exit code.
 //!
 //! A service contributes its `/api` routes and background tasks; everything else — health,
-//! metrics, tenancy, body limits, request deadline, request ids, server spans, request metrics,
-//! problem+json for unknown routes and panics, migrations, graceful drain — is assembled here the
-//! same way for all four.
+//! metrics, tenancy, header and body limits, request deadline, request ids, server spans, request
+//! metrics, problem+json for unknown routes and panics, migrations, bounded connections, graceful
+//! drain — is assembled here the same way for all four.
 
 use std::{
     future::Future,
@@ -112,8 +112,7 @@ impl Application {
             settings.upstream_timeout,
         )
         .map_err(StartupError::HttpClient)?;
-        let listener = TcpListener::bind(settings.listen_addr)
-            .await
+        let listener = crate::server::listen(settings.listen_addr, settings.server.listen_backlog)
             .map_err(|e| StartupError::Bind(settings.listen_addr, e))?;
         let platform = Platform {
             identity: service.identity,
@@ -159,9 +158,13 @@ impl Application {
             router,
             platform,
         } = self;
-        let stop = platform.shutdown.clone();
-        let server = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
-        let result = server.await;
+        let result = crate::server::serve(
+            listener,
+            router,
+            platform.settings.server,
+            platform.shutdown.clone(),
+        )
+        .await;
         platform.tasks.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, platform.tasks.wait())
             .await
@@ -258,6 +261,10 @@ fn router(api: Router, platform: &Platform) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(platform.settings.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(
+            platform.settings.server.max_header_bytes,
+            crate::server::limit_headers,
+        ))
         .layer(middleware::from_fn_with_state(
             ServerContext {
                 identity: platform.identity,

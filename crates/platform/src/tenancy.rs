@@ -1,10 +1,12 @@
 //! Tenant binding: each process serves exactly one tenant, and refuses requests for any other.
 //!
-//! Every `/api` request must carry `x-tenant-id` naming this process's tenant (400 when missing,
-//! 403 when it names another). Inside the mesh the sidecar also forwards the caller's verified
-//! identity in `x-forwarded-client-cert`; when present, the caller's namespace must belong to the
-//! same tenant (or be explicitly trusted, like the ingress gateway's). That check is defence in
-//! depth under Istio's AuthorizationPolicies, never a replacement for them.
+//! Every `/api` request must carry exactly one `x-tenant-id` naming this process's tenant (400
+//! when missing or repeated, 403 when it names another). Inside the mesh the sidecar also forwards
+//! the caller's verified identity in `x-forwarded-client-cert`; when present, it must be one header
+//! in exactly Envoy's form (400 when repeated, 403 otherwise — see [`crate::xfcc`]) and every peer
+//! it names must come from a namespace of the same tenant (or one explicitly trusted, like the
+//! ingress gateway's). That check is defence in depth under Istio's AuthorizationPolicies, never a
+//! replacement for them.
 
 use std::{fmt, sync::Arc};
 
@@ -15,7 +17,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::problem::Problem;
+use crate::{
+    headers,
+    problem::Problem,
+    xfcc::{self, XfccError},
+};
 
 pub const TENANT_HEADER: &str = "x-tenant-id";
 pub const XFCC_HEADER: &str = "x-forwarded-client-cert";
@@ -75,7 +81,9 @@ impl TenantPolicy {
 
     /// Checks one request's headers; `Err` is the problem to answer with.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), Problem> {
-        let Some(claimed) = headers.get(TENANT_HEADER) else {
+        let claimed = headers::single(headers, TENANT_HEADER)?;
+        let xfcc = headers::single(headers, XFCC_HEADER)?;
+        let Some(claimed) = claimed else {
             return Err(
                 Problem::new(StatusCode::BAD_REQUEST, "missing-tenant", "Missing tenant")
                     .detail(format!("the `{TENANT_HEADER}` header is required")),
@@ -87,19 +95,23 @@ impl TenantPolicy {
                 self.tenant
             )));
         }
-        for value in headers.get_all(XFCC_HEADER) {
-            let Ok(value) = value.to_str() else {
-                return Err(wrong_tenant("the caller's identity is unreadable".into()));
-            };
-            for namespace in xfcc_peer_namespaces(value) {
-                let trusted = self.tenant.owns_namespace(namespace)
-                    || self.trusted_peer_namespaces.iter().any(|t| t == namespace);
-                if !trusted {
-                    return Err(wrong_tenant(format!(
-                        "callers from namespace `{namespace}` may not call tenant `{}`",
-                        self.tenant
-                    )));
-                }
+        let Some(xfcc) = xfcc else {
+            return Ok(());
+        };
+        let peers = xfcc
+            .to_str()
+            .map_err(|_| XfccError("the value is not visible ASCII".into()))
+            .and_then(xfcc::parse_peers)
+            .map_err(|e| wrong_tenant(format!("`{XFCC_HEADER}` is not in Envoy's form: {e}")))?;
+        for peer in peers {
+            let namespace = peer.namespace.as_str();
+            let trusted = self.tenant.owns_namespace(namespace)
+                || self.trusted_peer_namespaces.iter().any(|t| t == namespace);
+            if !trusted {
+                return Err(wrong_tenant(format!(
+                    "callers from namespace `{namespace}` may not call tenant `{}`",
+                    self.tenant
+                )));
             }
         }
         Ok(())
@@ -108,25 +120,6 @@ impl TenantPolicy {
 
 fn wrong_tenant(detail: String) -> Problem {
     Problem::new(StatusCode::FORBIDDEN, "wrong-tenant", "Wrong tenant").detail(detail)
-}
-
-/// The namespaces of the peer identities in an `x-forwarded-client-cert` value
-/// (`By=…;Hash=…;URI=spiffe://cluster.local/ns/<ns>/sa/<sa>`, elements separated by commas).
-/// Only the `URI` of each element names the peer; `By` is this workload itself.
-pub fn xfcc_peer_namespaces(value: &str) -> impl Iterator<Item = &str> {
-    value
-        .split(',')
-        .flat_map(|element| element.split(';'))
-        .filter_map(|pair| pair.trim().strip_prefix("URI="))
-        .map(|uri| uri.trim_matches('"'))
-        .filter_map(|uri| {
-            let path = uri.strip_prefix("spiffe://")?.split_once('/')?.1;
-            let mut parts = path.split('/');
-            match (parts.next(), parts.next()) {
-                (Some("ns"), Some(ns)) if !ns.is_empty() => Some(ns),
-                _ => None,
-            }
-        })
 }
 
 /// axum middleware applying [`TenantPolicy::check`] to every request it wraps.
@@ -194,11 +187,33 @@ mod tests {
     }
 
     #[test]
+    fn repeated_tenant_or_xfcc_headers_are_400() {
+        let p = policy();
+        let xfcc = "URI=spiffe://cluster.local/ns/tenant-a-orders/sa/order-service";
+        assert_eq!(
+            status(p.check(&headers(&[
+                (TENANT_HEADER, "tenant-a"),
+                (TENANT_HEADER, "tenant-a")
+            ]))),
+            400
+        );
+        assert_eq!(
+            status(p.check(&headers(&[
+                (TENANT_HEADER, "tenant-a"),
+                (XFCC_HEADER, xfcc),
+                (XFCC_HEADER, xfcc)
+            ]))),
+            400
+        );
+    }
+
+    #[test]
     fn mesh_peer_must_belong_to_the_tenant() {
         let p = policy();
-        let same = "By=spiffe://cluster.local/ns/tenant-a-payments/sa/payment-service;Hash=ab;URI=spiffe://cluster.local/ns/tenant-a-orders/sa/order-service";
-        let other = "By=spiffe://cluster.local/ns/tenant-a-payments/sa/payment-service;Hash=ab;URI=spiffe://cluster.local/ns/tenant-b-orders/sa/order-service";
-        let gateway = "Hash=ab;URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway";
+        let same = "By=spiffe://cluster.local/ns/tenant-a-payments/sa/payment-service;Hash=468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688;URI=spiffe://cluster.local/ns/tenant-a-orders/sa/order-service";
+        let other = "By=spiffe://cluster.local/ns/tenant-a-payments/sa/payment-service;URI=spiffe://cluster.local/ns/tenant-b-orders/sa/order-service";
+        let gateway =
+            "URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
         let prefix_trick = "URI=spiffe://cluster.local/ns/tenant-a-orders-evil/sa/x";
         let ok = |xfcc| {
             status(p.check(&headers(&[
@@ -213,12 +228,24 @@ mod tests {
     }
 
     #[test]
-    fn xfcc_parsing_reads_only_peer_uris() {
-        let v = "By=spiffe://cluster.local/ns/me/sa/x;URI=spiffe://cluster.local/ns/peer/sa/y,URI=\"spiffe://cluster.local/ns/second/sa/z\"";
-        assert_eq!(
-            xfcc_peer_namespaces(v).collect::<Vec<_>>(),
-            ["peer", "second"]
+    fn an_xfcc_header_not_in_envoys_form_fails_closed() {
+        let p = policy();
+        for forged in [
+            "uri=spiffe://cluster.local/ns/tenant-b-orders/sa/x",
+            "URI = spiffe://cluster.local/ns/tenant-b-orders/sa/x",
+            "URI=SPIFFE://cluster.local/ns/tenant-b-orders/sa/x",
+            "URI=//ns/tenant-b-orders/sa/x",
+            "garbage",
+        ] {
+            let h = headers(&[(TENANT_HEADER, "tenant-a"), (XFCC_HEADER, forged)]);
+            assert_eq!(status(p.check(&h)), 403, "{forged}");
+        }
+        let mut h = headers(&[(TENANT_HEADER, "tenant-a")]);
+        h.append(
+            XFCC_HEADER,
+            HeaderValue::from_bytes(b"URI=spiffe://cluster.local/ns/tenant-a-orders/sa/\xff")
+                .unwrap(),
         );
-        assert_eq!(xfcc_peer_namespaces("garbage;;URI=http://x").count(), 0);
+        assert_eq!(status(p.check(&h)), 403, "non-ASCII");
     }
 }

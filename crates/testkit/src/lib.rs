@@ -15,6 +15,16 @@ use platform::{
 use sqlx::{Connection, Executor, PgConnection};
 use tokio_util::sync::CancellationToken;
 
+/// The catalog price tests seed items at unless they say otherwise, in minor units of
+/// [`CURRENCY`].
+pub const UNIT_PRICE: i64 = 100;
+pub const CURRENCY: &str = "EUR";
+
+/// The body of `PUT /api/v1/items/{sku}`.
+pub fn item_body(available: i64, unit_price: i64) -> serde_json::Value {
+    serde_json::json!({ "available": available, "unit_price": unit_price, "currency": CURRENCY })
+}
+
 /// Where the local test cluster listens unless `TEST_DATABASE_URL` says otherwise.
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:55432/postgres";
 
@@ -57,6 +67,7 @@ pub fn settings(tenant: &str, database_url: String) -> CommonSettings {
         body_limit_bytes: 64 * 1024,
         trusted_peer_namespaces: vec!["istio-system".into()],
         log_format: None,
+        server: platform::server::ServerLimits::default(),
     }
 }
 
@@ -114,14 +125,19 @@ impl TestApp {
         json(request.send().await.expect("request is sent")).await
     }
 
-    /// Sets `sku`'s available stock through inventory-service's items API (this app must be
-    /// inventory-service).
+    /// Sets `sku`'s available stock at the default catalog price ([`UNIT_PRICE`] [`CURRENCY`])
+    /// through inventory-service's items API (this app must be inventory-service).
     pub async fn seed_stock(&self, sku: &str, available: i64) {
+        self.seed_item(sku, available, UNIT_PRICE).await;
+    }
+
+    /// Sets `sku`'s available stock and catalog price (in [`CURRENCY`]).
+    pub async fn seed_item(&self, sku: &str, available: i64, unit_price: i64) {
         let (status, item) = self
             .call(
                 reqwest::Method::PUT,
                 &format!("/api/v1/items/{sku}"),
-                Some(serde_json::json!({ "available": available })),
+                Some(item_body(available, unit_price)),
             )
             .await;
         assert_eq!(status, reqwest::StatusCode::OK, "seeding {sku}: {item}");

@@ -1,18 +1,21 @@
 //! Inventory rules, no I/O: what a valid request is, how an order's reservation record answers a
-//! repeat, which lines are short, and which state transitions commit and release allow.
+//! repeat, how a reservation is priced from the catalog (or why it cannot be: stock short, or a
+//! price or currency that is not the one expected), and which state transitions commit and
+//! release allow.
 //!
 //! `routes` parses every request through here before `store` touches the database, and `store`
-//! asks [`first_shortage`] which line (if any) cannot be reserved while it holds the item locks.
+//! asks [`price_or_refuse`] whether the lines can be reserved, and at what price, while it holds
+//! the item locks.
 
 use std::collections::HashMap;
 
 use commerce::{
     contracts::{
-        LineItem,
-        inventory::{CreateReservation, ReservationStatus},
+        LineItem, PricedLine,
+        inventory::{CreateReservation, ReservationStatus, SetItem},
         parse_line_items,
     },
-    values::{Sku, StockLine},
+    values::{Amount, Currency, MAX_AMOUNT, Sku, StockLine},
 };
 use platform::FieldError;
 use uuid::Uuid;
@@ -22,18 +25,43 @@ pub const MAX_STOCK: i64 = 1_000_000_000;
 
 /// A SKU taken from a URL path.
 pub fn parse_sku(raw: &str) -> Result<Sku, String> {
-    Sku::parse(raw).map_err(|reason| format!("SKU `{raw}` {reason}"))
+    Sku::parse(raw).map_err(|reason| format!("the SKU {reason}"))
 }
 
-/// The new number of available units for a SKU.
-pub fn parse_available(available: i64) -> Result<i64, Vec<FieldError>> {
-    if (0..=MAX_STOCK).contains(&available) {
-        Ok(available)
-    } else {
-        Err(vec![FieldError::new(
+/// A valid `PUT /items/{sku}`: units on hand and the catalog price of one unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemUpdate {
+    pub available: i64,
+    pub unit_price: Amount,
+    pub currency: Currency,
+}
+
+pub fn parse_item(body: &SetItem) -> Result<ItemUpdate, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if !(0..=MAX_STOCK).contains(&body.available) {
+        errors.push(FieldError::new(
             "available",
             format!("must be between 0 and {MAX_STOCK}"),
-        )])
+        ));
+    }
+    let unit_price = Amount::parse(body.unit_price)
+        .and_then(|price| {
+            if price.get() > 0 {
+                Ok(price)
+            } else {
+                Err(format!("must be between 1 and {MAX_AMOUNT} minor units"))
+            }
+        })
+        .map_err(|e| errors.push(FieldError::new("unit_price", e)));
+    let currency =
+        Currency::parse(&body.currency).map_err(|e| errors.push(FieldError::new("currency", e)));
+    match (unit_price, currency) {
+        (Ok(unit_price), Ok(currency)) if errors.is_empty() => Ok(ItemUpdate {
+            available: body.available,
+            unit_price,
+            currency,
+        }),
+        _ => Err(errors),
     }
 }
 
@@ -42,11 +70,12 @@ pub fn parse_available(available: i64) -> Result<i64, Vec<FieldError>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReservationRequest {
     pub order_id: Uuid,
+    pub currency: Currency,
     pub lines: Vec<StockLine>,
 }
 
 impl ReservationRequest {
-    /// The lines as stored and returned: sorted by SKU.
+    /// The lines as stored and compared on a repeat: sorted by SKU, expected prices included.
     pub fn items(&self) -> Vec<LineItem> {
         self.lines.iter().map(LineItem::from).collect()
     }
@@ -64,14 +93,17 @@ pub fn parse_reservation(body: CreateReservation) -> Result<ReservationRequest, 
     if body.order_id.is_nil() {
         errors.push(FieldError::new("order_id", "must not be the nil UUID"));
     }
+    let currency =
+        Currency::parse(&body.currency).map_err(|e| errors.push(FieldError::new("currency", e)));
     let lines = parse_line_items(&body.items).map_err(|line_errors| {
         errors.extend(line_errors.into_iter().map(FieldError::from));
     });
-    match lines {
-        Ok(mut lines) if errors.is_empty() => {
+    match (currency, lines) {
+        (Ok(currency), Ok(mut lines)) if errors.is_empty() => {
             lines.sort_by(|a, b| a.sku.cmp(&b.sku));
             Ok(ReservationRequest {
                 order_id: body.order_id,
+                currency,
                 lines,
             })
         }
@@ -79,21 +111,118 @@ pub fn parse_reservation(body: CreateReservation) -> Result<ReservationRequest, 
     }
 }
 
-/// An order's reservation record as stored: the three states of the contract, plus `Rejected`,
-/// the remembered out-of-stock decision that holds no stock and is never shown as a reservation.
+/// Why a reservation was refused; remembered, so a repeat gets the same answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    OutOfStock,
+    PriceChanged,
+}
+
+impl Refusal {
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::OutOfStock => "out_of_stock",
+            Refusal::PriceChanged => "price_changed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Refusal::OutOfStock, Refusal::PriceChanged]
+            .into_iter()
+            .find(|r| r.as_str() == value)
+    }
+}
+
+/// One catalog row as locked for a reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogEntry {
+    pub available: i64,
+    pub unit_price: i64,
+    pub currency: String,
+}
+
+/// The outcome of pricing a request against the locked catalog rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pricing {
+    /// Every line can be reserved; these are its prices and their total.
+    Priced { lines: Vec<PricedLine>, amount: i64 },
+    /// The first line (in SKU order) that cannot be, and why.
+    Refused { sku: String, refusal: Refusal },
+}
+
+/// Prices `request` from `catalog` (SKU → locked row), or names the first line that stops it:
+/// an unknown SKU or short stock is out of stock; an item priced in another currency, or at a
+/// price other than the one the line expects, is a changed price.
+pub fn price_or_refuse(
+    request: &ReservationRequest,
+    catalog: &HashMap<String, CatalogEntry>,
+) -> Pricing {
+    let mut lines = Vec::with_capacity(request.lines.len());
+    let mut amount = Amount::parse(0).ok();
+    for line in &request.lines {
+        let refuse = |refusal| Pricing::Refused {
+            sku: line.sku.as_str().to_owned(),
+            refusal,
+        };
+        let Some(entry) = catalog.get(line.sku.as_str()) else {
+            return refuse(Refusal::OutOfStock);
+        };
+        let expected_differs = line
+            .expected_price
+            .is_some_and(|expected| expected.get() != entry.unit_price);
+        if entry.currency != request.currency.code() || expected_differs {
+            return refuse(Refusal::PriceChanged);
+        }
+        if entry.available < line.quantity.get() {
+            return refuse(Refusal::OutOfStock);
+        }
+        amount = Amount::parse(entry.unit_price)
+            .ok()
+            .and_then(|price| price.times(line.quantity))
+            .zip(amount)
+            .and_then(|(line_total, total)| total.plus(line_total));
+        lines.push(PricedLine {
+            sku: line.sku.as_str().to_owned(),
+            quantity: line.quantity.get(),
+            unit_price: entry.unit_price,
+        });
+    }
+    match amount {
+        Some(amount) => Pricing::Priced {
+            lines,
+            amount: amount.get(),
+        },
+        // Past the largest amount anyone may be charged: the order cannot be priced.
+        None => Pricing::Refused {
+            sku: request
+                .lines
+                .last()
+                .map(|line| line.sku.as_str().to_owned())
+                .unwrap_or_default(),
+            refusal: Refusal::PriceChanged,
+        },
+    }
+}
+
+/// An order's reservation record as stored: the four states of the contract, plus `Rejected`,
+/// the remembered refusal (out of stock, price changed) that holds no stock and is never shown
+/// as a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Reserved,
     Committed,
     Released,
+    Returned,
     Rejected,
 }
 
 impl State {
-    const ALL: [State; 4] = [
+    const ALL: [State; 5] = [
         State::Reserved,
         State::Committed,
         State::Released,
+        State::Returned,
         State::Rejected,
     ];
 
@@ -103,6 +232,7 @@ impl State {
             State::Reserved => "RESERVED",
             State::Committed => "COMMITTED",
             State::Released => "RELEASED",
+            State::Returned => "RETURNED",
             State::Rejected => "REJECTED",
         }
     }
@@ -117,6 +247,7 @@ impl State {
             State::Reserved => Some(ReservationStatus::Reserved),
             State::Committed => Some(ReservationStatus::Committed),
             State::Released => Some(ReservationStatus::Released),
+            State::Returned => Some(ReservationStatus::Returned),
             State::Rejected => None,
         }
     }
@@ -125,48 +256,40 @@ impl State {
 /// How a repeated `CreateReservation` is answered, given the order's stored record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Repeat {
-    /// Same items: the stored reservation, whatever its state.
+    /// Same request: the stored reservation, whatever its state.
     Replay,
-    /// Same items, and the first request found the stock short: the same answer again.
-    OutOfStock { sku: String },
-    /// Different items under the same order id.
+    /// Same request, and the first one was refused: the same answer again.
+    Refused { sku: String, refusal: Refusal },
+    /// Different items, prices or currency under the same order id.
     Conflict,
 }
 
 pub fn judge_repeat(
     stored_items: &[LineItem],
+    stored_currency: &str,
     state: State,
-    rejected_sku: Option<&str>,
+    refused: Option<(&str, Refusal)>,
     requested: &ReservationRequest,
 ) -> Repeat {
-    if stored_items != requested.items().as_slice() {
+    if stored_items != requested.items().as_slice() || stored_currency != requested.currency.code()
+    {
         return Repeat::Conflict;
     }
-    match state {
-        State::Rejected => Repeat::OutOfStock {
-            sku: rejected_sku.unwrap_or_default().to_owned(),
+    match (state, refused) {
+        (State::Rejected, Some((sku, refusal))) => Repeat::Refused {
+            sku: sku.to_owned(),
+            refusal,
+        },
+        (State::Rejected, None) => Repeat::Refused {
+            sku: String::new(),
+            refusal: Refusal::OutOfStock,
         },
         _ => Repeat::Replay,
     }
 }
 
-/// The first line, in SKU order, whose SKU is unknown or has fewer units available than asked.
-/// `available` maps each known SKU to its available units.
-pub fn first_shortage<'a>(
-    lines: &'a [StockLine],
-    available: &HashMap<String, i64>,
-) -> Option<&'a Sku> {
-    lines
-        .iter()
-        .find(|line| {
-            available
-                .get(line.sku.as_str())
-                .is_none_or(|units| *units < line.quantity.get())
-        })
-        .map(|line| &line.sku)
-}
-
-/// Commit (stock is sold) or release (stock goes back to available).
+/// Commit (stock is sold) or release (stock goes back to available: a held reservation is
+/// released, a sold one returned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settle {
     Commit,
@@ -174,13 +297,6 @@ pub enum Settle {
 }
 
 impl Settle {
-    pub fn target(self) -> State {
-        match self {
-            Settle::Commit => State::Committed,
-            Settle::Release => State::Released,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Settle::Commit => "commit",
@@ -189,12 +305,24 @@ impl Settle {
     }
 }
 
+/// Where an order's units sit in the item row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Available,
+    Reserved,
+    Committed,
+}
+
 /// What settling a reservation in `state` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
-    /// Move the stock and the state.
-    Apply,
-    /// Already in the target state: answer with it, change nothing.
+    /// Move the units from one bucket to another and the reservation to `to`.
+    Apply {
+        from: Bucket,
+        into: Bucket,
+        to: State,
+    },
+    /// Already settled this way: answer with it, change nothing.
     Unchanged,
     /// The reservation went the other way; it cannot come back.
     Refuse(State),
@@ -203,11 +331,28 @@ pub enum Transition {
 }
 
 pub fn transition(settle: Settle, state: State) -> Transition {
-    match (state, settle.target()) {
+    use {Bucket::*, Settle::*};
+    match (state, settle) {
         (State::Rejected, _) => Transition::Missing,
-        (State::Reserved, _) => Transition::Apply,
-        (current, target) if current == target => Transition::Unchanged,
-        (current, _) => Transition::Refuse(current),
+        (State::Reserved, Commit) => Transition::Apply {
+            from: Reserved,
+            into: Committed,
+            to: State::Committed,
+        },
+        (State::Reserved, Release) => Transition::Apply {
+            from: Reserved,
+            into: Available,
+            to: State::Released,
+        },
+        (State::Committed, Release) => Transition::Apply {
+            from: Committed,
+            into: Available,
+            to: State::Returned,
+        },
+        (State::Committed, Commit) | (State::Released | State::Returned, Release) => {
+            Transition::Unchanged
+        }
+        (current @ (State::Released | State::Returned), Commit) => Transition::Refuse(current),
     }
 }
 
@@ -219,97 +364,223 @@ mod tests {
         LineItem {
             sku: sku.into(),
             quantity,
+            unit_price: None,
+        }
+    }
+
+    fn priced(sku: &str, quantity: i64, unit_price: i64) -> LineItem {
+        LineItem {
+            unit_price: Some(unit_price),
+            ..line(sku, quantity)
         }
     }
 
     fn request(items: Vec<LineItem>) -> ReservationRequest {
         parse_reservation(CreateReservation {
             order_id: Uuid::new_v4(),
+            currency: "EUR".into(),
             items,
         })
         .unwrap()
     }
 
+    fn catalog(entries: &[(&str, i64, i64, &str)]) -> HashMap<String, CatalogEntry> {
+        entries
+            .iter()
+            .map(|(sku, available, unit_price, currency)| {
+                (
+                    sku.to_string(),
+                    CatalogEntry {
+                        available: *available,
+                        unit_price: *unit_price,
+                        currency: currency.to_string(),
+                    },
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn reservation_lines_are_sorted_by_sku() {
-        let r = request(vec![line("B", 1), line("A", 2)]);
-        assert_eq!(r.items(), [line("A", 2), line("B", 1)]);
+        let r = request(vec![line("B", 1), priced("A", 2, 5)]);
+        assert_eq!(r.items(), [priced("A", 2, 5), line("B", 1)]);
     }
 
     #[test]
     fn invalid_reservations_name_every_field() {
         let errors = parse_reservation(CreateReservation {
             order_id: Uuid::nil(),
-            items: vec![line("A", 0), line("A", 1)],
+            currency: "eur".into(),
+            items: vec![line("A", 0), line("A", 1), priced("B", 1, -1)],
         })
         .unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["order_id", "items[0].quantity"]);
+        assert_eq!(
+            fields,
+            [
+                "order_id",
+                "currency",
+                "items[0].quantity",
+                "items[2].unit_price"
+            ]
+        );
     }
 
     #[test]
-    fn available_stock_is_bounded() {
-        assert!(parse_available(0).is_ok());
-        assert!(parse_available(MAX_STOCK).is_ok());
-        assert!(parse_available(-1).is_err());
-        assert!(parse_available(MAX_STOCK + 1).is_err());
+    fn item_updates_are_bounded() {
+        let body = |available, unit_price, currency: &str| SetItem {
+            available,
+            unit_price,
+            currency: currency.into(),
+        };
+        assert!(parse_item(&body(0, 1, "EUR")).is_ok());
+        assert!(parse_item(&body(MAX_STOCK, MAX_AMOUNT, "EUR")).is_ok());
+        let fields = |b| {
+            parse_item(&b)
+                .unwrap_err()
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            fields(body(-1, 0, "E\0R")),
+            ["available", "unit_price", "currency"]
+        );
+        assert_eq!(fields(body(MAX_STOCK + 1, 1, "EUR")), ["available"]);
+        assert_eq!(fields(body(1, MAX_AMOUNT + 1, "EUR")), ["unit_price"]);
     }
 
     #[test]
-    fn repeats_replay_conflict_or_stay_out_of_stock() {
+    fn repeats_replay_conflict_or_stay_refused() {
         let r = request(vec![line("A", 1)]);
         let same = [line("A", 1)];
         assert_eq!(
-            judge_repeat(&same, State::Committed, None, &r),
+            judge_repeat(&same, "EUR", State::Committed, None, &r),
             Repeat::Replay
         );
         assert_eq!(
-            judge_repeat(&[line("A", 2)], State::Reserved, None, &r),
+            judge_repeat(&[line("A", 2)], "EUR", State::Reserved, None, &r),
             Repeat::Conflict
         );
         assert_eq!(
-            judge_repeat(&same, State::Rejected, Some("A"), &r),
-            Repeat::OutOfStock { sku: "A".into() }
+            judge_repeat(&[priced("A", 1, 5)], "EUR", State::Reserved, None, &r),
+            Repeat::Conflict
         );
-    }
-
-    #[test]
-    fn shortage_is_the_first_short_or_unknown_sku() {
-        let r = request(vec![line("C", 5), line("A", 1), line("B", 2)]);
-        let stock = HashMap::from([
-            ("A".to_string(), 1),
-            ("B".to_string(), 1),
-            ("C".to_string(), 9),
-        ]);
-        assert_eq!(first_shortage(&r.lines, &stock).map(Sku::as_str), Some("B"));
-        let unknown = HashMap::from([("A".to_string(), 1), ("B".to_string(), 2)]);
         assert_eq!(
-            first_shortage(&r.lines, &unknown).map(Sku::as_str),
-            Some("C")
+            judge_repeat(&same, "USD", State::Reserved, None, &r),
+            Repeat::Conflict
         );
-        let plenty = HashMap::from([
-            ("A".to_string(), 1),
-            ("B".to_string(), 2),
-            ("C".to_string(), 5),
-        ]);
-        assert_eq!(first_shortage(&r.lines, &plenty), None);
+        assert_eq!(
+            judge_repeat(
+                &same,
+                "EUR",
+                State::Rejected,
+                Some(("A", Refusal::PriceChanged)),
+                &r
+            ),
+            Repeat::Refused {
+                sku: "A".into(),
+                refusal: Refusal::PriceChanged
+            }
+        );
     }
 
     #[test]
-    fn commit_and_release_are_one_way() {
+    fn pricing_takes_the_catalog_price_or_names_the_first_problem() {
+        let stock = catalog(&[
+            ("A", 1, 500, "EUR"),
+            ("B", 1, 200, "EUR"),
+            ("C", 9, 100, "EUR"),
+        ]);
+        let r = request(vec![line("C", 5), line("A", 1)]);
+        assert_eq!(
+            price_or_refuse(&r, &stock),
+            Pricing::Priced {
+                lines: vec![
+                    PricedLine {
+                        sku: "A".into(),
+                        quantity: 1,
+                        unit_price: 500
+                    },
+                    PricedLine {
+                        sku: "C".into(),
+                        quantity: 5,
+                        unit_price: 100
+                    },
+                ],
+                amount: 1000
+            }
+        );
+        let refused = |r: &ReservationRequest, stock| match price_or_refuse(r, stock) {
+            Pricing::Refused { sku, refusal } => Some((sku, refusal)),
+            Pricing::Priced { .. } => None,
+        };
+        let short = request(vec![line("C", 5), line("A", 1), line("B", 2)]);
+        assert_eq!(
+            refused(&short, &stock),
+            Some(("B".into(), Refusal::OutOfStock))
+        );
+        let unknown = request(vec![line("Z", 1)]);
+        assert_eq!(
+            refused(&unknown, &stock),
+            Some(("Z".into(), Refusal::OutOfStock))
+        );
+        let lower = request(vec![priced("A", 1, 1)]);
+        assert_eq!(
+            refused(&lower, &stock),
+            Some(("A".into(), Refusal::PriceChanged))
+        );
+        let higher = request(vec![priced("A", 1, 501)]);
+        assert_eq!(
+            refused(&higher, &stock),
+            Some(("A".into(), Refusal::PriceChanged))
+        );
+        let exact = request(vec![priced("A", 1, 500)]);
+        assert_eq!(refused(&exact, &stock), None);
+        let dollars = catalog(&[("A", 1, 500, "USD")]);
+        assert_eq!(
+            refused(&request(vec![line("A", 1)]), &dollars),
+            Some(("A".into(), Refusal::PriceChanged))
+        );
+    }
+
+    #[test]
+    fn commit_and_release_are_one_way_and_release_returns_sold_stock() {
         use Settle::*;
-        assert_eq!(transition(Commit, State::Reserved), Transition::Apply);
+        assert!(matches!(
+            transition(Commit, State::Reserved),
+            Transition::Apply {
+                to: State::Committed,
+                ..
+            }
+        ));
         assert_eq!(transition(Commit, State::Committed), Transition::Unchanged);
         assert_eq!(
             transition(Commit, State::Released),
             Transition::Refuse(State::Released)
         );
-        assert_eq!(transition(Release, State::Reserved), Transition::Apply);
-        assert_eq!(transition(Release, State::Released), Transition::Unchanged);
         assert_eq!(
-            transition(Release, State::Committed),
-            Transition::Refuse(State::Committed)
+            transition(Commit, State::Returned),
+            Transition::Refuse(State::Returned)
         );
+        assert!(matches!(
+            transition(Release, State::Reserved),
+            Transition::Apply {
+                from: Bucket::Reserved,
+                into: Bucket::Available,
+                to: State::Released
+            }
+        ));
+        assert!(matches!(
+            transition(Release, State::Committed),
+            Transition::Apply {
+                from: Bucket::Committed,
+                into: Bucket::Available,
+                to: State::Returned
+            }
+        ));
+        assert_eq!(transition(Release, State::Released), Transition::Unchanged);
+        assert_eq!(transition(Release, State::Returned), Transition::Unchanged);
         assert_eq!(transition(Commit, State::Rejected), Transition::Missing);
         assert_eq!(transition(Release, State::Rejected), Transition::Missing);
     }
@@ -321,5 +592,8 @@ mod tests {
         }
         assert_eq!(State::parse("reserved"), None);
         assert_eq!(State::Rejected.visible(), None);
+        for refusal in [Refusal::OutOfStock, Refusal::PriceChanged] {
+            assert_eq!(Refusal::parse(refusal.as_str()), Some(refusal));
+        }
     }
 }

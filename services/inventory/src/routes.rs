@@ -1,14 +1,14 @@
-//! inventory-service's HTTP API. Operators seed stock through the items endpoints; only
-//! payment-service calls the reservation endpoints, always keyed by the order id.
+//! inventory-service's HTTP API. Operators set stock and catalog prices through the items
+//! endpoints; only payment-service calls the reservation endpoints, always keyed by the order id.
 //!
 //! | route | answers |
 //! |---|---|
-//! | `PUT /api/v1/items/{sku}` | 200 `Item` |
+//! | `PUT /api/v1/items/{sku}` | 200 `Item` (sets `available`, `unit_price`, `currency`) |
 //! | `GET /api/v1/items/{sku}` | 200 `Item`, 404 |
-//! | `POST /api/v1/reservations` | 201 new, 200 repeat, 409 `out-of-stock` / `reservation-conflict` |
+//! | `POST /api/v1/reservations` | 201 new (priced), 200 repeat, 409 `out-of-stock` / `price-changed` / `reservation-conflict` |
 //! | `GET /api/v1/reservations/{order_id}` | 200 `Reservation`, 404 |
 //! | `POST /api/v1/reservations/{order_id}/commit` | 200, 404, 409 `reservation-released` |
-//! | `POST /api/v1/reservations/{order_id}/release` | 200, 404, 409 `reservation-committed` |
+//! | `POST /api/v1/reservations/{order_id}/release` | 200 (`RELEASED`, or `RETURNED` when it was committed), 404 |
 
 use axum::{
     Router,
@@ -18,14 +18,14 @@ use axum::{
     routing::{get, post},
 };
 use commerce::contracts::inventory::{
-    CreateReservation, Item, OUT_OF_STOCK, Reservation, SetStock,
+    CreateReservation, Item, OUT_OF_STOCK, PRICE_CHANGED, Reservation, SetItem,
 };
 use platform::{Json, Path, Problem};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    domain::{self, Repeat, Settle, State as ReservationState},
+    domain::{self, Refusal, Repeat, Settle, State as ReservationState},
     store::{self, Record, Reserved, Settled},
 };
 
@@ -44,7 +44,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/api/v1/items/{sku}", get(get_item).put(set_stock))
+        .route("/api/v1/items/{sku}", get(get_item).put(set_item))
         .route("/api/v1/reservations", post(create_reservation))
         .route("/api/v1/reservations/{order_id}", get(get_reservation))
         .route("/api/v1/reservations/{order_id}/commit", post(commit))
@@ -62,16 +62,16 @@ fn invalid_path(reason: String) -> Problem {
     .detail(reason)
 }
 
-async fn set_stock(
+async fn set_item(
     State(app): State<AppState>,
     Path(sku): Path<String>,
-    Json(body): Json<SetStock>,
+    Json(body): Json<SetItem>,
 ) -> Result<axum::Json<Item>, Problem> {
     let sku = domain::parse_sku(&sku).map_err(invalid_path)?;
-    let available = domain::parse_available(body.available).map_err(Problem::invalid_fields)?;
-    let item = store::set_available(&app.pool, sku.as_str(), available).await?;
+    let update = domain::parse_item(&body).map_err(Problem::invalid_fields)?;
+    let item = store::set_item(&app.pool, sku.as_str(), &update).await?;
     metrics::counter!(STOCK_SETS_TOTAL).increment(1);
-    tracing::info!(sku = %sku, available, "stock set");
+    tracing::info!(sku = %sku, available = update.available, unit_price = update.unit_price.get(), currency = %update.currency, "item set");
     Ok(axum::Json(item))
 }
 
@@ -99,10 +99,10 @@ async fn create_reservation(
             tracing::info!("stock reserved");
             Ok(reservation_response(StatusCode::CREATED, &record))
         }
-        Reserved::Rejected { sku } => {
-            count_reservation("out_of_stock");
-            tracing::info!(%sku, "reservation refused: out of stock");
-            Err(out_of_stock(&sku))
+        Reserved::Rejected { sku, refusal } => {
+            count_reservation(refusal.as_str());
+            tracing::info!(%sku, reason = refusal.as_str(), "reservation refused");
+            Err(refused_reservation(&sku, refusal))
         }
         Reserved::Existing(record) => Ok(answer_repeat(&request, &record)),
     }
@@ -111,8 +111,9 @@ async fn create_reservation(
 fn answer_repeat(request: &domain::ReservationRequest, record: &Record) -> Response {
     let repeat = domain::judge_repeat(
         &record.items,
+        &record.currency,
         record.state,
-        record.rejected_sku.as_deref(),
+        record.refused(),
         request,
     );
     match repeat {
@@ -120,15 +121,15 @@ fn answer_repeat(request: &domain::ReservationRequest, record: &Record) -> Respo
             count_reservation("replayed");
             reservation_response(StatusCode::OK, record)
         }
-        Repeat::OutOfStock { sku } => {
-            count_reservation("out_of_stock");
-            out_of_stock(&sku).into_response()
+        Repeat::Refused { sku, refusal } => {
+            count_reservation(refusal.as_str());
+            refused_reservation(&sku, refusal).into_response()
         }
         Repeat::Conflict => {
             count_reservation("conflict");
             Problem::conflict(
                 RESERVATION_CONFLICT,
-                "a reservation with different items exists for this order",
+                "a reservation with different items, prices or currency exists for this order",
             )
             .with("order_id", request.order_id)
             .into_response()
@@ -140,11 +141,18 @@ fn count_reservation(outcome: &'static str) {
     metrics::counter!(RESERVATIONS_TOTAL, "outcome" => outcome).increment(1);
 }
 
-fn out_of_stock(sku: &str) -> Problem {
-    Problem::conflict(
-        OUT_OF_STOCK,
-        format!("not enough stock of `{sku}` for this order"),
-    )
+/// 409 naming the first line that stopped the reservation.
+fn refused_reservation(sku: &str, refusal: Refusal) -> Problem {
+    match refusal {
+        Refusal::OutOfStock => Problem::conflict(
+            OUT_OF_STOCK,
+            format!("not enough stock of `{sku}` for this order"),
+        ),
+        Refusal::PriceChanged => Problem::conflict(
+            PRICE_CHANGED,
+            format!("`{sku}` is not sold at the expected price and currency"),
+        ),
+    }
     .with("sku", sku)
 }
 
@@ -222,11 +230,11 @@ fn refused(state: ReservationState) -> Problem {
     match state {
         ReservationState::Committed => Problem::conflict(
             RESERVATION_COMMITTED,
-            "the reservation is committed: its stock is sold and cannot be released",
+            "the reservation is committed: its stock is sold",
         ),
         _ => Problem::conflict(
             RESERVATION_RELEASED,
-            "the reservation was released: its stock is back on sale and cannot be committed",
+            "the reservation was released or returned: its stock is back on sale and cannot be committed",
         ),
     }
 }

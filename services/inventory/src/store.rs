@@ -1,18 +1,22 @@
-//! SQL for items and reservations. Every multi-row change is one transaction, and every
-//! transaction locks rows in the same order — the order's reservation row first, then its items
-//! in SKU order — so concurrent requests queue instead of deadlocking.
+//! SQL for items (stock and catalog price) and reservations. Every multi-row change is one
+//! transaction, and every transaction locks rows in the same order — the order's reservation row
+//! first, then its items in SKU order — so concurrent requests queue instead of deadlocking, and
+//! a reservation is priced from exactly the rows it takes stock from.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use commerce::contracts::{
-    LineItem,
+    LineItem, PricedLine,
     inventory::{Item, Reservation},
 };
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
-use crate::domain::{self, ReservationRequest, Settle, State, Transition};
+use crate::domain::{
+    self, Bucket, CatalogEntry, ItemUpdate, Pricing, Refusal, ReservationRequest, Settle, State,
+    Transition,
+};
 
 #[derive(sqlx::FromRow)]
 struct ItemRow {
@@ -20,6 +24,8 @@ struct ItemRow {
     available: i64,
     reserved: i64,
     committed: i64,
+    unit_price: i64,
+    currency: String,
 }
 
 impl From<ItemRow> for Item {
@@ -29,31 +35,40 @@ impl From<ItemRow> for Item {
             available: row.available,
             reserved: row.reserved,
             committed: row.committed,
+            unit_price: row.unit_price,
+            currency: row.currency,
         }
     }
 }
 
-/// Sets the available units of `sku`, creating the item if needed; reserved and committed
-/// units are left as they are.
-pub async fn set_available(pool: &PgPool, sku: &str, available: i64) -> Result<Item, sqlx::Error> {
-    let row: ItemRow = sqlx::query_as(
-        "INSERT INTO items (sku, available) VALUES ($1, $2)
-         ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, updated_at = now()
-         RETURNING sku, available, reserved, committed",
-    )
+const ITEM_COLUMNS: &str = "sku, available, reserved, committed, unit_price, currency";
+
+/// Sets the available units and the catalog price of `sku`, creating the item if needed;
+/// reserved and committed units are left as they are (and so are the prices reservations
+/// already hold).
+pub async fn set_item(pool: &PgPool, sku: &str, update: &ItemUpdate) -> Result<Item, sqlx::Error> {
+    let row: ItemRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO items (sku, available, unit_price, currency) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available,
+             unit_price = EXCLUDED.unit_price, currency = EXCLUDED.currency, updated_at = now()
+         RETURNING {ITEM_COLUMNS}"
+    )))
     .bind(sku)
-    .bind(available)
+    .bind(update.available)
+    .bind(update.unit_price.get())
+    .bind(update.currency.code())
     .fetch_one(pool)
     .await?;
     Ok(row.into())
 }
 
 pub async fn item(pool: &PgPool, sku: &str) -> Result<Option<Item>, sqlx::Error> {
-    let row: Option<ItemRow> =
-        sqlx::query_as("SELECT sku, available, reserved, committed FROM items WHERE sku = $1")
-            .bind(sku)
-            .fetch_optional(pool)
-            .await?;
+    let row: Option<ItemRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ITEM_COLUMNS} FROM items WHERE sku = $1"
+    )))
+    .bind(sku)
+    .fetch_optional(pool)
+    .await?;
     Ok(row.map(Item::from))
 }
 
@@ -64,6 +79,10 @@ struct RecordRow {
     status: String,
     items: Json<Vec<LineItem>>,
     rejected_sku: Option<String>,
+    rejected_reason: Option<String>,
+    currency: Option<String>,
+    priced_items: Option<Json<Vec<PricedLine>>>,
+    amount: Option<i64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -73,8 +92,13 @@ struct RecordRow {
 pub struct Record {
     pub order_id: Uuid,
     pub state: State,
+    /// The request as sent (sorted by SKU, expected prices included).
     pub items: Vec<LineItem>,
-    pub rejected_sku: Option<String>,
+    pub currency: String,
+    /// Why a `REJECTED` record was refused, and which line.
+    pub refused: Option<(String, Refusal)>,
+    /// The lines priced from the catalog and their total (`None` for a refused record).
+    pub priced: Option<(Vec<PricedLine>, i64)>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -82,16 +106,24 @@ pub struct Record {
 impl TryFrom<RecordRow> for Record {
     type Error = sqlx::Error;
 
-    /// An unknown status cannot pass the table's CHECK; if one appears it is a database error.
+    /// Rows the table's CHECKs allow always decode; anything else is a database error.
     fn try_from(row: RecordRow) -> Result<Self, Self::Error> {
-        let state = State::parse(&row.status).ok_or_else(|| {
-            sqlx::Error::Decode(format!("unknown reservation status {:?}", row.status).into())
-        })?;
+        let decode = |what: &str| sqlx::Error::Decode(format!("reservation {what}").into());
+        let state = State::parse(&row.status).ok_or_else(|| decode(&row.status))?;
+        let refused = match (row.rejected_sku, row.rejected_reason.as_deref()) {
+            (Some(sku), Some(reason)) => Some((
+                sku,
+                Refusal::parse(reason).ok_or_else(|| decode("rejected_reason"))?,
+            )),
+            _ => None,
+        };
         Ok(Record {
             order_id: row.order_id,
             state,
             items: row.items.0,
-            rejected_sku: row.rejected_sku,
+            currency: row.currency.unwrap_or_default(),
+            refused,
+            priced: row.priced_items.map(|p| p.0).zip(row.amount),
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -99,36 +131,49 @@ impl TryFrom<RecordRow> for Record {
 }
 
 impl Record {
-    /// The contract view, or `None` for a rejected request (no reservation holds stock).
+    /// The contract view, or `None` for a refused request (no reservation holds stock).
     pub fn to_reservation(&self) -> Option<Reservation> {
-        self.state.visible().map(|status| Reservation {
+        let status = self.state.visible()?;
+        let (items, amount) = self.priced.clone()?;
+        Some(Reservation {
             order_id: self.order_id,
             status,
-            items: self.items.clone(),
+            currency: self.currency.clone(),
+            items,
+            amount,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
     }
+
+    pub fn refused(&self) -> Option<(&str, Refusal)> {
+        self.refused
+            .as_ref()
+            .map(|(sku, refusal)| (sku.as_str(), *refusal))
+    }
 }
 
-const RECORD_COLUMNS: &str = "order_id, status, items, rejected_sku, created_at, updated_at";
+const RECORD_COLUMNS: &str = "order_id, status, items, rejected_sku, rejected_reason, currency, \
+                              priced_items, amount, created_at, updated_at";
 
 /// What `reserve` did.
 #[derive(Debug)]
 pub enum Reserved {
-    /// This call reserved every line.
+    /// This call reserved and priced every line.
     Created(Record),
-    /// This call found a line short (or unknown) and recorded the refusal; no stock moved.
-    Rejected { sku: String },
+    /// This call refused the request (a line short, unknown, or not at the expected price or
+    /// currency) and recorded why; no stock moved.
+    Rejected { sku: String, refusal: Refusal },
     /// A record for the order already existed; nothing changed.
     Existing(Record),
 }
 
-/// Reserves every line of `request` or none, in one transaction, once per order.
+/// Reserves every line of `request` or none, priced from the catalog, in one transaction, once
+/// per order.
 ///
 /// The reservation row is inserted first (`ON CONFLICT DO NOTHING`): a concurrent request for
 /// the same order waits on that row and then finds it. The items are then locked in SKU order,
-/// checked, and either all taken or the record is marked `REJECTED`.
+/// priced and checked, and either all taken at those prices or the record is marked `REJECTED`.
 pub async fn reserve(pool: &PgPool, request: &ReservationRequest) -> Result<Reserved, sqlx::Error> {
     platform::telemetry::in_span(
         "db.reserve_stock",
@@ -140,55 +185,82 @@ pub async fn reserve(pool: &PgPool, request: &ReservationRequest) -> Result<Rese
 
 async fn reserve_tx(pool: &PgPool, request: &ReservationRequest) -> Result<Reserved, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let inserted: Option<RecordRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO reservations (order_id, status, items) VALUES ($1, 'RESERVED', $2)
-         ON CONFLICT (order_id) DO NOTHING
-         RETURNING {RECORD_COLUMNS}"
-    )))
+    let inserted = sqlx::query(
+        "INSERT INTO reservations (order_id, status, items, currency) VALUES ($1, 'RESERVED', $2, $3)
+         ON CONFLICT (order_id) DO NOTHING",
+    )
     .bind(request.order_id)
     .bind(Json(request.items()))
-    .fetch_optional(&mut *tx)
+    .bind(request.currency.code())
+    .execute(&mut *tx)
     .await?;
-    let Some(row) = inserted else {
+    if inserted.rows_affected() == 0 {
         let existing = record_by_order(&mut tx, request.order_id, false).await?;
         tx.commit().await?;
         return existing
             .map(Reserved::Existing)
             .ok_or(sqlx::Error::RowNotFound);
-    };
-    let available = lock_items(&mut tx, &request.skus()).await?;
-    if let Some(sku) = domain::first_shortage(&request.lines, &available) {
-        let sku = sku.as_str().to_owned();
-        sqlx::query(
-            "UPDATE reservations SET status = 'REJECTED', rejected_sku = $2, updated_at = now()
-             WHERE order_id = $1",
-        )
-        .bind(request.order_id)
-        .bind(&sku)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        return Ok(Reserved::Rejected { sku });
     }
-    for line in &request.lines {
-        take_available(&mut tx, line.sku.as_str(), line.quantity.get()).await?;
+    let catalog = lock_items(&mut tx, &request.skus()).await?;
+    match domain::price_or_refuse(request, &catalog) {
+        Pricing::Refused { sku, refusal } => {
+            sqlx::query(
+                "UPDATE reservations SET status = 'REJECTED', rejected_sku = $2,
+                        rejected_reason = $3, updated_at = now()
+                 WHERE order_id = $1",
+            )
+            .bind(request.order_id)
+            .bind(&sku)
+            .bind(refusal.as_str())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Reserved::Rejected { sku, refusal })
+        }
+        Pricing::Priced { lines, amount } => {
+            for line in &request.lines {
+                take_available(&mut tx, line.sku.as_str(), line.quantity.get()).await?;
+            }
+            let row: RecordRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE reservations SET priced_items = $2, amount = $3 WHERE order_id = $1
+                 RETURNING {RECORD_COLUMNS}"
+            )))
+            .bind(request.order_id)
+            .bind(Json(lines))
+            .bind(amount)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(Reserved::Created(row.try_into()?))
+        }
     }
-    tx.commit().await?;
-    Ok(Reserved::Created(row.try_into()?))
 }
 
-/// Locks the rows of `skus` in SKU order and returns their available units.
+/// Locks the rows of `skus` in SKU order and returns their stock and price.
 async fn lock_items(
     conn: &mut PgConnection,
     skus: &[String],
-) -> Result<HashMap<String, i64>, sqlx::Error> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT sku, available FROM items WHERE sku = ANY($1) ORDER BY sku FOR UPDATE",
+) -> Result<HashMap<String, CatalogEntry>, sqlx::Error> {
+    let rows: Vec<(String, i64, i64, String)> = sqlx::query_as(
+        "SELECT sku, available, unit_price, currency FROM items WHERE sku = ANY($1)
+         ORDER BY sku FOR UPDATE",
     )
     .bind(skus)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(sku, available, unit_price, currency)| {
+            (
+                sku,
+                CatalogEntry {
+                    available,
+                    unit_price,
+                    currency,
+                },
+            )
+        })
+        .collect())
 }
 
 /// Moves `quantity` units of `sku` from available to reserved. The `available >= $2` guard (and
@@ -242,7 +314,7 @@ pub async fn reservation(pool: &PgPool, order_id: Uuid) -> Result<Option<Record>
 /// What `settle` did.
 #[derive(Debug)]
 pub enum Settled {
-    /// Moved now (`true`) or already in the target state (`false`).
+    /// Moved now (`true`) or already settled this way (`false`).
     Done(Record, bool),
     /// In the opposite final state.
     Refused(State),
@@ -250,8 +322,8 @@ pub enum Settled {
     Missing,
 }
 
-/// Commits or releases the order's reservation, moving its units out of `reserved`, in one
-/// transaction under the reservation's row lock.
+/// Commits or releases the order's reservation (releasing a committed one returns its stock),
+/// in one transaction under the reservation's row lock.
 pub async fn settle(pool: &PgPool, order_id: Uuid, settle: Settle) -> Result<Settled, sqlx::Error> {
     platform::telemetry::in_span(
         "db.settle_reservation",
@@ -270,16 +342,16 @@ async fn settle_tx(pool: &PgPool, order_id: Uuid, settle: Settle) -> Result<Sett
         Transition::Missing => Ok(Settled::Missing),
         Transition::Refuse(state) => Ok(Settled::Refused(state)),
         Transition::Unchanged => Ok(Settled::Done(record, false)),
-        Transition::Apply => {
+        Transition::Apply { from, into, to } => {
             for line in &record.items {
-                move_reserved(&mut tx, settle, &line.sku, line.quantity).await?;
+                move_units(&mut tx, from, into, &line.sku, line.quantity).await?;
             }
             let updated: RecordRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1
                  RETURNING {RECORD_COLUMNS}"
             )))
             .bind(order_id)
-            .bind(settle.target().as_str())
+            .bind(to.as_str())
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -288,27 +360,29 @@ async fn settle_tx(pool: &PgPool, order_id: Uuid, settle: Settle) -> Result<Sett
     }
 }
 
-/// Moves units out of `reserved`: to `committed` (sold) or back to `available`.
-async fn move_reserved(
+/// Moves an order's units of `sku` from one bucket to another; the guard on the source bucket
+/// (and the table's CHECKs) make a shortfall an error rather than negative stock.
+async fn move_units(
     conn: &mut PgConnection,
-    settle: Settle,
+    from: Bucket,
+    into: Bucket,
     sku: &str,
     quantity: i64,
 ) -> Result<(), sqlx::Error> {
-    let sql = match settle {
-        Settle::Commit => {
-            "UPDATE items SET reserved = reserved - $2, committed = committed + $2, updated_at = now()
-             WHERE sku = $1 AND reserved >= $2"
-        }
-        Settle::Release => {
-            "UPDATE items SET reserved = reserved - $2, available = available + $2, updated_at = now()
-             WHERE sku = $1 AND reserved >= $2"
-        }
+    let column = |bucket| match bucket {
+        Bucket::Available => "available",
+        Bucket::Reserved => "reserved",
+        Bucket::Committed => "committed",
     };
-    let moved = sqlx::query(sql)
-        .bind(sku)
-        .bind(quantity)
-        .execute(conn)
-        .await?;
+    let (from, into) = (column(from), column(into));
+    // Both names come from the match above, never from input.
+    let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE items SET {from} = {from} - $2, {into} = {into} + $2, updated_at = now()
+         WHERE sku = $1 AND {from} >= $2"
+    )))
+    .bind(sku)
+    .bind(quantity)
+    .execute(conn)
+    .await?;
     expect_one_row(moved.rows_affected(), sku)
 }

@@ -1,5 +1,6 @@
-//! inventory-service against a real PostgreSQL: seeding, reserving all lines or none once per
-//! order, commit and release, stock never negative under concurrency, and every client mistake
+//! inventory-service against a real PostgreSQL: seeding stock and catalog prices, reserving all
+//! lines or none once per order at the catalog's prices (or refusing a changed price), commit,
+//! release and return, stock never negative under concurrency, and every client mistake
 //! answered with problem+json.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,7 +21,7 @@ async fn reserve(app: &TestApp, order_id: Uuid, items: Value) -> (StatusCode, Va
     app.call(
         Method::POST,
         "/api/v1/reservations",
-        Some(json!({ "order_id": order_id, "items": items })),
+        Some(json!({ "order_id": order_id, "currency": "EUR", "items": items })),
     )
     .await
 }
@@ -41,20 +42,130 @@ async fn seeding_sets_available_stock_and_get_reads_it() {
         .call(
             Method::PUT,
             "/api/v1/items/SKU-1",
-            Some(json!({ "available": 7 })),
+            Some(json!({ "available": 7, "unit_price": 1999, "currency": "EUR" })),
         )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         item,
-        json!({"sku": "SKU-1", "available": 7, "reserved": 0, "committed": 0})
+        json!({"sku": "SKU-1", "available": 7, "reserved": 0, "committed": 0,
+               "unit_price": 1999, "currency": "EUR"})
     );
     app.seed_stock("SKU-1", 3).await;
     assert_eq!(app.stock("SKU-1").await, (3, 0, 0));
+    let (_, item) = app.call(Method::GET, "/api/v1/items/SKU-1", None).await;
+    assert_eq!(item["unit_price"], testkit::UNIT_PRICE);
 
     let (status, problem) = app.call(Method::GET, "/api/v1/items/NOPE", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(testkit::problem_slug(&problem), "not-found");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_reservation_is_priced_from_the_catalog_when_it_is_made() {
+    let app = spawn().await;
+    app.seed_item("A", 10, 250).await;
+    app.seed_item("B", 10, 1000).await;
+    let order = Uuid::new_v4();
+    let (status, reservation) = reserve(
+        &app,
+        order,
+        json!([{"sku": "B", "quantity": 1, "unit_price": 1000}, {"sku": "A", "quantity": 2}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{reservation}");
+    assert_eq!(reservation["currency"], "EUR");
+    assert_eq!(
+        reservation["items"],
+        json!([{"sku": "A", "quantity": 2, "unit_price": 250},
+               {"sku": "B", "quantity": 1, "unit_price": 1000}])
+    );
+    assert_eq!(reservation["amount"], 1500);
+    // A later price change does not touch what was reserved.
+    app.seed_item("A", 8, 999).await;
+    let (status, again) = reserve(
+        &app,
+        order,
+        json!([{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1, "unit_price": 1000}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["amount"], 1500);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expected_price_or_currency_that_is_not_the_catalogs_reserves_nothing() {
+    let app = spawn().await;
+    app.seed_item("A", 10, 250).await;
+    app.seed_item("B", 10, 1000).await;
+    for (name, currency, items) in [
+        (
+            "lower",
+            "EUR",
+            json!([{"sku": "A", "quantity": 1}, {"sku": "B", "quantity": 1, "unit_price": 1}]),
+        ),
+        (
+            "higher",
+            "EUR",
+            json!([{"sku": "A", "quantity": 1, "unit_price": 251}]),
+        ),
+        (
+            "other currency",
+            "USD",
+            json!([{"sku": "A", "quantity": 1}]),
+        ),
+    ] {
+        let order = Uuid::new_v4();
+        let body = json!({"order_id": order, "currency": currency, "items": items});
+        let (status, problem) = app
+            .call(Method::POST, "/api/v1/reservations", Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{name}: {problem}");
+        assert_eq!(testkit::problem_slug(&problem), "price-changed", "{name}");
+        // Even once the price is right, the order keeps its answer.
+        let (status, again) = app
+            .call(Method::POST, "/api/v1/reservations", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{name}: {again}");
+        assert_eq!(testkit::problem_slug(&again), "price-changed");
+        let (status, _) = app
+            .call(Method::GET, &format!("/api/v1/reservations/{order}"), None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name}: nothing held");
+    }
+    assert_eq!(app.stock("A").await, (10, 0, 0));
+    assert_eq!(app.stock("B").await, (10, 0, 0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn releasing_a_committed_reservation_returns_its_stock_once() {
+    let app = spawn().await;
+    app.seed_stock("A", 5).await;
+    let order = Uuid::new_v4();
+    reserve(&app, order, json!([{"sku": "A", "quantity": 3}])).await;
+    settle(&app, order, "commit").await;
+    assert_eq!(app.stock("A").await, (2, 0, 3));
+    let results = testkit::concurrently(5, |_| {
+        let send = app
+            .request(
+                Method::POST,
+                &format!("/api/v1/reservations/{order}/release"),
+            )
+            .send();
+        async move { json(send.await.unwrap()).await }
+    })
+    .await;
+    for (status, body) in &results {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "RETURNED");
+    }
+    assert_eq!(app.stock("A").await, (5, 0, 0), "returned exactly once");
+    let (status, problem) = settle(&app, order, "commit").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(testkit::problem_slug(&problem), "reservation-released");
     app.stop().await;
 }
 
@@ -75,7 +186,8 @@ async fn a_reservation_holds_stock_until_commit_sells_it() {
     assert_eq!(reservation["order_id"], order.to_string());
     assert_eq!(
         reservation["items"],
-        json!([{"sku": "A", "quantity": 3}, {"sku": "B", "quantity": 2}])
+        json!([{"sku": "A", "quantity": 3, "unit_price": testkit::UNIT_PRICE},
+               {"sku": "B", "quantity": 2, "unit_price": testkit::UNIT_PRICE}])
     );
     assert_eq!(app.stock("A").await, (7, 3, 0));
     assert_eq!(app.stock("B").await, (3, 2, 0));
@@ -94,10 +206,6 @@ async fn a_reservation_holds_stock_until_commit_sells_it() {
         (7, 0, 3),
         "a repeated commit moves nothing"
     );
-
-    let (status, problem) = settle(&app, order, "release").await;
-    assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(testkit::problem_slug(&problem), "reservation-committed");
 
     let (status, read) = app
         .call(Method::GET, &format!("/api/v1/reservations/{order}"), None)
@@ -247,7 +355,7 @@ async fn fifty_concurrent_reservations_for_ten_units_reserve_exactly_ten() {
         let request = client
             .post(url.clone())
             .header("x-tenant-id", TENANT)
-            .json(&json!({"order_id": Uuid::new_v4(), "items": [{"sku": "HOT", "quantity": 1}]}));
+            .json(&json!({"order_id": Uuid::new_v4(), "currency": "EUR", "items": [{"sku": "HOT", "quantity": 1}]}));
         async move { request.send().await.unwrap().status() }
     })
     .await;
@@ -272,10 +380,9 @@ async fn concurrent_repeats_of_one_reservation_take_stock_once() {
     let client = app.client.clone();
     let url = app.url("/api/v1/reservations");
     let statuses = testkit::concurrently(10, move |_| {
-        let request = client
-            .post(url.clone())
-            .header("x-tenant-id", TENANT)
-            .json(&json!({"order_id": order, "items": [{"sku": "A", "quantity": 3}]}));
+        let request = client.post(url.clone()).header("x-tenant-id", TENANT).json(
+            &json!({"order_id": order, "currency": "EUR", "items": [{"sku": "A", "quantity": 3}]}),
+        );
         async move { request.send().await.unwrap().status() }
     })
     .await;
@@ -298,62 +405,97 @@ async fn invalid_reservation_requests_are_client_errors() {
     let cases: Vec<(&str, Value, StatusCode)> = vec![
         (
             "empty items",
-            json!({"order_id": order, "items": []}),
+            json!({"order_id": order, "currency": "EUR", "items": []}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "quantity 0",
-            json!({"order_id": order, "items": [line("A", 0)]}),
+            json!({"order_id": order, "currency": "EUR", "items": [line("A", 0)]}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "quantity -1",
-            json!({"order_id": order, "items": [line("A", -1)]}),
+            json!({"order_id": order, "currency": "EUR", "items": [line("A", -1)]}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "quantity 1001",
-            json!({"order_id": order, "items": [line("A", 1001)]}),
+            json!({"order_id": order, "currency": "EUR", "items": [line("A", 1001)]}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "bad sku",
-            json!({"order_id": order, "items": [line("a b", 1)]}),
+            json!({"order_id": order, "currency": "EUR", "items": [line("a b", 1)]}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "duplicate sku",
-            json!({"order_id": order, "items": [line("A", 1), line("A", 2)]}),
+            json!({"order_id": order, "currency": "EUR", "items": [line("A", 1), line("A", 2)]}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "nil order id",
-            json!({"order_id": Uuid::nil(), "items": [line("A", 1)]}),
+            json!({"order_id": Uuid::nil(), "currency": "EUR", "items": [line("A", 1)]}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "unknown field",
-            json!({"order_id": order, "items": [line("A", 1)], "rush": true}),
+            json!({"order_id": order, "currency": "EUR", "items": [line("A", 1)], "rush": true}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "unknown line field",
-            json!({"order_id": order, "items": [{"sku": "A", "quantity": 1, "price": 5}]}),
+            json!({"order_id": order, "currency": "EUR", "items": [{"sku": "A", "quantity": 1, "price": 5}]}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "missing items",
-            json!({"order_id": order}),
+            json!({"order_id": order, "currency": "EUR"}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "order id not a uuid",
-            json!({"order_id": "42", "items": [line("A", 1)]}),
+            json!({"order_id": "42", "currency": "EUR", "items": [line("A", 1)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "NUL in a SKU",
+            json!({"order_id": order, "currency": "EUR", "items": [line("A\u{0}", 1)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "dot-dot SKU",
+            json!({"order_id": order, "currency": "EUR", "items": [line("..", 1)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "lower-case SKU",
+            json!({"order_id": order, "currency": "EUR", "items": [line("a", 1)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "newline in a SKU",
+            json!({"order_id": order, "currency": "EUR", "items": [line("A\nB", 1)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "NUL in the currency",
+            json!({"order_id": order, "currency": "EU\u{0}", "items": [line("A", 1)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "missing currency",
+            json!({"order_id": order, "items": [line("A", 1)]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "negative expected price",
+            json!({"order_id": order, "currency": "EUR", "items": [{"sku": "A", "quantity": 1, "unit_price": -1}]}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "too many lines",
-            json!({"order_id": order, "items": (0..51).map(|i| line(&format!("S{i}"), 1)).collect::<Vec<_>>()}),
+            json!({"order_id": order, "currency": "EUR", "items": (0..51).map(|i| line(&format!("S{i}"), 1)).collect::<Vec<_>>()}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
     ];
@@ -378,7 +520,9 @@ async fn invalid_reservation_requests_are_client_errors() {
         .call(
             Method::POST,
             "/api/v1/reservations",
-            Some(json!({"order_id": order, "items": [line("A", 0), line("", 1)]})),
+            Some(
+                json!({"order_id": order, "currency": "EUR", "items": [line("A", 0), line("", 1)]}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -396,35 +540,78 @@ async fn invalid_reservation_requests_are_client_errors() {
 #[tokio::test]
 async fn invalid_stock_updates_are_client_errors() {
     let app = spawn().await;
+    let item = |available: Value, unit_price: Value, currency: Value| json!({"available": available, "unit_price": unit_price, "currency": currency});
     let cases: Vec<(&str, &str, Value, StatusCode)> = vec![
         (
             "negative",
             "/api/v1/items/A",
-            json!({"available": -1}),
+            item(json!(-1), json!(100), json!("EUR")),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "too large",
             "/api/v1/items/A",
-            json!({"available": 1_000_000_001}),
+            item(json!(1_000_000_001), json!(100), json!("EUR")),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "unknown field",
             "/api/v1/items/A",
-            json!({"available": 1, "reserved": 5}),
+            json!({"available": 1, "unit_price": 1, "currency": "EUR", "reserved": 5}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "not a number",
             "/api/v1/items/A",
-            json!({"available": "many"}),
+            item(json!("many"), json!(100), json!("EUR")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "no price",
+            "/api/v1/items/A",
+            json!({"available": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "zero price",
+            "/api/v1/items/A",
+            item(json!(1), json!(0), json!("EUR")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "price too large",
+            "/api/v1/items/A",
+            item(json!(1), json!(1_000_000_000_001i64), json!("EUR")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "NUL in the currency",
+            "/api/v1/items/A",
+            item(json!(1), json!(100), json!("E\u{0}R")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "unknown currency",
+            "/api/v1/items/A",
+            item(json!(1), json!(100), json!("XXX")),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "bad sku in path",
             "/api/v1/items/a%20b",
-            json!({"available": 1}),
+            item(json!(1), json!(100), json!("EUR")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "NUL sku in path",
+            "/api/v1/items/A%00",
+            item(json!(1), json!(100), json!("EUR")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "dots in a sku in path",
+            "/api/v1/items/..A",
+            item(json!(1), json!(100), json!("EUR")),
             StatusCode::BAD_REQUEST,
         ),
     ];
@@ -491,7 +678,7 @@ async fn a_body_over_the_limit_is_413() {
     let lines: Vec<Value> = (0..5_000)
         .map(|i| json!({"sku": format!("SKU-{i:06}"), "quantity": 1}))
         .collect();
-    let body = json!({"order_id": Uuid::new_v4(), "items": lines});
+    let body = json!({"order_id": Uuid::new_v4(), "currency": "EUR", "items": lines});
     assert!(body.to_string().len() > 64 * 1024);
     let (status, problem) = app
         .call(Method::POST, "/api/v1/reservations", Some(body))

@@ -1,10 +1,10 @@
 //! Rules for a notification request: no I/O.
 
-use commerce::contracts::notify::CreateNotification;
+use commerce::{
+    contracts::notify::{CreateNotification, MAX_MESSAGE_CHARS as MAX_MESSAGE_LEN},
+    values::check_text,
+};
 use platform::FieldError;
-
-/// Longest message kept.
-pub const MAX_MESSAGE_LEN: usize = 1_000;
 
 /// Checks a delivery request; the errors name each invalid field.
 pub fn validate(request: &CreateNotification) -> Result<(), Vec<FieldError>> {
@@ -15,11 +15,8 @@ pub fn validate(request: &CreateNotification) -> Result<(), Vec<FieldError>> {
     if request.message.trim().is_empty() {
         errors.push(FieldError::new("message", "must not be empty"));
     }
-    if request.message.chars().count() > MAX_MESSAGE_LEN {
-        errors.push(FieldError::new(
-            "message",
-            format!("must be at most {MAX_MESSAGE_LEN} characters"),
-        ));
+    if let Err(message) = check_text(&request.message, MAX_MESSAGE_LEN) {
+        errors.push(FieldError::new("message", message));
     }
     if errors.is_empty() {
         Ok(())
@@ -52,5 +49,16 @@ mod tests {
     fn rejects_empty_and_oversized_messages() {
         assert_eq!(validate(&request("  ")).unwrap_err()[0].field, "message");
         assert!(validate(&request(&"x".repeat(MAX_MESSAGE_LEN + 1))).is_err());
+    }
+
+    #[test]
+    fn rejects_nul_and_other_control_characters() {
+        for bad in ["a\0b", "line\nbreak", "\u{1b}[31mred", "tab\there"] {
+            assert_eq!(
+                validate(&request(bad)).unwrap_err()[0].field,
+                "message",
+                "{bad:?}"
+            );
+        }
     }
 }

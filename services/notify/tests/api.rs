@@ -119,6 +119,21 @@ async fn bad_requests_get_problem_details() {
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
+            "NUL in the message",
+            app.request(Method::POST, "/api/v1/notifications").json(&json!({"order_id": order_id, "kind": "order_failed", "message": "a\u{0}b"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "control characters in the message",
+            app.request(Method::POST, "/api/v1/notifications").json(&json!({"order_id": order_id, "kind": "order_failed", "message": "forged\nlog line \u{1b}[0m"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "message over 1000 characters",
+            app.request(Method::POST, "/api/v1/notifications").json(&json!({"order_id": order_id, "kind": "order_failed", "message": "é".repeat(1001)})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
             "body over the limit",
             app.request(Method::POST, "/api/v1/notifications").json(&json!({"order_id": order_id, "kind": "order_failed", "message": "x".repeat(70_000)})),
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,13 +1,21 @@
-//! Order rules, with no I/O: what a valid order request is, its total, the request fingerprint
-//! that makes idempotency keys safe, and how a payment's answer settles an order.
+//! Order rules, with no I/O: what a valid order request is (prices are only the client's
+//! expectation), the request fingerprint that makes idempotency keys safe, how a payment's
+//! answer settles an order at the catalog prices it was charged, and when an order may be
+//! cancelled.
 
 use commerce::{
-    contracts::payment::{FailureReason, Payment, PaymentMethod, PaymentStatus},
-    values::{Amount, Currency, StockLine, parse_stock_lines},
+    contracts::{
+        LineItem,
+        payment::{FailureReason, Payment, PaymentMethod, PaymentStatus},
+    },
+    values::{Amount, Currency, StockLine, check_text, expected_total, parse_stock_lines},
 };
 use platform::FieldError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// Longest `customer_id`, in characters.
+pub const MAX_CUSTOMER_ID_CHARS: usize = 64;
 
 /// `POST /api/v1/orders` as the client sends it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,16 +34,24 @@ pub struct CreateOrderRequest {
 pub struct OrderItemRequest {
     pub sku: String,
     pub quantity: i64,
-    /// Price of one unit, in minor units of the order's currency.
-    pub unit_price: i64,
+    /// The price of one unit the client expects to pay, in minor units of the order's
+    /// currency (optional). The catalog's price is charged; when it differs from this one the
+    /// order fails with `price_changed` and nothing is charged or reserved.
+    #[serde(default)]
+    pub unit_price: Option<i64>,
 }
 
-/// One line of a valid order.
+/// One line of an order as stored and shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {
     pub sku: String,
     pub quantity: i64,
-    pub unit_price: i64,
+    /// What the client expected to pay per unit, when it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_unit_price: Option<i64>,
+    /// The catalog price charged per unit; `null` until the payment is captured.
+    #[serde(default)]
+    pub unit_price: Option<i64>,
 }
 
 /// An order request that passed every rule.
@@ -43,8 +59,7 @@ pub struct OrderLine {
 pub struct NewOrder {
     pub customer_id: String,
     pub currency: Currency,
-    pub lines: Vec<OrderLine>,
-    pub total: Amount,
+    pub lines: Vec<StockLine>,
     pub payment_method: PaymentMethod,
 }
 
@@ -52,76 +67,62 @@ impl NewOrder {
     /// Validates a request, reporting every invalid field at once.
     pub fn parse(request: &CreateOrderRequest) -> Result<NewOrder, Vec<FieldError>> {
         let mut errors = Vec::new();
+        // Checked before trimming: `trim` would silently drop some control characters (NEL).
         let customer_id = request.customer_id.trim();
-        if customer_id.is_empty()
-            || customer_id.len() > 64
-            || customer_id.chars().any(char::is_control)
-        {
-            errors.push(FieldError::new(
-                "customer_id",
-                "must be 1-64 printable characters",
-            ));
+        let customer_check =
+            check_text(&request.customer_id, MAX_CUSTOMER_ID_CHARS).and_then(|()| {
+                if customer_id.is_empty() {
+                    Err("must not be empty".into())
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(message) = customer_check {
+            errors.push(FieldError::new("customer_id", message));
         }
         let currency = Currency::parse(&request.currency)
             .map_err(|e| errors.push(FieldError::new("currency", e)))
             .ok();
-        let raw: Vec<(String, i64)> = request
+        let raw: Vec<(String, i64, Option<i64>)> = request
             .items
             .iter()
-            .map(|item| (item.sku.clone(), item.quantity))
+            .map(|item| (item.sku.clone(), item.quantity, item.unit_price))
             .collect();
-        let stock_lines = parse_stock_lines(&raw)
-            .map_err(|e| errors.extend(e.into_iter().map(|(f, m)| FieldError::new(f, m))))
+        let lines = parse_stock_lines(&raw)
+            .map_err(|e| errors.extend(e.into_iter().map(FieldError::from)))
             .ok();
-        let prices: Vec<Option<Amount>> = request
-            .items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                Amount::parse(item.unit_price)
-                    .map_err(|e| errors.push(FieldError::new(format!("items[{i}].unit_price"), e)))
-                    .ok()
-            })
-            .collect();
-        let (Some(currency), Some(stock_lines)) = (currency, stock_lines) else {
-            return Err(errors);
-        };
-        let Some(prices) = prices.into_iter().collect::<Option<Vec<Amount>>>() else {
-            return Err(errors);
-        };
-        let total = order_total(&stock_lines, &prices);
-        match total {
-            Some(total) if total.get() > 0 && errors.is_empty() => Ok(NewOrder {
-                customer_id: customer_id.to_owned(),
-                currency,
-                lines: stock_lines
-                    .iter()
-                    .zip(&prices)
-                    .map(|(line, price)| OrderLine {
-                        sku: line.sku.to_string(),
-                        quantity: line.quantity.get(),
-                        unit_price: price.get(),
-                    })
-                    .collect(),
-                total,
-                payment_method: request.payment_method.unwrap_or(PaymentMethod::Card),
-            }),
-            Some(_) if !errors.is_empty() => Err(errors),
-            Some(_) => Err(vec![FieldError::new(
-                "items",
-                "the order total must be greater than 0",
-            )]),
-            None => {
-                errors.push(FieldError::new(
+        if let Some(lines) = &lines {
+            match expected_total(lines) {
+                Ok(Some(total)) if total.get() == 0 => errors.push(FieldError::new(
                     "items",
-                    format!(
-                        "the order total exceeds {} minor units",
-                        commerce::values::MAX_AMOUNT
-                    ),
-                ));
-                Err(errors)
+                    "the expected order total must be greater than 0",
+                )),
+                Ok(_) => {}
+                Err(message) => errors.push(FieldError::new("items", message)),
             }
         }
+        match (currency, lines) {
+            (Some(currency), Some(lines)) if errors.is_empty() => Ok(NewOrder {
+                customer_id: customer_id.to_owned(),
+                currency,
+                lines,
+                payment_method: request.payment_method.unwrap_or(PaymentMethod::Card),
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The lines as stored before anything is charged.
+    pub fn stored_lines(&self) -> Vec<OrderLine> {
+        self.lines
+            .iter()
+            .map(|line| OrderLine {
+                sku: line.sku.to_string(),
+                quantity: line.quantity.get(),
+                expected_unit_price: line.expected_price.map(Amount::get),
+                unit_price: None,
+            })
+            .collect()
     }
 
     /// A fingerprint of the validated order: the same key with the same fingerprint is a replay,
@@ -130,7 +131,7 @@ impl NewOrder {
         let canonical = serde_json::json!({
             "customer_id": self.customer_id,
             "currency": self.currency.code(),
-            "lines": self.lines,
+            "lines": self.stored_lines(),
             "payment_method": self.payment_method,
         });
         let digest = Sha256::digest(canonical.to_string().as_bytes());
@@ -138,14 +139,23 @@ impl NewOrder {
     }
 }
 
-/// Σ unit price × quantity, or `None` on overflow past the maximum amount.
-fn order_total(lines: &[StockLine], prices: &[Amount]) -> Option<Amount> {
-    lines
+/// What the order asks payment-service to charge: its lines with the client's expected prices,
+/// and their total when every line has one. The price charged is the catalog's.
+pub fn payment_lines(lines: &[OrderLine]) -> (Vec<LineItem>, Option<i64>) {
+    let items: Vec<LineItem> = lines
         .iter()
-        .zip(prices)
-        .try_fold(Amount::parse(0).ok()?, |total, (line, price)| {
-            total.plus(price.times(line.quantity)?)
+        .map(|line| LineItem {
+            sku: line.sku.clone(),
+            quantity: line.quantity,
+            unit_price: line.expected_unit_price,
         })
+        .collect();
+    let amount = lines.iter().try_fold(0i64, |total, line| {
+        line.expected_unit_price?
+            .checked_mul(line.quantity)
+            .and_then(|line_total| total.checked_add(line_total))
+    });
+    (items, amount)
 }
 
 /// Where an order stands.
@@ -155,21 +165,32 @@ pub enum OrderStatus {
     Pending,
     Confirmed,
     Failed,
+    /// Cancel requested: the refund (money and stock back) is under way.
+    Cancelling,
+    Cancelled,
 }
 
 impl OrderStatus {
+    const ALL: [OrderStatus; 5] = [
+        Self::Pending,
+        Self::Confirmed,
+        Self::Failed,
+        Self::Cancelling,
+        Self::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
             Self::Confirmed => "CONFIRMED",
             Self::Failed => "FAILED",
+            Self::Cancelling => "CANCELLING",
+            Self::Cancelled => "CANCELLED",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Pending, Self::Confirmed, Self::Failed]
-            .into_iter()
-            .find(|s| s.as_str() == value)
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
     }
 }
 
@@ -179,6 +200,7 @@ impl OrderStatus {
 pub enum FailureCause {
     PaymentDeclined,
     OutOfStock,
+    PriceChanged,
 }
 
 impl FailureCause {
@@ -186,15 +208,19 @@ impl FailureCause {
         match self {
             Self::PaymentDeclined => "payment_declined",
             Self::OutOfStock => "out_of_stock",
+            Self::PriceChanged => "price_changed",
         }
     }
 }
 
 /// The end state a payment's answer puts an order in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
+    /// Paid: the payment's id, the total charged and the lines at the prices charged.
     Confirmed {
         payment_id: uuid::Uuid,
+        total: i64,
+        lines: Vec<OrderLine>,
     },
     Failed(FailureCause),
     /// The payment is not final yet (or not in a state an open order can settle on): the order
@@ -202,16 +228,79 @@ pub enum Settlement {
     Undecided,
 }
 
-pub fn settlement(payment: &Payment) -> Settlement {
-    match (payment.status, payment.failure_reason) {
-        (PaymentStatus::Captured, _) => Settlement::Confirmed {
-            payment_id: payment.id,
-        },
+/// How `payment` settles an order with `lines`. `Err` when a captured payment charged other
+/// lines than the order's, or at other prices than it expected: payment-service broke the
+/// contract, and the order must not be confirmed on it.
+pub fn settlement(lines: &[OrderLine], payment: &Payment) -> Result<Settlement, String> {
+    Ok(match (payment.status, payment.failure_reason) {
+        (PaymentStatus::Captured, _) => {
+            let total = payment
+                .amount
+                .ok_or("a captured payment without an amount")?;
+            let same_lines = payment.items.len() == lines.len()
+                && payment.items.iter().all(|charged| {
+                    lines.iter().any(|line| {
+                        line.sku == charged.sku
+                            && line.quantity == charged.quantity
+                            && line
+                                .expected_unit_price
+                                .is_none_or(|p| p == charged.unit_price)
+                    })
+                });
+            let sum = payment.items.iter().try_fold(0i64, |sum, l| {
+                l.unit_price
+                    .checked_mul(l.quantity)
+                    .and_then(|t| sum.checked_add(t))
+            });
+            if !same_lines || sum != Some(total) {
+                return Err("the captured payment does not match the order's lines".into());
+            }
+            Settlement::Confirmed {
+                payment_id: payment.id,
+                total,
+                lines: lines
+                    .iter()
+                    .map(|line| OrderLine {
+                        unit_price: payment
+                            .items
+                            .iter()
+                            .find(|charged| charged.sku == line.sku)
+                            .map(|charged| charged.unit_price),
+                        ..line.clone()
+                    })
+                    .collect(),
+            }
+        }
         (PaymentStatus::Declined, _) | (PaymentStatus::Voided, Some(FailureReason::Declined)) => {
             Settlement::Failed(FailureCause::PaymentDeclined)
         }
+        (PaymentStatus::Voided, Some(FailureReason::PriceChanged)) => {
+            Settlement::Failed(FailureCause::PriceChanged)
+        }
         (PaymentStatus::Voided, _) => Settlement::Failed(FailureCause::OutOfStock),
         (PaymentStatus::Authorized | PaymentStatus::Refunded, _) => Settlement::Undecided,
+    })
+}
+
+/// What `POST /api/v1/orders/{id}/cancel` does to an order in `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancellation {
+    /// `CONFIRMED`: move it to `CANCELLING`, then refund.
+    Begin,
+    /// `CANCELLING`: an earlier cancel did not finish; refund (again — it is keyed).
+    Resume,
+    /// `CANCELLED`: answer with it.
+    Done,
+    /// `PENDING` or `FAILED`: nothing was charged that could be given back.
+    Refuse,
+}
+
+pub fn cancellation(status: OrderStatus) -> Cancellation {
+    match status {
+        OrderStatus::Confirmed => Cancellation::Begin,
+        OrderStatus::Cancelling => Cancellation::Resume,
+        OrderStatus::Cancelled => Cancellation::Done,
+        OrderStatus::Pending | OrderStatus::Failed => Cancellation::Refuse,
     }
 }
 
@@ -225,8 +314,18 @@ pub fn notification_message(order_id: uuid::Uuid, outcome: &Settlement) -> Strin
         Settlement::Failed(FailureCause::OutOfStock) => {
             format!("Order {order_id} failed: an item is out of stock.")
         }
+        Settlement::Failed(FailureCause::PriceChanged) => {
+            format!(
+                "Order {order_id} failed: a price is not the one expected; nothing was charged."
+            )
+        }
         Settlement::Undecided => format!("Order {order_id} is pending."),
     }
+}
+
+/// The text of the notification that an order was cancelled.
+pub fn cancellation_message(order_id: uuid::Uuid) -> String {
+    format!("Order {order_id} is cancelled: the payment was refunded.")
 }
 
 /// A valid `Idempotency-Key`: 1–255 visible ASCII characters.
@@ -242,7 +341,7 @@ pub fn parse_idempotency_key(value: &[u8]) -> Result<String, &'static str> {
 mod tests {
     use super::*;
 
-    fn request(items: Vec<(&str, i64, i64)>) -> CreateOrderRequest {
+    fn request(items: Vec<(&str, i64, Option<i64>)>) -> CreateOrderRequest {
         CreateOrderRequest {
             customer_id: "c-1".into(),
             currency: "EUR".into(),
@@ -263,15 +362,24 @@ mod tests {
     }
 
     #[test]
-    fn a_valid_order_has_its_total() {
-        let order = NewOrder::parse(&request(vec![("A", 2, 1999), ("B", 1, 500)])).unwrap();
-        assert_eq!(order.total.get(), 4498);
+    fn a_valid_order_keeps_its_expected_prices_and_charges_nothing_yet() {
+        let order = NewOrder::parse(&request(vec![("A", 2, Some(1999)), ("B", 1, None)])).unwrap();
         assert_eq!(order.payment_method, PaymentMethod::Card);
+        let lines = order.stored_lines();
+        assert_eq!(lines[0].expected_unit_price, Some(1999));
+        assert_eq!(lines[1].expected_unit_price, None);
+        assert!(lines.iter().all(|l| l.unit_price.is_none()));
+        let (items, amount) = payment_lines(&lines);
+        assert_eq!(items[0].unit_price, Some(1999));
+        assert_eq!(amount, None, "no total unless every line says its price");
+        let all =
+            NewOrder::parse(&request(vec![("A", 2, Some(1999)), ("B", 1, Some(500))])).unwrap();
+        assert_eq!(payment_lines(&all.stored_lines()).1, Some(4498));
     }
 
     #[test]
     fn every_invalid_field_is_reported() {
-        let mut r = request(vec![("A", 0, 100), ("bad sku", 1, -5)]);
+        let mut r = request(vec![("A", 0, Some(100)), ("bad sku", 1, Some(-5))]);
         r.currency = "XYZ".into();
         r.customer_id = " ".into();
         assert_eq!(
@@ -287,18 +395,27 @@ mod tests {
     }
 
     #[test]
-    fn totals_may_not_overflow_or_be_zero() {
+    fn customer_ids_refuse_control_characters_and_length() {
+        for bad in ["a\0b", "a\nb", "\u{1b}x", "c\u{85}", &"c".repeat(65)] {
+            let mut r = request(vec![("A", 1, None)]);
+            r.customer_id = bad.into();
+            assert_eq!(fields(NewOrder::parse(&r)), ["customer_id"], "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn expected_totals_may_not_overflow_or_be_zero() {
         let huge = commerce::values::MAX_AMOUNT;
         assert_eq!(
-            fields(NewOrder::parse(&request(vec![("A", 2, huge)]))),
+            fields(NewOrder::parse(&request(vec![("A", 2, Some(huge))]))),
             ["items"]
         );
         assert_eq!(
-            fields(NewOrder::parse(&request(vec![("A", 1, i64::MAX)]))),
+            fields(NewOrder::parse(&request(vec![("A", 1, Some(i64::MAX))]))),
             ["items[0].unit_price"]
         );
         assert_eq!(
-            fields(NewOrder::parse(&request(vec![("A", 1, 0)]))),
+            fields(NewOrder::parse(&request(vec![("A", 1, Some(0))]))),
             ["items"]
         );
         assert_eq!(fields(NewOrder::parse(&request(vec![]))), ["items"]);
@@ -306,11 +423,100 @@ mod tests {
 
     #[test]
     fn fingerprints_tell_bodies_apart() {
-        let a = NewOrder::parse(&request(vec![("A", 1, 100)])).unwrap();
-        let same = NewOrder::parse(&request(vec![("A", 1, 100)])).unwrap();
-        let other = NewOrder::parse(&request(vec![("A", 2, 100)])).unwrap();
+        let a = NewOrder::parse(&request(vec![("A", 1, Some(100))])).unwrap();
+        let same = NewOrder::parse(&request(vec![("A", 1, Some(100))])).unwrap();
+        let other = NewOrder::parse(&request(vec![("A", 2, Some(100))])).unwrap();
+        let other_price = NewOrder::parse(&request(vec![("A", 1, Some(99))])).unwrap();
+        let no_price = NewOrder::parse(&request(vec![("A", 1, None)])).unwrap();
         assert_eq!(a.fingerprint(), same.fingerprint());
         assert_ne!(a.fingerprint(), other.fingerprint());
+        assert_ne!(a.fingerprint(), other_price.fingerprint());
+        assert_ne!(a.fingerprint(), no_price.fingerprint());
+    }
+
+    fn payment(
+        status: PaymentStatus,
+        reason: Option<FailureReason>,
+        charged: &[(&str, i64, i64)],
+    ) -> Payment {
+        let items: Vec<commerce::contracts::PricedLine> = charged
+            .iter()
+            .map(
+                |(sku, quantity, unit_price)| commerce::contracts::PricedLine {
+                    sku: sku.to_string(),
+                    quantity: *quantity,
+                    unit_price: *unit_price,
+                },
+            )
+            .collect();
+        Payment {
+            id: uuid::Uuid::new_v4(),
+            order_id: uuid::Uuid::new_v4(),
+            status,
+            failure_reason: reason,
+            amount: Some(items.iter().map(|l| l.unit_price * l.quantity).sum()),
+            currency: "EUR".into(),
+            items,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_captured_payment_confirms_at_the_prices_it_charged() {
+        let lines = NewOrder::parse(&request(vec![("A", 2, None), ("B", 1, Some(50))]))
+            .unwrap()
+            .stored_lines();
+        let captured = payment(
+            PaymentStatus::Captured,
+            None,
+            &[("A", 2, 700), ("B", 1, 50)],
+        );
+        match settlement(&lines, &captured) {
+            Ok(Settlement::Confirmed { total, lines, .. }) => {
+                assert_eq!(total, 1450);
+                assert_eq!(lines[0].unit_price, Some(700));
+                assert_eq!(lines[1].unit_price, Some(50));
+                assert_eq!(lines[1].expected_unit_price, Some(50));
+            }
+            other => panic!("{other:?}"),
+        }
+        for wrong in [
+            payment(
+                PaymentStatus::Captured,
+                None,
+                &[("A", 2, 700), ("B", 1, 49)],
+            ),
+            payment(
+                PaymentStatus::Captured,
+                None,
+                &[("A", 3, 700), ("B", 1, 50)],
+            ),
+            payment(PaymentStatus::Captured, None, &[("A", 2, 700)]),
+        ] {
+            assert!(settlement(&lines, &wrong).is_err(), "{wrong:?}");
+        }
+        let voided = payment(
+            PaymentStatus::Voided,
+            Some(FailureReason::PriceChanged),
+            &[],
+        );
+        assert_eq!(
+            settlement(&lines, &voided),
+            Ok(Settlement::Failed(FailureCause::PriceChanged))
+        );
+    }
+
+    #[test]
+    fn only_confirmed_orders_can_be_cancelled() {
+        assert_eq!(cancellation(OrderStatus::Confirmed), Cancellation::Begin);
+        assert_eq!(cancellation(OrderStatus::Cancelling), Cancellation::Resume);
+        assert_eq!(cancellation(OrderStatus::Cancelled), Cancellation::Done);
+        assert_eq!(cancellation(OrderStatus::Pending), Cancellation::Refuse);
+        assert_eq!(cancellation(OrderStatus::Failed), Cancellation::Refuse);
+        for status in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
+        }
     }
 
     #[test]

@@ -1,14 +1,15 @@
-//! The reconciler: finishes orders left `PENDING` — by a crash between storing the order and
-//! settling it, a lost response, or a dependency that was down — by driving the saga again.
-//! That is safe because every step is keyed by the order id: payment-service answers with the
-//! payment's stored state, or resumes it where it stopped.
+//! The reconciler: finishes orders left `PENDING` or `CANCELLING` — by a crash between storing
+//! the order (or its cancel) and settling it, a lost response, or a dependency that was down —
+//! by driving the saga again. That is safe because every step is keyed (payments by the order
+//! id, refunds by the payment id): payment-service answers with the stored state, or resumes it
+//! where it stopped.
 
 use std::time::Duration;
 
 use platform::{db::Migrated, propagation, telemetry::in_span_linked};
 use tokio_util::sync::CancellationToken;
 
-use crate::{AppState, store};
+use crate::{AppState, domain::OrderStatus, store};
 
 const BATCH: i64 = 20;
 
@@ -31,13 +32,24 @@ pub async fn run(
             Ok(orders) => {
                 for order in orders {
                     // A new trace, linked to the request that created the order.
-                    let result = in_span_linked(
-                        "reconcile.order",
-                        Some(order.id),
-                        propagation::extract_stored(&order.trace_context),
-                        state.saga.drive(&order),
-                    )
-                    .await;
+                    let parent = propagation::extract_stored(&order.trace_context);
+                    let result = if order.status() == OrderStatus::Cancelling {
+                        in_span_linked(
+                            "reconcile.cancel",
+                            Some(order.id),
+                            parent,
+                            state.saga.cancel(&order),
+                        )
+                        .await
+                    } else {
+                        in_span_linked(
+                            "reconcile.order",
+                            Some(order.id),
+                            parent,
+                            state.saga.drive(&order),
+                        )
+                        .await
+                    };
                     let outcome = if result.is_ok() {
                         "settled"
                     } else {
@@ -45,7 +57,7 @@ pub async fn run(
                     };
                     metrics::counter!("order_reconciler_attempts_total", "outcome" => outcome)
                         .increment(1);
-                    tracing::info!(order_id = %order.id, outcome, "reconciled a PENDING order");
+                    tracing::info!(order_id = %order.id, outcome, "reconciled an unsettled order");
                 }
             }
             Err(error) => tracing::warn!(%error, "reconciler pass failed"),

@@ -1,6 +1,7 @@
 //! order-service's public HTTP API (reached through the ingress gateway):
-//! `POST /api/v1/orders` (requires `Idempotency-Key`), `GET /api/v1/orders/{id}`,
-//! `GET /api/v1/orders?status=&limit=&cursor=`.
+//! `POST /api/v1/orders` (requires exactly one `Idempotency-Key`), `GET /api/v1/orders/{id}`,
+//! `GET /api/v1/orders?status=&limit=&cursor=`, and `POST /api/v1/orders/{id}/cancel` (a
+//! confirmed order's money and stock go back; repeating it is safe).
 
 use axum::{
     Router,
@@ -9,13 +10,15 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use platform::{Json, Path, Problem, Query, context};
+use platform::{Json, Path, Problem, Query, context, headers};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
     AppState,
-    domain::{CreateOrderRequest, NewOrder, OrderStatus, parse_idempotency_key},
+    domain::{
+        self, Cancellation, CreateOrderRequest, NewOrder, OrderStatus, parse_idempotency_key,
+    },
     store::{self, Order, Stored},
 };
 
@@ -27,6 +30,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/orders", post(create_order).get(list_orders))
         .route("/api/v1/orders/{id}", get(get_order))
+        .route("/api/v1/orders/{id}/cancel", post(cancel_order))
         .with_state(state)
 }
 
@@ -56,13 +60,13 @@ async fn create_order(
     context::record_order_id(&order.id);
     let order = match order.status() {
         OrderStatus::Pending => state.saga.drive(&order).await?,
-        OrderStatus::Confirmed | OrderStatus::Failed => order,
+        _ => order,
     };
     Ok(created(order, replayed))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
-    let value = headers.get(IDEMPOTENCY_KEY).ok_or_else(|| {
+    let value = headers::single(headers, IDEMPOTENCY_KEY)?.ok_or_else(|| {
         Problem::new(
             StatusCode::BAD_REQUEST,
             "missing-idempotency-key",
@@ -91,6 +95,41 @@ fn created(order: Order, replayed: bool) -> Response {
         headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     response
+}
+
+/// Cancels a confirmed order: its payment is refunded and its stock returned (200 with the
+/// `CANCELLED` order). Repeating it answers the cancelled order again; concurrent cancels
+/// refund once. 409 for an order that was never charged (`PENDING`, `FAILED`); 503 while
+/// payment-service is unreachable (the order stays `CANCELLING` and is finished later).
+async fn cancel_order(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Order>, Problem> {
+    context::record_order_id(&id);
+    let order = store::get(&state.pool, id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no order {id}")))?;
+    let order = match domain::cancellation(order.status()) {
+        Cancellation::Refuse => return Err(not_cancellable(&order)),
+        Cancellation::Done | Cancellation::Resume => order,
+        Cancellation::Begin => store::begin_cancel(&state.pool, id).await?.0,
+    };
+    match domain::cancellation(order.status()) {
+        Cancellation::Resume => state.saga.cancel(&order).await.map(axum::Json),
+        Cancellation::Done => Ok(axum::Json(order)),
+        Cancellation::Begin | Cancellation::Refuse => Err(not_cancellable(&order)),
+    }
+}
+
+fn not_cancellable(order: &Order) -> Problem {
+    Problem::conflict(
+        "order-not-cancellable",
+        format!(
+            "only a CONFIRMED order can be cancelled; this one is {}",
+            order.status().as_str()
+        ),
+    )
+    .with("order_status", order.status().as_str())
 }
 
 async fn get_order(

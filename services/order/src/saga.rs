@@ -1,14 +1,18 @@
-//! The order saga's remote step and its settlement: ask payment-service to pay for the order
-//! (keyed by the order id, so repeating the call is always safe), then settle the order on the
-//! answer. An answer that is not final leaves the order `PENDING` for a retry or the reconciler.
+//! The order saga's remote steps and their settlement, both keyed so that repeating them is
+//! always safe:
+//!
+//! - **pay**: ask payment-service to pay for the order (keyed by the order id) at the catalog's
+//!   prices, then settle the order on the answer. An answer that is not final leaves the order
+//!   `PENDING` for a retry or the reconciler.
+//! - **cancel** (the compensating branch): refund the order's payment (keyed by the payment id;
+//!   payment-service returns the stock, then the money), then mark the order `CANCELLED` and
+//!   queue its notification. Until the refund is confirmed the order stays `CANCELLING`, and a
+//!   repeated cancel or the reconciler resumes it.
 
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use commerce::contracts::{
-    LineItem,
-    payment::{CreatePayment, Payment, PaymentMethod},
-};
+use commerce::contracts::payment::{CreatePayment, Payment, PaymentMethod, PaymentStatus};
 use platform::{Problem, http_client::HttpClient, telemetry::in_span};
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -23,6 +27,7 @@ pub const PAYMENT_SERVICE: &str = "payment-service";
 pub struct Saga {
     pool: PgPool,
     http: HttpClient,
+    payment_base: url::Url,
     payments_url: url::Url,
     outbox_wakeup: Arc<Notify>,
 }
@@ -34,10 +39,13 @@ impl Saga {
         payment_base: url::Url,
         outbox_wakeup: Arc<Notify>,
     ) -> Self {
-        let payments_url = payment_base.join("api/v1/payments").unwrap_or(payment_base);
+        let payments_url = payment_base
+            .join("api/v1/payments")
+            .unwrap_or_else(|_| payment_base.clone());
         Self {
             pool,
             http,
+            payment_base,
             payments_url,
             outbox_wakeup,
         }
@@ -54,7 +62,7 @@ impl Saga {
         let (settled, transitioned) = in_span(
             "saga.settle",
             Some(order.id),
-            store::settle(&self.pool, order.id, outcome, &message),
+            store::settle(&self.pool, order.id, &outcome, &message),
         )
         .await?;
         if transitioned {
@@ -63,6 +71,65 @@ impl Saga {
             self.outbox_wakeup.notify_one();
         }
         Ok(settled)
+    }
+
+    /// Drives a `CANCELLING` order to `CANCELLED`: refund its payment (money and stock back),
+    /// then record the end state and queue the notification. `Err` is a 503 (the order stays
+    /// `CANCELLING`; the same cancel may be repeated) or a 500.
+    pub async fn cancel(&self, order: &Order) -> Result<Order, Problem> {
+        let payment = in_span("saga.refund", Some(order.id), self.refund(order)).await?;
+        if payment.status != PaymentStatus::Refunded {
+            tracing::error!(status = ?payment.status, "refund answered a payment that is not refunded");
+            return Err(Problem::internal());
+        }
+        let message = domain::cancellation_message(order.id);
+        let (cancelled, transitioned) = in_span(
+            "saga.finish_cancel",
+            Some(order.id),
+            store::finish_cancel(&self.pool, order.id, &message),
+        )
+        .await?;
+        if transitioned {
+            metrics::counter!("orders_cancelled_total").increment(1);
+            tracing::info!("order cancelled");
+            self.outbox_wakeup.notify_one();
+        }
+        Ok(cancelled)
+    }
+
+    /// `POST /api/v1/payments/{payment_id}/refund` on payment-service.
+    async fn refund(&self, order: &Order) -> Result<Payment, Problem> {
+        let Some(payment_id) = order.payment_id else {
+            tracing::error!("a charged order without a payment id");
+            return Err(Problem::internal());
+        };
+        let url = self
+            .payment_base
+            .join(&format!("api/v1/payments/{payment_id}/refund"))
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot build the refund URL");
+                Problem::internal()
+            })?;
+        let reply = self
+            .http
+            .post_json(PAYMENT_SERVICE, url, Some(order.id), &serde_json::json!({}))
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "refund call failed; the order stays CANCELLING");
+                still_cancelling(order, &error.to_string())
+            })?;
+        match reply.status {
+            StatusCode::OK => reply
+                .json()
+                .map_err(|e| still_cancelling(order, &e.to_string())),
+            status if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => Err(
+                still_cancelling(order, &format!("payment-service answered {status}")),
+            ),
+            status => {
+                tracing::error!(%status, problem = ?reply.problem(), "payment-service refused the refund");
+                Err(Problem::internal())
+            }
+        }
     }
 
     /// Calls payment-service and reads its answer as a settlement.
@@ -86,7 +153,10 @@ impl Saga {
                 let payment: Payment = reply
                     .json()
                     .map_err(|e| still_pending(order, &e.to_string()))?;
-                Ok(domain::settlement(&payment))
+                domain::settlement(&order.items, &payment).map_err(|detail| {
+                    tracing::error!(%detail, "payment-service charged something else than the order");
+                    Problem::internal()
+                })
             }
             status if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => Err(
                 still_pending(order, &format!("payment-service answered {status}")),
@@ -109,20 +179,27 @@ fn payment_request(order: &Order) -> Result<CreatePayment, Problem> {
         tracing::error!(error = %e, "stored payment method is unreadable");
         Problem::internal()
     })?;
+    let (items, amount) = domain::payment_lines(&order.items);
     Ok(CreatePayment {
         order_id: order.id,
-        amount: order.total_amount,
+        amount,
         currency: order.currency.clone(),
         payment_method,
-        items: order
-            .items
-            .iter()
-            .map(|line| LineItem {
-                sku: line.sku.clone(),
-                quantity: line.quantity,
-            })
-            .collect(),
+        items,
     })
+}
+
+/// 503 with `Retry-After`: the order exists and is still `CANCELLING`.
+fn still_cancelling(order: &Order, detail: &str) -> Problem {
+    Problem::unavailable(
+        format!(
+            "order {} is CANCELLING: {detail}; repeat the cancel, or GET the order later",
+            order.id
+        ),
+        1,
+    )
+    .with("order_id", order.id)
+    .with("order_status", "CANCELLING")
 }
 
 /// 503 with `Retry-After`: the order exists and is still `PENDING`.

@@ -10,6 +10,10 @@ use uuid::Uuid;
 
 use crate::domain::{NewOrder, OrderLine, OrderStatus, Settlement};
 
+/// What settling or cancelling did: the order as it now stands, and whether this call moved it
+/// (a concurrent caller may have got there first).
+pub type Moved = (Order, bool);
+
 /// An order as stored and as the API shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Order {
@@ -19,7 +23,8 @@ pub struct Order {
     pub failure_reason: Option<String>,
     pub customer_id: String,
     pub currency: String,
-    pub total_amount: i64,
+    /// The total charged (catalog prices); `null` until the payment is captured.
+    pub total_amount: Option<i64>,
     pub payment_method: String,
     #[sqlx(json)]
     pub items: Vec<OrderLine>,
@@ -76,8 +81,8 @@ pub async fn insert_pending(
     in_span("db.insert_order", Some(id), async {
         let inserted: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO orders (id, idempotency_key, request_hash, status, customer_id, currency,
-                                 total_amount, payment_method, items, trace_id, trace_context)
-             VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10)
+                                 payment_method, items, trace_id, trace_context)
+             VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9)
              ON CONFLICT (idempotency_key) DO NOTHING
              RETURNING {ORDER_COLUMNS}"
         )))
@@ -86,9 +91,8 @@ pub async fn insert_pending(
         .bind(order.fingerprint())
         .bind(&order.customer_id)
         .bind(order.currency.code())
-        .bind(order.total.get())
         .bind(payment_method_str(order))
-        .bind(Json(&order.lines))
+        .bind(Json(order.stored_lines()))
         .bind(trace_id)
         .bind(Json(platform::propagation::capture_current()))
         .fetch_optional(pool)
@@ -150,25 +154,32 @@ pub async fn list(
     .await
 }
 
-/// Moves a `PENDING` order to its end state and queues its notification, in one transaction.
-/// Returns the order as it now stands and whether this call made the transition (a concurrent
-/// caller may have settled it first).
+/// Moves a `PENDING` order to its end state (a confirmed one with its charged lines and total)
+/// and queues its notification, in one transaction.
 pub async fn settle(
     pool: &PgPool,
     id: Uuid,
-    outcome: Settlement,
+    outcome: &Settlement,
     message: &str,
-) -> Result<(Order, bool), sqlx::Error> {
-    let (status, reason, payment_id, kind) = match outcome {
-        Settlement::Confirmed { payment_id } => (
+) -> Result<Moved, sqlx::Error> {
+    let (status, reason, payment_id, total, lines, kind) = match outcome {
+        Settlement::Confirmed {
+            payment_id,
+            total,
+            lines,
+        } => (
             OrderStatus::Confirmed,
             None,
-            Some(payment_id),
+            Some(*payment_id),
+            Some(*total),
+            Some(Json(lines.clone())),
             NotificationKind::OrderConfirmed,
         ),
         Settlement::Failed(cause) => (
             OrderStatus::Failed,
             Some(cause.as_str()),
+            None,
+            None,
             None,
             NotificationKind::OrderFailed,
         ),
@@ -180,7 +191,8 @@ pub async fn settle(
     in_span("db.settle_order", Some(id), async {
         let mut tx = pool.begin().await?;
         let updated: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE orders SET status = $2, failure_reason = $3, payment_id = $4, updated_at = now()
+            "UPDATE orders SET status = $2, failure_reason = $3, payment_id = $4,
+                    total_amount = $5, items = coalesce($6, items), updated_at = now()
              WHERE id = $1 AND status = 'PENDING'
              RETURNING {ORDER_COLUMNS}"
         )))
@@ -188,31 +200,93 @@ pub async fn settle(
         .bind(status.as_str())
         .bind(reason)
         .bind(payment_id)
+        .bind(total)
+        .bind(lines)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(order) = updated else {
-            tx.rollback().await?;
-            let order = get(pool, id).await?.ok_or(sqlx::Error::RowNotFound)?;
-            return Ok((order, false));
-        };
-        sqlx::query(
-            "INSERT INTO outbox (order_id, kind, message, trace_context) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (order_id, kind) DO NOTHING",
-        )
-        .bind(id)
-        .bind(kind.as_str())
-        .bind(message)
-        .bind(Json(platform::propagation::capture_current()))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok((order, true))
+        finish_transition(pool, tx, id, updated, kind, message).await
     })
     .await
 }
 
-/// Claims up to `limit` orders that have been `PENDING` for longer than `older_than` by touching
-/// them, so that another replica's reconciler does not pick the same ones at once.
+/// `CONFIRMED` → `CANCELLING`: the cancel is recorded before any money moves, so that a crash
+/// leaves an order the reconciler finishes. `false` when the order was not `CONFIRMED`.
+pub async fn begin_cancel(pool: &PgPool, id: Uuid) -> Result<Moved, sqlx::Error> {
+    in_span("db.begin_cancel", Some(id), async {
+        let updated: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE orders SET status = 'CANCELLING', updated_at = now()
+             WHERE id = $1 AND status = 'CONFIRMED'
+             RETURNING {ORDER_COLUMNS}"
+        )))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+        match updated {
+            Some(order) => Ok((order, true)),
+            None => Ok((get(pool, id).await?.ok_or(sqlx::Error::RowNotFound)?, false)),
+        }
+    })
+    .await
+}
+
+/// `CANCELLING` → `CANCELLED` once the payment is refunded, and the cancellation notice queued,
+/// in one transaction.
+pub async fn finish_cancel(pool: &PgPool, id: Uuid, message: &str) -> Result<Moved, sqlx::Error> {
+    in_span("db.finish_cancel", Some(id), async {
+        let mut tx = pool.begin().await?;
+        let updated: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE orders SET status = 'CANCELLED', updated_at = now()
+             WHERE id = $1 AND status = 'CANCELLING'
+             RETURNING {ORDER_COLUMNS}"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        finish_transition(
+            pool,
+            tx,
+            id,
+            updated,
+            NotificationKind::OrderCancelled,
+            message,
+        )
+        .await
+    })
+    .await
+}
+
+/// Queues the notification of a transition this transaction made and commits; when another
+/// caller made it first, rolls back and reads the order.
+async fn finish_transition(
+    pool: &PgPool,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    id: Uuid,
+    updated: Option<Order>,
+    kind: NotificationKind,
+    message: &str,
+) -> Result<Moved, sqlx::Error> {
+    let Some(order) = updated else {
+        tx.rollback().await?;
+        let order = get(pool, id).await?.ok_or(sqlx::Error::RowNotFound)?;
+        return Ok((order, false));
+    };
+    sqlx::query(
+        "INSERT INTO outbox (order_id, kind, message, trace_context) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (order_id, kind) DO NOTHING",
+    )
+    .bind(id)
+    .bind(kind.as_str())
+    .bind(message)
+    .bind(Json(platform::propagation::capture_current()))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((order, true))
+}
+
+/// Claims up to `limit` orders that have been `PENDING` or `CANCELLING` for longer than
+/// `older_than` by touching them, so that another replica's reconciler does not pick the same
+/// ones at once.
 pub async fn claim_stuck(
     pool: &PgPool,
     older_than: std::time::Duration,
@@ -223,7 +297,8 @@ pub async fn claim_stuck(
             "UPDATE orders SET updated_at = now()
              WHERE id IN (
                  SELECT id FROM orders
-                 WHERE status = 'PENDING' AND updated_at < now() - make_interval(secs => $1)
+                 WHERE status IN ('PENDING', 'CANCELLING')
+                   AND updated_at < now() - make_interval(secs => $1)
                  ORDER BY updated_at LIMIT $2
                  FOR UPDATE SKIP LOCKED)
              RETURNING {ORDER_COLUMNS}"

@@ -1,5 +1,6 @@
 //! The client side of payment-service's one outgoing edge, payment → inventory-service: reserve
-//! an order's items and commit the reservation, both keyed by the order id and so safe to repeat.
+//! and price an order's items, commit the reservation, and release it (which returns sold stock
+//! when an order is cancelled) — all keyed by the order id and so safe to repeat.
 //!
 //! Each answer is classified into what the settlement needs to know; the platform's
 //! [`HttpClient`] supplies the timeouts, trace and tenant headers and `x-order-id`.
@@ -7,7 +8,7 @@
 use axum::http::StatusCode;
 use commerce::contracts::{
     LineItem,
-    inventory::{CreateReservation, OUT_OF_STOCK},
+    inventory::{self, CreateReservation, OUT_OF_STOCK, PRICE_CHANGED},
 };
 use platform::http_client::{CallError, HttpClient, Reply};
 use url::Url;
@@ -27,10 +28,12 @@ pub struct InventoryClient {
 /// What inventory-service said about reserving an order's items.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
-    /// The order's stock is held (now, or by an earlier attempt).
-    Held,
+    /// The order's stock is held (now, or by an earlier attempt), at these prices.
+    Held(inventory::Reservation),
     /// The stock was short when the order first asked; nothing is held for it.
     OutOfStock { sku: String },
+    /// A line's expected price or currency was not the catalog's; nothing is held for it.
+    PriceChanged { sku: String },
 }
 
 /// What inventory-service said about committing an order's reservation.
@@ -65,22 +68,43 @@ impl InventoryClient {
     pub async fn reserve(
         &self,
         order_id: Uuid,
+        currency: String,
         items: Vec<LineItem>,
     ) -> Result<Reservation, InventoryError> {
         let url = self.endpoint(&["reservations"])?;
-        let body = CreateReservation { order_id, items };
+        let body = CreateReservation {
+            order_id,
+            currency,
+            items,
+        };
         let reply = self
             .http
             .post_json(TARGET, url, Some(order_id), &body)
             .await?;
         match reply.status {
-            StatusCode::CREATED | StatusCode::OK => Ok(Reservation::Held),
-            StatusCode::CONFLICT => match problem_slug(&reply).as_deref() {
-                Some(OUT_OF_STOCK) => Ok(Reservation::OutOfStock {
-                    sku: problem_member(&reply, "sku").unwrap_or_default(),
-                }),
-                _ => Err(unexpected(&reply)),
-            },
+            StatusCode::CREATED | StatusCode::OK => Ok(Reservation::Held(reply.json()?)),
+            StatusCode::CONFLICT => {
+                let sku = problem_member(&reply, "sku").unwrap_or_default();
+                match problem_slug(&reply).as_deref() {
+                    Some(OUT_OF_STOCK) => Ok(Reservation::OutOfStock { sku }),
+                    Some(PRICE_CHANGED) => Ok(Reservation::PriceChanged { sku }),
+                    _ => Err(unexpected(&reply)),
+                }
+            }
+            _ => Err(transient_or_unexpected(&reply)),
+        }
+    }
+
+    /// `POST /api/v1/reservations/{order_id}/release`: gives the order's stock back — a
+    /// committed reservation is returned. Done now or before, it answers 200 either way.
+    pub async fn release(&self, order_id: Uuid) -> Result<(), InventoryError> {
+        let url = self.endpoint(&["reservations", &order_id.to_string(), "release"])?;
+        let reply = self
+            .http
+            .post_json(TARGET, url, Some(order_id), &serde_json::json!({}))
+            .await?;
+        match reply.status {
+            StatusCode::OK => Ok(()),
             _ => Err(transient_or_unexpected(&reply)),
         }
     }

@@ -2,10 +2,13 @@
 //!
 //! | route | answers |
 //! |---|---|
-//! | `POST /api/v1/payments` | 201 new, 200 repeat (the stored payment), 409 `payment-conflict`, 503 + `Retry-After` while inventory-service is down |
+//! | `POST /api/v1/payments` | 201 new, 200 repeat (the stored payment), 409 `payment-conflict`, 422 (an amount that is not the total of the expected prices), 503 + `Retry-After` while inventory-service is down |
 //! | `GET /api/v1/payments/{id}` | 200 `Payment`, 404 |
 //! | `GET /api/v1/payments?order_id=…` | 200 `PaymentList` (0 or 1 items) |
-//! | `POST /api/v1/payments/{id}/refund` | 200 `REFUNDED`, 404, 409 `not-refundable` |
+//! | `POST /api/v1/payments/{id}/refund` | 200 `REFUNDED` (money and stock back), 404, 409 `not-refundable`, 503 + `Retry-After` |
+//!
+//! Only order-service calls this API (the mesh allows no other caller); it refunds a payment
+//! only as the step of cancelling its order.
 
 use axum::{
     Router,
@@ -60,7 +63,7 @@ async fn create_payment(
         count_payment("conflict");
         return Err(Problem::conflict(
             PAYMENT_CONFLICT,
-            "this order already has a payment with a different amount, currency, method or items",
+            "this order already has a payment with different items, expected prices, amount, currency or method",
         )
         .with("payment_id", stored.payment.id));
     }
@@ -140,8 +143,8 @@ async fn list_for_order(
     Ok(axum::Json(PaymentList { items }))
 }
 
-/// Pays a captured payment back. Only money moves: the stock stays sold (committed), because
-/// the goods have gone; returning stock is an inventory operation, not a payment one.
+/// Pays a captured payment back, stock included (see [`settlement::refund`]); repeating it
+/// answers the refunded payment again. order-service calls it only to cancel a confirmed order.
 async fn refund(
     State(app): State<AppState>,
     Path(id): Path<Uuid>,
@@ -151,10 +154,10 @@ async fn refund(
         .ok_or_else(|| no_payment(id))?;
     platform::context::record_order_id(&stored.payment.order_id);
     let current = match domain::refund(stored.payment.status) {
-        Refund::Apply => match store::refund(&app.pool, id).await? {
+        Refund::Apply => match settlement::refund(&app.pool, &app.inventory, &stored).await? {
             Some(refunded) => {
                 metrics::counter!(REFUNDS_TOTAL, "outcome" => "refunded").increment(1);
-                tracing::info!("payment refunded");
+                tracing::info!("payment refunded and stock returned");
                 refunded
             }
             // A concurrent refund won the race: answer with what it left.

@@ -1,13 +1,19 @@
-//! Finishing an `AUTHORIZED` payment: reserve the order's stock, commit it, then capture; or void
-//! when the stock is not there. Every step is safe to repeat, so a request that fails or crashes
-//! anywhere leaves a state the next identical request resumes from:
+//! Finishing an `AUTHORIZED` payment: reserve the order's stock (inventory-service prices it from
+//! its catalog in the same transaction), record that priced amount, commit the stock, then
+//! capture exactly that amount; or void when the stock is not there or a price is not the one
+//! the caller expected. Every step is safe to repeat, so a request that fails or crashes anywhere
+//! leaves a state the next identical request resumes from:
 //!
 //! | crash or failure after… | stored state | a repeat… |
 //! |---|---|---|
 //! | the payment row is inserted | `AUTHORIZED`, nothing reserved | reserves (201) |
-//! | the reservation is made | `AUTHORIZED`, `RESERVED` | gets the reservation back (200), commits |
+//! | the reservation is made | `AUTHORIZED`, `RESERVED` | gets the priced reservation back (200), prices, commits |
+//! | the pricing | `AUTHORIZED` with its amount, `RESERVED` | the same, unchanged |
 //! | the commit | `AUTHORIZED`, `COMMITTED` | reservation 200, commit 200, captures |
 //! | the capture / the void | final | replays the payment |
+//!
+//! A refund runs the other way (see [`refund`]): return the stock, then mark the payment
+//! `REFUNDED`; a repeat after a failure in between returns nothing twice.
 //!
 //! inventory-service decides a reservation once per order, out-of-stock included, so every
 //! attempt for an order sees the same answer: the payment is voided only when no stock is held
@@ -19,6 +25,7 @@ use platform::Problem;
 use sqlx::PgPool;
 
 use crate::{
+    domain,
     inventory::{Commit, InventoryClient, InventoryError, Reservation},
     store::{self, Stored},
 };
@@ -72,21 +79,47 @@ pub async fn settle(
     authorized: &Stored,
 ) -> Result<Stored, SettleError> {
     let order_id = authorized.payment.order_id;
+    let terms = &authorized.terms;
     let (status, reason) = match inventory
-        .reserve(order_id, authorized.terms.items.clone())
+        .reserve(order_id, terms.currency.clone(), terms.items.clone())
         .await?
     {
         Reservation::OutOfStock { sku } => {
             tracing::info!(%sku, "stock short; voiding the payment");
             (PaymentStatus::Voided, Some(FailureReason::OutOfStock))
         }
-        Reservation::Held => match inventory.commit(order_id).await? {
-            Commit::Committed => (PaymentStatus::Captured, None),
-            Commit::Released => {
-                tracing::warn!("reservation was released before commit; voiding the payment");
-                (PaymentStatus::Voided, Some(FailureReason::OutOfStock))
+        Reservation::PriceChanged { sku } => {
+            tracing::info!(%sku, "price not the expected one; voiding the payment");
+            (PaymentStatus::Voided, Some(FailureReason::PriceChanged))
+        }
+        Reservation::Held(reservation) => {
+            let (amount, lines) = domain::charge(terms, &reservation).map_err(|detail| {
+                InventoryError::Unexpected {
+                    status: axum::http::StatusCode::OK,
+                    detail,
+                }
+            })?;
+            store::price(pool, order_id, amount, &lines).await?;
+            match inventory.commit(order_id).await? {
+                Commit::Committed => (PaymentStatus::Captured, None),
+                Commit::Released => {
+                    tracing::warn!("reservation was released before commit; voiding the payment");
+                    (PaymentStatus::Voided, Some(FailureReason::OutOfStock))
+                }
             }
-        },
+        }
     };
     Ok(store::finish_authorized(pool, order_id, status, reason).await?)
+}
+
+/// Pays a `CAPTURED` payment back: first the order's stock goes back on sale (inventory-service
+/// returns the committed reservation), then the payment becomes `REFUNDED`. `None` when a
+/// concurrent refund won the race to the second step (the caller reads what it left).
+pub async fn refund(
+    pool: &PgPool,
+    inventory: &InventoryClient,
+    captured: &Stored,
+) -> Result<Option<Stored>, SettleError> {
+    inventory.release(captured.payment.order_id).await?;
+    Ok(store::refund(pool, captured.payment.id).await?)
 }

@@ -1,10 +1,11 @@
 //! SQL for payments. Every status change is a conditional UPDATE from the one status it may
-//! leave (`AUTHORIZED` for capture and void, `CAPTURED` for refund), so concurrent or repeated
-//! requests can race freely: exactly one of them moves the payment, the others read the result.
+//! leave (`AUTHORIZED` for pricing, capture and void, `CAPTURED` for refund), so concurrent or
+//! repeated requests can race freely: exactly one of them moves the payment, the others read the
+//! result.
 
 use chrono::{DateTime, Utc};
 use commerce::contracts::{
-    LineItem,
+    LineItem, PricedLine,
     payment::{FailureReason, Payment, PaymentStatus},
 };
 use sqlx::{PgPool, types::Json};
@@ -18,16 +19,18 @@ struct Row {
     order_id: Uuid,
     status: String,
     failure_reason: Option<String>,
-    amount: i64,
+    amount: Option<i64>,
+    requested_amount: Option<i64>,
     currency: String,
     payment_method: String,
     items: Json<Vec<LineItem>>,
+    priced_items: Json<Vec<PricedLine>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, order_id, status, failure_reason, amount, currency, payment_method, \
-                       items, created_at, updated_at";
+const COLUMNS: &str = "id, order_id, status, failure_reason, amount, requested_amount, currency, \
+                       payment_method, items, priced_items, created_at, updated_at";
 
 /// A stored payment: what the API shows, and what it was asked for.
 #[derive(Debug, Clone)]
@@ -56,11 +59,12 @@ impl TryFrom<Row> for Stored {
                 failure_reason,
                 amount: row.amount,
                 currency: row.currency.clone(),
+                items: row.priced_items.0,
                 created_at: row.created_at,
                 updated_at: row.updated_at,
             },
             terms: Terms {
-                amount: row.amount,
+                requested_amount: row.requested_amount,
                 currency: row.currency,
                 method: row.payment_method,
                 items: row.items.0,
@@ -98,7 +102,7 @@ async fn insert_or_find_tx(
     let (status, reason) = request.initial_status();
     let inserted: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO payments
-             (id, order_id, status, failure_reason, amount, currency, payment_method, items)
+             (id, order_id, status, failure_reason, requested_amount, currency, payment_method, items)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (order_id) DO NOTHING
          RETURNING {COLUMNS}"
@@ -107,7 +111,7 @@ async fn insert_or_find_tx(
     .bind(request.order_id)
     .bind(domain::status_str(status))
     .bind(reason.map(domain::reason_str))
-    .bind(request.amount.get())
+    .bind(request.requested_amount.map(|a| a.get()))
     .bind(request.currency.code())
     .bind(domain::method_str(request.method))
     .bind(Json(request.items()))
@@ -140,6 +144,29 @@ pub async fn by_order(pool: &PgPool, order_id: Uuid) -> Result<Option<Stored>, s
     .fetch_optional(pool)
     .await?;
     decode(row)
+}
+
+/// Records the amount and lines of the order's priced reservation on its `AUTHORIZED` payment:
+/// what a capture will charge. Repeating it with the same reservation changes nothing.
+pub async fn price(
+    pool: &PgPool,
+    order_id: Uuid,
+    amount: i64,
+    lines: &[PricedLine],
+) -> Result<(), sqlx::Error> {
+    platform::telemetry::in_span("db.price_payment", Some(order_id), async {
+        sqlx::query(
+            "UPDATE payments SET amount = $2, priced_items = $3, updated_at = now()
+             WHERE order_id = $1 AND status = 'AUTHORIZED'",
+        )
+        .bind(order_id)
+        .bind(amount)
+        .bind(Json(lines))
+        .execute(pool)
+        .await
+        .map(drop)
+    })
+    .await
 }
 
 /// Moves the order's payment out of `AUTHORIZED` into `status` (with `reason`), unless another

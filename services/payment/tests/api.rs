@@ -1,7 +1,8 @@
 //! payment-service against a real PostgreSQL and a real inventory-service (each with its own
-//! fresh database, both in-process): capture, decline, void, idempotent and concurrent repeats,
-//! resuming after inventory-service was down or a response was lost, refunds, and every client
-//! mistake answered with problem+json.
+//! fresh database, both in-process): capture at the catalog's prices, decline, void (out of stock,
+//! price changed), idempotent and concurrent repeats, resuming after inventory-service was down
+//! or a response was lost, refunds that return the stock, and every client mistake (an amount
+//! that is not its lines' total included) answered with problem+json before anything is reserved.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -63,10 +64,10 @@ async fn reservation(inventory: &TestApp, order_id: Uuid) -> (StatusCode, Value)
         .await
 }
 
-fn payment_body(order_id: Uuid, amount: i64, method: &str, items: Value) -> Value {
+/// A payment without expected prices: the catalog's are charged.
+fn payment_body(order_id: Uuid, method: &str, items: Value) -> Value {
     json!({
         "order_id": order_id,
-        "amount": amount,
         "currency": "EUR",
         "payment_method": method,
         "items": items,
@@ -99,7 +100,6 @@ async fn a_payment_is_captured_and_its_reservation_committed() {
     let order = Uuid::new_v4();
     let body = payment_body(
         order,
-        4_500,
         "card",
         json!([{"sku": "B", "quantity": 1}, {"sku": "A", "quantity": 2}]),
     );
@@ -116,7 +116,16 @@ async fn a_payment_is_captured_and_its_reservation_committed() {
     assert_eq!(payment["status"], "CAPTURED");
     assert_eq!(payment["failure_reason"], Value::Null);
     assert_eq!(payment["order_id"], order.to_string());
-    assert_eq!(payment["amount"], 4_500);
+    assert_eq!(
+        payment["amount"],
+        3 * testkit::UNIT_PRICE,
+        "the catalog's prices"
+    );
+    assert_eq!(
+        payment["items"],
+        json!([{"sku": "A", "quantity": 2, "unit_price": testkit::UNIT_PRICE},
+               {"sku": "B", "quantity": 1, "unit_price": testkit::UNIT_PRICE}])
+    );
     assert_eq!(payment["currency"], "EUR");
     assert_eq!(
         location,
@@ -140,12 +149,7 @@ async fn a_payment_is_captured_and_its_reservation_committed() {
 async fn a_repeated_payment_replays_the_stored_one() {
     let s = spawn().await;
     s.inventory.seed_stock("A", 10).await;
-    let body = payment_body(
-        Uuid::new_v4(),
-        1_000,
-        "card",
-        json!([{"sku": "A", "quantity": 2}]),
-    );
+    let body = payment_body(Uuid::new_v4(), "card", json!([{"sku": "A", "quantity": 2}]));
     let (status, first) = pay(&s.payment, &body).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, second) = pay(&s.payment, &body).await;
@@ -164,7 +168,7 @@ async fn concurrent_repeats_make_one_payment_and_one_reservation() {
     let s = spawn().await;
     s.inventory.seed_stock("A", 10).await;
     let order = Uuid::new_v4();
-    let body = payment_body(order, 1_000, "card", json!([{"sku": "A", "quantity": 3}]));
+    let body = payment_body(order, "card", json!([{"sku": "A", "quantity": 3}]));
     let client = s.payment.client.clone();
     let url = s.payment.url("/api/v1/payments");
     let answers = testkit::concurrently(10, move |_| {
@@ -200,12 +204,7 @@ async fn a_declined_card_is_declined_without_touching_stock() {
     let s = spawn().await;
     s.inventory.seed_stock("A", 10).await;
     let order = Uuid::new_v4();
-    let body = payment_body(
-        order,
-        1_000,
-        "card_declined",
-        json!([{"sku": "A", "quantity": 1}]),
-    );
+    let body = payment_body(order, "card_declined", json!([{"sku": "A", "quantity": 1}]));
     let (status, payment) = pay(&s.payment, &body).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(payment["status"], "DECLINED");
@@ -225,7 +224,7 @@ async fn out_of_stock_voids_the_payment_and_leaves_stock_alone() {
     let s = spawn().await;
     s.inventory.seed_stock("A", 1).await;
     let order = Uuid::new_v4();
-    let body = payment_body(order, 1_000, "card", json!([{"sku": "A", "quantity": 2}]));
+    let body = payment_body(order, "card", json!([{"sku": "A", "quantity": 2}]));
     let (status, payment) = pay(&s.payment, &body).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(payment["status"], "VOIDED");
@@ -250,7 +249,6 @@ async fn an_unknown_sku_voids_the_payment() {
     let s = spawn().await;
     let body = payment_body(
         Uuid::new_v4(),
-        1_000,
         "card",
         json!([{"sku": "GHOST", "quantity": 1}]),
     );
@@ -272,7 +270,7 @@ async fn while_inventory_is_down_the_payment_waits_authorized_and_a_repeat_compl
     let addr = closed_port();
     let payment = start_payment(url::Url::parse(&format!("http://{addr}/")).unwrap()).await;
     let order = Uuid::new_v4();
-    let body = payment_body(order, 1_000, "card", json!([{"sku": "A", "quantity": 2}]));
+    let body = payment_body(order, "card", json!([{"sku": "A", "quantity": 2}]));
 
     let response = payment
         .request(Method::POST, "/api/v1/payments")
@@ -322,13 +320,13 @@ async fn inventory_going_down_between_calls_is_resumed_from_the_stored_state() {
         .call(
             Method::POST,
             "/api/v1/reservations",
-            Some(json!({"order_id": order, "items": [{"sku": "A", "quantity": 2}]})),
+            Some(json!({"order_id": order, "currency": "EUR", "items": [{"sku": "A", "quantity": 2}]})),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     inventory.stop().await;
 
-    let body = payment_body(order, 1_000, "card", json!([{"sku": "A", "quantity": 2}]));
+    let body = payment_body(order, "card", json!([{"sku": "A", "quantity": 2}]));
     let (status, _) = pay(&payment, &body).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 
@@ -355,7 +353,7 @@ async fn a_reservation_committed_before_a_lost_response_is_captured_on_repeat() 
         .call(
             Method::POST,
             "/api/v1/reservations",
-            Some(json!({"order_id": order, "items": items})),
+            Some(json!({"order_id": order, "currency": "EUR", "items": items})),
         )
         .await;
     let (status, _) = s
@@ -368,7 +366,7 @@ async fn a_reservation_committed_before_a_lost_response_is_captured_on_repeat() 
         .await;
     assert_eq!(status, StatusCode::OK);
 
-    let (status, payment) = pay(&s.payment, &payment_body(order, 500, "card", items)).await;
+    let (status, payment) = pay(&s.payment, &payment_body(order, "card", items)).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(payment["status"], "CAPTURED");
     assert_eq!(s.inventory.stock("A").await, (4, 0, 1));
@@ -385,7 +383,7 @@ async fn a_reservation_released_before_commit_voids_the_payment() {
         .call(
             Method::POST,
             "/api/v1/reservations",
-            Some(json!({"order_id": order, "items": items})),
+            Some(json!({"order_id": order, "currency": "EUR", "items": items})),
         )
         .await;
     s.inventory
@@ -396,7 +394,7 @@ async fn a_reservation_released_before_commit_voids_the_payment() {
         )
         .await;
 
-    let (status, payment) = pay(&s.payment, &payment_body(order, 500, "card", items)).await;
+    let (status, payment) = pay(&s.payment, &payment_body(order, "card", items)).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(payment["status"], "VOIDED");
     assert_eq!(payment["failure_reason"], "out_of_stock");
@@ -414,17 +412,15 @@ async fn the_same_order_with_different_terms_conflicts() {
     s.inventory.seed_stock("A", 10).await;
     let order = Uuid::new_v4();
     let items = json!([{"sku": "A", "quantity": 1}]);
-    let (status, original) = pay(
-        &s.payment,
-        &payment_body(order, 1_000, "card", items.clone()),
-    )
-    .await;
+    let (status, original) = pay(&s.payment, &payment_body(order, "card", items.clone())).await;
     assert_eq!(status, StatusCode::CREATED);
+    let expected = testkit::UNIT_PRICE;
     let variants = [
-        payment_body(order, 1_001, "card", items.clone()),
-        payment_body(order, 1_000, "card_declined", items.clone()),
-        payment_body(order, 1_000, "card", json!([{"sku": "A", "quantity": 2}])),
-        json!({"order_id": order, "amount": 1_000, "currency": "USD", "payment_method": "card", "items": items}),
+        json!({"order_id": order, "amount": expected, "currency": "EUR", "payment_method": "card",
+               "items": [{"sku": "A", "quantity": 1, "unit_price": expected}]}),
+        payment_body(order, "card_declined", items.clone()),
+        payment_body(order, "card", json!([{"sku": "A", "quantity": 2}])),
+        json!({"order_id": order, "currency": "USD", "payment_method": "card", "items": items}),
     ];
     for body in variants {
         let (status, problem) = pay(&s.payment, &body).await;
@@ -437,17 +433,87 @@ async fn the_same_order_with_different_terms_conflicts() {
 }
 
 #[tokio::test]
+async fn an_invented_order_cannot_set_its_own_amount() {
+    // Issue 9: an invented order id, amount 1 and 1,000 units was CAPTURED.
+    let s = spawn().await;
+    s.inventory.seed_item("SKU-005", 1000, 1250).await;
+    let order = Uuid::new_v4();
+    for body in [
+        json!({"order_id": order, "amount": 1, "currency": "EUR", "payment_method": "card",
+               "items": [{"sku": "SKU-005", "quantity": 1000}]}),
+        json!({"order_id": order, "amount": 1, "currency": "EUR", "payment_method": "card",
+               "items": [{"sku": "SKU-005", "quantity": 1000, "unit_price": 1}]}),
+    ] {
+        let (status, problem) = pay(&s.payment, &body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+        assert_eq!(problem["errors"][0]["field"], "amount");
+    }
+    assert!(payments_for_order(&s.payment, order).await.is_empty());
+    assert_eq!(
+        s.inventory.stock("SKU-005").await,
+        (1000, 0, 0),
+        "nothing reserved"
+    );
+    let (status, _) = reservation(&s.inventory, order).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Consistent with itself but below the catalog: voided, nothing reserved or charged.
+    let (status, payment) = pay(
+        &s.payment,
+        &json!({"order_id": order, "amount": 1000, "currency": "EUR", "payment_method": "card",
+                "items": [{"sku": "SKU-005", "quantity": 1000, "unit_price": 1}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    assert_eq!(payment["status"], "VOIDED");
+    assert_eq!(payment["failure_reason"], "price_changed");
+    assert_eq!(payment["amount"], Value::Null, "nothing charged");
+    assert_eq!(
+        s.inventory.stock("SKU-005").await,
+        (1000, 0, 0),
+        "nothing reserved"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_payment_is_charged_the_catalog_price_whatever_the_caller_hoped() {
+    let s = spawn().await;
+    s.inventory.seed_item("A", 10, 700).await;
+    // Expecting more than the catalog is as wrong as expecting less.
+    let (_, higher) = pay(
+        &s.payment,
+        &json!({"order_id": Uuid::new_v4(), "amount": 800, "currency": "EUR", "payment_method": "card",
+                "items": [{"sku": "A", "quantity": 1, "unit_price": 800}]}),
+    )
+    .await;
+    assert_eq!(higher["failure_reason"], "price_changed");
+    let (_, exact) = pay(
+        &s.payment,
+        &json!({"order_id": Uuid::new_v4(), "amount": 1400, "currency": "EUR", "payment_method": "card",
+                "items": [{"sku": "A", "quantity": 2, "unit_price": 700}]}),
+    )
+    .await;
+    assert_eq!(exact["status"], "CAPTURED");
+    assert_eq!(exact["amount"], 1400);
+    let (_, unpriced) = pay(
+        &s.payment,
+        &payment_body(Uuid::new_v4(), "card", json!([{"sku": "A", "quantity": 3}])),
+    )
+    .await;
+    assert_eq!(unpriced["status"], "CAPTURED");
+    assert_eq!(unpriced["amount"], 2100);
+    assert_eq!(s.inventory.stock("A").await, (5, 0, 5));
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_captured_payment_is_refunded_once_and_only_captured_ones_are() {
     let s = spawn().await;
     s.inventory.seed_stock("A", 10).await;
     let (_, captured) = pay(
         &s.payment,
-        &payment_body(
-            Uuid::new_v4(),
-            1_000,
-            "card",
-            json!([{"sku": "A", "quantity": 1}]),
-        ),
+        &payment_body(Uuid::new_v4(), "card", json!([{"sku": "A", "quantity": 1}])),
     )
     .await;
     let refund_path = format!(
@@ -463,15 +529,20 @@ async fn a_captured_payment_is_refunded_once_and_only_captured_ones_are() {
     assert_eq!(again, refunded);
     assert_eq!(
         s.inventory.stock("A").await,
-        (9, 0, 1),
-        "money only: the stock stays sold"
+        (10, 0, 0),
+        "the stock is back on sale, once"
     );
+    let (_, reservation) = reservation(
+        &s.inventory,
+        captured["order_id"].as_str().unwrap().parse().unwrap(),
+    )
+    .await;
+    assert_eq!(reservation["status"], "RETURNED");
 
     let (_, declined) = pay(
         &s.payment,
         &payment_body(
             Uuid::new_v4(),
-            1_000,
             "card_declined",
             json!([{"sku": "A", "quantity": 1}]),
         ),
@@ -536,7 +607,7 @@ async fn invalid_payment_requests_are_client_errors() {
     let order = Uuid::new_v4();
     let line = |sku: &str, quantity: i64| json!({"sku": sku, "quantity": quantity});
     let with = |field: &str, value: Value| {
-        let mut body = payment_body(order, 1_000, "card", json!([line("A", 1)]));
+        let mut body = payment_body(order, "card", json!([line("A", 1)]));
         body[field] = value;
         body
     };
@@ -550,6 +621,31 @@ async fn invalid_payment_requests_are_client_errors() {
         ),
         ("amount overflowing i64", with("amount", json!(u64::MAX))),
         ("amount as a string", with("amount", json!("10"))),
+        (
+            "amount without expected prices",
+            with("amount", json!(testkit::UNIT_PRICE)),
+        ),
+        (
+            "amount that is not the expected prices' total",
+            with(
+                "items",
+                json!([{"sku": "A", "quantity": 1, "unit_price": 100}]),
+            )
+            .as_object()
+            .cloned()
+            .map(|mut body| {
+                body.insert("amount".into(), json!(99));
+                Value::Object(body)
+            })
+            .unwrap(),
+        ),
+        ("NUL in the currency", with("currency", json!("EU\u{0}"))),
+        ("NUL in a sku", with("items", json!([line("A\u{0}", 1)]))),
+        ("dot-dot sku", with("items", json!([line("..", 1)]))),
+        (
+            "control character in a sku",
+            with("items", json!([line("A\u{7f}", 1)])),
+        ),
         ("lowercase currency", with("currency", json!("eur"))),
         ("unknown currency", with("currency", json!("XXX"))),
         (
@@ -579,7 +675,7 @@ async fn invalid_payment_requests_are_client_errors() {
         ("nil order id", with("order_id", json!(Uuid::nil()))),
         ("unknown field", with("coupon", json!("FREE"))),
         ("missing field", {
-            let mut body = payment_body(order, 1_000, "card", json!([line("A", 1)]));
+            let mut body = payment_body(order, "card", json!([line("A", 1)]));
             body.as_object_mut().unwrap().remove("currency");
             body
         }),
@@ -623,12 +719,7 @@ async fn invalid_payment_requests_are_client_errors() {
 #[tokio::test]
 async fn the_tenant_header_is_required_and_must_match() {
     let s = spawn().await;
-    let body = payment_body(
-        Uuid::new_v4(),
-        1_000,
-        "card",
-        json!([{"sku": "A", "quantity": 1}]),
-    );
+    let body = payment_body(Uuid::new_v4(), "card", json!([{"sku": "A", "quantity": 1}]));
     let url = s.payment.url("/api/v1/payments");
     let missing = s
         .payment
@@ -662,12 +753,7 @@ async fn payment_outcomes_are_counted_in_metrics() {
     s.inventory.seed_stock("A", 1).await;
     pay(
         &s.payment,
-        &payment_body(
-            Uuid::new_v4(),
-            100,
-            "card",
-            json!([{"sku": "A", "quantity": 1}]),
-        ),
+        &payment_body(Uuid::new_v4(), "card", json!([{"sku": "A", "quantity": 1}])),
     )
     .await;
     let text = s

@@ -76,6 +76,7 @@ type Edge struct {
 var Edges = []Edge{
 	{From: "", To: "order-service", ToRole: Orders, Ops: []Op{
 		{"POST", "/api/v1/orders"},
+		{"POST", "/api/v1/orders/{id}/cancel"},
 		{"GET", "/api/v1/orders"},
 		{"GET", "/api/v1/orders/{id}"},
 	}},
