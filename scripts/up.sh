@@ -77,7 +77,7 @@ wait_ready() { # url
 }
 
 # The catalog each tenant starts with: SKU and unit price in euro cents.
-catalog=(SKU-001=1999 SKU-002=2499 SKU-003=999 SKU-004=4999 SKU-005=1250)
+mapfile -t catalog < <(awk '!/^#/ && NF == 2 { print $1 "=" $2 }' scripts/demo-catalog.txt)
 
 seed_stock() { # tenant
   local url entry sku price item available

@@ -87,6 +87,9 @@ func leftovers() []string {
 			out = append(out, "interface "+i.Name)
 		}
 	}
+	if mesh.HostHasCaptureRules() {
+		out = append(out, "Istio iptables chains in the host's namespace")
+	}
 	if _, err := os.Stat(layout.RunDir); err == nil {
 		out = append(out, "socket directory "+layout.RunDir)
 	}

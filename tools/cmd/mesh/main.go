@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"ordermesh.local/tools/internal/mesh"
 )
@@ -24,7 +23,6 @@ func main() {
 	cmd := os.Args[1]
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
 	root := fs.String("root", ".", "the repository root")
-	seed := fs.String("seed", "SKU-001,SKU-002,SKU-003,SKU-004,SKU-005", "SKUs given 1000 units in every tenant on first start")
 	_ = fs.Parse(os.Args[2:])
 	abs, err := filepath.Abs(*root)
 	if err != nil {
@@ -37,9 +35,9 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		err = mesh.Up(mesh.UpOptions{Layout: l, Network: mesh.DefaultNetwork, Self: self, Out: os.Stdout,
-			Seed: strings.Split(*seed, ",")})
+		catalog, err := mesh.ReadCatalog(filepath.Join(abs, "scripts", "demo-catalog.txt"))
 		fail(err)
+		fail(mesh.Up(mesh.UpOptions{Layout: l, Network: mesh.DefaultNetwork, Self: self, Out: os.Stdout, Catalog: catalog}))
 	case "down":
 		fail(mesh.Down(l, os.Stdout))
 	case "status":

@@ -30,7 +30,7 @@ type UpOptions struct {
 	Network Network
 	Self    string // this program, started again as `serve` for the control plane
 	Out     io.Writer
-	Seed    []string // SKUs given stock in every tenant (only when absent)
+	Catalog []CatalogItem // seeded in every tenant
 }
 
 const (
@@ -140,7 +140,7 @@ func Up(o UpOptions) error {
 	if err := waitApps(l, t, st); err != nil {
 		return err
 	}
-	if err := seedStock(t, o.Seed); err != nil {
+	if err := seedStock(t, o.Catalog); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "mesh-up: every app ready, stock seeded (%s)\n\n", time.Since(t0).Round(time.Millisecond))
@@ -367,10 +367,40 @@ func waitApps(l Layout, t *Topology, st *State) error {
 	}
 }
 
-// seedStock gives every tenant's inventory its SKUs (new SKUs only: a re-run never resets stock
-// orders have used) through inventory's admin API from inside its pod — the operator's
-// `kubectl exec`, since no mesh identity may call that API.
-func seedStock(t *Topology, skus []string) error {
+// CatalogItem is one SKU of the demo catalog (scripts/demo-catalog.txt).
+type CatalogItem struct {
+	SKU       string
+	UnitPrice int64 // EUR minor units
+}
+
+// ReadCatalog reads the demo catalog `make up` seeds too: "SKU PRICE" lines, # comments.
+func ReadCatalog(path string) ([]CatalogItem, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []CatalogItem
+	for i, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		var price int64
+		if len(f) != 2 {
+			return nil, fmt.Errorf("%s:%d: want SKU PRICE", path, i+1)
+		}
+		if _, err := fmt.Sscan(f[1], &price); err != nil || price <= 0 {
+			return nil, fmt.Errorf("%s:%d: bad price %q", path, i+1, f[1])
+		}
+		out = append(out, CatalogItem{SKU: f[0], UnitPrice: price})
+	}
+	return out, nil
+}
+
+// seedStock gives every tenant's inventory the catalog through inventory's admin API from inside
+// its pod — the operator's `kubectl exec`, since no mesh identity may call that API. New SKUs get
+// 1000 units; existing ones keep the stock orders have left and get their catalog price back.
+func seedStock(t *Topology, catalog []CatalogItem) error {
 	done := map[string]bool{}
 	for _, p := range t.Pods {
 		if p.Role != RoleApp || p.Labels["app"] != "inventory-service" || done[p.Namespace] {
@@ -379,29 +409,34 @@ func seedStock(t *Topology, skus []string) error {
 		done[p.Namespace] = true
 		tenant := t.tenantOfNamespace(p.Namespace)
 		c := podClient(p, 5*time.Second)
-		for _, sku := range skus {
-			url := "http://127.0.0.1:8080/api/v1/items/" + sku
+		for _, item := range catalog {
+			url := "http://127.0.0.1:8080/api/v1/items/" + item.SKU
+			var have struct {
+				Available int64 `json:"available"`
+			}
+			available := int64(1000)
 			req, _ := http.NewRequest(http.MethodGet, url, nil)
 			req.Header.Set("x-tenant-id", tenant)
 			resp, err := c.Do(req)
 			if err != nil {
-				return fmt.Errorf("seeding %s in %s: %w", sku, tenant, err)
+				return fmt.Errorf("seeding %s in %s: %w", item.SKU, tenant, err)
+			}
+			if resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&have) == nil {
+				available = have.Available
 			}
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusNotFound {
-				continue
-			}
-			req, _ = http.NewRequest(http.MethodPut, url, strings.NewReader(`{"available": 1000}`))
+			body := fmt.Sprintf(`{"available": %d, "unit_price": %d, "currency": "EUR"}`, available, item.UnitPrice)
+			req, _ = http.NewRequest(http.MethodPut, url, strings.NewReader(body))
 			req.Header.Set("x-tenant-id", tenant)
 			req.Header.Set("content-type", "application/json")
 			resp, err = c.Do(req)
 			if err != nil {
-				return fmt.Errorf("seeding %s in %s: %w", sku, tenant, err)
+				return fmt.Errorf("seeding %s in %s: %w", item.SKU, tenant, err)
 			}
-			body, _ := io.ReadAll(resp.Body)
+			reply, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode/100 != 2 {
-				return fmt.Errorf("seeding %s in %s: %d %s", sku, tenant, resp.StatusCode, body)
+				return fmt.Errorf("seeding %s in %s: %d %s", item.SKU, tenant, resp.StatusCode, reply)
 			}
 		}
 	}
