@@ -312,6 +312,7 @@ async fn observe_request(
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
     let request_id = propagation::request_id(request.headers());
+    let peer = mesh_peer(request.headers());
     let parent = propagation::extract(request.headers());
     let span = tracing::info_span!(
         "HTTP request",
@@ -351,7 +352,7 @@ async fn observe_request(
     };
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
-    log_request(&span, &method, &route, status, started.elapsed());
+    log_request(&span, &method, &route, &peer, status, started.elapsed());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
@@ -367,20 +368,44 @@ async fn observe_request(
     response
 }
 
-/// One access-log line per request; probes and scrapes only at debug level, so they do not
-/// drown the log.
+/// The mesh caller's identity as the sidecar vouched for it in `x-forwarded-client-cert` (the
+/// SPIFFE ids, comma-separated), or "-" when there is none or it is not in Envoy's form (the
+/// tenancy check answers that request).
+fn mesh_peer(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(crate::tenancy::XFCC_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| crate::xfcc::parse_peers(v).ok())
+        .map(|peers| {
+            peers
+                .iter()
+                .map(|p| {
+                    format!(
+                        "spiffe://{}/ns/{}/sa/{}",
+                        p.trust_domain, p.namespace, p.service_account
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// One access-log line per request, with the mesh caller's identity; probes and scrapes only at
+/// debug level, so they do not drown the log.
 fn log_request(
     span: &tracing::Span,
     method: &axum::http::Method,
     route: &str,
+    peer: &str,
     status: StatusCode,
     elapsed: Duration,
 ) {
     let _entered = span.enter();
     let duration_ms = elapsed.as_secs_f64() * 1e3;
     if matches!(route, "/healthz" | "/readyz" | "/metrics") {
-        tracing::debug!(%method, route, status = status.as_u16(), duration_ms, "request served");
+        tracing::debug!(%method, route, peer, status = status.as_u16(), duration_ms, "request served");
     } else {
-        tracing::info!(%method, route, status = status.as_u16(), duration_ms, "request served");
+        tracing::info!(%method, route, peer, status = status.as_u16(), duration_ms, "request served");
     }
 }

@@ -115,3 +115,26 @@ func TestCallGraphConsistent(t *testing.T) {
 		t.Errorf("DESIGN.md has the gateway edge plus three service edges; got %d edges", len(callgraph.Edges))
 	}
 }
+
+func TestPathMatchesIstioSemantics(t *testing.T) {
+	cases := []struct {
+		pattern, path string
+		want          bool
+	}{
+		{"/api/v1/payments", "/api/v1/payments", true},
+		{"/api/v1/payments", "/api/v1/payments/", false},
+		{"/api/v1/payments/*", "/api/v1/payments", false},
+		{"/api/v1/payments/*", "/api/v1/payments/x/y", true},
+		{"*/refund", "/api/v1/payments/x/refund", true},
+		{"/api/v1/payments/{*}", "/api/v1/payments/x", true},
+		{"/api/v1/payments/{*}", "/api/v1/payments/x/refund", false},
+		{"/api/v1/payments/{*}", "/api/v1/payments/", false},
+		{"/api/v1/payments/{*}/refund", "/api/v1/payments/x/refund", true},
+		{"/api/v1/{**}", "/api/v1/a/b", true},
+	}
+	for _, c := range cases {
+		if got := PathMatches(c.pattern, c.path); got != c.want {
+			t.Errorf("PathMatches(%q, %q) = %v, want %v", c.pattern, c.path, got, c.want)
+		}
+	}
+}

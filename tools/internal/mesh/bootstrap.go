@@ -39,6 +39,9 @@ func NewLayout(root string) Layout {
 	}
 }
 
+// ExtraDir holds Istio objects applied on top of deploy/ (test-only configuration; see Load).
+func (l Layout) ExtraDir() string { return filepath.Join(l.StateDir, "extra") }
+
 func (l Layout) statePath() string    { return filepath.Join(l.StateDir, "state.json") }
 func (l Layout) topologyPath() string { return filepath.Join(l.StateDir, "topology.json") }
 func (l Layout) caDir() string        { return filepath.Join(l.StateDir, "ca") }

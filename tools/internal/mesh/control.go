@@ -24,7 +24,7 @@ const CertTTL = 24 * time.Hour
 
 // Serve runs the control plane until SIGTERM/SIGINT.
 func Serve(l Layout, nw Network) error {
-	ld, err := Load(l.DeployDir, nw)
+	ld, err := Load(l.DeployDir, l.ExtraDir(), nw)
 	if err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func Serve(l Layout, nw Network) error {
 // reload re-renders deploy/ and replaces the Istio objects; a changed topology needs a restart.
 func reload(l Layout, nw Network, cur *Loaded, srv *xds.Server) {
 	t0 := time.Now()
-	next, err := Load(l.DeployDir, nw)
+	next, err := Load(l.DeployDir, l.ExtraDir(), nw)
 	if err != nil {
 		logf("reload: %v (keeping the running configuration)", err)
 		return

@@ -9,6 +9,9 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 
 	meshconfig "istio.io/api/mesh/v1alpha1"
@@ -43,12 +46,20 @@ func (e *LoadError) Error() string {
 	return "deploy/ cannot become mesh configuration:\n  " + strings.Join(e.Problems, "\n  ")
 }
 
-// Load renders and checks deploy/, and lays out the topology.
-func Load(deployDir string, nw Network) (*Loaded, error) {
+// Load renders and checks deploy/, and lays out the topology. Istio objects in extraDir (YAML
+// files, applied in name order; "" for none) are applied on top, as `kubectl apply` would: an
+// object with the kind, namespace and name of one of deploy/'s replaces it. The live tests use
+// this for test-only configuration (Istio fault injection); deploy/ itself is never edited.
+func Load(deployDir, extraDir string, nw Network) (*Loaded, error) {
 	b, err := manifest.Load(deployDir)
 	if err != nil {
 		return nil, err
 	}
+	extras, err := readExtras(extraDir)
+	if err != nil {
+		return nil, &LoadError{Problems: []string{err.Error()}}
+	}
+	applyExtras(b, extras)
 	v, err := istioadapter.NewValidator()
 	if err != nil {
 		return nil, err
@@ -125,6 +136,65 @@ func Load(deployDir string, nw Network) (*Loaded, error) {
 		return nil, &LoadError{Problems: []string{"Istio objects: " + err.Error()}}
 	}
 	return &Loaded{Model: m, Topology: t, IstioConfig: istio.String(), Mesh: mc}, nil
+}
+
+func objectKey(o *manifest.Object) string {
+	return o.Group() + "/" + o.Kind() + "/" + o.Namespace() + "/" + o.Name()
+}
+
+// readExtras reads the Istio objects of extraDir's *.yaml files.
+func readExtras(dir string) ([]*manifest.Object, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	var out []*manifest.Object
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		objs, err := manifest.ParseDocs(b, "extra/"+filepath.Base(f))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		for _, o := range objs {
+			if !istioadapter.IsIstioGroup(o.APIVersion()) {
+				return nil, fmt.Errorf("%s: %s: only Istio objects may be applied on top of deploy/", f, o.Ref())
+			}
+		}
+		out = append(out, objs...)
+	}
+	return out, nil
+}
+
+// applyExtras replaces deploy/'s objects by the extras with the same key and adds the others to
+// the mesh unit.
+func applyExtras(b *manifest.Bundle, extras []*manifest.Object) {
+	if len(extras) == 0 {
+		return
+	}
+	byKey := map[string]*manifest.Object{}
+	for _, o := range extras {
+		byKey[objectKey(o)] = o
+	}
+	for _, u := range b.Units() {
+		for i, o := range u.Objects {
+			if x, ok := byKey[objectKey(o)]; ok {
+				u.Objects[i] = x
+				delete(byKey, objectKey(o))
+			}
+		}
+	}
+	for _, o := range extras {
+		if _, left := byKey[objectKey(o)]; left && b.Mesh != nil {
+			b.Mesh.Objects = append(b.Mesh.Objects, o)
+		}
+	}
 }
 
 // ProxyOf describes a pod's Envoy for istiod.

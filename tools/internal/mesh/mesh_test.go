@@ -46,7 +46,7 @@ func copyDeploy(t *testing.T) string {
 }
 
 func TestTopologyOfDeploy(t *testing.T) {
-	ld, err := Load(deployDir(t), DefaultNetwork)
+	ld, err := Load(deployDir(t), "", DefaultNetwork)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestLoadRefusesWhatIstiodCannotUse(t *testing.T) {
 			if err := os.WriteFile(path, []byte(strings.Replace(string(b), c.old, c.new, 1)), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err = Load(dir, DefaultNetwork)
+			_, err = Load(dir, "", DefaultNetwork)
 			var le *LoadError
 			if !errors.As(err, &le) {
 				t.Fatalf("Load accepted it (err %v)", err)
@@ -154,7 +154,7 @@ func TestContainerEnvResolvesLikeTheKubelet(t *testing.T) {
 }
 
 func TestBootstrapNamesTheProxy(t *testing.T) {
-	ld, err := Load(deployDir(t), DefaultNetwork)
+	ld, err := Load(deployDir(t), "", DefaultNetwork)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -280,7 +280,11 @@ func jaegerArgv(l Layout, p *Pod) ([]string, []string) {
 	return argv, []string{"PATH=/usr/bin:/bin", "JAEGER_HOST=0.0.0.0", "JAEGER_LOG_LEVEL=warn"}
 }
 
-// podClient is an HTTP client whose connections start inside the pod's network namespace.
+// PodClient is an HTTP client whose connections start inside the pod's network namespace, as
+// the pod's app: to 127.0.0.1 they reach the pod itself, to anything else they are captured by
+// the pod's sidecar and leave with the pod's identity.
+func PodClient(p *Pod, timeout time.Duration) *http.Client { return podClient(p, timeout) }
+
 func podClient(p *Pod, timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: DialContextIn(p.NetnsPath()), DisableKeepAlives: true}}
 }

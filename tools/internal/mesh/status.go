@@ -19,7 +19,7 @@ func Status(l Layout, nw Network, out io.Writer) error {
 		fmt.Fprintln(out, "mesh: not running (make mesh-up)")
 		return fmt.Errorf("not running")
 	}
-	ld, err := Load(l.DeployDir, nw)
+	ld, err := Load(l.DeployDir, l.ExtraDir(), nw)
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ const (
 func Up(o UpOptions) error {
 	l, out := o.Layout, o.Out
 	t0 := time.Now()
-	ld, err := Load(l.DeployDir, o.Network)
+	ld, err := Load(l.DeployDir, l.ExtraDir(), o.Network)
 	if err != nil {
 		return err
 	}
