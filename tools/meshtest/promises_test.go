@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"ordermesh.local/tools/internal/callgraph"
 	"ordermesh.local/tools/internal/invariants"
 	"ordermesh.local/tools/internal/mesh"
 )
@@ -41,12 +42,60 @@ func tenantOf(ns string) string {
 
 type decision struct {
 	Source, Dest, Method, Path string
-	Live, Static               bool
+	Live, Static, Graph        bool
 	Reply                      reply
 }
 
 func (d decision) String() string {
-	return fmt.Sprintf("%s -> %s %s %s: live %v, deploy/ %v (%s)", d.Source, d.Dest, d.Method, d.Path, d.Live, d.Static, d.Reply)
+	return fmt.Sprintf("%s -> %s %s %s: live %v, deploy/ %v, call graph %v (%s)", d.Source, d.Dest, d.Method, d.Path, d.Live, d.Static, d.Graph, d.Reply)
+}
+
+// graphAllows is DESIGN.md's call graph (tools/internal/callgraph) for one request: src is
+// "namespace/serviceaccount" ("" for the outside, through the gateway); every service runs as
+// the service account of its name.
+func graphAllows(src, dstNS, app, method, path string) bool {
+	if tenantOf(dstNS) == "" {
+		return false
+	}
+	srcNS, srcSA, _ := strings.Cut(src, "/")
+	for _, e := range callgraph.Edges {
+		if e.To != app || !strings.HasSuffix(dstNS, "-"+e.ToRole) {
+			continue
+		}
+		if src == "" {
+			if e.From != "" {
+				continue
+			}
+		} else if e.From == "" || e.From != srcSA || !strings.HasSuffix(srcNS, "-"+e.FromRole) || tenantOf(srcNS) != tenantOf(dstNS) {
+			continue
+		}
+		for _, op := range e.Ops {
+			if op.Method == method && templatePath(op.Path, path) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// templatePath matches a DESIGN.md path with {name} segments against a concrete path (the
+// query string is not part of it).
+func templatePath(template, path string) bool {
+	path, _, _ = strings.Cut(path, "?")
+	ts, ps := strings.Split(template, "/"), strings.Split(path, "/")
+	if len(ts) != len(ps) {
+		return false
+	}
+	for i := range ts {
+		if strings.HasPrefix(ts[i], "{") {
+			if ps[i] == "" {
+				return false
+			}
+		} else if ts[i] != ps[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // parallel runs fn over n items with a few workers.
@@ -72,7 +121,8 @@ func parallel(n int, fn func(i int)) {
 // TestDefaultDenyIsTheCallGraph sends every method × path of the API from every workload
 // identity (both tenants) to every service, and from outside through the gateway to every
 // tenant, and compares what reached an app with what deploy/'s AuthorizationPolicies allow
-// (check-deploy's reading, request by request). Then it replays every denied request that
+// (check-deploy's reading, request by request) and with DESIGN.md's call graph: all three must
+// agree. Then it replays every denied request that
 // shares a destination with an allowed one in the classic bypass spellings.
 func TestDefaultDenyIsTheCallGraph(t *testing.T) {
 	var cases []decision
@@ -89,6 +139,7 @@ func TestDefaultDenyIsTheCallGraph(t *testing.T) {
 					cases = append(cases, decision{
 						Source: src.Namespace + "/" + src.ServiceAccount, Dest: svc.Namespace + "/" + app, Method: m, Path: path,
 						Static: invariants.Allows(loaded.Model, src.Namespace+"/"+src.ServiceAccount, svc.Namespace, app, m, path),
+						Graph:  graphAllows(src.Namespace+"/"+src.ServiceAccount, svc.Namespace, app, m, path),
 					})
 					send = append(send, func() reply {
 						return fromPod(src, svc, m, path, map[string]string{"x-tenant-id": tenantOf(svc.Namespace)}, bodyFor(m))
@@ -107,6 +158,7 @@ func TestDefaultDenyIsTheCallGraph(t *testing.T) {
 					Source: "(outside, via the gateway)", Dest: ordersNS + "/order-service", Method: m, Path: path,
 					Static: invariants.Allows(loaded.Model, "", gwID.Namespace, gwID.App(), m, path) &&
 						invariants.Allows(loaded.Model, gwID.Namespace+"/"+gwID.ServiceAccount, ordersNS, "order-service", m, path),
+					Graph: graphAllows("", ordersNS, "order-service", m, path),
 				})
 				send = append(send, func() reply {
 					return throughGateway(host, m, path, map[string]string{"x-tenant-id": tenant}, bodyFor(m))
@@ -123,12 +175,12 @@ func TestDefaultDenyIsTheCallGraph(t *testing.T) {
 		if c.Live {
 			allowed++
 		}
-		if c.Live != c.Static {
+		if c.Live != c.Static || c.Live != c.Graph {
 			diffs++
 			t.Errorf("%s", c)
 		}
 	}
-	t.Logf("%d requests from %d identities + the gateway: %d reached an app, %d denied by the mesh; %d differ from deploy/'s policies",
+	t.Logf("%d requests from %d identities + the gateway: %d reached an app, %d denied by the mesh; %d differ from deploy/'s policies or the call graph",
 		len(cases), len(identities()), allowed, len(cases)-allowed, diffs)
 	for _, c := range cases {
 		if c.Live {
