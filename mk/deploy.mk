@@ -51,13 +51,13 @@ images: ## build ordermesh/<service>:dev for the four services (needs Docker)
 	  docker build --provenance=false --sbom=false --load --progress=plain --build-arg SERVICE=$$s -t ordermesh/$$s:dev . || exit 1; \
 	done
 
-compose-up: ## tenant-a without a mesh: docker compose up --build --wait
+compose-up: ## tenant-a without a mesh, seeded: docker compose up --build --detach --wait
 	docker compose up --build --detach --wait
 	@echo "order-service http://127.0.0.1:8081  payment 8082  inventory 8083  notify 8084  jaeger http://127.0.0.1:16686"
 compose-down: ## stop docker compose and remove its volumes
 	docker compose down --volumes --remove-orphans
 compose-seed: ## re-seed docker compose inventory stock
-	docker compose run --rm seed
+	docker compose run --rm seed --once
 
 render-deploy: ## render deploy/mesh and every overlay into .local/rendered/
 	@mkdir -p .local/rendered
