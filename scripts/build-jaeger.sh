@@ -11,6 +11,15 @@ if [ -x "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then
   exit 0
 fi
 mkdir -p "$(dirname "$out")"
-echo "building Jaeger $version from its Go module (first time only)" >&2
-(cd "$root/tools/jaeger" && go build -o "$out" github.com/jaegertracing/jaeger/cmd/jaeger)
+pkg=github.com/jaegertracing/jaeger/cmd/jaeger
+cd "$root/tools/jaeger"
+# Progress, since a first build takes minutes: modules, then packages compiled out of the total
+# (go build -v names each package it compiles; cached ones are not compiled again).
+echo "jaeger $version: [1/2] downloading its Go modules (first time only)" >&2
+go mod download
+total=$(go list -deps "$pkg" | wc -l)
+echo "jaeger $version: [2/2] compiling up to $total packages" >&2
+go build -v -o "$out" "$pkg" 2>&1 | awk -v total="$total" '
+  { n++; if (n % 100 == 0) printf "jaeger: %d/%d packages compiled\n", n, total > "/dev/stderr"; else if ($0 !~ /^[a-z0-9.]+(\/[A-Za-z0-9._~-]+)*$/) print > "/dev/stderr" }
+  END { printf "jaeger: %d packages compiled\n", n > "/dev/stderr" }'
 echo "$version" >"$stamp"

@@ -96,12 +96,26 @@ seed_stock() { # tenant
   done
 }
 
-if [ "$profile" = release ]; then cargo build --release --bins -q; else cargo build --bins -q; fi
+# The two slow first-run builds run side by side (Jaeger's module downloads overlap the Rust
+# compile), each printing what it builds and how far along it is.
+jaeger_build=""
+if ! alive "$run/jaeger.pid"; then
+  echo "==> [1/4] Jaeger (Go, in the background; its progress lines start with 'jaeger')" >&2
+  scripts/build-jaeger.sh &
+  jaeger_build=$!
+fi
+echo "==> [2/4] the services (cargo build --bins, $profile): cargo lists each crate it compiles" >&2
+if [ "$profile" = release ]; then cargo build --release --bins; else cargo build --bins; fi
+if [ -n "$jaeger_build" ]; then
+  wait "$jaeger_build" || { echo "building Jaeger failed" >&2; exit 1; }
+fi
+echo "==> [3/4] PostgreSQL, Jaeger, 2 tenants x 4 services" >&2
 start_postgres
 start_jaeger
 for tenant in "${tenants[@]}"; do
   for svc in inventory notify payment order; do start_service "$tenant" "$svc"; done
 done
+echo "==> [4/4] waiting until every service is ready, seeding stock" >&2
 for tenant in "${tenants[@]}"; do
   for svc in "${services[@]}"; do wait_ready "http://127.0.0.1:$(port_of "$tenant" "$svc")"; done
   seed_stock "$tenant"

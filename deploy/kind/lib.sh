@@ -3,10 +3,18 @@
 # shellcheck disable=SC2034  # variables are used by the scripts that source this file
 
 ORDERMESH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+# The pinned versions (deploy/versions.env, KEY=value lines); a variable already set in the
+# environment (e.g. `make kind-up ISTIO_VERSION=...`) wins.
+while IFS='=' read -r key value; do
+  [[ "${key}" =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue
+  [[ -n "${!key:-}" ]] || printf -v "${key}" '%s' "${value}"
+done <"${ORDERMESH_ROOT}/deploy/versions.env"
+
 KIND_CLUSTER="${KIND_CLUSTER:-ordermesh}"
-KIND_NODE_IMAGE="${KIND_NODE_IMAGE:-kindest/node:v1.34.0}"
-ISTIO_VERSION="${ISTIO_VERSION:-1.28.0}"
 KCTX="kind-${KIND_CLUSTER}"
+# KIND_DRY_RUN=1: print every command that changes something instead of running it.
+KIND_DRY_RUN="${KIND_DRY_RUN:-0}"
 TOOLS_DIR="${ORDERMESH_ROOT}/.local/kind"
 SERVICES=(order-service payment-service inventory-service notify-service)
 GATEWAY_URL="${GATEWAY_URL:-http://127.0.0.1:8080}"
@@ -16,7 +24,57 @@ step() { printf '\n==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
-k() { kubectl --context "${KCTX}" "$@"; }
+dry_run() { [[ "${KIND_DRY_RUN}" == 1 ]]; }
+
+# run CMD...: run it, or print it under KIND_DRY_RUN=1.
+run() {
+  if dry_run; then
+    printf '+ %s\n' "$*" >&2
+  else
+    "$@"
+  fi
+}
+
+k() { run kubectl --context "${KCTX}" "$@"; }
+
+# platform: the node's OS/architecture (kind nodes run the host's architecture).
+platform() {
+  case "$(uname -m)" in
+    x86_64 | amd64) printf 'linux/amd64\n' ;;
+    arm64 | aarch64) printf 'linux/arm64\n' ;;
+    *) die "unsupported architecture $(uname -m)" ;;
+  esac
+}
+
+# kind_load IMAGE: put a local image into every kind node as a single-platform archive.
+# `kind load docker-image` runs a plain `docker save`, which fails on Docker's containerd image
+# store ("ctr: content digest ... not found") whenever the image is an index with content for
+# other platforms or attestation manifests (pulled multi-arch images; BuildKit builds with
+# provenance). `docker save --platform` (Docker >= 28) exports exactly one platform; older
+# engines (classic image store) only ever hold one, so a plain save is right there.
+kind_load() {
+  local image="$1" plat archive
+  plat="$(platform)"
+  archive="${TOOLS_DIR}/images/$(printf '%s' "${image}" | tr '/:@' '___').tar"
+  run mkdir -p "${TOOLS_DIR}/images"
+  if dry_run; then
+    run docker save --platform "${plat}" -o "${archive}" "${image}"
+  elif ! docker save --platform "${plat}" -o "${archive}" "${image}" 2>/dev/null; then
+    docker save -o "${archive}" "${image}"
+  fi
+  run kind load image-archive --name "${KIND_CLUSTER}" "${archive}"
+  run rm -f "${archive}"
+}
+
+# prepull IMAGE: pull a public image once on the host (for this platform) and kind_load it, so
+# that kind nodes never pull it from Docker Hub (anonymous pull limit).
+prepull() {
+  local image="$1"
+  if dry_run || ! docker image inspect "${image}" >/dev/null 2>&1; then
+    run docker pull --platform "$(platform)" "${image}"
+  fi
+  kind_load "${image}"
+}
 
 need() {
   local tool
@@ -25,7 +83,7 @@ need() {
   done
 }
 
-# istioctl_path: download the pinned Istio release (istioctl + samples/addons) into
+# istio_dir: download the pinned Istio release (istioctl + samples/addons) into
 # .local/kind/istio-<version> once, verifying its published SHA-256, and print the directory.
 istio_dir() {
   local dir="${TOOLS_DIR}/istio-${ISTIO_VERSION}"
@@ -47,6 +105,16 @@ istio_dir() {
   local name="istio-${ISTIO_VERSION}-${os}-${arch}.tar.gz"
   [[ "${os}" == osx && "${arch}" == amd64 ]] && name="istio-${ISTIO_VERSION}-osx.tar.gz"
   local url="https://github.com/istio/istio/releases/download/${ISTIO_VERSION}/${name}"
+  if dry_run; then
+    {
+      printf '+ curl -fsSL -o %s %s\n' "${TOOLS_DIR}/${name}" "${url}"
+      printf '+ curl -fsSL -o %s %s\n' "${TOOLS_DIR}/${name}.sha256" "${url}.sha256"
+      printf '+ sha256sum -c %s\n' "${name}.sha256"
+      printf '+ tar -xzf %s -C %s\n' "${TOOLS_DIR}/${name}" "${TOOLS_DIR}"
+    } >&2
+    printf '%s\n' "${dir}"
+    return 0
+  fi
   mkdir -p "${TOOLS_DIR}"
   info "downloading ${url}" >&2
   curl -fsSL -o "${TOOLS_DIR}/${name}" "${url}"

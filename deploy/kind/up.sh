@@ -4,18 +4,41 @@
 #   1. kind cluster (reused when it exists)          5. render deploy/mesh + tenant overlays
 #   2. istioctl (pinned) + `istioctl install`        6. apply in a safe order (see below)
 #   3. Jaeger + Prometheus addons (same version)     7. wait for rollouts, seed stock
-#   4. build and `kind load` the service images      8. smoke test + mesh checks, NetworkPolicies
+#   4. pre-pull public images, build + load ours     8. smoke test + mesh checks, NetworkPolicies
 #
-# Environment: KIND_CLUSTER, KIND_NODE_IMAGE, ISTIO_VERSION (pinned in mk/deploy.mk),
-# TENANTS (default: every deploy/overlays/*), SKIP_BUILD=1 (images already loaded).
+# Versions: deploy/versions.env (ISTIO_VERSION, ISTIO_HUB, KIND_VERSION, KIND_NODE_IMAGE by
+# digest). Environment: KIND_CLUSTER, TENANTS (default: every deploy/overlays/*), SKIP_BUILD=1
+# (reuse the last built images), KIND_DRY_RUN=1 (print the commands, run nothing that changes
+# anything; needs neither Docker nor kind — `make test-kind-dry-run` checks its output).
+#
+# Nothing is pulled from Docker Hub inside the nodes: Istio's images come from its own registry
+# (ISTIO_HUB), every other public image is pulled once on the host and `kind load`ed, and our
+# images are built without attestations and loaded as single-platform archives (kind_load in
+# lib.sh: Docker's containerd image store breaks a plain `kind load docker-image`).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "${ORDERMESH_ROOT}"
 
-need docker kind kubectl curl tar awk sed
-docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (docker info failed)"
+[[ "${KIND_NODE_IMAGE}" == *@sha256:* ]] \
+  || die "KIND_NODE_IMAGE=${KIND_NODE_IMAGE} is not pinned by digest (deploy/versions.env)"
+if dry_run; then
+  info "KIND_DRY_RUN=1: printing the commands; nothing is created, pulled or built"
+else
+  need docker kind kubectl curl tar awk sed
+  docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (docker info failed)"
+  # Which image store: the containerd one (default on fresh Docker Engine 29+ / Desktop 4.34+)
+  # or the classic graph driver. Both take the same path below; this is for bug reports.
+  store="classic image store"
+  if docker info --format '{{json .DriverStatus}}' 2>/dev/null | grep -q 'io.containerd.snapshotter'; then
+    store="containerd image store"
+  fi
+  info "Docker $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'), ${store}"
+  kind_have="$(kind version 2>/dev/null | awk '{print $2}')"
+  [[ "${kind_have}" == "${KIND_VERSION}" ]] \
+    || info "note: kind ${kind_have:-?} installed; ${KIND_NODE_IMAGE%%@*} is published for kind ${KIND_VERSION}"
+fi
 
 tenants=()
 if [[ -n "${TENANTS:-}" ]]; then
@@ -30,10 +53,10 @@ fi
 
 # ------------------------------------------------------------------------------------------ 1
 step "kind cluster '${KIND_CLUSTER}' (${KIND_NODE_IMAGE})"
-if kind get clusters 2>/dev/null | grep -qx "${KIND_CLUSTER}"; then
+if ! dry_run && kind get clusters 2>/dev/null | grep -qx "${KIND_CLUSTER}"; then
   info "exists: reusing it"
 else
-  kind create cluster --name "${KIND_CLUSTER}" --image "${KIND_NODE_IMAGE}" \
+  run kind create cluster --name "${KIND_CLUSTER}" --image "${KIND_NODE_IMAGE}" \
     --config deploy/kind/cluster.yaml --wait 180s
 fi
 k cluster-info >/dev/null
@@ -42,32 +65,62 @@ k cluster-info >/dev/null
 step "Istio ${ISTIO_VERSION}"
 ISTIO_DIR="$(istio_dir)"
 istioctl=("${ISTIO_DIR}/bin/istioctl" --context "${KCTX}")
-"${istioctl[@]}" version --remote=false
-"${istioctl[@]}" x precheck
+run "${istioctl[@]}" version --remote=false
+run "${istioctl[@]}" x precheck
 # Installs the CRDs, istiod and the ingress gateway with deploy/mesh/istio-operator.yaml's mesh
-# config (OpenTelemetry provider, access log, path normalisation, REGISTRY_ONLY).
-"${istioctl[@]}" install -y -f deploy/mesh/istio-operator.yaml
+# config (OpenTelemetry provider, access log, path normalisation, REGISTRY_ONLY) and images
+# from ISTIO_HUB (spec.hub there) at exactly ISTIO_VERSION.
+run "${istioctl[@]}" install -y -f deploy/mesh/istio-operator.yaml \
+  --set "hub=${ISTIO_HUB}" --set "tag=${ISTIO_VERSION}"
 k -n istio-system rollout status deploy/istiod --timeout=300s
 k -n istio-system rollout status deploy/istio-ingressgateway --timeout=300s
 
 # ------------------------------------------------------------------------------------------ 3
 step "addons: Jaeger + Prometheus from Istio ${ISTIO_VERSION}'s samples/addons"
-k apply -f "${ISTIO_DIR}/samples/addons/jaeger.yaml" >/dev/null
-k apply -f "${ISTIO_DIR}/samples/addons/prometheus.yaml" >/dev/null
+addons=("${ISTIO_DIR}/samples/addons/jaeger.yaml" "${ISTIO_DIR}/samples/addons/prometheus.yaml")
+# Their images (Docker Hub, quay.io, ...) are pre-pulled on the host, never by the nodes.
+if dry_run && [[ ! -e "${addons[0]}" ]]; then
+  info "(the images named in ${addons[*]##*/} are pre-pulled and kind-loaded here)"
+else
+  while read -r image; do
+    prepull "${image}"
+  done < <(sed -n 's/^[[:space:]]*image:[[:space:]]*"\{0,1\}\([^"[:space:]]*\)"\{0,1\}.*/\1/p' "${addons[@]}" | sort -u)
+fi
+k apply -f "${addons[0]}" -f "${addons[1]}" >/dev/null
 k -n istio-system rollout status deploy/jaeger --timeout=300s
 k -n istio-system rollout status deploy/prometheus --timeout=300s
 k -n istio-system get svc jaeger-collector >/dev/null \
   || die "service istio-system/jaeger-collector missing: the OpenTelemetry provider points at it"
 
 # ------------------------------------------------------------------------------------------ 4
-step "service images"
-for svc in "${SERVICES[@]}"; do
+step "images: public ones pre-pulled on the host, ours built and loaded (tagged by content)"
+for image in "${PROBE_IMAGE}" $(sed -n 's/^[[:space:]]*image:[[:space:]]*\([^[:space:]]*\).*/\1/p' deploy/base/postgres/statefulset.yaml); do
+  prepull "${image}"
+done
+# Each image is tagged dev-<first 12 hex digits of its image id>: a rebuild with other content
+# gets another tag, so the rendered Deployments change and Kubernetes rolls them; an unchanged
+# image keeps its tag and nothing restarts. SKIP_BUILD=1 reuses ordermesh/<service>:dev.
+image_tags=() # image_tags[i] is the tag of SERVICES[i] (bash 3.2 on macOS: no associative arrays)
+for i in "${!SERVICES[@]}"; do
+  svc="${SERVICES[i]}"
   if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    info "docker build ordermesh/${svc}:dev"
-    DOCKER_BUILDKIT=1 docker build --quiet --build-arg "SERVICE=${svc}" -t "ordermesh/${svc}:dev" . >/dev/null
+    info "docker build ordermesh/${svc}:dev ($((i + 1))/${#SERVICES[@]}; BuildKit progress below)"
+    # --provenance/--sbom false: no attestation manifests (kind load fails on them with the
+    # containerd image store); --load: a plain single-platform image in the local store.
+    run docker build --provenance=false --sbom=false --load --progress=plain \
+      --build-arg "SERVICE=${svc}" -t "ordermesh/${svc}:dev" .
   fi
-  kind load docker-image --name "${KIND_CLUSTER}" "ordermesh/${svc}:dev" >/dev/null
-  info "loaded ordermesh/${svc}:dev"
+  if dry_run; then
+    id="<content-id>"
+  else
+    id="$(docker image inspect --format '{{.Id}}' "ordermesh/${svc}:dev")"
+    id="${id#sha256:}"
+    id="${id:0:12}"
+  fi
+  image_tags[i]="dev-${id}"
+  run docker tag "ordermesh/${svc}:dev" "ordermesh/${svc}:dev-${id}"
+  kind_load "ordermesh/${svc}:dev-${id}"
+  info "loaded ordermesh/${svc}:dev-${id}"
 done
 
 # ------------------------------------------------------------------------------------------ 5
@@ -75,13 +128,22 @@ step "render deploy/mesh and overlays: ${tenants[*]}"
 WORK="${ORDERMESH_ROOT}/.local/kind/rendered"
 mkdir -p "${WORK}"
 ALL="${WORK}/all.yaml"
-k kustomize deploy/mesh >"${WORK}/mesh.yaml"
+# Rendering changes nothing outside .local/: it runs in a dry run too.
+kubectl kustomize deploy/mesh >"${WORK}/mesh.yaml"
 cp "${WORK}/mesh.yaml" "${ALL}"
 for t in "${tenants[@]}"; do
-  k kustomize "deploy/overlays/${t}" >"${WORK}/${t}.yaml"
+  kubectl kustomize "deploy/overlays/${t}" >"${WORK}/${t}.yaml"
   printf -- '---\n' >>"${ALL}"
   cat "${WORK}/${t}.yaml" >>"${ALL}"
 done
+for i in "${!SERVICES[@]}"; do
+  svc="${SERVICES[i]}"
+  n="$(grep -c "image: ordermesh/${svc}:dev\$" "${ALL}" || true)"
+  ((n > 0)) || die "no Deployment in the render runs ordermesh/${svc}:dev"
+  sed -i.bak "s|image: ordermesh/${svc}:dev\$|image: ordermesh/${svc}:${image_tags[i]}|" "${ALL}"
+  info "set image ordermesh/${svc}:dev -> ordermesh/${svc}:${image_tags[i]} (${n} containers)"
+done
+rm -f "${ALL}.bak"
 info "rendered into ${WORK}"
 
 # ------------------------------------------------------------------------------------------ 6
@@ -114,30 +176,30 @@ for t in "${tenants[@]}"; do
 done
 for t in "${tenants[@]}"; do
   for ns in "${t}-orders" "${t}-payments"; do
-    "${istioctl[@]}" analyze -n "${ns}" --failure-threshold Warning \
+    run "${istioctl[@]}" analyze -n "${ns}" --failure-threshold Warning \
       || die "istioctl analyze reported problems in ${ns}"
   done
 done
 
 step "seed stock"
 for t in "${tenants[@]}"; do
-  bash deploy/kind/seed-stock.sh "${t}"
+  run bash deploy/kind/seed-stock.sh "${t}"
 done
 
 # ------------------------------------------------------------------------------------------ 8
 step "smoke test and mesh checks"
-if k -n "${tenants[${#tenants[@]}-1]}-payments" get networkpolicy tenant-isolation >/dev/null 2>&1; then
+if ! dry_run && k -n "${tenants[${#tenants[@]}-1]}-payments" get networkpolicy tenant-isolation >/dev/null 2>&1; then
   # A re-run on an existing cluster: NetworkPolicies are already in place, so the cross-tenant
   # call cannot reach the mesh layer any more; check the NetworkPolicy layer instead.
   info "NetworkPolicies already applied (re-run): the 403 check is replaced by the NetworkPolicy check"
-  bash deploy/kind/smoke.sh --after-network-policy "${tenants[@]}"
+  run bash deploy/kind/smoke.sh --after-network-policy "${tenants[@]}"
 else
-  bash deploy/kind/smoke.sh "${tenants[@]}"
+  run bash deploy/kind/smoke.sh "${tenants[@]}"
 fi
 
 step "NetworkPolicies"
 apply_phase "network policies" "${ALL}" "NetworkPolicy"
-bash deploy/kind/smoke.sh --after-network-policy "${tenants[@]}"
+run bash deploy/kind/smoke.sh --after-network-policy "${tenants[@]}"
 
 step "ready"
 cat <<MSG

@@ -78,6 +78,10 @@ pub struct CommonSettings {
     pub log_format: Option<LogFormat>,
     /// Connection limits of the HTTP server (`HTTP_*`).
     pub server: ServerLimits,
+    /// Which build of the service this is (`SERVICE_VERSION`, e.g. `stable` or `canary`;
+    /// default `dev`): answered in `x-service-version`, on every server span and as
+    /// `service_info{version}`. At most 32 of `[A-Za-z0-9._-]` (a bounded metric label).
+    pub service_version: String,
 }
 
 impl CommonSettings {
@@ -103,6 +107,7 @@ impl CommonSettings {
             upstream_timeout: millis_or("UPSTREAM_TIMEOUT_MS", 2_000)?,
             request_timeout: millis_or("REQUEST_TIMEOUT_MS", 10_000)?,
             body_limit_bytes: parsed_or("BODY_LIMIT_BYTES", 64 * 1024usize)?,
+            service_version: service_version()?,
             trusted_peer_namespaces: optional("TRUSTED_PEER_NAMESPACES")
                 .map(|list| {
                     list.split(',')
@@ -184,6 +189,25 @@ pub fn required_url(name: &str, hint: &'static str) -> Result<url::Url, ConfigEr
         return Err(invalid("expected an absolute http(s) URL".into()));
     }
     Ok(url)
+}
+
+/// `SERVICE_VERSION`, checked: it becomes a header value and a metric label.
+fn service_version() -> Result<String, ConfigError> {
+    let value = optional("SERVICE_VERSION").unwrap_or_else(|| "dev".to_owned());
+    let valid = !value.is_empty()
+        && value.len() <= 32
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            name: "SERVICE_VERSION".into(),
+            value,
+            reason: "1 to 32 of A-Z a-z 0-9 . _ -".into(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub const HTTP_SERVER_DURATION: &str = "http_server_request_duration_seconds";
 pub const HTTP_CLIENT_REQUESTS: &str = "http_client_requests_total";
 pub const HTTP_CLIENT_DURATION: &str = "http_client_request_duration_seconds";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+/// `service_info{version, tenant} 1`: which build (`SERVICE_VERSION`) this process runs.
+pub const SERVICE_INFO: &str = "service_info";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -56,6 +58,10 @@ fn describe() {
         HTTP_CLIENT_DURATION,
         metrics::Unit::Seconds,
         "Time for an outgoing call, by target and outcome"
+    );
+    metrics::describe_gauge!(
+        SERVICE_INFO,
+        "Always 1; labels say which build (SERVICE_VERSION: stable, canary, ...) serves which tenant"
     );
     metrics::describe_gauge!(
         DB_POOL_CONNECTIONS,

@@ -270,6 +270,10 @@ fn router(api: Router, platform: &Platform) -> Router {
                 identity: platform.identity,
                 tenant: platform.settings.tenant.as_str().into(),
                 request_timeout: platform.settings.request_timeout,
+                version: service_version(
+                    &platform.settings.service_version,
+                    platform.settings.tenant.as_str(),
+                ),
             },
             observe_request,
         ))
@@ -295,10 +299,28 @@ struct ServerContext {
     identity: ServiceIdentity,
     tenant: std::sync::Arc<str>,
     request_timeout: Duration,
+    /// `SERVICE_VERSION` (checked by the configuration: a valid header value).
+    version: axum::http::HeaderValue,
+}
+
+/// The `x-service-version` value, also published once as `service_info{version, tenant} 1`.
+fn service_version(version: &str, tenant: &str) -> axum::http::HeaderValue {
+    metrics::gauge!(
+        crate::metrics::SERVICE_INFO,
+        "version" => version.to_owned(),
+        "tenant" => tenant.to_owned()
+    )
+    .set(1.0);
+    axum::http::HeaderValue::from_str(version)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("invalid"))
 }
 
 /// Per request: continue the caller's trace, open the server span, set the request context and
-/// deadline, answer 503 at the deadline, count the request, and echo `x-request-id`.
+/// deadline, answer 503 at the deadline, count the request, echo `x-request-id` and answer
+/// `x-service-version` (which build — stable or canary — served it).
+/// Which build answered (`SERVICE_VERSION`), on every response.
+pub const SERVICE_VERSION_HEADER: &str = "x-service-version";
+
 async fn observe_request(
     State(server): State<ServerContext>,
     request: Request,
@@ -325,6 +347,7 @@ async fn observe_request(
         http.response.status_code = Empty,
         tenant = %server.tenant,
         service_type = server.identity.service_type,
+        service.version = server.version.to_str().unwrap_or_default(),
         order_id = Empty,
         request_id = request_id.to_str().unwrap_or_default(),
         trace_id = Empty,
@@ -357,6 +380,9 @@ async fn observe_request(
         span.record("otel.status_code", "ERROR");
     }
     response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+    response
+        .headers_mut()
+        .insert(SERVICE_VERSION_HEADER, server.version.clone());
     let labels = [
         ("method", method.to_string()),
         ("route", route),

@@ -3,8 +3,10 @@
 //! Spans come from `tracing`; `tracing-opentelemetry` turns them into OpenTelemetry spans, which
 //! are exported by OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces-specific variable)
 //! is set, and kept local otherwise (ids still propagate, nothing is sent, nothing is logged about
-//! it). The sampler is the SDK's, configured by `OTEL_TRACES_SAMPLER` (default
-//! `parentbased_always_on`: a parent's decision — Envoy's 10% in the mesh — is always honoured).
+//! it). The sampler is the SDK's, configured by `OTEL_TRACES_SAMPLER` and
+//! `OTEL_TRACES_SAMPLER_ARG` (the SDK's default is `parentbased_always_on`; deploy/ and compose
+//! set `parentbased_traceidratio` with 0.1: a parent's decision — Envoy's 10% in the mesh — is
+//! always honoured, and the roots the app starts itself are sampled at the same ratio).
 //! Logs are JSON lines (timestamp, level, message, trace_id, span_id, tenant, order_id) unless
 //! `LOG_FORMAT=pretty` or standard error is a terminal.
 

@@ -68,6 +68,7 @@ pub fn settings(tenant: &str, database_url: String) -> CommonSettings {
         trusted_peer_namespaces: vec!["istio-system".into()],
         log_format: None,
         server: platform::server::ServerLimits::default(),
+        service_version: "dev".into(),
     }
 }
 

@@ -209,3 +209,42 @@ async fn a_database_outage_is_a_503_with_retry_after_and_not_ready() {
     shutdown.cancel();
     server.await.unwrap().unwrap();
 }
+
+/// The build that answers is visible: `x-service-version` on every response (errors too) and
+/// `service_info{version}` in the metrics — how a canary differs from stable for its callers.
+#[tokio::test]
+async fn every_response_says_which_build_served_it() {
+    let database = testkit::fresh_database("notify").await;
+    let mut settings = testkit::settings("tenant-a", database);
+    settings.service_version = "canary".into();
+    let app = TestApp::start(notify_service::build(settings).await.unwrap(), "tenant-a").await;
+    for (method, path) in [
+        (
+            Method::GET,
+            "/api/v1/notifications?order_id=00000000-0000-0000-0000-000000000000",
+        ),
+        (Method::POST, "/api/v1/notifications"),
+    ] {
+        let response = app.request(method, path).send().await.unwrap();
+        assert_eq!(
+            response.headers()["x-service-version"],
+            "canary",
+            "{path} ({})",
+            response.status()
+        );
+    }
+    let metrics = app
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("service_info{")
+            && l.contains(r#"version="canary""#)
+            && l.ends_with(" 1")),
+        "no service_info with version=\"canary\" in:\n{metrics}"
+    );
+}

@@ -64,7 +64,9 @@ func TestDeployPasses(t *testing.T) {
 	for _, id := range []string{IDRender, IDDecode, IDValidate, IDAnalyze, invariants.IDMeshInstall, invariants.IDStrictMesh,
 		invariants.IDStrict, invariants.IDNoOverride, invariants.IDDestRuleTLS, invariants.IDAllowNothing, invariants.IDCallGraph,
 		invariants.IDIsolation, invariants.IDSubsets, invariants.IDWeights, invariants.IDRetryTimeout, invariants.IDPostRetry,
-		invariants.IDTraceProvider, invariants.IDTenantTracing, invariants.IDNoOrderIDMetric, invariants.IDAppMetrics, invariants.IDIdentity, invariants.IDInjection} {
+		invariants.IDTraceProvider, invariants.IDTenantTracing, invariants.IDNoOrderIDMetric, invariants.IDAppMetrics, invariants.IDIdentity, invariants.IDInjection,
+		invariants.IDCircuitBreaker, invariants.IDLeastRequest, invariants.IDCanaryFallback, invariants.IDVisibleToCaller, invariants.IDTimeoutVsCaller,
+		invariants.IDSidecarEgress, invariants.IDNetworkPolicy, invariants.IDGatewayHosts, invariants.IDGatewayTracing, invariants.IDAppSampling} {
 		if len(r.Find(id)) == 0 {
 			t.Errorf("check %s did not run", id)
 		}
@@ -84,13 +86,22 @@ func TestDeployPasses(t *testing.T) {
 // with a finding containing every substring of want, and that it passed before the mutation.
 func expectFailure(t *testing.T, b *manifest.Bundle, id, scope string, want ...string) *report.Report {
 	t.Helper()
+	return expectFailureIn(t, func() *report.Report { return Check(b) }, id, scope, want...)
+}
+
+// expectFailureIn is expectFailure for a report made some other way (e.g. from edited sources).
+func expectFailureIn(t *testing.T, check func() *report.Report, id, scope string, want ...string) *report.Report {
+	t.Helper()
 	_, baseline := base(t)
 	for _, c := range baseline.Find(id) {
 		if c.Scope == scope && c.Status != report.Pass {
 			t.Fatalf("baseline: %s [%s] already fails on the unmodified deploy/:\n%s", id, scope, failuresText(baseline))
 		}
 	}
-	r := Check(b)
+	if len(baseline.Find(id)) == 0 {
+		t.Fatalf("baseline: check %s never runs", id)
+	}
+	r := check()
 	if r.OK {
 		t.Fatalf("mutation not caught: every check passes")
 	}
@@ -114,6 +125,39 @@ func expectFailure(t *testing.T, b *manifest.Bundle, id, scope string, want ...s
 	}
 	t.Fatalf("expected %s [%s] to fail with %q; failures were:\n%s", id, scope, want, failuresText(r))
 	return r
+}
+
+// edit is one change to a kustomize source file under deploy/: Old must occur exactly once.
+type edit struct{ file, old, new string }
+
+// sourceCase copies deploy/ to a temporary directory, applies the edits to the kustomize
+// sources (overlays, components, bases), renders and checks it there.
+func sourceCase(t *testing.T, edits ...edit) func() *report.Report {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "deploy")
+	if err := os.CopyFS(dir, os.DirFS(deployDir)); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range edits {
+		path := filepath.Join(dir, filepath.FromSlash(e.file))
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(b), e.old); n != 1 {
+			t.Fatalf("%s: %q occurs %d times, want 1 (the source changed: update the case)", e.file, e.old, n)
+		}
+		if err := os.WriteFile(path, []byte(strings.Replace(string(b), e.old, e.new, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func() *report.Report {
+		r, err := Run(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
 }
 
 // ---- helpers to find and edit rendered objects ----
@@ -277,11 +321,17 @@ func httpRoute(t *testing.T, vs *manifest.Object, method string) int {
 
 func asSlice(v any) []any { s, _ := v.([]any); return s }
 
-// ---- mTLS ----
-
-func TestNegativePermissiveWorkloadOverride(t *testing.T) {
-	b, _ := base(t)
-	addYAML(t, b, "tenant-a", `
+// negativeCases: each breaks one thing — in the rendered objects, or in the kustomize sources
+// (sourceCase) — and asserts that the right check fails, on the right scope, with the right
+// message, while the same check passes on the unmodified deploy/.
+var negativeCases = []struct {
+	name string
+	run  func(t *testing.T)
+}{
+	// ---- mTLS ----
+	{"PermissiveWorkloadOverride", func(t *testing.T) {
+		b, _ := base(t)
+		addYAML(t, b, "tenant-a", `
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: payment-permissive, namespace: tenant-a-payments}
@@ -289,12 +339,11 @@ spec:
   selector: {matchLabels: {app: payment-service}}
   mtls: {mode: PERMISSIVE}
 `)
-	expectFailure(t, b, invariants.IDNoOverride, "tenant-a", "PeerAuthentication tenant-a-payments/payment-permissive", "workload-level mtls.mode PERMISSIVE")
-}
-
-func TestNegativePortLevelDisable(t *testing.T) {
-	b, _ := base(t)
-	addYAML(t, b, "tenant-b", `
+		expectFailure(t, b, invariants.IDNoOverride, "tenant-a", "PeerAuthentication tenant-a-payments/payment-permissive", "workload-level mtls.mode PERMISSIVE")
+	}},
+	{"PortLevelDisable", func(t *testing.T) {
+		b, _ := base(t)
+		addYAML(t, b, "tenant-b", `
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: order-port-plaintext, namespace: tenant-b-orders}
@@ -304,57 +353,50 @@ spec:
   portLevelMtls:
     8080: {mode: DISABLE}
 `)
-	expectFailure(t, b, invariants.IDNoOverride, "tenant-b", "portLevelMtls[8080] mode DISABLE")
-}
-
-func TestNegativeNamespacePermissive(t *testing.T) {
-	b, _ := base(t)
-	set(t, find(t, b, "PeerAuthentication", "tenant-a-orders", "default"), "spec.mtls.mode", "PERMISSIVE")
-	expectFailure(t, b, invariants.IDStrict, "tenant-a", "tenant-a-orders", "no namespace-wide STRICT")
-	expectFailure(t, b, invariants.IDNoOverride, "tenant-a", "namespace-level mtls.mode PERMISSIVE")
-}
-
-func TestNegativeMeshWideStrictMissing(t *testing.T) {
-	b, _ := base(t)
-	for _, pa := range findAll(b, "PeerAuthentication", "istio-system") {
-		remove(t, b, pa)
-	}
-	expectFailure(t, b, invariants.IDStrictMesh, "mesh", "no mesh-wide STRICT PeerAuthentication")
-}
-
-func TestNegativeDestinationRuleTLS(t *testing.T) {
-	b, _ := base(t)
-	set(t, find(t, b, "DestinationRule", "tenant-a-payments", "payment-service"), "spec.trafficPolicy.tls", map[string]any{"mode": "SIMPLE"})
-	expectFailure(t, b, invariants.IDDestRuleTLS, "tenant-a", "DestinationRule tenant-a-payments/payment-service", "trafficPolicy.tls.mode SIMPLE")
-}
-
-func TestNegativeInjectionOptOut(t *testing.T) {
-	b, _ := base(t)
-	d := find(t, b, "Deployment", "tenant-b-orders", "notify-service")
-	meta := get(t, d, "spec.template.metadata").(map[string]any)
-	ann, _ := meta["annotations"].(map[string]any)
-	if ann == nil {
-		ann = map[string]any{}
-		meta["annotations"] = ann
-	}
-	ann["sidecar.istio.io/inject"] = "false"
-	expectFailure(t, b, invariants.IDInjection, "tenant-b", "notify-service", "disables sidecar injection")
-}
-
-// ---- authorization ----
-
-func TestNegativeCrossTenantAllow(t *testing.T) {
-	b, _ := base(t)
-	ap := find(t, b, "AuthorizationPolicy", "tenant-b-payments", "allow-order-service-to-payment-service")
-	sas := get(t, ap, "spec.rules[0].from[0].source.serviceAccounts").([]any)
-	set(t, ap, "spec.rules[0].from[0].source.serviceAccounts", append(sas, "tenant-a-orders/order-service"))
-	expectFailure(t, b, invariants.IDIsolation, "tenant-b", "allow-order-service-to-payment-service", "admits tenant-a-orders/order-service", "belongs to tenant tenant-a")
-	expectFailure(t, b, invariants.IDCallGraph, "tenant-b", "allows tenant-a-orders/order-service → tenant-b-payments/payment-service", "not in the call graph")
-}
-
-func TestNegativeCrossTenantPrincipalPolicy(t *testing.T) {
-	b, _ := base(t)
-	addYAML(t, b, "tenant-a", `
+		expectFailure(t, b, invariants.IDNoOverride, "tenant-b", "portLevelMtls[8080] mode DISABLE")
+	}},
+	{"NamespacePermissive", func(t *testing.T) {
+		b, _ := base(t)
+		set(t, find(t, b, "PeerAuthentication", "tenant-a-orders", "default"), "spec.mtls.mode", "PERMISSIVE")
+		expectFailure(t, b, invariants.IDStrict, "tenant-a", "tenant-a-orders", "no namespace-wide STRICT")
+		expectFailure(t, b, invariants.IDNoOverride, "tenant-a", "namespace-level mtls.mode PERMISSIVE")
+	}},
+	{"MeshWideStrictMissing", func(t *testing.T) {
+		b, _ := base(t)
+		for _, pa := range findAll(b, "PeerAuthentication", "istio-system") {
+			remove(t, b, pa)
+		}
+		expectFailure(t, b, invariants.IDStrictMesh, "mesh", "no mesh-wide STRICT PeerAuthentication")
+	}},
+	{"DestinationRuleTLS", func(t *testing.T) {
+		b, _ := base(t)
+		set(t, find(t, b, "DestinationRule", "tenant-a-payments", "payment-service"), "spec.trafficPolicy.tls", map[string]any{"mode": "SIMPLE"})
+		expectFailure(t, b, invariants.IDDestRuleTLS, "tenant-a", "DestinationRule tenant-a-payments/payment-service", "trafficPolicy.tls.mode SIMPLE")
+	}},
+	{"InjectionOptOut", func(t *testing.T) {
+		b, _ := base(t)
+		d := find(t, b, "Deployment", "tenant-b-orders", "notify-service")
+		meta := get(t, d, "spec.template.metadata").(map[string]any)
+		ann, _ := meta["annotations"].(map[string]any)
+		if ann == nil {
+			ann = map[string]any{}
+			meta["annotations"] = ann
+		}
+		ann["sidecar.istio.io/inject"] = "false"
+		expectFailure(t, b, invariants.IDInjection, "tenant-b", "notify-service", "disables sidecar injection")
+	}},
+	// ---- authorization ----
+	{"CrossTenantAllow", func(t *testing.T) {
+		b, _ := base(t)
+		ap := find(t, b, "AuthorizationPolicy", "tenant-b-payments", "allow-order-service-to-payment-service")
+		sas := get(t, ap, "spec.rules[0].from[0].source.serviceAccounts").([]any)
+		set(t, ap, "spec.rules[0].from[0].source.serviceAccounts", append(sas, "tenant-a-orders/order-service"))
+		expectFailure(t, b, invariants.IDIsolation, "tenant-b", "allow-order-service-to-payment-service", "admits tenant-a-orders/order-service", "belongs to tenant tenant-a")
+		expectFailure(t, b, invariants.IDCallGraph, "tenant-b", "allows tenant-a-orders/order-service → tenant-b-payments/payment-service", "not in the call graph")
+	}},
+	{"CrossTenantPrincipalPolicy", func(t *testing.T) {
+		b, _ := base(t)
+		addYAML(t, b, "tenant-a", `
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: let-b-in, namespace: tenant-a-orders}
@@ -365,12 +407,11 @@ spec:
     - from: [{source: {principals: ["cluster.local/ns/tenant-b-orders/sa/order-service"]}}]
       to: [{operation: {methods: ["GET"], paths: ["/api/v1/notifications"]}}]
 `)
-	expectFailure(t, b, invariants.IDIsolation, "tenant-a", "let-b-in", "belongs to tenant tenant-b")
-}
-
-func TestNegativeWildcardPrincipal(t *testing.T) {
-	b, _ := base(t)
-	addYAML(t, b, "tenant-a", `
+		expectFailure(t, b, invariants.IDIsolation, "tenant-a", "let-b-in", "belongs to tenant tenant-b")
+	}},
+	{"WildcardPrincipal", func(t *testing.T) {
+		b, _ := base(t)
+		addYAML(t, b, "tenant-a", `
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: anyone, namespace: tenant-a-orders}
@@ -380,12 +421,11 @@ spec:
     - from: [{source: {principals: ["*"]}}]
       to: [{operation: {methods: ["GET"], paths: ["/api/v1/reservations/{*}"]}}]
 `)
-	expectFailure(t, b, invariants.IDIsolation, "tenant-a", "anyone", "admits *", "wildcard")
-}
-
-func TestNegativeEmptyFrom(t *testing.T) {
-	b, _ := base(t)
-	addYAML(t, b, "tenant-b", `
+		expectFailure(t, b, invariants.IDIsolation, "tenant-a", "anyone", "admits *", "wildcard")
+	}},
+	{"EmptyFrom", func(t *testing.T) {
+		b, _ := base(t)
+		addYAML(t, b, "tenant-b", `
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: no-from, namespace: tenant-b-payments}
@@ -394,270 +434,226 @@ spec:
   rules:
     - to: [{operation: {methods: ["GET"], paths: ["/api/v1/payments"]}}]
 `)
-	expectFailure(t, b, invariants.IDIsolation, "tenant-b", "no-from", "has no `from`")
-	expectFailure(t, b, invariants.IDCallGraph, "tenant-b", "allows * → tenant-b-payments/payment-service: GET /api/v1/payments")
-}
-
-func TestNegativeMissingAllowNothing(t *testing.T) {
-	b, _ := base(t)
-	remove(t, b, find(t, b, "AuthorizationPolicy", "tenant-a-payments", "allow-nothing"))
-	expectFailure(t, b, invariants.IDAllowNothing, "tenant-a", "tenant-a-payments", "no allow-nothing")
-}
-
-func TestNegativePrefixPath(t *testing.T) {
-	b, _ := base(t)
-	ap := find(t, b, "AuthorizationPolicy", "tenant-a-payments", "allow-order-service-to-payment-service")
-	for _, to := range asSlice(get(t, ap, "spec.rules[0].to")) {
-		op := to.(map[string]any)["operation"].(map[string]any)
-		for i, p := range asSlice(op["paths"]) {
-			if p == "/api/v1/payments/{*}" {
-				op["paths"].([]any)[i] = "/api/v1/payments/*"
+		expectFailure(t, b, invariants.IDIsolation, "tenant-b", "no-from", "has no `from`")
+		expectFailure(t, b, invariants.IDCallGraph, "tenant-b", "allows * → tenant-b-payments/payment-service: GET /api/v1/payments")
+	}},
+	{"MissingAllowNothing", func(t *testing.T) {
+		b, _ := base(t)
+		remove(t, b, find(t, b, "AuthorizationPolicy", "tenant-a-payments", "allow-nothing"))
+		expectFailure(t, b, invariants.IDAllowNothing, "tenant-a", "tenant-a-payments", "no allow-nothing")
+	}},
+	{"PrefixPath", func(t *testing.T) {
+		b, _ := base(t)
+		ap := find(t, b, "AuthorizationPolicy", "tenant-a-payments", "allow-order-service-to-payment-service")
+		for _, to := range asSlice(get(t, ap, "spec.rules[0].to")) {
+			op := to.(map[string]any)["operation"].(map[string]any)
+			for i, p := range asSlice(op["paths"]) {
+				if p == "/api/v1/payments/{*}" {
+					op["paths"].([]any)[i] = "/api/v1/payments/*"
+				}
 			}
 		}
-	}
-	expectFailure(t, b, invariants.IDCallGraph, "tenant-a", "GET /api/v1/payments/*", "not in the call graph")
-	expectFailure(t, b, invariants.IDCallGraph, "tenant-a", "edge not allowed", "GET /api/v1/payments/{*}")
-}
-
-func TestNegativeMissingEdge(t *testing.T) {
-	b, _ := base(t)
-	remove(t, b, find(t, b, "AuthorizationPolicy", "tenant-b-orders", "allow-order-service-to-notify-service"))
-	expectFailure(t, b, invariants.IDCallGraph, "tenant-b", "edge not allowed: tenant-b-orders/order-service → tenant-b-orders/notify-service: POST /api/v1/notifications")
-}
-
-func TestNegativeExtraMethod(t *testing.T) {
-	b, _ := base(t)
-	ap := find(t, b, "AuthorizationPolicy", "tenant-a-orders", "allow-order-service-to-notify-service")
-	for _, to := range asSlice(get(t, ap, "spec.rules[0].to")) {
-		op := to.(map[string]any)["operation"].(map[string]any)
-		op["methods"] = append(asSlice(op["methods"]), "DELETE")
-	}
-	expectFailure(t, b, invariants.IDCallGraph, "tenant-a", "DELETE /api/v1/notifications", "not in the call graph")
-}
-
-func TestNegativePublicGatewayWidened(t *testing.T) {
-	b, _ := base(t)
-	ap := find(t, b, "AuthorizationPolicy", "istio-system", "allow-public-order-api")
-	set(t, ap, "spec.rules[0].to", []any{map[string]any{"operation": map[string]any{"methods": []any{"GET"}, "paths": []any{"/api/*"}}}})
-	expectFailure(t, b, invariants.IDCallGraph, "mesh", "allows * → istio-system/istio-ingressgateway: GET /api/*")
-}
-
-// ---- routing ----
-
-func TestNegativeMissingSubset(t *testing.T) {
-	b, _ := base(t)
-	vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
-	i := httpRoute(t, vs, "GET")
-	route := asSlice(get(t, vs, "spec.http["+strconv.Itoa(i)+"].route"))
-	for _, d := range route {
-		dest := d.(map[string]any)["destination"].(map[string]any)
-		if dest["subset"] == "canary" {
-			dest["subset"] = "canery"
+		expectFailure(t, b, invariants.IDCallGraph, "tenant-a", "GET /api/v1/payments/*", "not in the call graph")
+		expectFailure(t, b, invariants.IDCallGraph, "tenant-a", "edge not allowed", "GET /api/v1/payments/{*}")
+	}},
+	{"MissingEdge", func(t *testing.T) {
+		b, _ := base(t)
+		remove(t, b, find(t, b, "AuthorizationPolicy", "tenant-b-orders", "allow-order-service-to-notify-service"))
+		expectFailure(t, b, invariants.IDCallGraph, "tenant-b", "edge not allowed: tenant-b-orders/order-service → tenant-b-orders/notify-service: POST /api/v1/notifications")
+	}},
+	{"ExtraMethod", func(t *testing.T) {
+		b, _ := base(t)
+		ap := find(t, b, "AuthorizationPolicy", "tenant-a-orders", "allow-order-service-to-notify-service")
+		for _, to := range asSlice(get(t, ap, "spec.rules[0].to")) {
+			op := to.(map[string]any)["operation"].(map[string]any)
+			op["methods"] = append(asSlice(op["methods"]), "DELETE")
 		}
-	}
-	expectFailure(t, b, invariants.IDSubsets, "tenant-a", "VirtualService tenant-a-payments/payment-service", `subset "canery"`, "no DestinationRule defines")
-}
-
-func TestNegativeSubsetSelectsNothing(t *testing.T) {
-	b, _ := base(t)
-	dr := find(t, b, "DestinationRule", "tenant-b-payments", "payment-service")
-	for _, s := range asSlice(get(t, dr, "spec.subsets")) {
-		sm := s.(map[string]any)
-		if sm["name"] == "canary" {
-			sm["labels"] = map[string]any{"version": "cannary"}
-		}
-	}
-	expectFailure(t, b, invariants.IDSubsets, "tenant-b", "DestinationRule tenant-b-payments/payment-service", `subset "canary"`, "select no workload")
-}
-
-func TestNegativeSubsetNotExportedToCaller(t *testing.T) {
-	b, _ := base(t)
-	set(t, find(t, b, "DestinationRule", "tenant-a-payments", "payment-service"), "spec.exportTo", []any{"."})
-	expectFailure(t, b, invariants.IDSubsets, "tenant-a", "VirtualService tenant-a-payments/payment-service",
-		"no DestinationRule defining it is exported to tenant-a-orders")
-}
-
-func TestNegativeWeightsNot100(t *testing.T) {
-	b, _ := base(t)
-	vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
-	i := httpRoute(t, vs, "POST")
-	set(t, vs, "spec.http["+strconv.Itoa(i)+"].route[1].weight", int64(20))
-	expectFailure(t, b, invariants.IDWeights, "tenant-a", "weights sum to 110, not 100")
-}
-
-func TestNegativeRetryWithoutTimeout(t *testing.T) {
-	b, _ := base(t)
-	vs := find(t, b, "VirtualService", "tenant-b-orders", "inventory-service")
-	i := httpRoute(t, vs, "GET")
-	del(t, vs, "spec.http["+strconv.Itoa(i)+"].timeout")
-	expectFailure(t, b, invariants.IDRetryTimeout, "tenant-b", "VirtualService tenant-b-orders/inventory-service", "has no route timeout")
-}
-
-func TestNegativeRetryingPOST(t *testing.T) {
-	b, _ := base(t)
-	vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
-	i := httpRoute(t, vs, "POST")
-	set(t, vs, "spec.http["+strconv.Itoa(i)+"].retries.retryOn", "5xx,connect-failure")
-	expectFailure(t, b, invariants.IDPostRetry, "tenant-a", "VirtualService tenant-a-payments/payment-service", "matches POST and retries on 5xx")
-}
-
-func TestNegativePOSTWithDefaultRetries(t *testing.T) {
-	b, _ := base(t)
-	vs := find(t, b, "VirtualService", "tenant-b-orders", "inventory-service")
-	i := httpRoute(t, vs, "POST")
-	del(t, vs, "spec.http["+strconv.Itoa(i)+"].retries")
-	expectFailure(t, b, invariants.IDPostRetry, "tenant-b", "retries on retriable-status-codes", "Istio's default retry policy")
-}
-
-func TestNegativeMatchAllRouteRetriesGatewayError(t *testing.T) {
-	b, _ := base(t)
-	vs := find(t, b, "VirtualService", "tenant-a-orders", "inventory-service")
-	i := httpRoute(t, vs, "GET")
-	del(t, vs, "spec.http["+strconv.Itoa(i)+"].match")
-	expectFailure(t, b, invariants.IDPostRetry, "tenant-a", "matches every method and retries on gateway-error")
-}
-
-// ---- strict decoding and Istio validation ----
-
-func TestNegativeTypoKubernetesField(t *testing.T) {
-	b, _ := base(t)
-	d := find(t, b, "Deployment", "tenant-a-orders", "order-service")
-	set(t, d, "spec.replica", get(t, d, "spec.replicas"))
-	expectFailure(t, b, IDDecode, "tenant-a", "Deployment tenant-a-orders/order-service", `unknown field "spec.replica"`)
-}
-
-func TestNegativeWrongTypeKubernetesField(t *testing.T) {
-	b, _ := base(t)
-	svc := find(t, b, "Service", "tenant-b-payments", "payment-service")
-	set(t, svc, "spec.ports[0].port", "eighty")
-	expectFailure(t, b, IDDecode, "tenant-b", "Service tenant-b-payments/payment-service", "cannot unmarshal string")
-}
-
-func TestNegativeTypoIstioField(t *testing.T) {
-	b, _ := base(t)
-	vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
-	i := httpRoute(t, vs, "GET")
-	set(t, vs, "spec.http["+strconv.Itoa(i)+"].retries.atempts", int64(3))
-	expectFailure(t, b, IDValidate, "tenant-a", "VirtualService tenant-a-payments/payment-service", "unknown fields", "retries.atempts")
-}
-
-func TestNegativeIstioSemanticError(t *testing.T) {
-	b, _ := base(t)
-	dr := find(t, b, "DestinationRule", "tenant-a-orders", "inventory-service")
-	set(t, dr, "spec.trafficPolicy.outlierDetection.maxEjectionPercent", int64(150))
-	expectFailure(t, b, IDValidate, "tenant-a", "DestinationRule tenant-a-orders/inventory-service", "percentage 150 is not in range 0..100")
-}
-
-func TestNegativeAnalyzerUnknownHost(t *testing.T) {
-	b, _ := base(t)
-	vs := find(t, b, "VirtualService", "tenant-b-orders", "notify-service")
-	set(t, vs, "spec.http[0].route[0].destination.host", "notify-servce.tenant-b-orders.svc.cluster.local")
-	expectFailure(t, b, IDAnalyze, "tenant-b", "VirtualService tenant-b-orders/notify-service", "IST0101", "Referenced host not found")
-}
-
-func TestNegativeRenderFailure(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "overlays", "tenant-x"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "overlays", "tenant-x", "kustomization.yaml"), []byte("resources: [missing.yaml]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r, err := Run(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.OK {
-		t.Fatal("render failure not reported")
-	}
-	found := false
-	for _, c := range r.Find(IDRender) {
-		if c.Scope == "tenant-x" && c.Status == report.Fail && strings.Contains(c.Findings[0].Message, "missing.yaml") {
-			found = true
-		}
-	}
-	if !found {
-		t.Fatalf("render [tenant-x] should fail naming missing.yaml:\n%s", failuresText(r))
-	}
-}
-
-// ---- telemetry and the mesh install ----
-
-func operatorEdit(t *testing.T, b *manifest.Bundle, edit func(spec map[string]any)) {
-	t.Helper()
-	var op map[string]any
-	if err := yaml.Unmarshal(b.Operator, &op); err != nil {
-		t.Fatal(err)
-	}
-	edit(op["spec"].(map[string]any))
-	out, err := yaml.Marshal(op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Operator = out
-}
-
-func TestNegativeTracingProviderNotInstalled(t *testing.T) {
-	b, _ := base(t)
-	for _, tel := range findAll(b, "Telemetry", "tenant-a-payments") {
-		for _, tr := range asSlice(tel.Obj["spec"].(map[string]any)["tracing"]) {
-			tr.(map[string]any)["providers"] = []any{map[string]any{"name": "jaeger"}}
-		}
-	}
-	expectFailure(t, b, invariants.IDTraceProvider, "tenant-a", `tracing provider "jaeger" is not in the mesh install's extensionProviders`)
-}
-
-func TestNegativeMeshInstallLacksProvider(t *testing.T) {
-	b, _ := base(t)
-	operatorEdit(t, b, func(spec map[string]any) {
-		delete(spec["meshConfig"].(map[string]any), "extensionProviders")
-	})
-	expectFailure(t, b, invariants.IDTraceProvider, "mesh", "default tracing provider", "is not in extensionProviders")
-}
-
-func TestNegativeOperatorTypo(t *testing.T) {
-	b, _ := base(t)
-	operatorEdit(t, b, func(spec map[string]any) {
-		mc := spec["meshConfig"].(map[string]any)
-		mc["accessLogFlie"] = mc["accessLogFile"]
-		delete(mc, "accessLogFile")
-	})
-	expectFailure(t, b, invariants.IDMeshInstall, "mesh", "accessLogFlie")
-}
-
-func TestNegativePathNormalizationOff(t *testing.T) {
-	b, _ := base(t)
-	operatorEdit(t, b, func(spec map[string]any) {
-		spec["meshConfig"].(map[string]any)["pathNormalization"] = map[string]any{"normalization": "NONE"}
-	})
-	expectFailure(t, b, invariants.IDMeshInstall, "mesh", "pathNormalization is NONE")
-}
-
-func TestNegativeSampling(t *testing.T) {
-	b, _ := base(t)
-	for _, tel := range findAll(b, "Telemetry", "tenant-b-orders") {
-		for _, tr := range asSlice(tel.Obj["spec"].(map[string]any)["tracing"]) {
-			tr.(map[string]any)["randomSamplingPercentage"] = 100.0
-		}
-	}
-	expectFailure(t, b, invariants.IDTenantTracing, "tenant-b", "order-service", "trace sampling is 100%, want 10%")
-}
-
-func TestNegativeWrongTenantTag(t *testing.T) {
-	b, _ := base(t)
-	for _, tel := range findAll(b, "Telemetry", "tenant-a-payments") {
-		for _, tr := range asSlice(tel.Obj["spec"].(map[string]any)["tracing"]) {
-			if tags, ok := tr.(map[string]any)["customTags"].(map[string]any); ok && tags["tenant"] != nil {
-				tags["tenant"] = map[string]any{"literal": map[string]any{"value": "tenant-b"}}
+		expectFailure(t, b, invariants.IDCallGraph, "tenant-a", "DELETE /api/v1/notifications", "not in the call graph")
+	}},
+	{"PublicGatewayWidened", func(t *testing.T) {
+		b, _ := base(t)
+		ap := find(t, b, "AuthorizationPolicy", "istio-system", "allow-public-order-api")
+		set(t, ap, "spec.rules[0].to", []any{map[string]any{"operation": map[string]any{"methods": []any{"GET"}, "paths": []any{"/api/*"}}}})
+		expectFailure(t, b, invariants.IDCallGraph, "mesh", "allows * → istio-system/istio-ingressgateway: GET /api/*")
+	}},
+	// ---- routing ----
+	{"MissingSubset", func(t *testing.T) {
+		b, _ := base(t)
+		vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
+		i := httpRoute(t, vs, "GET")
+		route := asSlice(get(t, vs, "spec.http["+strconv.Itoa(i)+"].route"))
+		for _, d := range route {
+			dest := d.(map[string]any)["destination"].(map[string]any)
+			if dest["subset"] == "canary" {
+				dest["subset"] = "canery"
 			}
 		}
-	}
-	expectFailure(t, b, invariants.IDTenantTracing, "tenant-a", "payment-service", `custom tag "tenant" must be the literal "tenant-a" (got literal "tenant-b")`)
-}
-
-func TestNegativeOrderIDMetricLabel(t *testing.T) {
-	b, _ := base(t)
-	addYAML(t, b, "tenant-b", `
+		expectFailure(t, b, invariants.IDSubsets, "tenant-a", "VirtualService tenant-a-payments/payment-service", `subset "canery"`, "no DestinationRule defines")
+	}},
+	{"SubsetSelectsNothing", func(t *testing.T) {
+		b, _ := base(t)
+		dr := find(t, b, "DestinationRule", "tenant-b-payments", "payment-service")
+		for _, s := range asSlice(get(t, dr, "spec.subsets")) {
+			sm := s.(map[string]any)
+			if sm["name"] == "canary" {
+				sm["labels"] = map[string]any{"version": "cannary"}
+			}
+		}
+		expectFailure(t, b, invariants.IDSubsets, "tenant-b", "DestinationRule tenant-b-payments/payment-service", `subset "canary"`, "select no workload")
+	}},
+	{"SubsetNotExportedToCaller", func(t *testing.T) {
+		b, _ := base(t)
+		set(t, find(t, b, "DestinationRule", "tenant-a-payments", "payment-service"), "spec.exportTo", []any{"."})
+		expectFailure(t, b, invariants.IDSubsets, "tenant-a", "VirtualService tenant-a-payments/payment-service",
+			"no DestinationRule defining it is exported to tenant-a-orders")
+	}},
+	{"WeightsNot100", func(t *testing.T) {
+		b, _ := base(t)
+		vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
+		i := httpRoute(t, vs, "POST")
+		set(t, vs, "spec.http["+strconv.Itoa(i)+"].route[1].weight", int64(20))
+		expectFailure(t, b, invariants.IDWeights, "tenant-a", "weights sum to 110, not 100")
+	}},
+	{"RetryWithoutTimeout", func(t *testing.T) {
+		b, _ := base(t)
+		vs := find(t, b, "VirtualService", "tenant-b-orders", "inventory-service")
+		i := httpRoute(t, vs, "GET")
+		del(t, vs, "spec.http["+strconv.Itoa(i)+"].timeout")
+		expectFailure(t, b, invariants.IDRetryTimeout, "tenant-b", "VirtualService tenant-b-orders/inventory-service", "has no route timeout")
+	}},
+	{"RetryingPOST", func(t *testing.T) {
+		b, _ := base(t)
+		vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
+		i := httpRoute(t, vs, "POST")
+		set(t, vs, "spec.http["+strconv.Itoa(i)+"].retries.retryOn", "5xx,connect-failure")
+		expectFailure(t, b, invariants.IDPostRetry, "tenant-a", "VirtualService tenant-a-payments/payment-service", "matches POST and retries on 5xx")
+	}},
+	{"POSTWithDefaultRetries", func(t *testing.T) {
+		b, _ := base(t)
+		vs := find(t, b, "VirtualService", "tenant-b-orders", "inventory-service")
+		i := httpRoute(t, vs, "POST")
+		del(t, vs, "spec.http["+strconv.Itoa(i)+"].retries")
+		expectFailure(t, b, invariants.IDPostRetry, "tenant-b", "retries on retriable-status-codes", "Istio's default retry policy")
+	}},
+	{"MatchAllRouteRetriesGatewayError", func(t *testing.T) {
+		b, _ := base(t)
+		vs := find(t, b, "VirtualService", "tenant-a-orders", "inventory-service")
+		i := httpRoute(t, vs, "GET")
+		del(t, vs, "spec.http["+strconv.Itoa(i)+"].match")
+		expectFailure(t, b, invariants.IDPostRetry, "tenant-a", "matches every method and retries on gateway-error")
+	}},
+	// ---- strict decoding and Istio validation ----
+	{"TypoKubernetesField", func(t *testing.T) {
+		b, _ := base(t)
+		d := find(t, b, "Deployment", "tenant-a-orders", "order-service")
+		set(t, d, "spec.replica", get(t, d, "spec.replicas"))
+		expectFailure(t, b, IDDecode, "tenant-a", "Deployment tenant-a-orders/order-service", `unknown field "spec.replica"`)
+	}},
+	{"WrongTypeKubernetesField", func(t *testing.T) {
+		b, _ := base(t)
+		svc := find(t, b, "Service", "tenant-b-payments", "payment-service")
+		set(t, svc, "spec.ports[0].port", "eighty")
+		expectFailure(t, b, IDDecode, "tenant-b", "Service tenant-b-payments/payment-service", "cannot unmarshal string")
+	}},
+	{"TypoIstioField", func(t *testing.T) {
+		b, _ := base(t)
+		vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
+		i := httpRoute(t, vs, "GET")
+		set(t, vs, "spec.http["+strconv.Itoa(i)+"].retries.atempts", int64(3))
+		expectFailure(t, b, IDValidate, "tenant-a", "VirtualService tenant-a-payments/payment-service", "unknown fields", "retries.atempts")
+	}},
+	{"IstioSemanticError", func(t *testing.T) {
+		b, _ := base(t)
+		dr := find(t, b, "DestinationRule", "tenant-a-orders", "inventory-service")
+		set(t, dr, "spec.trafficPolicy.outlierDetection.maxEjectionPercent", int64(150))
+		expectFailure(t, b, IDValidate, "tenant-a", "DestinationRule tenant-a-orders/inventory-service", "percentage 150 is not in range 0..100")
+	}},
+	{"AnalyzerUnknownHost", func(t *testing.T) {
+		b, _ := base(t)
+		vs := find(t, b, "VirtualService", "tenant-b-orders", "notify-service")
+		set(t, vs, "spec.http[0].route[0].destination.host", "notify-servce.tenant-b-orders.svc.cluster.local")
+		expectFailure(t, b, IDAnalyze, "tenant-b", "VirtualService tenant-b-orders/notify-service", "IST0101", "Referenced host not found")
+	}},
+	{"RenderFailure", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(dir, "overlays", "tenant-x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "overlays", "tenant-x", "kustomization.yaml"), []byte("resources: [missing.yaml]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, err := Run(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.OK {
+			t.Fatal("render failure not reported")
+		}
+		found := false
+		for _, c := range r.Find(IDRender) {
+			if c.Scope == "tenant-x" && c.Status == report.Fail && strings.Contains(c.Findings[0].Message, "missing.yaml") {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("render [tenant-x] should fail naming missing.yaml:\n%s", failuresText(r))
+		}
+	}},
+	{"TracingProviderNotInstalled", func(t *testing.T) {
+		b, _ := base(t)
+		for _, tel := range findAll(b, "Telemetry", "tenant-a-payments") {
+			for _, tr := range asSlice(tel.Obj["spec"].(map[string]any)["tracing"]) {
+				tr.(map[string]any)["providers"] = []any{map[string]any{"name": "jaeger"}}
+			}
+		}
+		expectFailure(t, b, invariants.IDTraceProvider, "tenant-a", `tracing provider "jaeger" is not in the mesh install's extensionProviders`)
+	}},
+	{"MeshInstallLacksProvider", func(t *testing.T) {
+		b, _ := base(t)
+		operatorEdit(t, b, func(spec map[string]any) {
+			delete(spec["meshConfig"].(map[string]any), "extensionProviders")
+		})
+		expectFailure(t, b, invariants.IDTraceProvider, "mesh", "default tracing provider", "is not in extensionProviders")
+	}},
+	{"OperatorTypo", func(t *testing.T) {
+		b, _ := base(t)
+		operatorEdit(t, b, func(spec map[string]any) {
+			mc := spec["meshConfig"].(map[string]any)
+			mc["accessLogFlie"] = mc["accessLogFile"]
+			delete(mc, "accessLogFile")
+		})
+		expectFailure(t, b, invariants.IDMeshInstall, "mesh", "accessLogFlie")
+	}},
+	{"PathNormalizationOff", func(t *testing.T) {
+		b, _ := base(t)
+		operatorEdit(t, b, func(spec map[string]any) {
+			spec["meshConfig"].(map[string]any)["pathNormalization"] = map[string]any{"normalization": "NONE"}
+		})
+		expectFailure(t, b, invariants.IDMeshInstall, "mesh", "pathNormalization is NONE")
+	}},
+	{"Sampling", func(t *testing.T) {
+		b, _ := base(t)
+		for _, tel := range findAll(b, "Telemetry", "tenant-b-orders") {
+			for _, tr := range asSlice(tel.Obj["spec"].(map[string]any)["tracing"]) {
+				tr.(map[string]any)["randomSamplingPercentage"] = 100.0
+			}
+		}
+		expectFailure(t, b, invariants.IDTenantTracing, "tenant-b", "order-service", "trace sampling is 100%, want 10%")
+	}},
+	{"WrongTenantTag", func(t *testing.T) {
+		b, _ := base(t)
+		for _, tel := range findAll(b, "Telemetry", "tenant-a-payments") {
+			for _, tr := range asSlice(tel.Obj["spec"].(map[string]any)["tracing"]) {
+				if tags, ok := tr.(map[string]any)["customTags"].(map[string]any); ok && tags["tenant"] != nil {
+					tags["tenant"] = map[string]any{"literal": map[string]any{"value": "tenant-b"}}
+				}
+			}
+		}
+		expectFailure(t, b, invariants.IDTenantTracing, "tenant-a", "payment-service", `custom tag "tenant" must be the literal "tenant-a" (got literal "tenant-b")`)
+	}},
+	{"OrderIDMetricLabel", func(t *testing.T) {
+		b, _ := base(t)
+		addYAML(t, b, "tenant-b", `
 apiVersion: telemetry.istio.io/v1
 kind: Telemetry
 metadata: {name: order-metrics, namespace: tenant-b-orders}
@@ -670,30 +666,225 @@ spec:
           tagOverrides:
             order_id: {value: "request.headers['x-order-id']"}
 `)
-	expectFailure(t, b, invariants.IDNoOrderIDMetric, "tenant-b", "Telemetry tenant-b-orders/order-metrics", `adds metric label "order_id"`)
+		expectFailure(t, b, invariants.IDNoOrderIDMetric, "tenant-b", "Telemetry tenant-b-orders/order-metrics", `adds metric label "order_id"`)
+	}},
+	{"AppMetricsNotScraped", func(t *testing.T) {
+		b, _ := base(t)
+		d := find(t, b, "Deployment", "tenant-b-payments", "payment-service")
+		annotations := d.Obj["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["annotations"].(map[string]any)
+		delete(annotations, "prometheus.io/scrape")
+		expectFailure(t, b, invariants.IDAppMetrics, "tenant-b", "Deployment tenant-b-payments/payment-service", "the app's own metrics are never scraped")
+	}},
+	{"AppMetricsWrongPort", func(t *testing.T) {
+		b, _ := base(t)
+		d := find(t, b, "Deployment", "tenant-a-orders", "order-service")
+		annotations := d.Obj["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["annotations"].(map[string]any)
+		annotations["prometheus.io/port"] = "9090"
+		expectFailure(t, b, invariants.IDAppMetrics, "tenant-a", "order-service", `prometheus.io/port is "9090", not a container port`)
+	}},
+	{"SharedServiceAccount", func(t *testing.T) {
+		b, _ := base(t)
+		d := find(t, b, "Deployment", "tenant-a-orders", "notify-service")
+		set(t, d, "spec.template.spec.serviceAccountName", "order-service")
+		expectFailure(t, b, invariants.IDIdentity, "tenant-a", "ServiceAccount tenant-a-orders/order-service", "shared by")
+	}},
+
+	// ---- circuit breakers, load balancing, the canary ----
+	{"CanarySubsetConnectionPoolUnbounded", func(t *testing.T) {
+		b, _ := base(t)
+		// A subset's connectionPool replaces the host's as a whole: here without tcp limits.
+		set(t, find(t, b, "DestinationRule", "tenant-a-payments", "payment-service"), "spec.subsets[1].trafficPolicy.connectionPool",
+			map[string]any{"http": map[string]any{"http2MaxRequests": int64(10)}})
+		expectFailure(t, b, invariants.IDCircuitBreaker, "tenant-a", "DestinationRule tenant-a-payments/payment-service", `subset "canary": connectionPool.tcp.maxConnections unset`)
+	}},
+	{"OutlierDetectionRemoved", func(t *testing.T) {
+		b, _ := base(t)
+		del(t, find(t, b, "DestinationRule", "tenant-b-orders", "inventory-service"), "spec.trafficPolicy.outlierDetection")
+		expectFailure(t, b, invariants.IDCircuitBreaker, "tenant-b", "DestinationRule tenant-b-orders/inventory-service", "trafficPolicy: no outlierDetection")
+	}},
+	{"MaxEjectionPercentUnset", func(t *testing.T) {
+		b, _ := base(t)
+		del(t, find(t, b, "DestinationRule", "tenant-a-orders", "notify-service"), "spec.trafficPolicy.outlierDetection.maxEjectionPercent")
+		expectFailure(t, b, invariants.IDCircuitBreaker, "tenant-a", "DestinationRule tenant-a-orders/notify-service", "maxEjectionPercent 0")
+	}},
+	{"RoundRobin", func(t *testing.T) {
+		b, _ := base(t)
+		set(t, find(t, b, "DestinationRule", "tenant-a-orders", "order-service"), "spec.trafficPolicy.loadBalancer.simple", "ROUND_ROBIN")
+		expectFailure(t, b, invariants.IDLeastRequest, "tenant-a", "DestinationRule tenant-a-orders/order-service", "trafficPolicy: loadBalancer ROUND_ROBIN")
+	}},
+	{"CanaryLoadBalancerWithoutLeastRequest", func(t *testing.T) {
+		b, _ := base(t)
+		del(t, find(t, b, "DestinationRule", "tenant-b-payments", "payment-service"), "spec.subsets[1].trafficPolicy.loadBalancer.simple")
+		expectFailure(t, b, invariants.IDLeastRequest, "tenant-b", "DestinationRule tenant-b-payments/payment-service", `subset "canary": loadBalancer`, "want simple LEAST_REQUEST")
+	}},
+	{"CanaryWithoutFallback", func(t *testing.T) {
+		b, _ := base(t)
+		dr := find(t, b, "DestinationRule", "tenant-a-payments", "payment-service")
+		set(t, dr, "spec.subsets[1].labels", map[string]any{"version": "canary"})
+		del(t, dr, "spec.subsets[1].trafficPolicy")
+		expectFailure(t, b, invariants.IDCanaryFallback, "tenant-a", "VirtualService tenant-a-payments/payment-service", `subset "canary"`, "1 replica(s) and has no failoverPriority")
+	}},
+	{"CanaryFailoverLabelFromCaller", func(t *testing.T) {
+		b, _ := base(t)
+		set(t, find(t, b, "DestinationRule", "tenant-a-payments", "payment-service"), "spec.subsets[1].trafficPolicy.loadBalancer.localityLbSetting.failoverPriority", []any{"version"})
+		expectFailure(t, b, invariants.IDCanaryFallback, "tenant-a", `failoverPriority "version" takes its value from each caller's labels`)
+	}},
+
+	// ---- visibility to callers and timeouts ----
+	{"VirtualServiceHiddenFromCaller", func(t *testing.T) {
+		b, _ := base(t)
+		set(t, find(t, b, "VirtualService", "tenant-a-payments", "payment-service"), "spec.exportTo", []any{"."})
+		expectFailure(t, b, invariants.IDVisibleToCaller, "tenant-a", "payment-service.tenant-a-payments.svc.cluster.local",
+			"no VirtualService for it is visible to order-service (tenant-a-orders)", "retriable-status-codes 503")
+	}},
+	{"RouteTimeoutShorterThanCaller", func(t *testing.T) {
+		b, _ := base(t)
+		set(t, find(t, b, "VirtualService", "tenant-b-payments", "payment-service"), "spec.http[0].timeout", "8s")
+		expectFailure(t, b, invariants.IDTimeoutVsCaller, "tenant-b", "VirtualService tenant-b-payments/payment-service",
+			`http[0] "write" timeout 8s is not longer than Deployment tenant-b-orders/order-service's UPSTREAM_TIMEOUT_MS 9000`)
+	}},
+	{"CallerTimeoutRaised", func(t *testing.T) {
+		b, _ := base(t)
+		for _, e := range asSlice(get(t, find(t, b, "Deployment", "tenant-a-payments", "payment-service"), "spec.template.spec.containers[0].env")) {
+			if e.(map[string]any)["name"] == "UPSTREAM_TIMEOUT_MS" {
+				e.(map[string]any)["value"] = "5500"
+			}
+		}
+		expectFailure(t, b, invariants.IDTimeoutVsCaller, "tenant-a", "VirtualService tenant-a-orders/inventory-service", `http[0] "write" timeout 5s`, "UPSTREAM_TIMEOUT_MS 5500")
+	}},
+
+	// ---- Sidecar egress, NetworkPolicies, the gateway ----
+	{"SidecarEgressWildcard", func(t *testing.T) {
+		b, _ := base(t)
+		sc := find(t, b, "Sidecar", "tenant-b-payments", "default")
+		hosts := get(t, sc, "spec.egress[0].hosts").([]any)
+		set(t, sc, "spec.egress[0].hosts", append(hosts, "*/*"))
+		expectFailure(t, b, invariants.IDSidecarEgress, "tenant-b", "Sidecar tenant-b-payments/default", `host "*/*" lets the proxy reach every namespace`)
+	}},
+	{"SidecarEgressOtherTenant", func(t *testing.T) {
+		b, _ := base(t)
+		sc := find(t, b, "Sidecar", "tenant-b-orders", "default")
+		hosts := get(t, sc, "spec.egress[0].hosts").([]any)
+		set(t, sc, "spec.egress[0].hosts", append(hosts, "tenant-a-orders/*"))
+		expectFailure(t, b, invariants.IDSidecarEgress, "tenant-b", "names namespace tenant-a-orders, outside tenant tenant-b")
+	}},
+	{"SidecarEgressMissesCallee", func(t *testing.T) {
+		b, _ := base(t)
+		set(t, find(t, b, "Sidecar", "tenant-a-orders", "default"), "spec.egress[0].hosts", []any{"./*", "istio-system/*"})
+		expectFailure(t, b, invariants.IDSidecarEgress, "tenant-a", "egress does not include tenant-a-payments, where order-service calls payment-service")
+	}},
+	{"NetworkPolicyIPBlock", func(t *testing.T) {
+		b, _ := base(t)
+		np := find(t, b, "NetworkPolicy", "tenant-a-orders", "tenant-isolation")
+		egress := get(t, np, "spec.egress").([]any)
+		set(t, np, "spec.egress", append(egress, map[string]any{"to": []any{map[string]any{"ipBlock": map[string]any{"cidr": "0.0.0.0/0"}}}}))
+		expectFailure(t, b, invariants.IDNetworkPolicy, "tenant-a", "NetworkPolicy tenant-a-orders/tenant-isolation", "egress[2].to[0] is an ipBlock 0.0.0.0/0")
+	}},
+	{"NetworkPolicyMissing", func(t *testing.T) {
+		b, _ := base(t)
+		remove(t, b, find(t, b, "NetworkPolicy", "tenant-b-payments", "tenant-isolation"))
+		expectFailure(t, b, invariants.IDNetworkPolicy, "tenant-b", "namespace tenant-b-payments", "no NetworkPolicy with podSelector {}")
+	}},
+	{"NetworkPolicyOtherTenantsLabel", func(t *testing.T) {
+		b, _ := base(t)
+		set(t, find(t, b, "NetworkPolicy", "tenant-b-orders", "tenant-isolation"), "spec.ingress[0].from[0].namespaceSelector.matchLabels.tenant", "tenant-a")
+		expectFailure(t, b, invariants.IDNetworkPolicy, "tenant-b", "ingress[0].from[0] selects namespaces labelled tenant=tenant-a, not this tenant's tenant-b")
+	}},
+	{"GatewayWildcardHost", func(t *testing.T) {
+		b, _ := base(t)
+		gw := find(t, b, "Gateway", "istio-system", "ordermesh-gateway")
+		hosts := get(t, gw, "spec.servers[0].hosts").([]any)
+		set(t, gw, "spec.servers[0].hosts", append(hosts, "*/*.ordermesh.local"))
+		expectFailure(t, b, invariants.IDGatewayHosts, "mesh", `host "*/*.ordermesh.local" is not bound to one namespace`)
+	}},
+	{"GatewayHostOfOtherTenant", func(t *testing.T) {
+		b, _ := base(t)
+		gw := find(t, b, "Gateway", "istio-system", "ordermesh-gateway")
+		hosts := get(t, gw, "spec.servers[0].hosts").([]any)
+		set(t, gw, "spec.servers[0].hosts", append(hosts, "tenant-b-orders/tenant-a.ordermesh.local"))
+		expectFailure(t, b, invariants.IDGatewayHosts, "tenant-b", `host "tenant-b-orders/tenant-a.ordermesh.local"`, "not tenant-b.*")
+	}},
+
+	// ---- tracing decisions ----
+	{"GatewaySamplesEverything", func(t *testing.T) {
+		b, _ := base(t)
+		set(t, find(t, b, "Telemetry", "istio-system", "ingress-gateway"), "spec.tracing[0].randomSamplingPercentage", 100.0)
+		expectFailure(t, b, invariants.IDGatewayTracing, "mesh", "the gateway samples 100%, want 10%")
+	}},
+	{"GatewayTelemetryRemoved", func(t *testing.T) {
+		b, _ := base(t)
+		remove(t, b, find(t, b, "Telemetry", "istio-system", "ingress-gateway"))
+		expectFailure(t, b, invariants.IDGatewayTracing, "mesh", "the gateway samples 1%, want 10%")
+	}},
+	{"AppSamplesItsRootsAlways", func(t *testing.T) {
+		b, _ := base(t)
+		for _, e := range asSlice(get(t, find(t, b, "Deployment", "tenant-a-orders", "order-service"), "spec.template.spec.containers[0].env")) {
+			if e.(map[string]any)["name"] == "OTEL_TRACES_SAMPLER" {
+				e.(map[string]any)["value"] = "parentbased_always_on"
+			}
+		}
+		expectFailure(t, b, invariants.IDAppSampling, "tenant-a", "Deployment tenant-a-orders/order-service", `OTEL_TRACES_SAMPLER "parentbased_always_on"`)
+	}},
+	{"AppExportThroughSidecar", func(t *testing.T) {
+		b, _ := base(t)
+		d := find(t, b, "Deployment", "tenant-b-payments", "payment-service-canary")
+		delete(d.Obj["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["annotations"].(map[string]any), "traffic.sidecar.istio.io/excludeOutboundPorts")
+		expectFailure(t, b, invariants.IDAppSampling, "tenant-b", "Deployment tenant-b-payments/payment-service-canary", "goes through the sidecar")
+	}},
+
+	// ---- the kustomize sources, not rendered objects ----
+	{"SourceOverlayWidensSidecar", func(t *testing.T) {
+		check := sourceCase(t, edit{"overlays/tenant-b/kustomization.yaml", "components:\n",
+			"patches:\n  - target: {kind: Sidecar, name: default}\n    patch: |-\n      - op: add\n        path: /spec/egress/0/hosts/-\n        value: \"*/*\"\ncomponents:\n"})
+		expectFailureIn(t, check, invariants.IDSidecarEgress, "tenant-b", "Sidecar tenant-b-orders/default", `host "*/*"`)
+	}},
+	{"SourceOverlayNamesOtherTenant", func(t *testing.T) {
+		// A copy-pasted overlay: tenant-b's ConfigMap still says tenant-a's payments namespace.
+		check := sourceCase(t, edit{"overlays/tenant-b/kustomization.yaml", "- paymentsNamespace=tenant-b-payments", "- paymentsNamespace=tenant-a-payments"})
+		expectFailureIn(t, check, invariants.IDVisibleToCaller, "tenant-b", "payment-service.tenant-b-payments.svc.cluster.local", "no VirtualService for it is visible to order-service (tenant-b-orders)")
+	}},
+	{"SourceTenantParamsNetworkPolicyNotReplaced", func(t *testing.T) {
+		check := sourceCase(t, edit{"components/tenant-params/kustomization.yaml",
+			"      - select: {kind: NetworkPolicy}\n        fieldPaths:\n          - spec.ingress.0.from.0.namespaceSelector.matchLabels.tenant\n          - spec.egress.0.to.0.namespaceSelector.matchLabels.tenant\n", ""})
+		expectFailureIn(t, check, invariants.IDNetworkPolicy, "tenant-a", "NetworkPolicy tenant-a-orders/tenant-isolation", "selects namespaces labelled tenant=TENANT, not this tenant's tenant-a")
+	}},
+	{"SourceTenantParamsExportToNotReplaced", func(t *testing.T) {
+		check := sourceCase(t, edit{"components/tenant-params/kustomization.yaml",
+			"      - select: {kind: DestinationRule, name: payment-service}\n        fieldPaths: [spec.exportTo.1]\n        options: {delimiter: \"-\", index: 0}\n", ""})
+		expectFailureIn(t, check, invariants.IDVisibleToCaller, "tenant-a", "payment-service.tenant-a-payments.svc.cluster.local", "no DestinationRule for it is visible to order-service (tenant-a-orders)")
+	}},
+	{"SourceInjectionLabelRemoved", func(t *testing.T) {
+		check := sourceCase(t, edit{"base/namespaces/namespaces.yaml",
+			"    istio-injection: enabled\n    app.kubernetes.io/part-of: ordermesh\n    ordermesh.io/role: payments\n",
+			"    app.kubernetes.io/part-of: ordermesh\n    ordermesh.io/role: payments\n"})
+		expectFailureIn(t, check, invariants.IDInjection, "tenant-b", "Namespace tenant-b-payments", "not labelled for sidecar injection")
+	}},
+	{"SourceGatewayLosesTenantHost", func(t *testing.T) {
+		check := sourceCase(t, edit{"mesh/gateway.yaml", "        - tenant-b-orders/tenant-b.ordermesh.local\n", ""})
+		expectFailureIn(t, check, invariants.IDGatewayHosts, "tenant-b", "VirtualService tenant-b-orders/order-service-ingress", `host "tenant-b.ordermesh.local" is not granted`)
+	}},
 }
 
-func TestNegativeAppMetricsNotScraped(t *testing.T) {
-	b, _ := base(t)
-	d := find(t, b, "Deployment", "tenant-b-payments", "payment-service")
-	annotations := d.Obj["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["annotations"].(map[string]any)
-	delete(annotations, "prometheus.io/scrape")
-	expectFailure(t, b, invariants.IDAppMetrics, "tenant-b", "Deployment tenant-b-payments/payment-service", "the app's own metrics are never scraped")
+// TestNegative runs the table, one subtest per case.
+func TestNegative(t *testing.T) {
+	for _, c := range negativeCases {
+		t.Run(c.name, c.run)
+	}
 }
 
-func TestNegativeAppMetricsWrongPort(t *testing.T) {
-	b, _ := base(t)
-	d := find(t, b, "Deployment", "tenant-a-orders", "order-service")
-	annotations := d.Obj["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["annotations"].(map[string]any)
-	annotations["prometheus.io/port"] = "9090"
-	expectFailure(t, b, invariants.IDAppMetrics, "tenant-a", "order-service", `prometheus.io/port is "9090", not a container port`)
-}
-
-func TestNegativeSharedServiceAccount(t *testing.T) {
-	b, _ := base(t)
-	d := find(t, b, "Deployment", "tenant-a-orders", "notify-service")
-	set(t, d, "spec.template.spec.serviceAccountName", "order-service")
-	expectFailure(t, b, invariants.IDIdentity, "tenant-a", "ServiceAccount tenant-a-orders/order-service", "shared by")
+// ---- telemetry and the mesh install ----
+func operatorEdit(t *testing.T, b *manifest.Bundle, edit func(spec map[string]any)) {
+	t.Helper()
+	var op map[string]any
+	if err := yaml.Unmarshal(b.Operator, &op); err != nil {
+		t.Fatal(err)
+	}
+	edit(op["spec"].(map[string]any))
+	out, err := yaml.Marshal(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Operator = out
 }
 
 // The report is written in both forms and the JSON form carries the failures.

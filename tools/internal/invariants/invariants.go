@@ -89,6 +89,7 @@ func Run(m *model.Model, r *report.Report) {
 	checkAuthz(m, r)
 	checkRouting(m, r)
 	checkTelemetry(m, r)
+	checkPromises(m, r)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	netv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -75,6 +76,12 @@ type Namespace struct {
 	Annotations map[string]string
 }
 
+// NetworkPolicy is a Kubernetes NetworkPolicy.
+type NetworkPolicy struct {
+	Meta
+	Spec netv1.NetworkPolicySpec
+}
+
 // Istio is an Istio object with its decoded spec.
 type Istio[T proto.Message] struct {
 	Meta
@@ -111,6 +118,7 @@ type Model struct {
 	Gateways              []*Istio[*networking.Gateway]
 	Sidecars              []*Istio[*networking.Sidecar]
 	Telemetries           []*Istio[*telemetry.Telemetry]
+	NetworkPolicies       []*NetworkPolicy
 	// Secrets and ConfigMaps by "ns/name": key -> value (Secret data decoded).
 	Secrets    map[string]map[string]string
 	ConfigMaps map[string]map[string]string
@@ -217,6 +225,9 @@ func Build(decoded []Decoded, tenantOverlays []string, mesh *meshv1alpha1.MeshCo
 		case *corev1.Service:
 			meta.Labels = k.Labels
 			m.Services = append(m.Services, &Service{Meta: meta, Spec: k.Spec})
+		case *netv1.NetworkPolicy:
+			meta.Labels = k.Labels
+			m.NetworkPolicies = append(m.NetworkPolicies, &NetworkPolicy{Meta: meta, Spec: k.Spec})
 		case *corev1.ServiceAccount:
 			m.ServiceAccounts[k.Namespace+"/"+k.Name] = meta
 		case *corev1.Secret:
