@@ -8,6 +8,7 @@ package meshtest
 import (
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -363,6 +364,17 @@ func TestStrictMTLS(t *testing.T) {
 	}
 }
 
+// callGraphOpInto is the first operation the call graph allows into app, with a concrete path.
+func callGraphOpInto(app string) route {
+	for _, e := range callgraph.Edges {
+		if e.To == app && len(e.Ops) > 0 {
+			op := e.Ops[0]
+			return route{op.Method, regexp.MustCompile(`\{[^}]+\}`).ReplaceAllString(op.Path, "0192d6a0-0000-7000-8000-000000000010")}
+		}
+	}
+	return route{http.MethodGet, "/api/v1/orders"}
+}
+
 // TestTenantIsolation: the mesh denies every identity of one tenant on every workload of the
 // other — at the caller's sidecar (the other tenant's services are outside its Sidecar scope)
 // and, for a connection that gets past it with a valid mesh certificate, at the destination's
@@ -385,8 +397,10 @@ func TestTenantIsolation(t *testing.T) {
 						continue
 					}
 					svc := serviceOfDest(dst.Namespace + "/" + dst.Labels["app"])
+					// A request the destination's own tenant may send: only the tenant decides.
+					op := callGraphOpInto(dst.Labels["app"])
 					rid := "iso-" + randomHex(8)
-					r := fromPod(src, svc, http.MethodGet, "/api/v1/orders", map[string]string{"x-tenant-id": b, "x-request-id": rid}, "")
+					r := fromPod(src, svc, op.Method, op.Path, map[string]string{"x-tenant-id": b, "x-request-id": rid}, bodyFor(op.Method))
 					if r.FromApp {
 						t.Errorf("%s/%s -> %s: reached the app (%s)", src.Namespace, src.ServiceAccount, svc.FQDN(), r)
 					}
@@ -396,7 +410,7 @@ func TestTenantIsolation(t *testing.T) {
 						t.Errorf("%s: mTLS with a mesh certificate of %s/%s failed: %v", dst.Key(), src.Namespace, src.ServiceAccount, err)
 						continue
 					}
-					direct := rawRequest(c, svc.FQDN(), http.MethodGet, "/api/v1/orders", map[string]string{"x-tenant-id": b, "x-request-id": rid}, "")
+					direct := rawRequest(c, svc.FQDN(), op.Method, op.Path, map[string]string{"x-tenant-id": b, "x-request-id": rid}, bodyFor(op.Method))
 					c.Close()
 					if direct.Status != http.StatusForbidden || !strings.Contains(direct.Body, "RBAC: access denied") {
 						t.Errorf("%s as %s/%s: want Envoy's 403 RBAC: access denied, got %s", dst.Key(), src.Namespace, src.ServiceAccount, direct)
