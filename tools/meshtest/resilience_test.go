@@ -148,19 +148,7 @@ func TestCircuitBreaker(t *testing.T) {
 	t.Logf("back in the pool after %s (baseEjectionTime %s, interval %s)", back.Round(time.Second), base, interval)
 
 	// Overflow: every payment app frozen, more requests at once than connections + pending.
-	var frozen []*mesh.Proc
-	for _, p := range podsOf(payments, "payment-service") {
-		pr := procOf(t, p, "app")
-		if err := syscall.Kill(pr.Pid, syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
-		}
-		frozen = append(frozen, pr)
-	}
-	thaw := func() {
-		for _, pr := range frozen {
-			_ = syscall.Kill(pr.Pid, syscall.SIGCONT)
-		}
-	}
+	thaw := freezeApps(t, podsOf(payments, "payment-service"))
 	defer thaw()
 	const n = 300
 	replies := make([]reply, n)

@@ -207,11 +207,10 @@ func TestOrdersThroughGateway(t *testing.T) {
 // service name: the proxies report "<workload>.<namespace>", the apps their OTEL_SERVICE_NAME).
 func waitTrace(t *testing.T, traceID string, want []string) map[string]int {
 	t.Helper()
-	url := fmt.Sprintf("http://%s:%d/api/traces/%s", loaded.Topology.Jaeger().IP, mesh.JaegerQueryPort, traceID)
 	deadline := time.Now().Add(30 * time.Second)
 	var got map[string]int
 	for {
-		got = traceServices(url)
+		got = traceServices(traceID)
 		missing := []string{}
 		for _, w := range want {
 			if got[w] == 0 {
@@ -228,29 +227,13 @@ func waitTrace(t *testing.T, traceID string, want []string) map[string]int {
 	}
 }
 
-func traceServices(url string) map[string]int {
+// traceServices counts the trace's spans per service (Jaeger's process service name: the proxies
+// report "<workload>.<namespace>", the apps their OTEL_SERVICE_NAME); the canary's proxy stands
+// for payment-service's.
+func traceServices(traceID string) map[string]int {
 	out := map[string]int{}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(url)
-	if err != nil {
-		return out
-	}
-	defer resp.Body.Close()
-	var doc struct {
-		Data []struct {
-			Spans []struct {
-				ProcessID string `json:"processID"`
-			} `json:"spans"`
-			Processes map[string]struct {
-				ServiceName string `json:"serviceName"`
-			} `json:"processes"`
-		} `json:"data"`
-	}
-	if json.NewDecoder(resp.Body).Decode(&doc) != nil || len(doc.Data) != 1 {
-		return out
-	}
-	for _, s := range doc.Data[0].Spans {
-		// The canary's proxy reports its own workload name; it stands for payment-service's.
-		out[strings.Replace(doc.Data[0].Processes[s.ProcessID].ServiceName, "-canary.", ".", 1)]++
+	for _, s := range traceSpans(traceID) {
+		out[strings.Replace(s.service, "-canary.", ".", 1)]++
 	}
 	return out
 }

@@ -186,21 +186,7 @@ func TestRetriesAndTimeouts(t *testing.T) {
 	restore(t)
 
 	// Every payment replica frozen: 504 at the route timeouts (GET 6s, POST 10s).
-	var frozen []*mesh.Proc
-	for _, p := range loaded.Topology.Pods {
-		if p.Namespace == payments && p.Labels["app"] == "payment-service" {
-			pr := procOf(t, p, "app")
-			if err := syscall.Kill(pr.Pid, syscall.SIGSTOP); err != nil {
-				t.Fatal(err)
-			}
-			frozen = append(frozen, pr)
-		}
-	}
-	thaw := func() {
-		for _, pr := range frozen {
-			_ = syscall.Kill(pr.Pid, syscall.SIGCONT)
-		}
-	}
+	thaw := freezeApps(t, podsOf(payments, "payment-service"))
 	defer thaw()
 	for _, c := range []struct {
 		method  string
@@ -220,6 +206,25 @@ func TestRetriesAndTimeouts(t *testing.T) {
 			t.Errorf("%s: 504 after %s, the route timeout is %s (more than 10%% off)", c.method, took.Round(time.Millisecond), c.timeout)
 		}
 		t.Logf("%s: %d after %s (route timeout %s)", c.method, r.Status, took.Round(time.Millisecond), c.timeout)
+	}
+}
+
+// freezeApps stops the pods' apps with SIGSTOP (a process that accepts connections and never
+// answers); the returned function resumes them and may be called more than once.
+func freezeApps(t *testing.T, pods []*mesh.Pod) (thaw func()) {
+	t.Helper()
+	var frozen []*mesh.Proc
+	for _, p := range pods {
+		pr := procOf(t, p, "app")
+		if err := syscall.Kill(pr.Pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		frozen = append(frozen, pr)
+	}
+	return func() {
+		for _, pr := range frozen {
+			_ = syscall.Kill(pr.Pid, syscall.SIGCONT)
+		}
 	}
 }
 
@@ -546,14 +551,10 @@ func waitTraceSpans(t *testing.T, id string, want []string) []span {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		spans := traceSpans(id)
-		have := map[string]bool{}
-		for _, s := range spans {
-			// The canary's proxy reports its own workload name.
-			have[strings.Replace(s.service, "-canary.", ".", 1)] = true
-		}
+		have := traceServices(id)
 		var missing []string
 		for _, w := range want {
-			if !have[w] {
+			if have[w] == 0 {
 				missing = append(missing, w)
 			}
 		}
