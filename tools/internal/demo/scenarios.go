@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -217,11 +218,11 @@ inventory that second). At the end: every order settled, no double charge (SQL).
 	m0 := statSum(callers, re)
 	dr(m0[retryKey])
 	dt(m0[timeoutKey])
-	frozen := false
+	var frozen atomic.Bool
 	figure := func() string {
 		m := statSum(callers, re)
 		state := "running"
-		if frozen {
+		if frozen.Load() {
 			state = "FROZEN "
 		}
 		return fmt.Sprintf("%s %s · inventory timeouts %2.0f retries %2.0f", victim.Name, state, dt(m[timeoutKey]), dr(m[retryKey]))
@@ -230,11 +231,11 @@ inventory that second). At the end: every order settled, no double charge (SQL).
 	for at := 6; at < 30; at += 6 {
 		events = append(events,
 			&event{At: at, Say: "SIGSTOP " + victim.Name + "'s app", Do: func() (string, error) {
-				frozen = true
+				frozen.Store(true)
 				return "", e.signalApp(victim, syscall.SIGSTOP)
 			}},
 			&event{At: at + 3, Say: "SIGCONT " + victim.Name + "'s app", Do: func() (string, error) {
-				frozen = false
+				frozen.Store(false)
 				return "", e.signalApp(victim, syscall.SIGCONT)
 			}})
 	}
