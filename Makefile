@@ -48,4 +48,4 @@ fmt:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
-include mk/deploy.mk mk/tools.mk mk/mesh.mk $(wildcard mk/bench.mk)
+include mk/deploy.mk mk/tools.mk mk/mesh.mk mk/mesh-demo.mk $(wildcard mk/bench.mk)

@@ -12,11 +12,15 @@
 //! - per SKU: initial stock = available + committed (nothing left reserved); never negative;
 //! - one notification per (order, kind), of the kinds that match the outcome.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
+use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{Cluster, Svc};
+use crate::{Cluster, Svc, eventually};
 
 /// `(id, status, payment_id, total_amount, items)` of an order row.
 type OrderRow = (Uuid, String, Option<Uuid>, Option<i64>, serde_json::Value);
@@ -25,33 +29,73 @@ type PaymentOf<'a> = (Uuid, &'a str, Option<i64>);
 /// `(status, amount, priced_items)` of an order's reservation.
 type ReservationOf<'a> = (&'a str, Option<i64>, Option<&'a serde_json::Value>);
 
+/// The four services' databases of one tenant.
+pub struct Databases {
+    pub orders: PgPool,
+    pub payments: PgPool,
+    pub inventory: PgPool,
+    pub notify: PgPool,
+}
+
 /// Checks every invariant; `initial_stock` is what each SKU was seeded with.
 pub async fn assert_invariants(cluster: &Cluster, initial_stock: &[(&str, i64)]) {
     cluster.wait_until_settled().await;
-    let orders_db = cluster.db(Svc::Order).await;
-    let payments_db = cluster.db(Svc::Payment).await;
-    let inventory_db = cluster.db(Svc::Inventory).await;
-    let notify_db = cluster.db(Svc::Notify).await;
+    let dbs = Databases {
+        orders: cluster.db(Svc::Order).await,
+        payments: cluster.db(Svc::Payment).await,
+        inventory: cluster.db(Svc::Inventory).await,
+        notify: cluster.db(Svc::Notify).await,
+    };
+    assert_invariants_in(&dbs, initial_stock).await;
+}
+
+/// Waits until no order is `PENDING` or `CANCELLING` and the outbox is empty.
+pub async fn wait_until_settled(orders: &PgPool, within: Duration) {
+    eventually(
+        "every order settled and every notification delivered",
+        within,
+        || {
+            let orders = orders.clone();
+            async move {
+                let pending: i64 = sqlx::query_scalar(
+                    "SELECT (SELECT count(*) FROM orders WHERE status IN ('PENDING', 'CANCELLING'))
+                      + (SELECT count(*) FROM outbox WHERE delivered_at IS NULL)",
+                )
+                .fetch_one(&orders)
+                .await
+                .ok()?;
+                (pending == 0).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// Checks every invariant on settled databases (see [`wait_until_settled`]); panics with the
+/// first violation.
+pub async fn assert_invariants_in(dbs: &Databases, initial_stock: &[(&str, i64)]) {
+    let (orders_db, payments_db, inventory_db, notify_db) =
+        (&dbs.orders, &dbs.payments, &dbs.inventory, &dbs.notify);
 
     let orders: Vec<OrderRow> =
         sqlx::query_as("SELECT id, status, payment_id, total_amount, items FROM orders")
-            .fetch_all(&orders_db)
+            .fetch_all(orders_db)
             .await
             .unwrap();
     let payments: Vec<(Uuid, Uuid, String, Option<i64>)> =
         sqlx::query_as("SELECT id, order_id, status, amount FROM payments")
-            .fetch_all(&payments_db)
+            .fetch_all(payments_db)
             .await
             .unwrap();
     let reservations: Vec<(Uuid, String, Option<i64>, Option<serde_json::Value>)> =
         sqlx::query_as("SELECT order_id, status, amount, priced_items FROM reservations")
-            .fetch_all(&inventory_db)
+            .fetch_all(inventory_db)
             .await
             .unwrap();
     let notifications: Vec<(Uuid, String, i64)> = sqlx::query_as(
         "SELECT order_id, kind, count(*) FROM notifications GROUP BY order_id, kind",
     )
-    .fetch_all(&notify_db)
+    .fetch_all(notify_db)
     .await
     .unwrap();
 
@@ -194,7 +238,7 @@ pub async fn assert_invariants(cluster: &Cluster, initial_stock: &[(&str, i64)])
          FROM reservations, jsonb_array_elements(items) AS line
          WHERE status = 'COMMITTED' GROUP BY 1",
     )
-    .fetch_all(&inventory_db)
+    .fetch_all(inventory_db)
     .await
     .unwrap();
     let committed_by_sku: HashMap<String, i64> = committed_by_sku.into_iter().collect();
@@ -202,7 +246,7 @@ pub async fn assert_invariants(cluster: &Cluster, initial_stock: &[(&str, i64)])
         let (available, reserved, committed): (i64, i64, i64) =
             sqlx::query_as("SELECT available, reserved, committed FROM items WHERE sku = $1")
                 .bind(sku)
-                .fetch_one(&inventory_db)
+                .fetch_one(inventory_db)
                 .await
                 .unwrap();
         assert!(

@@ -18,7 +18,7 @@ use std::{
 };
 
 pub use fault_proxy::FaultProxy;
-pub use invariants::assert_invariants;
+pub use invariants::{Databases, assert_invariants, assert_invariants_in, wait_until_settled};
 pub use jaeger::Jaeger;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -257,25 +257,7 @@ impl Cluster {
 
     /// Waits until no order is `PENDING` or `CANCELLING` and the outbox is empty, so the invariants may be checked.
     pub async fn wait_until_settled(&self) {
-        let orders = self.db(Svc::Order).await;
-        eventually(
-            "every order settled and every notification delivered",
-            Duration::from_secs(30),
-            || {
-                let orders = orders.clone();
-                async move {
-                    let pending: i64 = sqlx::query_scalar(
-                        "SELECT (SELECT count(*) FROM orders WHERE status IN ('PENDING', 'CANCELLING'))
-                          + (SELECT count(*) FROM outbox WHERE delivered_at IS NULL)",
-                    )
-                    .fetch_one(&orders)
-                    .await
-                    .ok()?;
-                    (pending == 0).then_some(())
-                }
-            },
-        )
-        .await;
+        invariants::wait_until_settled(&self.db(Svc::Order).await, Duration::from_secs(30)).await;
     }
 }
 

@@ -112,6 +112,14 @@ pub struct Args {
     /// Allow targets outside 127.0.0.0/8 and ::1 (off by default: load tests stay on this machine)
     #[arg(long)]
     pub allow_remote: bool,
+    /// Send orders with this `Host` header, e.g. a tenant's host on an ingress gateway
+    /// (`tenant-a.ordermesh.local`) while --target names the gateway's address
+    #[arg(long, value_name = "HOST")]
+    pub host_header: Option<String>,
+    /// Print one line per second on stderr while the load runs: answers, 2xx, 5xx, errors and
+    /// p50/p99 latency of the requests answered in that second (warm-up included)
+    #[arg(long)]
+    pub progress: bool,
 }
 
 /// One service to send requests to.
@@ -171,6 +179,8 @@ pub struct Config {
     pub inventories: Vec<Target>,
     pub seed_only: bool,
     pub allow_remote: bool,
+    pub host_header: Option<String>,
+    pub progress: bool,
 }
 
 impl Config {
@@ -255,6 +265,9 @@ impl Config {
             }
         }
         let currency = Currency::parse(&args.currency).map_err(|e| format!("--currency {e}"))?;
+        if let Some(host) = &args.host_header {
+            check_host_header(host)?;
+        }
 
         let decline_ratio = check_ratio("--decline-ratio", args.decline_ratio)?;
         let replay_ratio = check_ratio("--replay-ratio", args.replay_ratio)?;
@@ -286,7 +299,22 @@ impl Config {
             inventories,
             seed_only: args.seed_only,
             allow_remote: args.allow_remote,
+            host_header: args.host_header,
+            progress: args.progress,
         })
+    }
+}
+
+/// A `Host` header value: a host name or address with an optional port, nothing else.
+fn check_host_header(host: &str) -> Result<(), String> {
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("--host-header `{host}` is not a host[:port]"))
     }
 }
 
@@ -495,6 +523,16 @@ mod tests {
         assert_eq!(c.seed, 7);
         assert_eq!(c.order.skus, ["SKU-001"]);
         assert_eq!(c.trace_sample_ratio, None);
+    }
+
+    #[test]
+    fn host_header_is_a_host_and_optional_port() {
+        let c = config(&["--host-header", "tenant-a.ordermesh.local"]).unwrap();
+        assert_eq!(c.host_header.as_deref(), Some("tenant-a.ordermesh.local"));
+        assert!(config(&["--host-header", "gw.local:8080"]).is_ok());
+        assert!(config(&["--host-header", "a b"]).is_err());
+        assert!(config(&["--host-header", "a\r\nX-Evil: 1"]).is_err());
+        assert_eq!(config(&[]).unwrap().host_header, None);
     }
 
     #[test]

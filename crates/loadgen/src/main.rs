@@ -3,10 +3,11 @@
 //!
 //! `args` validates the command line into a bounded, loopback-only run; `plan` decides what each
 //! request sends; `run` seeds stock and drives the closed or open loop; `report` aggregates and
-//! prints. This file only wires them together. `loadgen --help` lists the options.
+//! prints; `progress` prints a line per second with `--progress`. This file only wires them together. `loadgen --help` lists the options.
 
 mod args;
 mod plan;
+mod progress;
 mod report;
 mod run;
 

@@ -20,7 +20,7 @@ use std::{
 };
 
 use commerce::contracts::inventory::SetItem;
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HOST, HeaderValue};
 use serde::Deserialize;
 use tokio::{
     sync::{Semaphore, mpsc},
@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     args::{Config, Mode},
     plan::{Planned, Planner},
+    progress::{self, Progress},
     report::{LATE_START, Outcome, Recorder, RunInfo, Sample, ScheduleLag, Summary},
 };
 
@@ -131,6 +132,10 @@ struct Shared {
     http: reqwest::Client,
     endpoints: Vec<Endpoint>,
     planner: Mutex<Planner>,
+    /// `--host-header`: the `Host` of every order request.
+    host: Option<HeaderValue>,
+    /// `--progress`: the per-second counters.
+    progress: Option<Arc<Progress>>,
 }
 
 impl Shared {
@@ -169,6 +174,9 @@ impl Shared {
         if let Some(trace) = &planned.trace {
             request = request.header("traceparent", trace.traceparent());
         }
+        if let Some(host) = &self.host {
+            request = request.header(HOST, host.clone());
+        }
         match request.send().await {
             Err(error) => sample.outcome = Outcome::Error(error_kind(&error).into()),
             Ok(response) => {
@@ -187,6 +195,9 @@ impl Shared {
             }
         }
         sample.latency = started.elapsed();
+        if let Some(progress) = &self.progress {
+            progress.record(&sample);
+        }
         if !planned.replay && sample.status == Some(201) {
             let mut planner = self.planner.lock().unwrap_or_else(|e| e.into_inner());
             planner.remember(planned);
@@ -261,12 +272,27 @@ pub async fn run(
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let host = config
+        .host_header
+        .as_deref()
+        .map(HeaderValue::from_str)
+        .transpose()
+        .map_err(|e| format!("--host-header: {e}"))?;
+    let progress = config
+        .progress
+        .then(Progress::new)
+        .transpose()?
+        .map(Arc::new);
     let shared = Arc::new(Shared {
         http,
         endpoints,
         planner: Mutex::new(Planner::new(config, nonce)),
+        host,
+        progress: progress.clone(),
     });
     let start = Instant::now();
+    let printing = CancellationToken::new();
+    let printer = progress.map(|p| progress::spawn_printer(p, start, printing.clone()));
     let window = Window {
         start,
         measure_from: start + config.warmup,
@@ -294,6 +320,10 @@ pub async fn run(
             (rec, last, Some(lag))
         }
     };
+    printing.cancel();
+    if let Some(printer) = printer {
+        let _ = printer.await;
+    }
     let elapsed = last_done
         .map(|t| t.saturating_duration_since(window.measure_from))
         .unwrap_or_default();

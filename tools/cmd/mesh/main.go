@@ -5,6 +5,8 @@
 //	mesh down    [-root DIR]   remove everything it created (make mesh-down)
 //	mesh status  [-root DIR]   per pod: processes, Envoy state, config, rejections (make mesh-status)
 //	mesh serve   [-root DIR]   the control plane process (started by `up`)
+//	mesh demo    [-root DIR] -name NAME   a narrated scenario on the running mesh (make mesh-demo)
+//	mesh bench   [-root DIR]   the same load with and without the mesh, proxy costs (make bench-mesh)
 package main
 
 import (
@@ -12,7 +14,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
+	"ordermesh.local/tools/internal/demo"
 	"ordermesh.local/tools/internal/mesh"
 )
 
@@ -23,6 +28,9 @@ func main() {
 	cmd := os.Args[1]
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
 	root := fs.String("root", ".", "the repository root")
+	name := fs.String("name", "", "demo: "+strings.Join(demo.Names, ", "))
+	rate := fs.Int("rate", 50, "bench: orders/s")
+	dur := fs.Duration("duration", 20*time.Second, "bench: measured time per run")
 	_ = fs.Parse(os.Args[2:])
 	abs, err := filepath.Abs(*root)
 	if err != nil {
@@ -44,13 +52,29 @@ func main() {
 		fail(mesh.Status(l, mesh.DefaultNetwork, os.Stdout))
 	case "serve":
 		fail(mesh.Serve(l, mesh.DefaultNetwork))
+	case "demo":
+		e := demoEnv(l)
+		fail(demo.Run(e, *name))
+	case "bench":
+		fail(demo.Bench(demoEnv(l), demo.BenchOptions{Rate: *rate, Duration: *dur, Warmup: 3 * time.Second}))
 	default:
 		usage()
 	}
 }
 
+// demoEnv is what demo and bench need: the loaded deploy/, this binary (for `mesh up`), the
+// release loadgen and check-invariants.
+func demoEnv(l mesh.Layout) *demo.Env {
+	ld, err := mesh.Load(l.DeployDir, l.ExtraDir(), mesh.DefaultNetwork)
+	fail(err)
+	self, err := os.Executable()
+	fail(err)
+	return &demo.Env{Layout: l, Loaded: ld, MeshBin: self, Out: os.Stdout,
+		Loadgen: filepath.Join(l.TargetDir, "loadgen"), Checker: filepath.Join(l.TargetDir, "check-invariants")}
+}
+
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: mesh up|down|status|serve [-root DIR]")
+	fmt.Fprintln(os.Stderr, "usage: mesh up|down|status|serve|demo|bench [-root DIR] [-name DEMO]")
 	os.Exit(2)
 }
 

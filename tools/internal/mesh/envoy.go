@@ -7,7 +7,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -64,6 +66,66 @@ func ReadEnvoy(ctx context.Context, l Layout, p *Pod) EnvoyStatus {
 		st.RejectMessage = lastLineWith(l.envoyLog(p), "rejected")
 	}
 	return st
+}
+
+// EnvoyStats reads the numeric stats whose names match the regular expression re from the pod's
+// Envoy admin port. Istio names a cluster's stats "cluster.<cluster name>;.<stat>".
+func EnvoyStats(ctx context.Context, p *Pod, re string) (map[string]float64, error) {
+	var doc struct {
+		Stats []struct {
+			Name  string `json:"name"`
+			Value any    `json:"value"`
+		} `json:"stats"`
+	}
+	if err := getJSON(ctx, podClient(p, 5*time.Second), "http://127.0.0.1:15000/stats?format=json&filter="+url.QueryEscape(re), &doc); err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, s := range doc.Stats {
+		if f, ok := s.Value.(float64); ok {
+			out[s.Name] = f
+		}
+	}
+	return out, nil
+}
+
+// HostRequests reads, from the pod's Envoy, the requests sent to each endpoint of the named
+// cluster: endpoint IP -> rq_total.
+func HostRequests(ctx context.Context, p *Pod, cluster string) (map[string]int, error) {
+	var doc struct {
+		ClusterStatuses []struct {
+			Name         string `json:"name"`
+			HostStatuses []struct {
+				Address struct {
+					SocketAddress struct {
+						Address string `json:"address"`
+					} `json:"socket_address"`
+				} `json:"address"`
+				Stats []struct {
+					Name  string `json:"name"`
+					Value string `json:"value"`
+				} `json:"stats"`
+			} `json:"host_statuses"`
+		} `json:"cluster_statuses"`
+	}
+	if err := getJSON(ctx, podClient(p, 5*time.Second), "http://127.0.0.1:15000/clusters?format=json", &doc); err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, c := range doc.ClusterStatuses {
+		if c.Name != cluster {
+			continue
+		}
+		for _, h := range c.HostStatuses {
+			for _, s := range h.Stats {
+				if s.Name == "rq_total" {
+					n, _ := strconv.Atoi(s.Value)
+					out[h.Address.SocketAddress.Address] += n
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 // lastLineWith returns the last line of a file containing s.

@@ -176,6 +176,18 @@ func postgresBin() (string, error) {
 	return filepath.Dir(dirs[len(dirs)-1]), nil
 }
 
+// PostgresSocketDir is where the pod's PostgreSQL listens on a unix socket (user postgres, trust):
+// the operator's way in, e.g. to check the invariants in SQL after a demo.
+func (l Layout) PostgresSocketDir(p *Pod) string { return l.postgresSocketDir(p) }
+
+// AppEnv is the environment the pod's app container runs with, resolved as the kubelet would.
+func AppEnv(t *Topology, p *Pod) ([]string, error) {
+	if p.Workload == nil {
+		return nil, fmt.Errorf("%s runs no workload of deploy/", p.Key())
+	}
+	return containerEnv(t, p.Namespace, p.Workload.Template.Spec.Containers[0])
+}
+
 // postgresSocketDir is where the pod's PostgreSQL puts its unix socket (a short path; the
 // operator's "kubectl exec psql" is psql on this socket).
 func (l Layout) postgresSocketDir(p *Pod) string {

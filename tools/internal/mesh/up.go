@@ -407,38 +407,49 @@ func seedStock(t *Topology, catalog []CatalogItem) error {
 			continue
 		}
 		done[p.Namespace] = true
-		tenant := t.tenantOfNamespace(p.Namespace)
-		c := podClient(p, 5*time.Second)
 		for _, item := range catalog {
-			url := "http://127.0.0.1:8080/api/v1/items/" + item.SKU
-			var have struct {
-				Available int64 `json:"available"`
-			}
-			available := int64(1000)
-			req, _ := http.NewRequest(http.MethodGet, url, nil)
-			req.Header.Set("x-tenant-id", tenant)
-			resp, err := c.Do(req)
-			if err != nil {
-				return fmt.Errorf("seeding %s in %s: %w", item.SKU, tenant, err)
-			}
-			if resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&have) == nil {
-				available = have.Available
-			}
-			resp.Body.Close()
-			body := fmt.Sprintf(`{"available": %d, "unit_price": %d, "currency": "EUR"}`, available, item.UnitPrice)
-			req, _ = http.NewRequest(http.MethodPut, url, strings.NewReader(body))
-			req.Header.Set("x-tenant-id", tenant)
-			req.Header.Set("content-type", "application/json")
-			resp, err = c.Do(req)
-			if err != nil {
-				return fmt.Errorf("seeding %s in %s: %w", item.SKU, tenant, err)
-			}
-			reply, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode/100 != 2 {
-				return fmt.Errorf("seeding %s in %s: %d %s", item.SKU, tenant, resp.StatusCode, reply)
+			if err := SetStock(t, p, item.SKU, -1, item.UnitPrice); err != nil {
+				return err
 			}
 		}
+	}
+	return nil
+}
+
+// SetStock sets an item of the tenant of inventory pod p through inventory's admin API, from
+// inside the pod: available units (-1: keep what it has, 1000 for a new SKU) and catalog price.
+func SetStock(t *Topology, p *Pod, sku string, available, unitPrice int64) error {
+	tenant := t.tenantOfNamespace(p.Namespace)
+	c := podClient(p, 5*time.Second)
+	url := "http://127.0.0.1:8080/api/v1/items/" + sku
+	if available < 0 {
+		available = 1000
+		var have struct {
+			Available int64 `json:"available"`
+		}
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("x-tenant-id", tenant)
+		resp, err := c.Do(req)
+		if err != nil {
+			return fmt.Errorf("seeding %s in %s: %w", sku, tenant, err)
+		}
+		if resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&have) == nil {
+			available = have.Available
+		}
+		resp.Body.Close()
+	}
+	body := fmt.Sprintf(`{"available": %d, "unit_price": %d, "currency": "EUR"}`, available, unitPrice)
+	req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
+	req.Header.Set("x-tenant-id", tenant)
+	req.Header.Set("content-type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("seeding %s in %s: %w", sku, tenant, err)
+	}
+	reply, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("seeding %s in %s: %d %s", sku, tenant, resp.StatusCode, reply)
 	}
 	return nil
 }

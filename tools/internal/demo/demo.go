@@ -1,0 +1,141 @@
+// Package demo is `make mesh-demo NAME=…` and `make bench-mesh`: bounded, narrated scenarios on
+// the running local mesh. Load comes from loadgen (--progress, one line per second) through the
+// ingress gateway; each second the demo prints a chart line — orders answered, 5xx, errors,
+// p50/p99 — with the scenario's own figure read from the proxies (canary share, ejected hosts,
+// retries), while scripted events (a weight change, a killed or frozen app) happen live. Every
+// demo ends with DESIGN.md's invariants checked in SQL on the mesh's databases by
+// check-invariants (tests/src/invariants.rs, the end-to-end tests' own checks).
+//
+// Files: load.go (loadgen and the chart), scenarios.go (canary, circuit-breaker, retries),
+// isolation.go (tenant-isolation), invariants.go, bench.go.
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"ordermesh.local/tools/internal/mesh"
+)
+
+// Env is what a demo runs against.
+type Env struct {
+	Layout  mesh.Layout
+	Loaded  *mesh.Loaded
+	MeshBin string // `mesh up` is run again to apply extra objects or restart a killed app
+	Loadgen string // target/release/loadgen
+	Checker string // target/release/check-invariants
+	Out     io.Writer
+
+	seeded []seeded // SKUs this run seeded: their stock is checked exactly
+}
+
+type seeded struct {
+	tenant, sku string
+	stock       int64
+}
+
+// Names lists the demos.
+var Names = []string{"canary", "circuit-breaker", "retries", "tenant-isolation"}
+
+// Run runs the named demo.
+func Run(e *Env, name string) error {
+	demos := map[string]func(*Env) error{
+		"canary": canary, "circuit-breaker": circuitBreaker, "retries": retries, "tenant-isolation": tenantIsolation,
+	}
+	d, ok := demos[name]
+	if !ok {
+		return fmt.Errorf("no demo %q (have: %s)", name, strings.Join(Names, ", "))
+	}
+	if err := d(e); err != nil {
+		return err
+	}
+	return e.checkInvariants()
+}
+
+func (e *Env) say(format string, args ...any) {
+	fmt.Fprintf(e.Out, format+"\n", args...)
+}
+
+// meshUp runs `mesh up` again (it applies .local/mesh/extra/ and restarts what died, restarting
+// no running app); its output goes to a log file, the demo says how long it took.
+func (e *Env) meshUp() (time.Duration, error) {
+	t0 := time.Now()
+	logPath := filepath.Join(e.Layout.StateDir, "demo-mesh-up.log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	cmd := exec.Command(e.MeshBin, "up", "-root", e.Layout.Root)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("mesh up: %v (log: %s)", err, logPath)
+	}
+	return time.Since(t0), nil
+}
+
+// writeExtra puts an Istio object into the extra directory (applied by the next mesh up).
+func (e *Env) writeExtra(name string, y []byte) error {
+	if err := os.MkdirAll(e.Layout.ExtraDir(), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(e.Layout.ExtraDir(), name), y, 0o644)
+}
+
+func (e *Env) removeExtra(name string) error {
+	err := os.Remove(filepath.Join(e.Layout.ExtraDir(), name))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	return err
+}
+
+// state reads the mesh's record of its processes.
+func (e *Env) state() (*mesh.State, error) {
+	return mesh.LoadState(filepath.Join(e.Layout.StateDir, "state.json"))
+}
+
+// podsOf lists the pods of app in namespace ns (version "" = any), in topology order.
+func (e *Env) podsOf(ns, app, version string) []*mesh.Pod {
+	var out []*mesh.Pod
+	for _, p := range e.Loaded.Topology.Pods {
+		if p.Namespace == ns && p.Labels["app"] == app && (version == "" || p.Labels["version"] == version) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// statSum sums a stat regexp over pods; a pod that does not answer counts nothing.
+func statSum(pods []*mesh.Pod, re string) map[string]float64 {
+	out := map[string]float64{}
+	for _, p := range pods {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		m, err := mesh.EnvoyStats(ctx, p, re)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for k, v := range m {
+			out[k] += v
+		}
+	}
+	return out
+}
+
+// sortedKeys returns a map's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
