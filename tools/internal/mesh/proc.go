@@ -14,8 +14,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Proc is one process the mesh started.
@@ -116,9 +119,25 @@ func procStart(pid int) (uint64, string, error) {
 	return st, f[0], err
 }
 
+// closeInheritedOnExec marks every descriptor this process inherited (beyond stdio) close-on-exec,
+// so the long-lived processes it starts do not keep its caller's files open: a `flock` lock
+// held around `make mesh-up`, make's jobserver pipes.
+var closeInheritedOnExec = sync.OnceFunc(func() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
+})
+
 // Spawn starts a detached process (its own session, outliving the command that started it)
 // with stdout and stderr appended to logPath, owned by logOwner (uid; -1 keeps root's).
 func Spawn(argv, env []string, logPath string, logOwner int) (*Proc, error) {
+	closeInheritedOnExec()
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return nil, err
 	}
