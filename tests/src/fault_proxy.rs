@@ -1,6 +1,7 @@
 //! A fault-injecting HTTP proxy, put between two real services to break things on purpose:
 //! lose a response (the request reaches the upstream service and is processed — its transaction
 //! commits — but the caller gets only the status line and a body that breaks off), or delay one.
+//! It also records the head of every request it forwards, so tests can see what crossed a hop.
 
 use std::{
     net::SocketAddr,
@@ -40,6 +41,15 @@ struct Shared {
     client: reqwest::Client,
     rules: Arc<Mutex<Vec<Rule>>>,
     lost: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+}
+
+/// The head of one request the proxy forwarded.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
 }
 
 pub struct FaultProxy {
@@ -59,6 +69,7 @@ impl FaultProxy {
             client: reqwest::Client::new(),
             rules: Arc::default(),
             lost: Arc::default(),
+            seen: Arc::default(),
         };
         let app = Router::new().fallback(forward).with_state(shared.clone());
         // The proxy lives in a thread of its own, with its own runtime, so it outlives the
@@ -108,6 +119,11 @@ impl FaultProxy {
         });
     }
 
+    /// Every request forwarded so far, in arrival order.
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+
     /// The requests (`METHOD path -> upstream status`) whose responses were lost so far.
     pub fn lost(&self) -> Vec<String> {
         self.shared.lost.lock().unwrap().clone()
@@ -124,6 +140,11 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
     );
     let fault = take_rule(&shared, method.as_str(), &path);
     let mut headers = request.headers().clone();
+    shared.seen.lock().unwrap().push(SeenRequest {
+        method: method.to_string(),
+        path: path.clone(),
+        headers: headers.clone(),
+    });
     headers.remove("host");
     let body = axum::body::to_bytes(request.into_body(), 1 << 20)
         .await

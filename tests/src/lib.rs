@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-pub use fault_proxy::FaultProxy;
+pub use fault_proxy::{FaultProxy, SeenRequest};
 pub use invariants::assert_invariants;
 pub use jaeger::Jaeger;
 use reqwest::Method;
@@ -52,6 +52,8 @@ impl Svc {
 pub struct Options {
     /// Route payment-service's calls to inventory-service through a [`FaultProxy`].
     pub proxy_inventory: bool,
+    /// Route order-service's calls to notify-service (the outbox) through a [`FaultProxy`].
+    pub proxy_notify: bool,
     /// Extra environment for every service (e.g. OTLP export settings).
     pub env: Vec<(String, String)>,
 }
@@ -65,6 +67,7 @@ pub struct Cluster {
     processes: BTreeMap<Svc, Child>,
     env: Vec<(String, String)>,
     pub inventory_proxy: Option<FaultProxy>,
+    pub notify_proxy: Option<FaultProxy>,
     logs: PathBuf,
 }
 
@@ -85,6 +88,11 @@ impl Cluster {
         } else {
             None
         };
+        let notify_proxy = if options.proxy_notify {
+            Some(FaultProxy::start(ports[&Svc::Notify]).await)
+        } else {
+            None
+        };
         let logs = target_dir()
             .join("e2e-logs")
             .join(format!("{tenant}-{}", uuid::Uuid::new_v4().simple()));
@@ -97,6 +105,7 @@ impl Cluster {
             processes: BTreeMap::new(),
             env: options.env,
             inventory_proxy,
+            notify_proxy,
             logs,
         };
         for svc in Svc::ALL {
@@ -116,6 +125,10 @@ impl Cluster {
             Some(proxy) => format!("http://{}", proxy.addr()),
             None => base(Svc::Inventory),
         };
+        let notify = match &self.notify_proxy {
+            Some(proxy) => format!("http://{}", proxy.addr()),
+            None => base(Svc::Notify),
+        };
         let mut env = vec![
             ("TENANT_ID".into(), self.tenant.clone()),
             (
@@ -127,7 +140,7 @@ impl Cluster {
             ("RUST_LOG".into(), "info,sqlx=warn".into()),
             ("UPSTREAM_TIMEOUT_MS".into(), "2000".into()),
             ("PAYMENT_SERVICE_URL".into(), base(Svc::Payment)),
-            ("NOTIFY_SERVICE_URL".into(), base(Svc::Notify)),
+            ("NOTIFY_SERVICE_URL".into(), notify),
             ("INVENTORY_SERVICE_URL".into(), inventory),
             ("OUTBOX_POLL_INTERVAL_MS".into(), "100".into()),
             ("OUTBOX_MAX_BACKOFF_MS".into(), "300".into()),
