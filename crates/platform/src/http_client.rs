@@ -83,7 +83,7 @@ impl Reply {
 
     /// The body as a problem document, if it is one.
     pub fn problem(&self) -> Option<Problem> {
-        serde_json::from_slice(&self.body).ok()
+        Problem::from_peer(&self.body)
     }
 }
 

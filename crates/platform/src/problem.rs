@@ -91,6 +91,12 @@ impl Problem {
     }
 
     /// The slug of this problem's type, if it is one of ours.
+    /// A peer's answer body read as a problem document, if it is one (the status, title and
+    /// `type` present; anything else is not a problem document).
+    pub fn from_peer(body: &[u8]) -> Option<Self> {
+        serde_json::from_slice(body).ok()
+    }
+
     pub fn slug(&self) -> Option<&str> {
         self.type_uri.strip_prefix(PROBLEM_TYPE_BASE)
     }
