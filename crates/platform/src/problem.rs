@@ -272,6 +272,16 @@ mod tests {
     }
 
     #[test]
+    fn a_peers_problem_reads_back_equal_after_reserialising() {
+        // Found by the problem_json fuzz target: without exact float parsing, 49.7776e44 read,
+        // written and read again was another number.
+        let body = br#"{"type":"https://ordermesh.dev/problems/x","title":"X","status":409,"n":49.7776e44,"m":[0.1,1e-300]}"#;
+        let problem = Problem::from_peer(body).unwrap_or_else(|| panic!("a problem document"));
+        let again = serde_json::to_vec(&problem).unwrap_or_default();
+        assert_eq!(Problem::from_peer(&again), Some(problem));
+    }
+
+    #[test]
     fn unavailable_sets_retry_after_header() {
         let response = Problem::unavailable("down", 2).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
