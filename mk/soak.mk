@@ -16,10 +16,15 @@ SOAK_PG_PORT      ?= 56432
 SOAK_SHORT_ORDERS ?= 500
 SOAK_SHORT_RATE   ?= 10
 
-soak_run = cargo build --release --workspace --bins && \
+# Debian's PostgreSQL binaries (installed from its packages when missing), evaluated when used.
+SOAK_PG_BIN        = $(shell find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
+
+soak_run = @test -n "$(SOAK_PG_BIN)" || { echo "installing PostgreSQL from Debian's packages" >&2; \
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }; \
+	cargo build --release --workspace --bins && \
 	TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$(SOAK_PG_PORT)/postgres \
 	ORDERMESH_BIN_DIR=$(CURDIR)/target/release \
-	target/release/soak --pg-port $(SOAK_PG_PORT) --seed $(SOAK_SEED)
+	target/release/soak --pg-port $(SOAK_PG_PORT) --pg-bin "$(SOAK_PG_BIN)" --seed $(SOAK_SEED)
 
 .PHONY: soak soak-short
 

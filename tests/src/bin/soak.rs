@@ -7,7 +7,7 @@
 //! tenant, that every 2xx answer agrees with the final state, and that nothing of one tenant is
 //! in the other's databases. Prints a table; exits 1 on any violation.
 //!
-//! Usage: soak [--orders N] [--rate PER_SEC] [--seed S] [--pg-port P]
+//! Usage: soak [--orders N] [--rate PER_SEC] [--seed S] [--pg-port P] [--pg-bin DIR]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test driver: failing loudly is the point
 
 use std::{
@@ -64,6 +64,7 @@ struct Args {
     rate: f64,
     seed: u64,
     pg_port: u16,
+    pg_bin: PathBuf,
 }
 
 fn args() -> Args {
@@ -72,6 +73,7 @@ fn args() -> Args {
         rate: 60.0,
         seed: 1,
         pg_port: 56432,
+        pg_bin: PathBuf::from("/usr/lib/postgresql/15/bin"),
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     for pair in raw.chunks(2) {
@@ -81,6 +83,7 @@ fn args() -> Args {
             "--rate" => args.rate = value.parse().expect("--rate PER_SEC"),
             "--seed" => args.seed = value.parse().expect("--seed S"),
             "--pg-port" => args.pg_port = value.parse().expect("--pg-port P"),
+            "--pg-bin" => args.pg_bin = PathBuf::from(value),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -105,9 +108,9 @@ impl Postgres {
         command
     }
 
-    fn setup(root: &Path, port: u16) -> Postgres {
+    fn setup(root: &Path, port: u16, bin: PathBuf) -> Postgres {
         let pg = Postgres {
-            bin: PathBuf::from("/usr/lib/postgresql/15/bin"),
+            bin,
             data: root.join("pg"),
             port,
         };
@@ -770,7 +773,7 @@ async fn main() {
     // The harness creates the services' databases at TEST_DATABASE_URL and runs the binaries
     // from ORDERMESH_BIN_DIR (mk/soak.mk sets both): it must be this run's own cluster, never a
     // shared one, since the soak crashes it.
-    let pg = Postgres::setup(&root, args.pg_port);
+    let pg = Postgres::setup(&root, args.pg_port, args.pg_bin.clone());
     assert_eq!(
         std::env::var("TEST_DATABASE_URL").ok(),
         Some(pg.url()),
@@ -878,9 +881,7 @@ async fn main() {
             ledger.gave_up
         ));
     }
-    let Platform {
-        clusters, pg: _pg, ..
-    } = Arc::try_unwrap(platform).ok().unwrap();
+    let Platform { clusters, pg, .. } = Arc::try_unwrap(platform).ok().unwrap();
     let clusters: Vec<Cluster> = clusters.into_iter().map(AsyncMutex::into_inner).collect();
     let initial: Vec<(&str, i64)> = SKUS
         .iter()
@@ -947,7 +948,10 @@ async fn main() {
     println!("| soak (seed {}) | value |", args.seed);
     println!("|---|---|");
     println!("| orders sent | {} |", ledger.sent);
-    println!("| confirmed (2xx answer) | {} |", ledger.confirmed);
+    println!(
+        "| confirmed (answered `CONFIRMED`; cancels included) | {} |",
+        ledger.confirmed
+    );
     println!("| failed (declined, out of stock) | {} |", ledger.failed);
     println!("| cancelled | {} |", ledger.cancelled_count);
     println!(
@@ -978,6 +982,9 @@ async fn main() {
     if violations.len() > 30 {
         println!("  … and {} more", violations.len() - 30);
     }
+    // Stop everything before exiting (process::exit runs no destructors): the services first,
+    // then this run's PostgreSQL.
     drop(clusters);
+    drop(pg);
     std::process::exit(i32::from(!violations.is_empty()));
 }
