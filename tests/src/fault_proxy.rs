@@ -1,6 +1,9 @@
 //! A fault-injecting HTTP proxy, put between two real services to break things on purpose:
 //! lose a response (the request reaches the upstream service and is processed — its transaction
 //! commits — but the caller gets only the status line and a body that breaks off), or delay one.
+//! It also records the head of every request it forwards, so tests can see what crossed a hop;
+//! and it can reset requests before they reach the upstream, or partition it (requests are held
+//! unanswered, never forwarded, until the partition ends).
 
 use std::{
     net::SocketAddr,
@@ -32,6 +35,8 @@ enum Fault {
     LoseResponse,
     /// The answer arrives this much later.
     Delay(std::time::Duration),
+    /// The request never reaches the upstream; the caller's connection breaks.
+    Reset,
 }
 
 #[derive(Clone)]
@@ -40,6 +45,16 @@ struct Shared {
     client: reqwest::Client,
     rules: Arc<Mutex<Vec<Rule>>>,
     lost: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    partitioned_until: Arc<Mutex<Option<tokio::time::Instant>>>,
+}
+
+/// The head of one request the proxy forwarded.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
 }
 
 pub struct FaultProxy {
@@ -59,6 +74,8 @@ impl FaultProxy {
             client: reqwest::Client::new(),
             rules: Arc::default(),
             lost: Arc::default(),
+            seen: Arc::default(),
+            partitioned_until: Arc::default(),
         };
         let app = Router::new().fallback(forward).with_state(shared.clone());
         // The proxy lives in a thread of its own, with its own runtime, so it outlives the
@@ -108,6 +125,23 @@ impl FaultProxy {
         });
     }
 
+    /// Breaks the next `count` matching requests before they reach the upstream.
+    pub fn reset_requests(&self, method: &str, prefix: &str, count: usize) {
+        self.add_rule(method, prefix, "", count, Fault::Reset);
+    }
+
+    /// Cuts the upstream off for `duration`: requests arriving meanwhile are held unanswered and
+    /// never forwarded (the callers time out), as in a network partition.
+    pub fn partition(&self, duration: std::time::Duration) {
+        *self.shared.partitioned_until.lock().unwrap() =
+            Some(tokio::time::Instant::now() + duration);
+    }
+
+    /// Every request forwarded so far, in arrival order.
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+
     /// The requests (`METHOD path -> upstream status`) whose responses were lost so far.
     pub fn lost(&self) -> Vec<String> {
         self.shared.lost.lock().unwrap().clone()
@@ -122,8 +156,21 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         shared.upstream,
         request.uri().path_and_query().map_or("/", |p| p.as_str())
     );
+    let until = *shared.partitioned_until.lock().unwrap();
+    if let Some(until) = until.filter(|u| *u > tokio::time::Instant::now()) {
+        tokio::time::sleep_until(until).await;
+        return broken(Response::builder().status(StatusCode::BAD_GATEWAY));
+    }
     let fault = take_rule(&shared, method.as_str(), &path);
+    if let Some(Fault::Reset) = fault {
+        return broken(Response::builder().status(StatusCode::BAD_GATEWAY));
+    }
     let mut headers = request.headers().clone();
+    shared.seen.lock().unwrap().push(SeenRequest {
+        method: method.to_string(),
+        path: path.clone(),
+        headers: headers.clone(),
+    });
     headers.remove("host");
     let body = axum::body::to_bytes(request.into_body(), 1 << 20)
         .await
@@ -158,12 +205,17 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
             .unwrap()
             .push(format!("{method} {path} -> {status}"));
         // The upstream committed; the caller sees the connection break mid-body.
-        let broken = futures::stream::once(async {
-            Err::<Bytes, std::io::Error>(std::io::Error::other("response lost by FaultProxy"))
-        });
-        return builder.body(Body::from_stream(broken)).unwrap_or_default();
+        return broken(builder);
     }
     builder.body(Body::from(bytes)).unwrap_or_default()
+}
+
+/// A response whose body breaks off: the caller's connection fails.
+fn broken(builder: axum::http::response::Builder) -> Response {
+    let broken = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other("response lost by FaultProxy"))
+    });
+    builder.body(Body::from_stream(broken)).unwrap_or_default()
 }
 
 fn take_rule(shared: &Shared, method: &str, path: &str) -> Option<Fault> {

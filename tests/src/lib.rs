@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-pub use fault_proxy::FaultProxy;
+pub use fault_proxy::{FaultProxy, SeenRequest};
 pub use invariants::{Databases, assert_invariants, assert_invariants_in, wait_until_settled};
 pub use jaeger::Jaeger;
 use reqwest::Method;
@@ -52,6 +52,10 @@ impl Svc {
 pub struct Options {
     /// Route payment-service's calls to inventory-service through a [`FaultProxy`].
     pub proxy_inventory: bool,
+    /// Route order-service's calls to notify-service (the outbox) through a [`FaultProxy`].
+    pub proxy_notify: bool,
+    /// Route order-service's calls to payment-service through a [`FaultProxy`].
+    pub proxy_payment: bool,
     /// Extra environment for every service (e.g. OTLP export settings).
     pub env: Vec<(String, String)>,
 }
@@ -65,6 +69,8 @@ pub struct Cluster {
     processes: BTreeMap<Svc, Child>,
     env: Vec<(String, String)>,
     pub inventory_proxy: Option<FaultProxy>,
+    pub notify_proxy: Option<FaultProxy>,
+    pub payment_proxy: Option<FaultProxy>,
     logs: PathBuf,
 }
 
@@ -85,6 +91,16 @@ impl Cluster {
         } else {
             None
         };
+        let notify_proxy = if options.proxy_notify {
+            Some(FaultProxy::start(ports[&Svc::Notify]).await)
+        } else {
+            None
+        };
+        let payment_proxy = if options.proxy_payment {
+            Some(FaultProxy::start(ports[&Svc::Payment]).await)
+        } else {
+            None
+        };
         let logs = target_dir()
             .join("e2e-logs")
             .join(format!("{tenant}-{}", uuid::Uuid::new_v4().simple()));
@@ -97,6 +113,8 @@ impl Cluster {
             processes: BTreeMap::new(),
             env: options.env,
             inventory_proxy,
+            notify_proxy,
+            payment_proxy,
             logs,
         };
         for svc in Svc::ALL {
@@ -116,6 +134,14 @@ impl Cluster {
             Some(proxy) => format!("http://{}", proxy.addr()),
             None => base(Svc::Inventory),
         };
+        let notify = match &self.notify_proxy {
+            Some(proxy) => format!("http://{}", proxy.addr()),
+            None => base(Svc::Notify),
+        };
+        let payment = match &self.payment_proxy {
+            Some(proxy) => format!("http://{}", proxy.addr()),
+            None => base(Svc::Payment),
+        };
         let mut env = vec![
             ("TENANT_ID".into(), self.tenant.clone()),
             (
@@ -126,8 +152,8 @@ impl Cluster {
             ("LOG_FORMAT".into(), "json".into()),
             ("RUST_LOG".into(), "info,sqlx=warn".into()),
             ("UPSTREAM_TIMEOUT_MS".into(), "2000".into()),
-            ("PAYMENT_SERVICE_URL".into(), base(Svc::Payment)),
-            ("NOTIFY_SERVICE_URL".into(), base(Svc::Notify)),
+            ("PAYMENT_SERVICE_URL".into(), payment),
+            ("NOTIFY_SERVICE_URL".into(), notify),
             ("INVENTORY_SERVICE_URL".into(), inventory),
             ("OUTBOX_POLL_INTERVAL_MS".into(), "100".into()),
             ("OUTBOX_MAX_BACKOFF_MS".into(), "300".into()),
@@ -176,6 +202,26 @@ impl Cluster {
         tokio::task::spawn_blocking(move || child.wait().expect("wait for exit"))
             .await
             .expect("join")
+    }
+
+    /// Kills `svc` with SIGKILL (no draining, no flushing) and reaps it.
+    pub async fn kill_service(&mut self, svc: Svc) {
+        let mut child = self.processes.remove(&svc).expect("service is running");
+        let _ = child.kill();
+        let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to `svc`.
+    pub fn signal_service(&self, svc: Svc, signal: &str) {
+        let pid = self.pid(svc).to_string();
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
+    }
+
+    /// The database URL of `svc`.
+    pub fn database_url(&self, svc: Svc) -> &str {
+        &self.databases[&svc]
     }
 
     /// The process id of `svc`.
@@ -257,7 +303,13 @@ impl Cluster {
 
     /// Waits until no order is `PENDING` or `CANCELLING` and the outbox is empty, so the invariants may be checked.
     pub async fn wait_until_settled(&self) {
-        invariants::wait_until_settled(&self.db(Svc::Order).await, Duration::from_secs(30)).await;
+        self.wait_until_settled_within(Duration::from_secs(30))
+            .await;
+    }
+
+    /// [`Self::wait_until_settled`], waiting at most `timeout`.
+    pub async fn wait_until_settled_within(&self, timeout: Duration) {
+        invariants::wait_until_settled(&self.db(Svc::Order).await, timeout).await;
     }
 }
 

@@ -12,8 +12,7 @@ use axum::{http::StatusCode, response::IntoResponse};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
-    Context, KeyValue,
-    baggage::BaggageExt,
+    Context,
     trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState},
 };
 use platform::{
@@ -106,10 +105,13 @@ fn propagation_benches(c: &mut Criterion) {
         TraceState::default(),
     );
     let cx = Context::new().with_remote_span_context(span);
-    let cx_baggage = cx.with_baggage(vec![
-        KeyValue::new("tenant", "tenant-a"),
-        KeyValue::new("order_id", "0192f0c1-7a4b-7c3d-9e8f-1a2b3c4d5e6f"),
-    ]);
+    let cx_baggage = propagation::with_baggage_first(
+        &cx,
+        &[
+            ("tenant", "tenant-a"),
+            ("order_id", "0192f0c1-7a4b-7c3d-9e8f-1a2b3c4d5e6f"),
+        ],
+    );
     let mut group = c.benchmark_group("propagation/inject");
     group.bench_function("w3c+b3", |b| {
         b.iter(|| {

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use opentelemetry::{KeyValue, baggage::BaggageExt};
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -84,7 +83,7 @@ impl Reply {
 
     /// The body as a problem document, if it is one.
     pub fn problem(&self) -> Option<Problem> {
-        serde_json::from_slice(&self.body).ok()
+        Problem::from_peer(&self.body)
     }
 }
 
@@ -237,14 +236,15 @@ impl HttpClient {
 
     fn headers(&self, span: &tracing::Span, order_id: Option<Uuid>, json: bool) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        let mut baggage = vec![KeyValue::new("tenant", self.tenant.as_str().to_owned())];
-        if let Some(id) = order_id {
-            baggage.push(KeyValue::new("order_id", id.to_string()));
-            if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+        let order_id = order_id.map(|id| id.to_string());
+        let mut baggage = vec![("tenant", self.tenant.as_str())];
+        if let Some(id) = &order_id {
+            baggage.push(("order_id", id.as_str()));
+            if let Ok(value) = HeaderValue::from_str(id) {
                 headers.insert(ORDER_ID_HEADER, value);
             }
         }
-        let cx = span.context().with_baggage(baggage);
+        let cx = propagation::with_baggage_first(&span.context(), &baggage);
         propagation::inject(&cx, &mut headers);
         headers.insert(
             REQUEST_ID_HEADER,

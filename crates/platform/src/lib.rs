@@ -4,7 +4,7 @@
 //! same way for all four: [`configuration`] from the environment, [`problem`] (RFC 9457 errors and
 //! the JSON extractor), strict [`headers`], [`tenancy`] with [`xfcc`] parsing, [`health`], [`shutdown`], the pooled [`http_client`] that
 //! carries the headers contract, [`db`] (pool and migrations), [`telemetry`] with
-//! [`propagation`] (W3C + B3), [`metrics`], the bounded HTTP [`server`], and [`startup`], which assembles them into a
+//! [`propagation`] (W3C by [`w3c`] + B3), [`metrics`], the bounded HTTP [`server`], and [`startup`], which assembles them into a
 //! running service.
 
 pub mod configuration;
@@ -22,6 +22,7 @@ pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
 pub mod tenancy;
+pub mod w3c;
 pub mod xfcc;
 
 pub use extract::{Path, Query};

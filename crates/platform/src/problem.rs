@@ -91,6 +91,12 @@ impl Problem {
     }
 
     /// The slug of this problem's type, if it is one of ours.
+    /// A peer's answer body read as a problem document, if it is one (the status, title and
+    /// `type` present; anything else is not a problem document).
+    pub fn from_peer(body: &[u8]) -> Option<Self> {
+        serde_json::from_slice(body).ok()
+    }
+
     pub fn slug(&self) -> Option<&str> {
         self.type_uri.strip_prefix(PROBLEM_TYPE_BASE)
     }
@@ -263,6 +269,16 @@ mod tests {
         assert_eq!(v["status"], 409);
         assert_eq!(v["order_id"], "x");
         assert!(v.get("retry_after_secs").is_none());
+    }
+
+    #[test]
+    fn a_peers_problem_reads_back_equal_after_reserialising() {
+        // Found by the problem_json fuzz target: without exact float parsing, 49.7776e44 read,
+        // written and read again was another number.
+        let body = br#"{"type":"https://ordermesh.dev/problems/x","title":"X","status":409,"n":49.7776e44,"m":[0.1,1e-300]}"#;
+        let problem = Problem::from_peer(body).unwrap_or_else(|| panic!("a problem document"));
+        let again = serde_json::to_vec(&problem).unwrap_or_default();
+        assert_eq!(Problem::from_peer(&again), Some(problem));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!
 //! Precedence when a request carries both formats: a valid W3C `traceparent` wins; B3 is the
 //! fallback (single header before multi). Headers that are malformed, oversized, or repeated (even
-//! with the same value) are ignored — the request is served as if they were absent — never an error.
+//! with the same value) are ignored — the request is served as if they were absent — never an error;
+//! except `tracestate` and `baggage`, whose repeated headers are one list (W3C). The W3C formats
+//! are this crate's own, exactly by the specifications ([`crate::w3c`]).
 //! `x-request-id` is forwarded byte for byte when it is sane, and generated when absent.
 
 use std::sync::OnceLock;
@@ -14,12 +16,13 @@ use opentelemetry::{
     Context,
     propagation::{Extractor, Injector, TextMapCompositePropagator, TextMapPropagator},
 };
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 // opentelemetry-zipkin 0.33 marks the whole crate deprecated because the Zipkin *exporter* is
 // retired in favour of OTLP; its B3 propagator is still OpenTelemetry's own implementation and the
 // only maintained one for Rust, so it is used here (without the exporter's features).
 #[allow(deprecated)]
 use opentelemetry_zipkin::{B3Encoding, Propagator as B3Propagator};
+
+use crate::w3c;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const ORDER_ID_HEADER: &str = "x-order-id";
@@ -28,7 +31,7 @@ pub const ORDER_ID_HEADER: &str = "x-order-id";
 fn max_len(header: &str) -> usize {
     match header {
         "traceparent" => 128,
-        "tracestate" => 512,
+        "tracestate" => 8192,
         "baggage" => 8192,
         "b3" => 256,
         _ => 64, // x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled, x-b3-flags
@@ -37,8 +40,15 @@ fn max_len(header: &str) -> usize {
 
 /// Reads propagation headers from an incoming request, hiding any value that is not plain
 /// visible ASCII, is over its size limit, or is repeated: a header that must carry one value
-/// and carries two is invalid, whether or not the two agree.
+/// and carries two is invalid, whether or not the two agree. `tracestate` and `baggage` are
+/// lists that may come in several headers: [`Extractor::get_all`] returns each of their values
+/// that is ASCII and within the limit, in order.
 pub struct GuardedExtractor<'a>(pub &'a HeaderMap);
+
+/// Headers whose repetitions are one list.
+fn is_list(header: &str) -> bool {
+    matches!(header, "tracestate" | "baggage")
+}
 
 impl Extractor for GuardedExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
@@ -53,6 +63,20 @@ impl Extractor for GuardedExtractor<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(HeaderName::as_str).collect()
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        if !is_list(key) {
+            return self.get(key).map(|value| vec![value]);
+        }
+        let values: Vec<&str> = self
+            .0
+            .get_all(key)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter(|v| v.len() <= max_len(key))
+            .collect();
+        (!values.is_empty()).then_some(values)
     }
 }
 
@@ -128,10 +152,10 @@ impl PropagatorSet {
             parts.push(Box::new(B3Propagator::with_encoding(encoding)));
         }
         if self.tracecontext {
-            parts.push(Box::new(TraceContextPropagator::new()));
+            parts.push(Box::new(w3c::TraceContextPropagator));
         }
         if self.baggage {
-            parts.push(Box::new(BaggagePropagator::new()));
+            parts.push(Box::new(w3c::BaggagePropagator));
         }
         TextMapCompositePropagator::new(parts)
     }
@@ -151,6 +175,16 @@ fn propagator() -> &'static TextMapCompositePropagator {
 /// The remote parent context carried by `headers` (empty when there is none or it is invalid).
 pub fn extract(headers: &HeaderMap) -> Context {
     propagator().extract(&GuardedExtractor(headers))
+}
+
+/// `cx` with `first` as the first members of its baggage (replacing members of the same keys):
+/// this service's own members, which survive every limit.
+pub fn with_baggage_first(cx: &Context, first: &[(&str, &str)]) -> Context {
+    let first = first
+        .iter()
+        .filter_map(|(k, v)| w3c::BaggageMember::new(k, v))
+        .collect();
+    cx.with_value(w3c::baggage_of(cx).with_first(first))
 }
 
 /// Writes `cx` into `headers` in every enabled format.
@@ -221,10 +255,7 @@ pub fn new_request_id() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::{
-        baggage::BaggageExt,
-        trace::{SpanContext, TraceContextExt, TraceFlags, TraceId, TraceState},
-    };
+    use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId, TraceState};
 
     const W3C_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const B3_TRACE: &str = "80f198ee56343ba864fe8b2a57d3eff7";
@@ -408,9 +439,10 @@ mod tests {
                 true,
                 TraceState::default(),
             );
-            let cx = Context::new()
-                .with_remote_span_context(sc)
-                .with_baggage(vec![opentelemetry::KeyValue::new("tenant", "tenant-a")]);
+            let cx = with_baggage_first(
+                &Context::new().with_remote_span_context(sc),
+                &[("tenant", "tenant-a")],
+            );
             let mut h = HeaderMap::new();
             inject(&cx, &mut h);
             let bit = if sampled { "1" } else { "0" };

@@ -6,7 +6,7 @@
 //!
 //! `routes` (HTTP) → `domain` (rules, no I/O) → `store` (SQL).
 
-mod domain;
+pub mod domain;
 mod routes;
 mod store;
 

@@ -4,7 +4,7 @@
 //!
 //! `routes` (HTTP) → `domain` (validation) → `store` (SQL).
 
-mod domain;
+pub mod domain;
 mod routes;
 mod store;
 

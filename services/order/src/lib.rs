@@ -9,7 +9,7 @@
 //!
 //! `routes` (HTTP) → `domain` (rules, no I/O) → `saga` (the calls) → `store` (SQL).
 
-mod domain;
+pub mod domain;
 mod outbox;
 mod reconciler;
 mod routes;

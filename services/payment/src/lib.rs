@@ -7,7 +7,7 @@
 //! `routes` (HTTP) → `domain` (rules, no I/O) → `settlement` (the steps across services, via
 //! `inventory`, the client of the one outgoing edge) → `store` (SQL).
 
-mod domain;
+pub mod domain;
 mod inventory;
 mod routes;
 pub mod settlement;

@@ -1,0 +1,106 @@
+//! W3C Trace Context and Baggage end to end: a request carrying another vendor's `tracestate`
+//! (split over two headers, with a multi-tenant key) and `baggage` split over two headers crosses
+//! all four services, and every hop — payment → inventory directly, order → notify through the
+//! outbox — carries the same trace, the vendor's `tracestate` intact, the `random` flag, the
+//! caller's baggage members intact, and this platform's `tenant` and `order_id`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use ordermesh_e2e::{Cluster, Options, SeenRequest, Svc, eventually, json, order_body};
+use reqwest::{Method, StatusCode};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+fn header<'a>(seen: &'a SeenRequest, name: &str) -> Vec<&'a str> {
+    seen.headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect()
+}
+
+fn check_hop(seen: &SeenRequest, order_id: &str) {
+    let hop = format!("{} {}", seen.method, seen.path);
+    let traceparent = header(seen, "traceparent");
+    assert_eq!(traceparent.len(), 1, "{hop}: one traceparent");
+    let parts: Vec<&str> = traceparent[0].split('-').collect();
+    assert_eq!(parts.len(), 4, "{hop}: {traceparent:?}");
+    assert_eq!((parts[0], parts[1]), ("00", TRACE_ID), "{hop}: same trace");
+    assert_eq!(parts[3], "03", "{hop}: sampled and random flags propagated");
+    assert_eq!(
+        header(seen, "tracestate"),
+        ["congo=t61rcWkgMzE,fw529a3039@dt=a b,rojo=00f067aa0ba902b7"],
+        "{hop}: the vendor's tracestate, one list, intact"
+    );
+    let baggage = header(seen, "baggage");
+    assert_eq!(baggage.len(), 1, "{hop}: {baggage:?}");
+    assert_eq!(
+        baggage[0],
+        format!(
+            "tenant=tenant-a,order_id={order_id},userId=alice,serverNode=DF%2028;region=eu,isProduction=false"
+        ),
+        "{hop}: the caller's members intact after ours"
+    );
+}
+
+#[tokio::test]
+async fn another_vendors_tracestate_and_split_baggage_cross_all_four_services_intact() {
+    let cluster = Cluster::start_with(
+        "tenant-a",
+        Options {
+            proxy_inventory: true,
+            proxy_notify: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    cluster.seed_stock("SKU-1", 10).await;
+    let (status, order) = json(
+        cluster
+            .request(Svc::Order, Method::POST, "/api/v1/orders")
+            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+            .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-03"))
+            .header("tracestate", "congo=t61rcWkgMzE, fw529a3039@dt=a b")
+            .header("tracestate", "rojo=00f067aa0ba902b7")
+            .header("baggage", "userId=alice")
+            .header(
+                "baggage",
+                "serverNode=DF%2028 ; region=eu, isProduction=false",
+            )
+            .json(&order_body(&[("SKU-1", 1, 100)]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["trace_id"], TRACE_ID);
+    let order_id = order["id"].as_str().unwrap();
+
+    let inventory = cluster.inventory_proxy.as_ref().unwrap().seen();
+    assert!(
+        inventory.len() >= 2,
+        "payment reserved and committed through the proxy: {inventory:?}"
+    );
+    for seen in &inventory {
+        check_hop(seen, order_id);
+    }
+    let notify = cluster.notify_proxy.as_ref().unwrap();
+    let delivered = eventually(
+        "the confirmation delivered to notify-service",
+        Duration::from_secs(10),
+        || {
+            let seen = notify.seen();
+            async move {
+                let posts: Vec<SeenRequest> =
+                    seen.into_iter().filter(|s| s.method == "POST").collect();
+                (!posts.is_empty()).then_some(posts)
+            }
+        },
+    )
+    .await;
+    for seen in &delivered {
+        check_hop(seen, order_id);
+    }
+}
