@@ -193,7 +193,7 @@ func checkMTLS(m *model.Model, r *report.Report) {
 			}
 			if tls := tp.GetTls(); tls != nil && tls.GetMode() != networking.ClientTLSSettings_ISTIO_MUTUAL {
 				d.add(scope, dr.Ref(), fmt.Sprintf("%s.tls.mode %s overrides auto-mTLS", where, tls.GetMode()),
-					"remove `tls` so auto-mTLS applies (ISTIO-NOTES.md #17)")
+					"remove `tls` so auto-mTLS applies (deploy/README.md, § Where the original README was wrong)")
 			}
 			for i, pl := range tp.GetPortLevelSettings() {
 				if tls := pl.GetTls(); tls != nil && tls.GetMode() != networking.ClientTLSSettings_ISTIO_MUTUAL {

@@ -13,7 +13,7 @@ import (
 	"ordermesh.local/tools/internal/report"
 )
 
-// The tracing every tenant workload must get (ISTIO-NOTES.md, DESIGN.md "Headers contract").
+// The tracing every tenant workload must get (deploy/README.md "What the mesh enforces", DESIGN.md "Headers contract").
 const (
 	TenantSampling     = 10.0
 	OrderIDHeader      = "x-order-id"
