@@ -38,6 +38,13 @@ func podsOf(ns, app string) []*mesh.Pod {
 // whose name contains clusterPart: pod IP -> rq_total.
 func hostRequests(t *testing.T, caller *mesh.Pod, clusterPart string) map[string]int {
 	t.Helper()
+	return hostStat(t, caller, clusterPart, "rq_total")
+}
+
+// hostStat reads one per-endpoint stat (rq_total, cx_active, ...) of the clusters whose name
+// contains clusterPart, from a caller's Envoy: pod IP -> value.
+func hostStat(t *testing.T, caller *mesh.Pod, clusterPart, stat string) map[string]int {
+	t.Helper()
 	resp, err := mesh.PodClient(caller, 5*time.Second).Get("http://127.0.0.1:15000/clusters?format=json")
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +76,7 @@ func hostRequests(t *testing.T, caller *mesh.Pod, clusterPart string) map[string
 		}
 		for _, h := range c.HostStatuses {
 			for _, s := range h.Stats {
-				if s.Name == "rq_total" {
+				if s.Name == stat {
 					n, _ := strconv.Atoi(s.Value)
 					out[h.Address.SocketAddress.Address] += n
 				}

@@ -172,7 +172,18 @@ func TestRetriesAndTimeouts(t *testing.T) {
 	t.Logf("POST: %d answered 503 by the dead replica's sidecar, each seen once there and nowhere else (not retried)", fiveHundreds)
 
 	// POST order -> notify, notify-service-0's sidecar killed: connect failures are retried.
-	kill(t, procOf(t, podOf(t, orders, "notify-service", ""), "envoy"))
+	deadNotify := podOf(t, orders, "notify-service", "")
+	kill(t, procOf(t, deadNotify, "envoy"))
+	// Connections the caller already had to it close with it; wait until the caller has seen
+	// that, so what is measured is new connections failing (a request on a connection that dies
+	// under it may have reached the app, and a POST is rightly not retried then).
+	notifyCluster := "outbound|8080|stable|" + notifySvc.FQDN()
+	for deadline := time.Now().Add(10 * time.Second); hostStat(t, orderPod, notifyCluster, "cx_active")[deadNotify.IP.String()] > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still has connections to the killed sidecar after 10 s", orderPod.Key())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	cfRe := `outbound\|8080\|stable\|` + regexp.QuoteMeta(notifySvc.FQDN()) + `;\.upstream_rq_retry$`
 	before = sum(envoyStats(t, orderPod, cfRe))
 	for i := 0; i < 50; i++ {
