@@ -7,7 +7,7 @@ package meshtest
 
 import (
 	"bufio"
-	"encoding/json"
+	"context"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -34,54 +34,19 @@ func podsOf(ns, app string) []*mesh.Pod {
 	return out
 }
 
-// hostRequests reads, from a caller's Envoy, the requests sent to each endpoint of a cluster
-// whose name contains clusterPart: pod IP -> rq_total.
-func hostRequests(t *testing.T, caller *mesh.Pod, clusterPart string) map[string]int {
+// hostRequests reads, from a caller's Envoy, the requests sent to each endpoint of a cluster:
+// pod IP -> rq_total.
+func hostRequests(t *testing.T, caller *mesh.Pod, cluster string) map[string]int {
 	t.Helper()
-	return hostStat(t, caller, clusterPart, "rq_total")
+	return hostStat(t, caller, cluster, "rq_total")
 }
 
-// hostStat reads one per-endpoint stat (rq_total, cx_active, ...) of the clusters whose name
-// contains clusterPart, from a caller's Envoy: pod IP -> value.
-func hostStat(t *testing.T, caller *mesh.Pod, clusterPart, stat string) map[string]int {
+// hostStat reads one per-endpoint stat of a cluster from a caller's Envoy: pod IP -> value.
+func hostStat(t *testing.T, caller *mesh.Pod, cluster, stat string) map[string]int {
 	t.Helper()
-	resp, err := mesh.PodClient(caller, 5*time.Second).Get("http://127.0.0.1:15000/clusters?format=json")
+	out, err := mesh.HostStat(context.Background(), caller, cluster, stat)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var doc struct {
-		ClusterStatuses []struct {
-			Name         string `json:"name"`
-			HostStatuses []struct {
-				Address struct {
-					SocketAddress struct {
-						Address string `json:"address"`
-					} `json:"socket_address"`
-				} `json:"address"`
-				Stats []struct {
-					Name  string `json:"name"`
-					Value string `json:"value"`
-				} `json:"stats"`
-			} `json:"host_statuses"`
-		} `json:"cluster_statuses"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int{}
-	for _, c := range doc.ClusterStatuses {
-		if !strings.Contains(c.Name, clusterPart) {
-			continue
-		}
-		for _, h := range c.HostStatuses {
-			for _, s := range h.Stats {
-				if s.Name == stat {
-					n, _ := strconv.Atoi(s.Value)
-					out[h.Address.SocketAddress.Address] += n
-				}
-			}
-		}
 	}
 	return out
 }

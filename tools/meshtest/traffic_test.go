@@ -12,7 +12,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,29 +25,13 @@ import (
 	"ordermesh.local/tools/internal/mesh"
 )
 
-// envoyStats reads counters whose names match re from a pod's Envoy admin port. Istio names a
+// envoyStats reads the counters whose names match re from a pod's Envoy admin port. Istio names a
 // cluster's stats "cluster.<cluster name>;.<stat>" (the ";" ends the name for tag extraction).
 func envoyStats(t *testing.T, p *mesh.Pod, re string) map[string]float64 {
 	t.Helper()
-	var doc struct {
-		Stats []struct {
-			Name  string `json:"name"`
-			Value any    `json:"value"`
-		} `json:"stats"`
-	}
-	resp, err := mesh.PodClient(p, 5*time.Second).Get("http://127.0.0.1:15000/stats?format=json&filter=" + url.QueryEscape(re))
+	out, err := mesh.EnvoyStats(context.Background(), p, re)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, s := range doc.Stats {
-		if f, ok := s.Value.(float64); ok {
-			out[s.Name] = f
-		}
 	}
 	return out
 }

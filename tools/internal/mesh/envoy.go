@@ -92,6 +92,12 @@ func EnvoyStats(ctx context.Context, p *Pod, re string) (map[string]float64, err
 // HostRequests reads, from the pod's Envoy, the requests sent to each endpoint of the named
 // cluster: endpoint IP -> rq_total.
 func HostRequests(ctx context.Context, p *Pod, cluster string) (map[string]int, error) {
+	return HostStat(ctx, p, cluster, "rq_total")
+}
+
+// HostStat reads one per-endpoint stat (rq_total, cx_active, ...) of the named cluster from the
+// pod's Envoy: endpoint IP -> value.
+func HostStat(ctx context.Context, p *Pod, cluster, stat string) (map[string]int, error) {
 	var doc struct {
 		ClusterStatuses []struct {
 			Name         string `json:"name"`
@@ -118,7 +124,7 @@ func HostRequests(ctx context.Context, p *Pod, cluster string) (map[string]int, 
 		}
 		for _, h := range c.HostStatuses {
 			for _, s := range h.Stats {
-				if s.Name == "rq_total" {
+				if s.Name == stat {
 					n, _ := strconv.Atoi(s.Value)
 					out[h.Address.SocketAddress.Address] += n
 				}
