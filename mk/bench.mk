@@ -1,6 +1,10 @@
 # Benchmarks: they print figures; nothing here asserts a timing. Included by the Makefile.
-# Targets: loadgen bench-orders bench-platform
+# Targets: bench loadgen bench-orders bench-platform
 #
+#   make bench            the order's cost against the database's ceiling, in one run: pgbench -N,
+#                         closed-loop maximum and open loop at half of it at 10% and 100% tracing,
+#                         CPU per order per process, transactions/statements per order, RSS, start-up
+#                         time; one table, plus JSON and an SVG chart in .local/bench/ (≈ 4 min)
 #   make bench-orders     end-to-end order saga on the local platform (`make up`): seeds stock,
 #                         then a closed-loop and an open-loop run of loadgen against tenant-a
 #   make bench-platform   criterion micro-benchmarks of platform's per-request hot paths
@@ -31,7 +35,12 @@ bench_sku_list   := $(subst $(bench_comma), ,$(BENCH_SKUS))
 bench_target     := --target $(BENCH_TENANT)=$(BENCH_ORDER_URL)
 bench_order_args := $(bench_target) --skus $(BENCH_SKUS) --warmup $(BENCH_WARMUP) $(LOADGEN_ARGS)
 
-.PHONY: loadgen bench-orders bench-platform bench-seed
+BENCH_SECONDS       ?= 15
+
+.PHONY: bench loadgen bench-orders bench-platform bench-seed
+
+bench: loadgen ## what an order costs against pgbench in the same run: table + .local/bench/latest.{json,svg}
+	scripts/bench.py --seconds $(BENCH_SECONDS)
 
 loadgen: ## build the load generator: target/release/loadgen (see target/release/loadgen --help)
 	cargo build --release -p loadgen

@@ -53,7 +53,7 @@ start() {
   fi
   if ready; then return 0; fi
   as_postgres "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-    -o "-h 127.0.0.1 -p $port -k $run -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+    -o "-h 127.0.0.1 -p $port -k $run -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_preload_libraries=pg_stat_statements" \
     start >/dev/null
   ready
 }
