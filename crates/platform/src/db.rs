@@ -18,10 +18,16 @@ use tokio_util::sync::CancellationToken;
 use crate::configuration::DatabaseSettings;
 
 /// A pool that has not connected yet; the first query connects.
+///
+/// Connections are not pinged before each use (sqlx's `test_before_acquire`): the ping is a
+/// round trip per statement, as many as the statements themselves. A connection the server
+/// closed fails its next statement instead, with an I/O error that answers 503 (nothing was
+/// written; the request may be repeated) and leaves the pool, which opens a new one.
 pub fn lazy_pool(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
+        .test_before_acquire(false)
         .connect_lazy(&settings.url)
 }
 

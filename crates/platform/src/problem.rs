@@ -180,6 +180,12 @@ impl From<sqlx::Error> for Problem {
                 tracing::warn!(%error, "database unavailable");
                 Problem::unavailable("the database is unavailable", 1)
             }
+            // PostgreSQL rolled the statement back (a deadlock it broke, or a serialization
+            // conflict): nothing happened, and the same request may simply be repeated.
+            sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("40P01" | "40001")) => {
+                tracing::warn!(%error, "database conflict; the request may be repeated");
+                Problem::unavailable("a concurrent request conflicted; repeat the request", 1)
+            }
             _ => {
                 tracing::error!(%error, "database error");
                 Problem::internal()

@@ -330,6 +330,14 @@ pub enum Transition {
     Missing,
 }
 
+/// The states `settle` moves a reservation out of (in the order worth trying: a held
+/// reservation is the common case).
+pub fn sources(settle: Settle) -> impl Iterator<Item = State> {
+    State::ALL
+        .into_iter()
+        .filter(move |&state| matches!(transition(settle, state), Transition::Apply { .. }))
+}
+
 pub fn transition(settle: Settle, state: State) -> Transition {
     use {Bucket::*, Settle::*};
     match (state, settle) {
@@ -555,6 +563,11 @@ mod tests {
             }
         ));
         assert_eq!(transition(Commit, State::Committed), Transition::Unchanged);
+        assert_eq!(sources(Commit).collect::<Vec<_>>(), [State::Reserved]);
+        assert_eq!(
+            sources(Release).collect::<Vec<_>>(),
+            [State::Reserved, State::Committed]
+        );
         assert_eq!(
             transition(Commit, State::Released),
             Transition::Refuse(State::Released)

@@ -195,7 +195,7 @@ async fn reserve_tx(pool: &PgPool, request: &ReservationRequest) -> Result<Reser
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 0 {
-        let existing = record_by_order(&mut tx, request.order_id, false).await?;
+        let existing = record_by_order(&mut tx, request.order_id).await?;
         tx.commit().await?;
         return existing
             .map(Reserved::Existing)
@@ -218,22 +218,46 @@ async fn reserve_tx(pool: &PgPool, request: &ReservationRequest) -> Result<Reser
             Ok(Reserved::Rejected { sku, refusal })
         }
         Pricing::Priced { lines, amount } => {
-            for line in &request.lines {
-                take_available(&mut tx, line.sku.as_str(), line.quantity.get()).await?;
-            }
-            let row: RecordRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE reservations SET priced_items = $2, amount = $3 WHERE order_id = $1
-                 RETURNING {RECORD_COLUMNS}"
-            )))
-            .bind(request.order_id)
-            .bind(Json(lines))
-            .bind(amount)
-            .fetch_one(&mut *tx)
-            .await?;
+            let record = take_stock(&mut tx, request, &lines, amount).await?;
             tx.commit().await?;
-            Ok(Reserved::Created(row.try_into()?))
+            Ok(Reserved::Created(record))
         }
     }
+}
+
+/// Moves every line's units from available to reserved and records the priced lines and total
+/// on the reservation, in one statement (the item rows are already locked by `lock_items`; a
+/// request names each SKU once, so each row is updated once). The
+/// `available >= quantity` guard is checked before (`domain::price_or_refuse`) under the same
+/// locks; the table's CHECK makes a shortfall an error rather than negative stock.
+async fn take_stock(
+    conn: &mut PgConnection,
+    request: &ReservationRequest,
+    lines: &[PricedLine],
+    amount: i64,
+) -> Result<Record, sqlx::Error> {
+    let (skus, quantities): (Vec<&str>, Vec<i64>) = request
+        .lines
+        .iter()
+        .map(|line| (line.sku.as_str(), line.quantity.get()))
+        .unzip();
+    let row: RecordRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH taken AS (
+             UPDATE items SET available = available - l.quantity,
+                              reserved = reserved + l.quantity, updated_at = now()
+             FROM unnest($4::text[], $5::bigint[]) AS l(sku, quantity)
+             WHERE items.sku = l.sku)
+         UPDATE reservations SET priced_items = $2, amount = $3 WHERE order_id = $1
+         RETURNING {RECORD_COLUMNS}"
+    )))
+    .bind(request.order_id)
+    .bind(Json(lines))
+    .bind(amount)
+    .bind(skus)
+    .bind(quantities)
+    .fetch_one(conn)
+    .await?;
+    row.try_into()
 }
 
 /// Locks the rows of `skus` in SKU order and returns their stock and price.
@@ -263,42 +287,12 @@ async fn lock_items(
         .collect())
 }
 
-/// Moves `quantity` units of `sku` from available to reserved. The `available >= $2` guard (and
-/// the table's CHECK) make a shortfall an error rather than negative stock.
-async fn take_available(
-    conn: &mut PgConnection,
-    sku: &str,
-    quantity: i64,
-) -> Result<(), sqlx::Error> {
-    let moved = sqlx::query(
-        "UPDATE items SET available = available - $2, reserved = reserved + $2, updated_at = now()
-         WHERE sku = $1 AND available >= $2",
-    )
-    .bind(sku)
-    .bind(quantity)
-    .execute(conn)
-    .await?;
-    expect_one_row(moved.rows_affected(), sku)
-}
-
-fn expect_one_row(rows: u64, sku: &str) -> Result<(), sqlx::Error> {
-    if rows == 1 {
-        Ok(())
-    } else {
-        Err(sqlx::Error::Protocol(format!(
-            "stock of `{sku}` changed under its row lock"
-        )))
-    }
-}
-
 async fn record_by_order(
     conn: &mut PgConnection,
     order_id: Uuid,
-    for_update: bool,
 ) -> Result<Option<Record>, sqlx::Error> {
-    let lock = if for_update { " FOR UPDATE" } else { "" };
     let row: Option<RecordRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {RECORD_COLUMNS} FROM reservations WHERE order_id = $1{lock}"
+        "SELECT {RECORD_COLUMNS} FROM reservations WHERE order_id = $1"
     )))
     .bind(order_id)
     .fetch_optional(conn)
@@ -308,7 +302,7 @@ async fn record_by_order(
 
 pub async fn reservation(pool: &PgPool, order_id: Uuid) -> Result<Option<Record>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
-    record_by_order(&mut conn, order_id, false).await
+    record_by_order(&mut conn, order_id).await
 }
 
 /// What `settle` did.
@@ -322,67 +316,94 @@ pub enum Settled {
     Missing,
 }
 
-/// Commits or releases the order's reservation (releasing a committed one returns its stock),
-/// in one transaction under the reservation's row lock.
+/// Commits or releases the order's reservation (releasing a committed one returns its stock).
+///
+/// Each attempt is one statement, so it is atomic on its own and holds the item rows' locks only
+/// while PostgreSQL runs it: for every state `settle` applies from (`domain::sources`), move the
+/// reservation from that state and its units between the two buckets. When no attempt applies,
+/// the record is read and the domain says why (already settled this way, settled the other way,
+/// no reservation). A concurrent settle that moves the record between the attempts and the read
+/// is caught by trying again, a bounded number of times.
 pub async fn settle(pool: &PgPool, order_id: Uuid, settle: Settle) -> Result<Settled, sqlx::Error> {
     platform::telemetry::in_span(
         "db.settle_reservation",
         Some(order_id),
-        settle_tx(pool, order_id, settle),
+        settle_attempts(pool, order_id, settle),
     )
     .await
 }
 
-async fn settle_tx(pool: &PgPool, order_id: Uuid, settle: Settle) -> Result<Settled, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let Some(record) = record_by_order(&mut tx, order_id, true).await? else {
-        return Ok(Settled::Missing);
-    };
-    match domain::transition(settle, record.state) {
-        Transition::Missing => Ok(Settled::Missing),
-        Transition::Refuse(state) => Ok(Settled::Refused(state)),
-        Transition::Unchanged => Ok(Settled::Done(record, false)),
-        Transition::Apply { from, into, to } => {
-            for line in &record.items {
-                move_units(&mut tx, from, into, &line.sku, line.quantity).await?;
+async fn settle_attempts(
+    pool: &PgPool,
+    order_id: Uuid,
+    settle: Settle,
+) -> Result<Settled, sqlx::Error> {
+    for _ in 0..3 {
+        for from_state in domain::sources(settle) {
+            if let Transition::Apply { from, into, to } = domain::transition(settle, from_state) {
+                if let Some(record) =
+                    apply_transition(pool, order_id, from_state, to, from, into).await?
+                {
+                    return Ok(Settled::Done(record, true));
+                }
             }
-            let updated: RecordRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1
-                 RETURNING {RECORD_COLUMNS}"
-            )))
-            .bind(order_id)
-            .bind(to.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(Settled::Done(updated.try_into()?, true))
+        }
+        let mut conn = pool.acquire().await?;
+        let Some(record) = record_by_order(&mut conn, order_id).await? else {
+            return Ok(Settled::Missing);
+        };
+        match domain::transition(settle, record.state) {
+            Transition::Missing => return Ok(Settled::Missing),
+            Transition::Refuse(state) => return Ok(Settled::Refused(state)),
+            Transition::Unchanged => return Ok(Settled::Done(record, false)),
+            Transition::Apply { .. } => continue,
         }
     }
+    Err(sqlx::Error::Protocol(format!(
+        "the reservation of order {order_id} kept changing under a settle"
+    )))
 }
 
-/// Moves an order's units of `sku` from one bucket to another; the guard on the source bucket
-/// (and the table's CHECKs) make a shortfall an error rather than negative stock.
-async fn move_units(
-    conn: &mut PgConnection,
+/// Moves the reservation from `from_state` to `to` and its units from bucket `from` to `into`, in
+/// one statement; `None` when the reservation is not in `from_state`. The reservation row is
+/// locked first, then the item rows. A request names each SKU once (`parse_line_items`) and item
+/// rows are never deleted, so every line finds its one row;
+/// a bucket that would go negative violates the table's CHECK and fails the whole statement
+/// (PostgreSQL runs a data-modifying CTE to completion whether or not the query reads it).
+async fn apply_transition(
+    pool: &PgPool,
+    order_id: Uuid,
+    from_state: State,
+    to: State,
     from: Bucket,
     into: Bucket,
-    sku: &str,
-    quantity: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<Record>, sqlx::Error> {
     let column = |bucket| match bucket {
         Bucket::Available => "available",
         Bucket::Reserved => "reserved",
         Bucket::Committed => "committed",
     };
     let (from, into) = (column(from), column(into));
-    // Both names come from the match above, never from input.
-    let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE items SET {from} = {from} - $2, {into} = {into} + $2, updated_at = now()
-         WHERE sku = $1 AND {from} >= $2"
+    // Both column names come from the match above, never from input.
+    let row: Option<RecordRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH moved AS (
+             UPDATE reservations SET status = $3, updated_at = now()
+             WHERE order_id = $1 AND status = $2
+             RETURNING {RECORD_COLUMNS}),
+         lines AS (
+             SELECT l.sku, l.quantity
+             FROM moved, jsonb_to_recordset(moved.items) AS l(sku text, quantity bigint)),
+         stock AS (
+             UPDATE items SET {from} = {from} - lines.quantity,
+                              {into} = {into} + lines.quantity, updated_at = now()
+             FROM lines WHERE items.sku = lines.sku
+             RETURNING items.sku)
+         SELECT moved.* FROM moved"
     )))
-    .bind(sku)
-    .bind(quantity)
-    .execute(conn)
+    .bind(order_id)
+    .bind(from_state.as_str())
+    .bind(to.as_str())
+    .fetch_optional(pool)
     .await?;
-    expect_one_row(moved.rows_affected(), sku)
+    row.map(Record::try_from).transpose()
 }

@@ -155,7 +155,7 @@ pub async fn list(
 }
 
 /// Moves a `PENDING` order to its end state (a confirmed one with its charged lines and total)
-/// and queues its notification, in one transaction.
+/// and queues its notification, in one statement.
 pub async fn settle(
     pool: &PgPool,
     id: Uuid,
@@ -189,22 +189,25 @@ pub async fn settle(
         }
     };
     in_span("db.settle_order", Some(id), async {
-        let mut tx = pool.begin().await?;
-        let updated: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE orders SET status = $2, failure_reason = $3, payment_id = $4,
-                    total_amount = $5, items = coalesce($6, items), updated_at = now()
-             WHERE id = $1 AND status = 'PENDING'
-             RETURNING {ORDER_COLUMNS}"
-        )))
-        .bind(id)
-        .bind(status.as_str())
-        .bind(reason)
-        .bind(payment_id)
-        .bind(total)
-        .bind(lines)
-        .fetch_optional(&mut *tx)
-        .await?;
-        finish_transition(pool, tx, id, updated, kind, message).await
+        let sql = transition_sql(
+            "status = $2, failure_reason = $3, payment_id = $4, total_amount = $5,
+             items = coalesce($6, items)",
+            OrderStatus::Pending,
+            7,
+        );
+        let moved: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(payment_id)
+            .bind(total)
+            .bind(lines)
+            .bind(kind.as_str())
+            .bind(message)
+            .bind(Json(platform::propagation::capture_current()))
+            .fetch_optional(pool)
+            .await?;
+        moved_or_current(pool, id, moved).await
     })
     .await
 }
@@ -221,67 +224,59 @@ pub async fn begin_cancel(pool: &PgPool, id: Uuid) -> Result<Moved, sqlx::Error>
         .bind(id)
         .fetch_optional(pool)
         .await?;
-        match updated {
-            Some(order) => Ok((order, true)),
-            None => Ok((get(pool, id).await?.ok_or(sqlx::Error::RowNotFound)?, false)),
-        }
+        moved_or_current(pool, id, updated).await
     })
     .await
 }
 
 /// `CANCELLING` → `CANCELLED` once the payment is refunded, and the cancellation notice queued,
-/// in one transaction.
+/// in one statement.
 pub async fn finish_cancel(pool: &PgPool, id: Uuid, message: &str) -> Result<Moved, sqlx::Error> {
     in_span("db.finish_cancel", Some(id), async {
-        let mut tx = pool.begin().await?;
-        let updated: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE orders SET status = 'CANCELLED', updated_at = now()
-             WHERE id = $1 AND status = 'CANCELLING'
-             RETURNING {ORDER_COLUMNS}"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        finish_transition(
-            pool,
-            tx,
-            id,
-            updated,
-            NotificationKind::OrderCancelled,
-            message,
-        )
-        .await
+        let sql = transition_sql("status = 'CANCELLED'", OrderStatus::Cancelling, 2);
+        let moved: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(NotificationKind::OrderCancelled.as_str())
+            .bind(message)
+            .bind(Json(platform::propagation::capture_current()))
+            .fetch_optional(pool)
+            .await?;
+        moved_or_current(pool, id, moved).await
     })
     .await
 }
 
-/// Queues the notification of a transition this transaction made and commits; when another
-/// caller made it first, rolls back and reads the order.
-async fn finish_transition(
-    pool: &PgPool,
-    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
-    id: Uuid,
-    updated: Option<Order>,
-    kind: NotificationKind,
-    message: &str,
-) -> Result<Moved, sqlx::Error> {
-    let Some(order) = updated else {
-        tx.rollback().await?;
-        let order = get(pool, id).await?.ok_or(sqlx::Error::RowNotFound)?;
-        return Ok((order, false));
-    };
-    sqlx::query(
-        "INSERT INTO outbox (order_id, kind, message, trace_context) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (order_id, kind) DO NOTHING",
+/// One statement that moves the order `$1` out of `from` (setting `set`) and queues its
+/// notification (kind, message and trace context in the parameters from `$outbox`), so both
+/// happen or neither: PostgreSQL runs the INSERT to completion with the UPDATE, and only for the
+/// row the UPDATE moved.
+fn transition_sql(set: &str, from: OrderStatus, outbox: usize) -> String {
+    let (kind, message, trace) = (outbox, outbox + 1, outbox + 2);
+    format!(
+        "WITH moved AS (
+             UPDATE orders SET {set}, updated_at = now()
+             WHERE id = $1 AND status = '{from}'
+             RETURNING {ORDER_COLUMNS}),
+         queued AS (
+             INSERT INTO outbox (order_id, kind, message, trace_context)
+             SELECT id, ${kind}, ${message}, ${trace} FROM moved
+             ON CONFLICT (order_id, kind) DO NOTHING)
+         SELECT {ORDER_COLUMNS} FROM moved",
+        from = from.as_str()
     )
-    .bind(id)
-    .bind(kind.as_str())
-    .bind(message)
-    .bind(Json(platform::propagation::capture_current()))
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok((order, true))
+}
+
+/// What a transition did: the moved order, or (when another caller moved it first) the order as
+/// it now stands.
+async fn moved_or_current(
+    pool: &PgPool,
+    id: Uuid,
+    moved: Option<Order>,
+) -> Result<Moved, sqlx::Error> {
+    match moved {
+        Some(order) => Ok((order, true)),
+        None => Ok((get(pool, id).await?.ok_or(sqlx::Error::RowNotFound)?, false)),
+    }
 }
 
 /// Claims up to `limit` orders that have been `PENDING` or `CANCELLING` for longer than

@@ -1,15 +1,14 @@
 //! Finishing an `AUTHORIZED` payment: reserve the order's stock (inventory-service prices it from
-//! its catalog in the same transaction), record that priced amount, commit the stock, then
-//! capture exactly that amount; or void when the stock is not there or a price is not the one
-//! the caller expected. Every step is safe to repeat, so a request that fails or crashes anywhere
-//! leaves a state the next identical request resumes from:
+//! its catalog in the same transaction), commit the stock, then capture exactly the reservation's
+//! priced amount, recorded with the capture in one statement; or void when the stock is not
+//! there or a price is not the one the caller expected. Every step is safe to repeat, so a
+//! request that fails or crashes anywhere leaves a state the next identical request resumes from:
 //!
 //! | crash or failure after… | stored state | a repeat… |
 //! |---|---|---|
 //! | the payment row is inserted | `AUTHORIZED`, nothing reserved | reserves (201) |
-//! | the reservation is made | `AUTHORIZED`, `RESERVED` | gets the priced reservation back (200), prices, commits |
-//! | the pricing | `AUTHORIZED` with its amount, `RESERVED` | the same, unchanged |
-//! | the commit | `AUTHORIZED`, `COMMITTED` | reservation 200, commit 200, captures |
+//! | the reservation is made | `AUTHORIZED`, `RESERVED` | gets the priced reservation back (200), commits |
+//! | the commit | `AUTHORIZED`, `COMMITTED` | reservation 200 (the same prices), commit 200, captures |
 //! | the capture / the void | final | replays the payment |
 //!
 //! A refund runs the other way (see [`refund`]): return the stock, then mark the payment
@@ -80,17 +79,21 @@ pub async fn settle(
 ) -> Result<Stored, SettleError> {
     let order_id = authorized.payment.order_id;
     let terms = &authorized.terms;
-    let (status, reason) = match inventory
+    let (status, reason, priced) = match inventory
         .reserve(order_id, terms.currency.clone(), terms.items.clone())
         .await?
     {
         Reservation::OutOfStock { sku } => {
             tracing::info!(%sku, "stock short; voiding the payment");
-            (PaymentStatus::Voided, Some(FailureReason::OutOfStock))
+            (PaymentStatus::Voided, Some(FailureReason::OutOfStock), None)
         }
         Reservation::PriceChanged { sku } => {
             tracing::info!(%sku, "price not the expected one; voiding the payment");
-            (PaymentStatus::Voided, Some(FailureReason::PriceChanged))
+            (
+                PaymentStatus::Voided,
+                Some(FailureReason::PriceChanged),
+                None,
+            )
         }
         Reservation::Held(reservation) => {
             let (amount, lines) = domain::charge(terms, &reservation).map_err(|detail| {
@@ -99,17 +102,21 @@ pub async fn settle(
                     detail,
                 }
             })?;
-            store::price(pool, order_id, amount, &lines).await?;
+            let priced = Some(store::Priced { amount, lines });
             match inventory.commit(order_id).await? {
-                Commit::Committed => (PaymentStatus::Captured, None),
+                Commit::Committed => (PaymentStatus::Captured, None, priced),
                 Commit::Released => {
                     tracing::warn!("reservation was released before commit; voiding the payment");
-                    (PaymentStatus::Voided, Some(FailureReason::OutOfStock))
+                    (
+                        PaymentStatus::Voided,
+                        Some(FailureReason::OutOfStock),
+                        priced,
+                    )
                 }
             }
         }
     };
-    Ok(store::finish_authorized(pool, order_id, status, reason).await?)
+    Ok(store::finish_authorized(pool, order_id, status, reason, priced.as_ref()).await?)
 }
 
 /// Pays a `CAPTURED` payment back: first the order's stock goes back on sale (inventory-service

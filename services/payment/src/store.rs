@@ -146,41 +146,27 @@ pub async fn by_order(pool: &PgPool, order_id: Uuid) -> Result<Option<Stored>, s
     decode(row)
 }
 
-/// Records the amount and lines of the order's priced reservation on its `AUTHORIZED` payment:
-/// what a capture will charge. Repeating it with the same reservation changes nothing.
-pub async fn price(
-    pool: &PgPool,
-    order_id: Uuid,
-    amount: i64,
-    lines: &[PricedLine],
-) -> Result<(), sqlx::Error> {
-    platform::telemetry::in_span("db.price_payment", Some(order_id), async {
-        sqlx::query(
-            "UPDATE payments SET amount = $2, priced_items = $3, updated_at = now()
-             WHERE order_id = $1 AND status = 'AUTHORIZED'",
-        )
-        .bind(order_id)
-        .bind(amount)
-        .bind(Json(lines))
-        .execute(pool)
-        .await
-        .map(drop)
-    })
-    .await
+/// The amount and lines of the order's priced reservation: what a capture charges.
+#[derive(Debug, Clone)]
+pub struct Priced {
+    pub amount: i64,
+    pub lines: Vec<PricedLine>,
 }
 
-/// Moves the order's payment out of `AUTHORIZED` into `status` (with `reason`), unless another
-/// request already moved it; returns the payment as it now is.
+/// Moves the order's payment out of `AUTHORIZED` into `status` (with `reason`, and the priced
+/// amount and lines when its stock was reserved), unless another request already moved it;
+/// returns the payment as it now is.
 pub async fn finish_authorized(
     pool: &PgPool,
     order_id: Uuid,
     status: PaymentStatus,
     reason: Option<FailureReason>,
+    priced: Option<&Priced>,
 ) -> Result<Stored, sqlx::Error> {
     platform::telemetry::in_span(
         "db.finish_payment",
         Some(order_id),
-        finish_authorized_tx(pool, order_id, status, reason),
+        finish_authorized_tx(pool, order_id, status, reason, priced),
     )
     .await
 }
@@ -190,15 +176,20 @@ async fn finish_authorized_tx(
     order_id: Uuid,
     status: PaymentStatus,
     reason: Option<FailureReason>,
+    priced: Option<&Priced>,
 ) -> Result<Stored, sqlx::Error> {
     let moved = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE payments SET status = $2, failure_reason = $3, updated_at = now()
+        "UPDATE payments SET status = $2, failure_reason = $3,
+                amount = coalesce($4, amount), priced_items = coalesce($5, priced_items),
+                updated_at = now()
          WHERE order_id = $1 AND status = 'AUTHORIZED'
          RETURNING {COLUMNS}"
     )))
     .bind(order_id)
     .bind(domain::status_str(status))
     .bind(reason.map(domain::reason_str))
+    .bind(priced.map(|p| p.amount))
+    .bind(priced.map(|p| Json(&p.lines)))
     .fetch_optional(pool)
     .await?;
     match decode(moved)? {
