@@ -340,12 +340,11 @@ async fn settle_attempts(
 ) -> Result<Settled, sqlx::Error> {
     for _ in 0..3 {
         for from_state in domain::sources(settle) {
-            if let Transition::Apply { from, into, to } = domain::transition(settle, from_state) {
-                if let Some(record) =
+            if let Transition::Apply { from, into, to } = domain::transition(settle, from_state)
+                && let Some(record) =
                     apply_transition(pool, order_id, from_state, to, from, into).await?
-                {
-                    return Ok(Settled::Done(record, true));
-                }
+            {
+                return Ok(Settled::Done(record, true));
             }
         }
         let mut conn = pool.acquire().await?;
