@@ -7,7 +7,7 @@
 #   make bench-mesh    the same open-loop order load without and with the mesh; latency added,
 #                      proxy CPU per request, RSS, config-push time (prints figures, asserts none)
 
-BENCH_MESH_RATE     ?= 50
+BENCH_MESH_RATE     ?= 20
 BENCH_MESH_DURATION ?= 20s
 
 .PHONY: mesh-demo-bins mesh-demo bench-mesh

@@ -57,29 +57,62 @@ func Bench(e *Env, o BenchOptions) error {
 	e.say("bench-mesh: %d orders/s open loop, %s after %s warm-up, tenant %s, %d cores (shared)", o.Rate, o.Duration, o.Warmup, tn.ID, numCPU())
 	base := []string{"--rate", strconv.Itoa(o.Rate), "--duration", o.Duration.String(), "--warmup", o.Warmup.String(),
 		"--skus", sku, "--json", "--seed", "11", "--timeout", "15s"}
-	plain, err := e.loadgenJSON(append([]string{"--target", tn.ID + "=" + direct}, base...))
+	idlePlain, err := e.idleRate(tn.ID, true)
 	if err != nil {
 		return err
 	}
-	stop()
-	gw := e.Loaded.Topology.Gateway()
-	cpu0, rq0, err := e.proxyCounters()
+	before, err := e.classTicks(tn.ID, true)
 	if err != nil {
 		return err
 	}
 	t0 := time.Now()
+	plain, err := e.loadgenJSON(append([]string{"--target", tn.ID + "=" + direct}, base...))
+	if err != nil {
+		return err
+	}
+	after, err := e.classTicks(tn.ID, true)
+	if err != nil {
+		return err
+	}
+	plainCPU := after.minus(before).minus(idlePlain.times(time.Since(t0).Seconds()))
+	stop()
+	gw := e.Loaded.Topology.Gateway()
+	_, rq0, err := e.proxyCounters()
+	if err != nil {
+		return err
+	}
+	idleMesh, err := e.idleRate(tn.ID, false)
+	if err != nil {
+		return err
+	}
+	before, err = e.classTicks(tn.ID, false)
+	if err != nil {
+		return err
+	}
+	t0 = time.Now()
 	meshed, err := e.loadgenJSON(append([]string{"--target", fmt.Sprintf("%s=http://%s:%d", tn.ID, gw.IP, mesh.GatewayPort),
 		"--host-header", mesh.TenantHosts(e.Loaded)[tn.ID], "--allow-remote"}, base...))
 	if err != nil {
 		return err
 	}
 	wall := time.Since(t0)
-	cpu1, rq1, err := e.proxyCounters()
+	after, err = e.classTicks(tn.ID, false)
+	if err != nil {
+		return err
+	}
+	meshCPU := after.minus(before).minus(idleMesh.times(wall.Seconds()))
+	_, rq1, err := e.proxyCounters()
+	if err != nil {
+		return err
+	}
+	handshakes, err := e.handshakes()
 	if err != nil {
 		return err
 	}
 	e.printLatency(plain, meshed)
-	e.printCost(cpu1-cpu0, rq1-rq0, meshed.Requests, wall)
+	e.printSplit(plainCPU, plain.Requests, meshCPU, meshed.Requests)
+	e.printCost(meshCPU.envoys, rq1-rq0, meshed.Requests, wall)
+	e.say("  mTLS handshakes since the mesh started, per proxied request: %.3f (%.0f handshakes; connections are pooled and reused)", handshakes/max(rq1, 1), handshakes)
 	if err := e.printMemory(); err != nil {
 		return err
 	}
@@ -114,7 +147,7 @@ func (e *Env) printLatency(plain, meshed summary) {
 func (e *Env) printCost(cpuTicks, proxied float64, orders int, wall time.Duration) {
 	hz := 100.0 // USER_HZ on Linux
 	cpuSec := cpuTicks / hz
-	e.say("\nproxy CPU (every Envoy, /proc/<pid>/stat utime+stime over the meshed run, %s):", wall.Round(time.Millisecond))
+	e.say("\nproxy CPU (every Envoy, /proc/<pid>/stat utime+stime over the meshed run, %s, idle rate subtracted):", wall.Round(time.Millisecond))
 	e.say("  %.2f CPU-s; %.0f µs per order; %.0f proxied HTTP requests (%.1f per order), %.0f µs each",
 		cpuSec, 1e6*cpuSec/float64(max(orders, 1)), proxied, proxied/float64(max(orders, 1)), 1e6*cpuSec/max(proxied, 1))
 	rps := proxied / wall.Seconds()
@@ -157,12 +190,7 @@ func (e *Env) proxyCounters() (float64, float64, error) {
 
 // cpuTicks is a process's utime+stime from /proc/<pid>/stat (fields 14 and 15).
 func cpuTicks(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	f := statFields(pid)
 	if len(f) < 13 {
 		return 0
 	}
@@ -329,6 +357,10 @@ func (e *Env) startDirect(orders, payments string) (string, func(), error) {
 			return "", stop, fmt.Errorf("%s without the mesh: %v (log in %s)", app, err, logDir)
 		}
 	}
+	e.directPids = nil
+	for _, p := range procs {
+		e.directPids = append(e.directPids, p.Pid)
+	}
 	return fmt.Sprintf("http://127.0.0.1:%d", ports["order-service"]), stop, nil
 }
 
@@ -407,4 +439,139 @@ func waitReady(u string, within time.Duration) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// cpuSplit is CPU clock ticks by kind of process.
+type cpuSplit struct{ apps, envoys, postgres float64 }
+
+func (a cpuSplit) minus(b cpuSplit) cpuSplit {
+	return cpuSplit{a.apps - b.apps, a.envoys - b.envoys, a.postgres - b.postgres}
+}
+
+func (a cpuSplit) times(f float64) cpuSplit {
+	return cpuSplit{a.apps * f, a.envoys * f, a.postgres * f}
+}
+
+// idleRate is what the processes burn per second with no orders (timers, polling, stats
+// flushes), measured over 5 s, so that a run's CPU per order counts only what the orders cost.
+func (e *Env) idleRate(tenant string, direct bool) (cpuSplit, error) {
+	before, err := e.classTicks(tenant, direct)
+	if err != nil {
+		return before, err
+	}
+	t0 := time.Now()
+	time.Sleep(5 * time.Second)
+	after, err := e.classTicks(tenant, direct)
+	return after.minus(before).times(1 / time.Since(t0).Seconds()), err
+}
+
+// classTicks sums CPU ticks of the tenant's apps (the host copies when direct is set, else the
+// pods'), of every Envoy, and of the mesh's PostgreSQL pods (each postmaster, its live children
+// and the children it has reaped).
+func (e *Env) classTicks(tenant string, direct bool) (cpuSplit, error) {
+	var c cpuSplit
+	st, err := e.state()
+	if err != nil {
+		return c, err
+	}
+	if direct {
+		for _, pid := range e.directPids {
+			c.apps += cpuTicks(pid)
+		}
+	}
+	for k, p := range st.Procs {
+		if !p.Alive() {
+			continue
+		}
+		switch {
+		case strings.HasSuffix(k, "/envoy"):
+			c.envoys += cpuTicks(p.Pid)
+		case strings.Contains(k, "/postgres-") && strings.HasSuffix(k, "/app"):
+			c.postgres += treeTicks(p.Pid)
+		case !direct && strings.HasPrefix(k, tenant+"-") && strings.HasSuffix(k, "/app"):
+			c.apps += cpuTicks(p.Pid)
+		}
+	}
+	return c, nil
+}
+
+// treeTicks is a process's CPU plus its live children's and the reaped children's it collected
+// (cutime+cstime): a PostgreSQL postmaster and its backends.
+func treeTicks(pid int) float64 {
+	total := cpuTicks(pid) + reapedTicks(pid)
+	entries, _ := os.ReadDir("/proc")
+	for _, d := range entries {
+		child, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if ppid(child) == pid {
+			total += cpuTicks(child)
+		}
+	}
+	return total
+}
+
+func statFields(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+}
+
+func ppid(pid int) int {
+	f := statFields(pid)
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
+func reapedTicks(pid int) float64 {
+	f := statFields(pid)
+	if len(f) < 15 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[13], 64)
+	k, _ := strconv.ParseFloat(f[14], 64)
+	return u + k
+}
+
+// printSplit prints CPU per order by kind of process, without and with the mesh: the sidecars'
+// share next to the apps' own, measured on the same machine in the same run.
+func (e *Env) printSplit(plain cpuSplit, plainOrders int, meshed cpuSplit, meshOrders int) {
+	per := func(ticks float64, orders int) float64 { return 1000 * ticks / 100 / float64(max(orders, 1)) }
+	e.say("\nCPU ms per order (/proc utime+stime, idle rate subtracted) %7s %10s %10s %10s", "apps", "Envoys", "PostgreSQL", "total")
+	row := func(name string, c cpuSplit, n int) {
+		e.say("%-55s %10.2f %10.2f %10.2f %10.2f", name, per(c.apps, n), per(c.envoys, n), per(c.postgres, n),
+			per(c.apps+c.envoys+c.postgres, n))
+	}
+	row("without the mesh", plain, plainOrders)
+	row("with the mesh", meshed, meshOrders)
+	if meshed.apps > 0 {
+		e.say("the proxies cost %.1f× the apps' own CPU per order", meshed.envoys/meshed.apps)
+	}
+}
+
+// handshakes is the TLS handshakes every Envoy's outbound clusters made since it started.
+func (e *Env) handshakes() (float64, error) {
+	var n float64
+	for _, p := range e.Loaded.Topology.Pods {
+		if !p.Proxy {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		m, err := mesh.EnvoyStats(ctx, p, `^cluster\.outbound\|.*\.ssl\.handshake$`)
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+		for _, v := range m {
+			n += v
+		}
+	}
+	return n, nil
 }

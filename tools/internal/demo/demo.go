@@ -33,7 +33,8 @@ type Env struct {
 	Checker string // target/release/check-invariants
 	Out     io.Writer
 
-	seeded []seeded // SKUs this run seeded: their stock is checked exactly
+	seeded     []seeded // SKUs this run seeded: their stock is checked exactly
+	directPids []int    // the bench's apps started without the mesh
 }
 
 type seeded struct {
