@@ -105,10 +105,7 @@ func Bench(e *Env, o BenchOptions) error {
 	if err != nil {
 		return err
 	}
-	handshakes, err := e.handshakes()
-	if err != nil {
-		return err
-	}
+	handshakes := e.handshakes()
 	e.printLatency(plain, meshed)
 	e.printSplit(plainCPU, plain.Requests, meshCPU, meshed.Requests)
 	e.printCost(meshCPU.envoys, rq1-rq0, meshed.Requests, wall)
@@ -189,14 +186,20 @@ func (e *Env) proxyCounters() (float64, float64, error) {
 }
 
 // cpuTicks is a process's utime+stime from /proc/<pid>/stat (fields 14 and 15).
-func cpuTicks(pid int) float64 {
+func cpuTicks(pid int) float64 { return procStatPair(pid, 11) }
+
+// reapedTicks is the CPU of the children a process has reaped: cutime+cstime (fields 16, 17).
+func reapedTicks(pid int) float64 { return procStatPair(pid, 13) }
+
+// procStatPair adds two consecutive /proc/<pid>/stat fields, counted from the one after the state.
+func procStatPair(pid, i int) float64 {
 	f := statFields(pid)
-	if len(f) < 13 {
+	if len(f) < i+2 {
 		return 0
 	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	k, _ := strconv.ParseFloat(f[12], 64)
-	return u + k
+	a, _ := strconv.ParseFloat(f[i], 64)
+	b, _ := strconv.ParseFloat(f[i+1], 64)
+	return a + b
 }
 
 func (e *Env) printMemory() error {
@@ -530,16 +533,6 @@ func ppid(pid int) int {
 	return n
 }
 
-func reapedTicks(pid int) float64 {
-	f := statFields(pid)
-	if len(f) < 15 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[13], 64)
-	k, _ := strconv.ParseFloat(f[14], 64)
-	return u + k
-}
-
 // printSplit prints CPU per order by kind of process, without and with the mesh: the sidecars'
 // share next to the apps' own, measured on the same machine in the same run.
 func (e *Env) printSplit(plain cpuSplit, plainOrders int, meshed cpuSplit, meshOrders int) {
@@ -557,21 +550,16 @@ func (e *Env) printSplit(plain cpuSplit, plainOrders int, meshed cpuSplit, meshO
 }
 
 // handshakes is the TLS handshakes every Envoy's outbound clusters made since it started.
-func (e *Env) handshakes() (float64, error) {
-	var n float64
+func (e *Env) handshakes() float64 {
+	var proxies []*mesh.Pod
 	for _, p := range e.Loaded.Topology.Pods {
-		if !p.Proxy {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		m, err := mesh.EnvoyStats(ctx, p, `^cluster\.outbound\|.*\.ssl\.handshake$`)
-		cancel()
-		if err != nil {
-			return 0, err
-		}
-		for _, v := range m {
-			n += v
+		if p.Proxy {
+			proxies = append(proxies, p)
 		}
 	}
-	return n, nil
+	var n float64
+	for _, v := range statSum(proxies, `^cluster\.outbound\|.*\.ssl\.handshake$`) {
+		n += v
+	}
+	return n
 }
