@@ -33,7 +33,7 @@ pub struct PricedLine {
 /// Parses wire lines into validated stock lines (see [`crate::values::parse_stock_lines`]).
 pub fn parse_line_items(
     items: &[LineItem],
-) -> Result<Vec<crate::values::StockLine>, Vec<(String, String)>> {
+) -> Result<Vec<crate::values::StockLine>, Vec<crate::values::FieldError>> {
     let raw: Vec<(String, i64, Option<i64>)> = items
         .iter()
         .map(|item| (item.sku.clone(), item.quantity, item.unit_price))
@@ -56,8 +56,22 @@ pub mod payment {
 
     /// How the customer pays. `card_declined` is the documented test method that the payment
     /// service always declines.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Serialize,
+        Deserialize,
+        strum::Display,
+        strum::EnumString,
+        strum::AsRefStr,
+        strum::IntoStaticStr,
+        strum::VariantArray,
+    )]
     #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
     pub enum PaymentMethod {
         Card,
         CardDeclined,
@@ -81,8 +95,22 @@ pub mod payment {
         pub items: Vec<LineItem>,
     }
 
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Serialize,
+        Deserialize,
+        strum::Display,
+        strum::EnumString,
+        strum::AsRefStr,
+        strum::IntoStaticStr,
+        strum::VariantArray,
+    )]
     #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum PaymentStatus {
         /// Authorised, stock not yet settled: an in-between state a retry completes.
         Authorized,
@@ -97,8 +125,22 @@ pub mod payment {
     }
 
     /// Why a payment did not go through.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Serialize,
+        Deserialize,
+        strum::Display,
+        strum::EnumString,
+        strum::AsRefStr,
+        strum::IntoStaticStr,
+        strum::VariantArray,
+    )]
     #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
     pub enum FailureReason {
         Declined,
         OutOfStock,
@@ -121,6 +163,11 @@ pub mod payment {
         pub created_at: DateTime<Utc>,
         pub updated_at: DateTime<Utc>,
     }
+
+    /// Problem type slug (409): the order already has a payment with other terms.
+    pub const PAYMENT_CONFLICT: &str = "payment-conflict";
+    /// Problem type slug (409): only a `CAPTURED` payment can be refunded.
+    pub const NOT_REFUNDABLE: &str = "not-refundable";
 
     /// `GET /api/v1/payments?order_id=…`
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,8 +192,22 @@ pub mod inventory {
         pub items: Vec<LineItem>,
     }
 
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Serialize,
+        Deserialize,
+        strum::Display,
+        strum::EnumString,
+        strum::AsRefStr,
+        strum::IntoStaticStr,
+        strum::VariantArray,
+    )]
     #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
     pub enum ReservationStatus {
         /// Stock taken from `available`, not yet final.
         Reserved,
@@ -177,6 +238,14 @@ pub mod inventory {
     /// Problem type slug (409) for a line whose expected price or currency is not the
     /// catalog's; the `sku` member names it. Nothing is reserved.
     pub const PRICE_CHANGED: &str = "price-changed";
+    /// Problem type slug (409) for a repeated `order_id` with other items or currency.
+    pub const RESERVATION_CONFLICT: &str = "reservation-conflict";
+    /// Problem type slug (409) for committing a reservation that was released: nothing is held
+    /// for the order (payment-service voids the payment on it).
+    pub const RESERVATION_RELEASED: &str = "reservation-released";
+    /// Problem type slug (409) for a commit or release that the reservation's committed state
+    /// refuses.
+    pub const RESERVATION_COMMITTED: &str = "reservation-committed";
 
     /// `PUT /api/v1/items/{sku}` (operators and seeding only; no service calls it): the stock on
     /// hand and the catalog price of one unit.
@@ -202,33 +271,27 @@ pub mod inventory {
 pub mod notify {
     use super::*;
 
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[derive(
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Hash,
+        Serialize,
+        Deserialize,
+        strum::Display,
+        strum::EnumString,
+        strum::AsRefStr,
+        strum::IntoStaticStr,
+        strum::VariantArray,
+    )]
     #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
     pub enum NotificationKind {
         OrderConfirmed,
         OrderFailed,
         OrderCancelled,
-    }
-
-    impl NotificationKind {
-        /// The wire and database spelling.
-        pub fn as_str(self) -> &'static str {
-            match self {
-                Self::OrderConfirmed => "order_confirmed",
-                Self::OrderFailed => "order_failed",
-                Self::OrderCancelled => "order_cancelled",
-            }
-        }
-
-        pub fn parse(value: &str) -> Option<Self> {
-            [
-                Self::OrderConfirmed,
-                Self::OrderFailed,
-                Self::OrderCancelled,
-            ]
-            .into_iter()
-            .find(|kind| kind.as_str() == value)
-        }
     }
 
     /// Longest notification message, in characters.
@@ -258,5 +321,36 @@ pub mod notify {
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct NotificationList {
         pub items: Vec<Notification>,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+    use strum::VariantArray;
+
+    use super::{inventory::ReservationStatus, notify::NotificationKind, payment::*};
+
+    /// The wire spelling (serde) and the database and log spelling (strum) are one.
+    fn spelled_alike<T>()
+    where
+        T: VariantArray + Serialize + AsRef<str> + std::str::FromStr + PartialEq + std::fmt::Debug,
+    {
+        for variant in T::VARIANTS {
+            let wire = serde_json::to_value(variant).unwrap_or_default();
+            assert_eq!(wire, variant.as_ref(), "{variant:?}");
+            assert_eq!(variant.as_ref().parse::<T>().ok().as_ref(), Some(variant));
+        }
+    }
+
+    #[test]
+    fn every_enum_has_one_spelling() {
+        spelled_alike::<PaymentMethod>();
+        spelled_alike::<PaymentStatus>();
+        spelled_alike::<FailureReason>();
+        spelled_alike::<ReservationStatus>();
+        spelled_alike::<NotificationKind>();
+        assert_eq!(PaymentMethod::CardDeclined.as_ref(), "card_declined");
+        assert_eq!(PaymentStatus::Authorized.as_ref(), "AUTHORIZED");
     }
 }

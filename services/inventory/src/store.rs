@@ -10,12 +10,13 @@ use commerce::contracts::{
     LineItem, PricedLine,
     inventory::{Item, Reservation},
 };
+use platform::db::{self, Text};
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
 use crate::domain::{
-    self, Bucket, CatalogEntry, ItemUpdate, Pricing, Refusal, ReservationRequest, Settle, State,
-    Transition,
+    self, Bucket, CatalogEntry, ItemUpdate, Pricing, RecordState, Refusal, ReservationAction,
+    ReservationRequest, Transition,
 };
 
 #[derive(sqlx::FromRow)]
@@ -46,6 +47,7 @@ const ITEM_COLUMNS: &str = "sku, available, reserved, committed, unit_price, cur
 /// Sets the available units and the catalog price of `sku`, creating the item if needed;
 /// reserved and committed units are left as they are (and so are the prices reservations
 /// already hold).
+#[tracing::instrument(name = "db.set_item", skip_all, fields(%sku))]
 pub async fn set_item(pool: &PgPool, sku: &str, update: &ItemUpdate) -> Result<Item, sqlx::Error> {
     let row: ItemRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO items (sku, available, unit_price, currency) VALUES ($1, $2, $3, $4)
@@ -62,6 +64,7 @@ pub async fn set_item(pool: &PgPool, sku: &str, update: &ItemUpdate) -> Result<I
     Ok(row.into())
 }
 
+#[tracing::instrument(name = "db.get_item", skip_all, fields(%sku))]
 pub async fn item(pool: &PgPool, sku: &str) -> Result<Option<Item>, sqlx::Error> {
     let row: Option<ItemRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ITEM_COLUMNS} FROM items WHERE sku = $1"
@@ -76,10 +79,10 @@ pub async fn item(pool: &PgPool, sku: &str) -> Result<Option<Item>, sqlx::Error>
 #[derive(Debug, sqlx::FromRow)]
 struct RecordRow {
     order_id: Uuid,
-    status: String,
+    status: Text<RecordState>,
     items: Json<Vec<LineItem>>,
     rejected_sku: Option<String>,
-    rejected_reason: Option<String>,
+    rejected_reason: Option<Text<Refusal>>,
     currency: Option<String>,
     priced_items: Option<Json<Vec<PricedLine>>>,
     amount: Option<i64>,
@@ -91,7 +94,7 @@ struct RecordRow {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub order_id: Uuid,
-    pub state: State,
+    pub state: RecordState,
     /// The request as sent (sorted by SKU, expected prices included).
     pub items: Vec<LineItem>,
     pub currency: String,
@@ -103,30 +106,20 @@ pub struct Record {
     pub updated_at: DateTime<Utc>,
 }
 
-impl TryFrom<RecordRow> for Record {
-    type Error = sqlx::Error;
-
-    /// Rows the table's CHECKs allow always decode; anything else is a database error.
-    fn try_from(row: RecordRow) -> Result<Self, Self::Error> {
-        let decode = |what: &str| sqlx::Error::Decode(format!("reservation {what}").into());
-        let state = State::parse(&row.status).ok_or_else(|| decode(&row.status))?;
-        let refused = match (row.rejected_sku, row.rejected_reason.as_deref()) {
-            (Some(sku), Some(reason)) => Some((
-                sku,
-                Refusal::parse(reason).ok_or_else(|| decode("rejected_reason"))?,
-            )),
-            _ => None,
-        };
-        Ok(Record {
+impl From<RecordRow> for Record {
+    fn from(row: RecordRow) -> Self {
+        Record {
             order_id: row.order_id,
-            state,
+            state: row.status.0,
             items: row.items.0,
             currency: row.currency.unwrap_or_default(),
-            refused,
+            refused: row
+                .rejected_sku
+                .zip(row.rejected_reason.map(|reason| reason.0)),
             priced: row.priced_items.map(|p| p.0).zip(row.amount),
             created_at: row.created_at,
             updated_at: row.updated_at,
-        })
+        }
     }
 }
 
@@ -174,16 +167,8 @@ pub enum Reserved {
 /// The reservation row is inserted first (`ON CONFLICT DO NOTHING`): a concurrent request for
 /// the same order waits on that row and then finds it. The items are then locked in SKU order,
 /// priced and checked, and either all taken at those prices or the record is marked `REJECTED`.
+#[tracing::instrument(name = "db.reserve_stock", skip_all, fields(order_id = %request.order_id))]
 pub async fn reserve(pool: &PgPool, request: &ReservationRequest) -> Result<Reserved, sqlx::Error> {
-    platform::telemetry::in_span(
-        "db.reserve_stock",
-        Some(request.order_id),
-        reserve_tx(pool, request),
-    )
-    .await
-}
-
-async fn reserve_tx(pool: &PgPool, request: &ReservationRequest) -> Result<Reserved, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO reservations (order_id, status, items, currency) VALUES ($1, 'RESERVED', $2, $3)
@@ -199,7 +184,7 @@ async fn reserve_tx(pool: &PgPool, request: &ReservationRequest) -> Result<Reser
         tx.commit().await?;
         return existing
             .map(Reserved::Existing)
-            .ok_or(sqlx::Error::RowNotFound);
+            .ok_or_else(|| db::unexpected("a conflicting reservation row is gone"));
     }
     let catalog = lock_items(&mut tx, &request.skus()).await?;
     match domain::price_or_refuse(request, &catalog) {
@@ -211,7 +196,7 @@ async fn reserve_tx(pool: &PgPool, request: &ReservationRequest) -> Result<Reser
             )
             .bind(request.order_id)
             .bind(&sku)
-            .bind(refusal.as_str())
+            .bind(Text(refusal))
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -231,7 +216,7 @@ async fn reserve_tx(pool: &PgPool, request: &ReservationRequest) -> Result<Reser
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
-            Ok(Reserved::Created(row.try_into()?))
+            Ok(Reserved::Created(row.into()))
         }
     }
 }
@@ -285,7 +270,7 @@ fn expect_one_row(rows: u64, sku: &str) -> Result<(), sqlx::Error> {
     if rows == 1 {
         Ok(())
     } else {
-        Err(sqlx::Error::Protocol(format!(
+        Err(db::unexpected(format_args!(
             "stock of `{sku}` changed under its row lock"
         )))
     }
@@ -303,45 +288,42 @@ async fn record_by_order(
     .bind(order_id)
     .fetch_optional(conn)
     .await?;
-    row.map(Record::try_from).transpose()
+    Ok(row.map(Record::from))
 }
 
+#[tracing::instrument(name = "db.get_reservation", skip_all, fields(%order_id))]
 pub async fn reservation(pool: &PgPool, order_id: Uuid) -> Result<Option<Record>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     record_by_order(&mut conn, order_id, false).await
 }
 
-/// What `settle` did.
+/// What `commit_or_release` did.
 #[derive(Debug)]
-pub enum Settled {
-    /// Moved now (`true`) or already settled this way (`false`).
+pub enum Applied {
+    /// Moved now (`true`) or already in that state (`false`).
     Done(Record, bool),
     /// In the opposite final state.
-    Refused(State),
+    Refused(RecordState),
     /// No reservation for the order.
     Missing,
 }
 
 /// Commits or releases the order's reservation (releasing a committed one returns its stock),
 /// in one transaction under the reservation's row lock.
-pub async fn settle(pool: &PgPool, order_id: Uuid, settle: Settle) -> Result<Settled, sqlx::Error> {
-    platform::telemetry::in_span(
-        "db.settle_reservation",
-        Some(order_id),
-        settle_tx(pool, order_id, settle),
-    )
-    .await
-}
-
-async fn settle_tx(pool: &PgPool, order_id: Uuid, settle: Settle) -> Result<Settled, sqlx::Error> {
+#[tracing::instrument(name = "db.commit_or_release", skip_all, fields(%order_id, action = %action))]
+pub async fn commit_or_release(
+    pool: &PgPool,
+    order_id: Uuid,
+    action: ReservationAction,
+) -> Result<Applied, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let Some(record) = record_by_order(&mut tx, order_id, true).await? else {
-        return Ok(Settled::Missing);
+        return Ok(Applied::Missing);
     };
-    match domain::transition(settle, record.state) {
-        Transition::Missing => Ok(Settled::Missing),
-        Transition::Refuse(state) => Ok(Settled::Refused(state)),
-        Transition::Unchanged => Ok(Settled::Done(record, false)),
+    match domain::transition(action, record.state) {
+        Transition::Missing => Ok(Applied::Missing),
+        Transition::Refuse(state) => Ok(Applied::Refused(state)),
+        Transition::Unchanged => Ok(Applied::Done(record, false)),
         Transition::Apply { from, into, to } => {
             for line in &record.items {
                 move_units(&mut tx, from, into, &line.sku, line.quantity).await?;
@@ -351,11 +333,11 @@ async fn settle_tx(pool: &PgPool, order_id: Uuid, settle: Settle) -> Result<Sett
                  RETURNING {RECORD_COLUMNS}"
             )))
             .bind(order_id)
-            .bind(to.as_str())
+            .bind(Text(to))
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
-            Ok(Settled::Done(updated.try_into()?, true))
+            Ok(Applied::Done(updated.into(), true))
         }
     }
 }
