@@ -125,7 +125,8 @@ struct ByOrder {
     order_id: Uuid,
 }
 
-/// The order's payment, as a list of zero or one: how order-service's reconciler asks.
+/// The order's payment, as a list of zero or one (for operators and tests; order-service
+/// finds a payment again by repeating its keyed `POST`).
 async fn list_for_order(
     State(app): State<AppState>,
     Query(ByOrder { order_id }): Query<ByOrder>,
