@@ -54,27 +54,14 @@ impl From<&crate::values::StockLine> for LineItem {
 pub mod payment {
     use super::*;
 
-    /// How the customer pays. `card_declined` is the documented test method that the payment
-    /// service always declines.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Serialize,
-        Deserialize,
-        strum::Display,
-        strum::EnumString,
-        strum::AsRefStr,
-        strum::IntoStaticStr,
-        strum::VariantArray,
-    )]
-    #[serde(rename_all = "snake_case")]
-    #[strum(serialize_all = "snake_case")]
-    pub enum PaymentMethod {
-        Card,
-        CardDeclined,
+    crate::spelled_enum! {
+        "snake_case",
+        /// How the customer pays. `card_declined` is the documented test method that the payment
+        /// service always declines.
+        pub enum PaymentMethod {
+            Card,
+            CardDeclined,
+        }
     }
 
     /// `POST /api/v1/payments` (order-service → payment-service): pay for an order and reserve
@@ -95,57 +82,31 @@ pub mod payment {
         pub items: Vec<LineItem>,
     }
 
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Serialize,
-        Deserialize,
-        strum::Display,
-        strum::EnumString,
-        strum::AsRefStr,
-        strum::IntoStaticStr,
-        strum::VariantArray,
-    )]
-    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-    pub enum PaymentStatus {
-        /// Authorised, stock not yet settled: an in-between state a retry completes.
-        Authorized,
-        /// Paid, and the stock is committed.
-        Captured,
-        /// Authorised, then released because the stock could not be reserved.
-        Voided,
-        /// Refused by the payment method; nothing was authorised.
-        Declined,
-        /// Captured, then paid back.
-        Refunded,
+    crate::spelled_enum! {
+        "SCREAMING_SNAKE_CASE",
+        pub enum PaymentStatus {
+            /// Authorised, stock not yet settled: an in-between state a retry completes.
+            Authorized,
+            /// Paid, and the stock is committed.
+            Captured,
+            /// Authorised, then released because the stock could not be reserved.
+            Voided,
+            /// Refused by the payment method; nothing was authorised.
+            Declined,
+            /// Captured, then paid back.
+            Refunded,
+        }
     }
 
-    /// Why a payment did not go through.
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Serialize,
-        Deserialize,
-        strum::Display,
-        strum::EnumString,
-        strum::AsRefStr,
-        strum::IntoStaticStr,
-        strum::VariantArray,
-    )]
-    #[serde(rename_all = "snake_case")]
-    #[strum(serialize_all = "snake_case")]
-    pub enum FailureReason {
-        Declined,
-        OutOfStock,
-        /// A price the caller expected is not the catalog's (nothing was reserved or charged).
-        PriceChanged,
+    crate::spelled_enum! {
+        "snake_case",
+        /// Why a payment did not go through.
+        pub enum FailureReason {
+            Declined,
+            OutOfStock,
+            /// A price the caller expected is not the catalog's (nothing was reserved or charged).
+            PriceChanged,
+        }
     }
 
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,31 +153,18 @@ pub mod inventory {
         pub items: Vec<LineItem>,
     }
 
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Serialize,
-        Deserialize,
-        strum::Display,
-        strum::EnumString,
-        strum::AsRefStr,
-        strum::IntoStaticStr,
-        strum::VariantArray,
-    )]
-    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-    #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-    pub enum ReservationStatus {
-        /// Stock taken from `available`, not yet final.
-        Reserved,
-        /// Final: the stock is sold.
-        Committed,
-        /// Given back to `available` before it was sold.
-        Released,
-        /// Sold, then given back to `available` (the order was cancelled).
-        Returned,
+    crate::spelled_enum! {
+        "SCREAMING_SNAKE_CASE",
+        pub enum ReservationStatus {
+            /// Stock taken from `available`, not yet final.
+            Reserved,
+            /// Final: the stock is sold.
+            Committed,
+            /// Given back to `available` before it was sold.
+            Released,
+            /// Sold, then given back to `available` (the order was cancelled).
+            Returned,
+        }
     }
 
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,27 +219,13 @@ pub mod inventory {
 pub mod notify {
     use super::*;
 
-    #[derive(
-        Debug,
-        Clone,
-        Copy,
-        PartialEq,
-        Eq,
-        Hash,
-        Serialize,
-        Deserialize,
-        strum::Display,
-        strum::EnumString,
-        strum::AsRefStr,
-        strum::IntoStaticStr,
-        strum::VariantArray,
-    )]
-    #[serde(rename_all = "snake_case")]
-    #[strum(serialize_all = "snake_case")]
-    pub enum NotificationKind {
-        OrderConfirmed,
-        OrderFailed,
-        OrderCancelled,
+    crate::spelled_enum! {
+        "snake_case",
+        pub enum NotificationKind {
+            OrderConfirmed,
+            OrderFailed,
+            OrderCancelled,
+        }
     }
 
     /// Longest notification message, in characters.

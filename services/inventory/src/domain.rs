@@ -107,24 +107,14 @@ pub fn parse_reservation(body: CreateReservation) -> Result<ReservationRequest, 
     }
 }
 
-/// Why a reservation was refused; remembered (as its spelling), so a repeat gets the same
-/// answer.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    strum::Display,
-    strum::EnumString,
-    strum::AsRefStr,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[strum(serialize_all = "snake_case")]
-pub enum Refusal {
-    OutOfStock,
-    PriceChanged,
+commerce::spelled_enum! {
+    "snake_case",
+    /// Why a reservation was refused; remembered (as its spelling), so a repeat gets the same
+    /// answer.
+    pub enum Refusal {
+        OutOfStock,
+        PriceChanged,
+    }
 }
 
 /// One catalog row as locked for a reservation.
@@ -198,28 +188,18 @@ pub fn price_or_refuse(
     }
 }
 
-/// An order's reservation record as stored: the four states of the contract, plus `Rejected`,
-/// the remembered refusal (out of stock, price changed) that holds no stock and is never shown
-/// as a reservation.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    strum::Display,
-    strum::EnumString,
-    strum::AsRefStr,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum RecordState {
-    Reserved,
-    Committed,
-    Released,
-    Returned,
-    Rejected,
+commerce::spelled_enum! {
+    "SCREAMING_SNAKE_CASE",
+    /// An order's reservation record as stored: the four states of the contract, plus `Rejected`,
+    /// the remembered refusal (out of stock, price changed) that holds no stock and is never shown
+    /// as a reservation.
+    pub enum RecordState {
+        Reserved,
+        Committed,
+        Released,
+        Returned,
+        Rejected,
+    }
 }
 
 impl RecordState {
@@ -270,24 +250,14 @@ pub fn judge_repeat(
     }
 }
 
-/// What payment-service asks of a held reservation: commit it (the stock is sold) or release
-/// it (the stock goes back to available: a held reservation is released, a sold one returned).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    strum::Display,
-    strum::EnumString,
-    strum::AsRefStr,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[strum(serialize_all = "snake_case")]
-pub enum ReservationAction {
-    Commit,
-    Release,
+commerce::spelled_enum! {
+    "snake_case",
+    /// What payment-service asks of a held reservation: commit it (the stock is sold) or release
+    /// it (the stock goes back to available: a held reservation is released, a sold one returned).
+    pub enum ReservationAction {
+        Commit,
+        Release,
+    }
 }
 
 /// Where an order's units sit in the item row.

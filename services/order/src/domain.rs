@@ -157,53 +157,27 @@ pub fn payment_lines(lines: &[OrderLine]) -> (Vec<LineItem>, Option<i64>) {
     (items, amount)
 }
 
-/// Where an order stands.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::AsRefStr,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum OrderStatus {
-    Pending,
-    Confirmed,
-    Failed,
-    /// Cancel requested: the refund (money and stock back) is under way.
-    Cancelling,
-    Cancelled,
+commerce::spelled_enum! {
+    "SCREAMING_SNAKE_CASE",
+    /// Where an order stands.
+    pub enum OrderStatus {
+        Pending,
+        Confirmed,
+        Failed,
+        /// Cancel requested: the refund (money and stock back) is under way.
+        Cancelling,
+        Cancelled,
+    }
 }
 
-/// Why an order failed.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::AsRefStr,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum FailureCause {
-    PaymentDeclined,
-    OutOfStock,
-    PriceChanged,
+commerce::spelled_enum! {
+    "snake_case",
+    /// Why an order failed.
+    pub enum FailureCause {
+        PaymentDeclined,
+        OutOfStock,
+        PriceChanged,
+    }
 }
 
 /// The end state a payment's answer puts an order in.
