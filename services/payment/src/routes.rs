@@ -108,11 +108,16 @@ async fn get_payment(
     State(app): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Payment>, Problem> {
+    Ok(axum::Json(find(&app, id).await?.payment))
+}
+
+/// The payment `id` (its order recorded on the request's span), or 404.
+async fn find(app: &AppState, id: Uuid) -> Result<Stored, Problem> {
     let stored = store::by_id(&app.pool, id)
         .await?
         .ok_or_else(|| no_payment(id))?;
     platform::context::record_order_id(&stored.payment.order_id);
-    Ok(axum::Json(stored.payment))
+    Ok(stored)
 }
 
 fn no_payment(id: Uuid) -> Problem {
@@ -146,10 +151,7 @@ async fn refund(
     State(app): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Payment>, Problem> {
-    let stored = store::by_id(&app.pool, id)
-        .await?
-        .ok_or_else(|| no_payment(id))?;
-    platform::context::record_order_id(&stored.payment.order_id);
+    let stored = find(&app, id).await?;
     let current = match domain::refund(stored.payment.status) {
         Refund::Apply => match completion::refund(&app.pool, &app.inventory, &stored).await? {
             Some(refunded) => {
