@@ -12,8 +12,6 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 COPY deploy/docker/healthcheck.c /tmp/healthcheck.c
 RUN gcc -static -Os -o /usr/local/bin/healthcheck /tmp/healthcheck.c
 COPY . .
-# sqlx compile-time checked queries (if any) use the committed .sqlx metadata, never a live DB.
-ENV SQLX_OFFLINE=true
 # Cargo caches survive between builds (BuildKit cache mounts); the binary is copied out of the
 # cached target directory because cache mounts are not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \

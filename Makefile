@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:55432/postgres
 
-.PHONY: help up down db-up db-down trace jaeger build test test-rust test-e2e lint fmt clippy clean-test-dbs
+.PHONY: help up down db-up db-down trace jaeger build test test-rust test-e2e lint fmt clippy deny clean-test-dbs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -38,7 +38,7 @@ clean-test-dbs: ## drop databases left by earlier test runs
 	@psql "$(TEST_DATABASE_URL)" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'" \
 	  | while read -r db; do psql "$(TEST_DATABASE_URL)" -qc "DROP DATABASE IF EXISTS \"$$db\" WITH (FORCE)"; done
 
-lint: fmt clippy lint-deploy ## formatting, clippy, go vet, shellcheck, hadolint, compose-spec check
+lint: fmt clippy deny lint-deploy ## formatting, clippy, cargo deny, go vet, shellcheck, hadolint, compose-spec check
 	cd tools && go vet ./... && go vet -tags mesh ./meshtest/
 
 fmt:
@@ -47,5 +47,17 @@ fmt:
 
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# The RustSec advisory database comes from github.com; where that is unreachable (the development
+# machine) the advisories check is skipped with a message, and the three offline checks still run.
+ADVISORY_DB := https://github.com/rustsec/advisory-db
+deny: ## cargo deny: licences, duplicate versions and sources (offline), advisories when GitHub is reachable
+	@command -v cargo-deny >/dev/null || cargo install --locked cargo-deny
+	cargo deny check licenses bans sources
+	@if timeout 15 git ls-remote $(ADVISORY_DB) HEAD >/dev/null 2>&1; then \
+	  cargo deny check advisories; \
+	else \
+	  echo "cargo deny: advisories NOT checked: the RustSec advisory DB ($(ADVISORY_DB)) is unreachable"; \
+	fi
 
 include mk/deploy.mk mk/tools.mk mk/mesh.mk mk/mesh-demo.mk mk/fuzz.mk mk/soak.mk $(wildcard mk/bench.mk)

@@ -147,7 +147,7 @@ rm -f "${ALL}.bak"
 info "rendered into ${WORK}"
 
 # ------------------------------------------------------------------------------------------ 6
-# Safe order (ISTIO-NOTES 18): CRDs (istioctl above) -> namespaces -> plain config ->
+# Safe order (deploy/README.md, "Facts for tools"): CRDs (istioctl above) -> namespaces -> plain config ->
 # DestinationRules (subsets) before the VirtualServices that use them -> ALLOW policies before
 # STRICT mTLS and allow-nothing -> workloads. NetworkPolicies come last, after the mesh checks,
 # so that the 403 check below exercises the mesh's own authorization layer.

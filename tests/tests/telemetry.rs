@@ -125,9 +125,8 @@ async fn one_order_with_an_incoming_b3_context_is_one_trace_across_the_four_serv
     let expected: &[(&str, &str)] = &[
         ("order-service", "POST /api/v1/orders"),
         ("order-service", "saga.pay"),
-        ("order-service", "saga.settle"),
         ("order-service", "db.insert_order"),
-        ("order-service", "db.settle_order"),
+        ("order-service", "db.record_outcome"),
         ("order-service", "outbox.deliver"),
         ("payment-service", "POST /api/v1/payments"),
         ("payment-service", "db.insert_payment"),
@@ -138,7 +137,7 @@ async fn one_order_with_an_incoming_b3_context_is_one_trace_across_the_four_serv
             "POST /api/v1/reservations/{order_id}/commit",
         ),
         ("inventory-service", "db.reserve_stock"),
-        ("inventory-service", "db.settle_reservation"),
+        ("inventory-service", "db.commit_or_release"),
         ("notify-service", "POST /api/v1/notifications"),
         ("notify-service", "db.record_notification"),
     ];

@@ -33,7 +33,7 @@ pub struct PricedLine {
 /// Parses wire lines into validated stock lines (see [`crate::values::parse_stock_lines`]).
 pub fn parse_line_items(
     items: &[LineItem],
-) -> Result<Vec<crate::values::StockLine>, Vec<(String, String)>> {
+) -> Result<Vec<crate::values::StockLine>, Vec<crate::values::FieldError>> {
     let raw: Vec<(String, i64, Option<i64>)> = items
         .iter()
         .map(|item| (item.sku.clone(), item.quantity, item.unit_price))
@@ -54,13 +54,14 @@ impl From<&crate::values::StockLine> for LineItem {
 pub mod payment {
     use super::*;
 
-    /// How the customer pays. `card_declined` is the documented test method that the payment
-    /// service always declines.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "snake_case")]
-    pub enum PaymentMethod {
-        Card,
-        CardDeclined,
+    crate::spelled_enum! {
+        "snake_case",
+        /// How the customer pays. `card_declined` is the documented test method that the payment
+        /// service always declines.
+        pub enum PaymentMethod {
+            Card,
+            CardDeclined,
+        }
     }
 
     /// `POST /api/v1/payments` (order-service → payment-service): pay for an order and reserve
@@ -81,29 +82,31 @@ pub mod payment {
         pub items: Vec<LineItem>,
     }
 
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-    pub enum PaymentStatus {
-        /// Authorised, stock not yet settled: an in-between state a retry completes.
-        Authorized,
-        /// Paid, and the stock is committed.
-        Captured,
-        /// Authorised, then released because the stock could not be reserved.
-        Voided,
-        /// Refused by the payment method; nothing was authorised.
-        Declined,
-        /// Captured, then paid back.
-        Refunded,
+    crate::spelled_enum! {
+        "SCREAMING_SNAKE_CASE",
+        pub enum PaymentStatus {
+            /// Authorised, stock not yet settled: an in-between state a retry completes.
+            Authorized,
+            /// Paid, and the stock is committed.
+            Captured,
+            /// Authorised, then released because the stock could not be reserved.
+            Voided,
+            /// Refused by the payment method; nothing was authorised.
+            Declined,
+            /// Captured, then paid back.
+            Refunded,
+        }
     }
 
-    /// Why a payment did not go through.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "snake_case")]
-    pub enum FailureReason {
-        Declined,
-        OutOfStock,
-        /// A price the caller expected is not the catalog's (nothing was reserved or charged).
-        PriceChanged,
+    crate::spelled_enum! {
+        "snake_case",
+        /// Why a payment did not go through.
+        pub enum FailureReason {
+            Declined,
+            OutOfStock,
+            /// A price the caller expected is not the catalog's (nothing was reserved or charged).
+            PriceChanged,
+        }
     }
 
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +124,11 @@ pub mod payment {
         pub created_at: DateTime<Utc>,
         pub updated_at: DateTime<Utc>,
     }
+
+    /// Problem type slug (409): the order already has a payment with other terms.
+    pub const PAYMENT_CONFLICT: &str = "payment-conflict";
+    /// Problem type slug (409): only a `CAPTURED` payment can be refunded.
+    pub const NOT_REFUNDABLE: &str = "not-refundable";
 
     /// `GET /api/v1/payments?order_id=…`
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,17 +153,18 @@ pub mod inventory {
         pub items: Vec<LineItem>,
     }
 
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-    pub enum ReservationStatus {
-        /// Stock taken from `available`, not yet final.
-        Reserved,
-        /// Final: the stock is sold.
-        Committed,
-        /// Given back to `available` before it was sold.
-        Released,
-        /// Sold, then given back to `available` (the order was cancelled).
-        Returned,
+    crate::spelled_enum! {
+        "SCREAMING_SNAKE_CASE",
+        pub enum ReservationStatus {
+            /// Stock taken from `available`, not yet final.
+            Reserved,
+            /// Final: the stock is sold.
+            Committed,
+            /// Given back to `available` before it was sold.
+            Released,
+            /// Sold, then given back to `available` (the order was cancelled).
+            Returned,
+        }
     }
 
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +186,14 @@ pub mod inventory {
     /// Problem type slug (409) for a line whose expected price or currency is not the
     /// catalog's; the `sku` member names it. Nothing is reserved.
     pub const PRICE_CHANGED: &str = "price-changed";
+    /// Problem type slug (409) for a repeated `order_id` with other items or currency.
+    pub const RESERVATION_CONFLICT: &str = "reservation-conflict";
+    /// Problem type slug (409) for committing a reservation that was released: nothing is held
+    /// for the order (payment-service voids the payment on it).
+    pub const RESERVATION_RELEASED: &str = "reservation-released";
+    /// Problem type slug (409) for a commit or release that the reservation's committed state
+    /// refuses.
+    pub const RESERVATION_COMMITTED: &str = "reservation-committed";
 
     /// `PUT /api/v1/items/{sku}` (operators and seeding only; no service calls it): the stock on
     /// hand and the catalog price of one unit.
@@ -202,32 +219,12 @@ pub mod inventory {
 pub mod notify {
     use super::*;
 
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-    #[serde(rename_all = "snake_case")]
-    pub enum NotificationKind {
-        OrderConfirmed,
-        OrderFailed,
-        OrderCancelled,
-    }
-
-    impl NotificationKind {
-        /// The wire and database spelling.
-        pub fn as_str(self) -> &'static str {
-            match self {
-                Self::OrderConfirmed => "order_confirmed",
-                Self::OrderFailed => "order_failed",
-                Self::OrderCancelled => "order_cancelled",
-            }
-        }
-
-        pub fn parse(value: &str) -> Option<Self> {
-            [
-                Self::OrderConfirmed,
-                Self::OrderFailed,
-                Self::OrderCancelled,
-            ]
-            .into_iter()
-            .find(|kind| kind.as_str() == value)
+    crate::spelled_enum! {
+        "snake_case",
+        pub enum NotificationKind {
+            OrderConfirmed,
+            OrderFailed,
+            OrderCancelled,
         }
     }
 
@@ -258,5 +255,36 @@ pub mod notify {
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct NotificationList {
         pub items: Vec<Notification>,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+    use strum::VariantArray;
+
+    use super::{inventory::ReservationStatus, notify::NotificationKind, payment::*};
+
+    /// The wire spelling (serde) and the database and log spelling (strum) are one.
+    fn spelled_alike<T>()
+    where
+        T: VariantArray + Serialize + AsRef<str> + std::str::FromStr + PartialEq + std::fmt::Debug,
+    {
+        for variant in T::VARIANTS {
+            let wire = serde_json::to_value(variant).unwrap_or_default();
+            assert_eq!(wire, variant.as_ref(), "{variant:?}");
+            assert_eq!(variant.as_ref().parse::<T>().ok().as_ref(), Some(variant));
+        }
+    }
+
+    #[test]
+    fn every_enum_has_one_spelling() {
+        spelled_alike::<PaymentMethod>();
+        spelled_alike::<PaymentStatus>();
+        spelled_alike::<FailureReason>();
+        spelled_alike::<ReservationStatus>();
+        spelled_alike::<NotificationKind>();
+        assert_eq!(PaymentMethod::CardDeclined.as_ref(), "card_declined");
+        assert_eq!(PaymentStatus::Authorized.as_ref(), "AUTHORIZED");
     }
 }

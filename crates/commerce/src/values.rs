@@ -2,12 +2,62 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// One invalid field in a request, as every service reports it (listed under a 422 problem's
+/// `errors` member).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// JSON pointer-like path of the field, e.g. `items[0].quantity`.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A tenant name: lowercase letters, digits and inner hyphens, at most 32 characters, so it fits
+/// in Kubernetes namespace names (`<tenant>-orders`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let ok_len = (1..=32).contains(&value.len());
+        let ok_chars = value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let ok_edges = !value.starts_with('-') && !value.ends_with('-');
+        if ok_len && ok_chars && ok_edges {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err("expected 1-32 lowercase letters, digits or inner hyphens, e.g. tenant-a".into())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Most distinct SKUs one order or reservation may hold.
 pub const MAX_LINE_ITEMS: usize = 50;
 /// Most units of one SKU per order.
 pub const MAX_QUANTITY: i64 = 1_000;
+/// Most units of one SKU inventory-service holds (`PUT /api/v1/items/{sku}`).
+pub const MAX_STOCK: i64 = 1_000_000_000;
 /// Largest amount accepted anywhere, in minor units (10 billion major units of a 2-decimal currency).
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 
@@ -172,32 +222,36 @@ pub fn expected_total(lines: &[StockLine]) -> Result<Option<Amount>, String> {
 }
 
 /// Parses raw `(sku, quantity, expected unit price)` lines: 1 to [`MAX_LINE_ITEMS`] lines, each
-/// SKU at most once. Errors are `(field path, message)` pairs, e.g. `("items[2].quantity", "…")`.
+/// SKU at most once. Every invalid field is reported, e.g. `items[2].quantity`.
 pub fn parse_stock_lines(
     raw: &[(String, i64, Option<i64>)],
-) -> Result<Vec<StockLine>, Vec<(String, String)>> {
+) -> Result<Vec<StockLine>, Vec<FieldError>> {
     let mut errors = Vec::new();
     if raw.is_empty() {
-        errors.push(("items".into(), "must contain at least one item".into()));
+        errors.push(FieldError::new("items", "must contain at least one item"));
     }
     if raw.len() > MAX_LINE_ITEMS {
-        errors.push((
-            "items".into(),
+        errors.push(FieldError::new(
+            "items",
             format!("must contain at most {MAX_LINE_ITEMS} items"),
         ));
     }
     let mut lines: Vec<StockLine> = Vec::with_capacity(raw.len());
     for (i, (sku, quantity, price)) in raw.iter().enumerate() {
-        let sku = Sku::parse(sku).map_err(|e| errors.push((format!("items[{i}].sku"), e)));
+        let sku =
+            Sku::parse(sku).map_err(|e| errors.push(FieldError::new(format!("items[{i}].sku"), e)));
         let quantity = Quantity::parse(*quantity)
-            .map_err(|e| errors.push((format!("items[{i}].quantity"), e)));
+            .map_err(|e| errors.push(FieldError::new(format!("items[{i}].quantity"), e)));
         let price = price
             .map(Amount::parse)
             .transpose()
-            .map_err(|e| errors.push((format!("items[{i}].unit_price"), e)));
+            .map_err(|e| errors.push(FieldError::new(format!("items[{i}].unit_price"), e)));
         if let (Ok(sku), Ok(quantity), Ok(expected_price)) = (sku, quantity, price) {
             if lines.iter().any(|l| l.sku == sku) {
-                errors.push((format!("items[{i}].sku"), format!("`{sku}` appears twice")));
+                errors.push(FieldError::new(
+                    format!("items[{i}].sku"),
+                    format!("`{sku}` appears twice"),
+                ));
             } else {
                 lines.push(StockLine {
                     sku,
@@ -288,7 +342,7 @@ mod tests {
             ("".to_string(), 0, Some(-1)),
         ];
         let errors = parse_stock_lines(&raw).unwrap_err();
-        let fields: Vec<&str> = errors.iter().map(|(f, _)| f.as_str()).collect();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
             [

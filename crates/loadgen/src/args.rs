@@ -22,7 +22,7 @@ pub const MAX_RATE: f64 = 100_000.0;
 /// Open-loop cap on requests in flight when `--concurrency` does not set one.
 pub const DEFAULT_OPEN_LOOP_IN_FLIGHT: usize = 1024;
 /// The stock ceiling inventory-service accepts (`PUT /api/v1/items/{sku}`).
-pub const MAX_STOCK: i64 = 1_000_000_000;
+pub use commerce::values::MAX_STOCK;
 
 const DEFAULT_TARGET: &str = "http://127.0.0.1:8081";
 const DEFAULT_TENANT: &str = "tenant-a";
@@ -360,21 +360,11 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{value}` is out of range"))
 }
 
-/// The same rule as `platform::tenancy::TenantId` (kept here so loadgen stays a small binary).
+/// The tenant rule every service applies (`commerce::values::TenantId`).
 fn check_tenant(value: &str) -> Result<(), String> {
-    let ok = (1..=32).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !value.starts_with('-')
-        && !value.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "tenant `{value}` must be 1-32 lowercase letters, digits or inner hyphens"
-        ))
-    }
+    commerce::values::TenantId::parse(value)
+        .map(drop)
+        .map_err(|reason| format!("tenant `{value}`: {reason}"))
 }
 
 /// Splits `TENANT=URL` into its parts; a plain URL gives `None` as the tenant.

@@ -9,6 +9,7 @@
 use std::{hint::black_box, time::Duration};
 
 use axum::{http::StatusCode, response::IntoResponse};
+use commerce::values::FieldError;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
@@ -16,7 +17,7 @@ use opentelemetry::{
     trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState},
 };
 use platform::{
-    FieldError, Problem, propagation,
+    Problem, propagation,
     tenancy::{TENANT_HEADER, TenantId, TenantPolicy, XFCC_HEADER},
 };
 

@@ -1,4 +1,5 @@
-//! The PostgreSQL pool and its migrations.
+//! The PostgreSQL pool and its migrations, the text-column codec of the services' enums, and the
+//! one error every store returns for a database answer it cannot accept.
 //!
 //! The pool connects lazily, so a service starts (and answers `/healthz`) while its database is
 //! still coming up; migrations are applied by a background task that retries until they succeed,
@@ -12,7 +13,14 @@ use std::{
     time::Duration,
 };
 
-use sqlx::{PgPool, migrate::Migrator, postgres::PgPoolOptions};
+use serde::Serialize;
+use sqlx::{
+    Decode, Encode, PgPool, Postgres, Type,
+    encode::IsNull,
+    error::BoxDynError,
+    migrate::Migrator,
+    postgres::{PgArgumentBuffer, PgPoolOptions, PgTypeInfo, PgValueRef},
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::DatabaseSettings;
@@ -72,7 +80,46 @@ pub async fn migrate_until_done(
     }
 }
 
-/// Whether `error` is a violation of a unique constraint (a concurrent insert won the race).
-pub fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+/// A `text` column holding the spelling of a `T` (a status, a reason, a method — spelled by the
+/// type's own `FromStr`/`AsRef<str>`): a store binds `Text(value)` and reads `Text<T>`, and a
+/// spelling `T` does not know fails to decode (`sqlx::Error::ColumnDecode`) like any other
+/// column of the wrong shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Text<T>(pub T);
+
+impl<T> Type<Postgres> for Text<T> {
+    fn type_info() -> PgTypeInfo {
+        <str as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <str as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<T: AsRef<str>> Encode<'_, Postgres> for Text<T> {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <&str as Encode<Postgres>>::encode(self.0.as_ref(), buf)
+    }
+}
+
+impl<'r, T: std::str::FromStr> Decode<'r, Postgres> for Text<T> {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<Postgres>>::decode(value)?;
+        text.parse().map(Text).map_err(|_| {
+            let kind = std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("value");
+            format!("{text:?} is no {kind}").into()
+        })
+    }
+}
+
+/// The error for a database answer a store cannot accept although the schema allows it to
+/// happen only through a bug: a row that vanished under its lock, a guarded update that moved
+/// nothing. Every store reports such answers this one way.
+pub fn unexpected(what: impl std::fmt::Display) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unexpected database answer: {what}").into())
 }

@@ -2,61 +2,43 @@
 //! text, so a malformed id or query string is reported like every other client mistake.
 
 use axum::{
-    extract::{FromRequestParts, rejection::PathRejection, rejection::QueryRejection},
-    http::{StatusCode, request::Parts},
+    extract::{
+        FromRequestParts,
+        rejection::{PathRejection, QueryRejection},
+    },
+    http::StatusCode,
 };
-use serde::de::DeserializeOwned;
 
 use crate::problem::Problem;
 
 /// Like `axum::extract::Path`, rejecting with a 400 problem.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(Problem))]
 pub struct Path<T>(pub T);
 
-impl<T, S> FromRequestParts<S> for Path<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = Problem;
+/// Like `axum::extract::Query`, rejecting with a 400 problem.
+#[derive(Debug, Clone, Copy, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(Problem))]
+pub struct Query<T>(pub T);
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(value)| Path(value))
-            .map_err(|rejection: PathRejection| {
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-path-parameter",
-                    "Invalid path parameter",
-                )
-                .detail(rejection.body_text())
-            })
+impl From<PathRejection> for Problem {
+    fn from(rejection: PathRejection) -> Self {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-path-parameter",
+            "Invalid path parameter",
+        )
+        .detail(rejection.body_text())
     }
 }
 
-/// Like `axum::extract::Query`, rejecting with a 400 problem.
-#[derive(Debug, Clone, Copy)]
-pub struct Query<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for Query<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(value)| Query(value))
-            .map_err(|rejection: QueryRejection| {
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-query",
-                    "Invalid query string",
-                )
-                .detail(rejection.body_text())
-            })
+impl From<QueryRejection> for Problem {
+    fn from(rejection: QueryRejection) -> Self {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid query string",
+        )
+        .detail(rejection.body_text())
     }
 }

@@ -115,16 +115,6 @@ impl HttpClient {
         }
     }
 
-    /// `GET url`.
-    pub async fn get(
-        &self,
-        target: &'static str,
-        url: url::Url,
-        order_id: Option<Uuid>,
-    ) -> Result<Reply, CallError> {
-        self.call(target, Method::GET, url, order_id, None).await
-    }
-
     /// `POST url` with a JSON body.
     pub async fn post_json<B: Serialize + ?Sized>(
         &self,

@@ -26,4 +26,4 @@ pub mod w3c;
 pub mod xfcc;
 
 pub use extract::{Path, Query};
-pub use problem::{FieldError, Json, Problem};
+pub use problem::{Json, Problem};

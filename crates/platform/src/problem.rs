@@ -7,11 +7,12 @@
 //! body is a 413 — never a plain-text rejection.
 
 use axum::{
-    extract::{FromRequest, Request, rejection::JsonRejection},
+    extract::{FromRequest, rejection::JsonRejection},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use commerce::values::FieldError;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Base of every problem `type` URI; the slug after it names the kind of error.
@@ -33,30 +34,6 @@ pub struct Problem {
     /// Seconds for the `Retry-After` header (503s only).
     #[serde(skip)]
     pub retry_after_secs: Option<u64>,
-}
-
-/// One invalid field in a request, listed under the problem's `errors` member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldError {
-    /// JSON pointer-like path of the field, e.g. `items[0].quantity`.
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// `(field, message)` pairs, as the domain crates report them.
-impl From<(String, String)> for FieldError {
-    fn from((field, message): (String, String)) -> Self {
-        Self { field, message }
-    }
 }
 
 impl Problem {
@@ -103,10 +80,6 @@ impl Problem {
 
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-    }
-
-    pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request").detail(detail)
     }
 
     /// 422 with the list of fields that failed validation.
@@ -195,21 +168,13 @@ impl From<sqlx::Error> for Problem {
 }
 
 /// JSON body extractor whose every rejection is a [`Problem`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(Problem))]
 pub struct Json<T>(pub T);
 
-impl<T, S> FromRequest<S> for Json<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = Problem;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(json_rejection_problem(rejection)),
-        }
+impl From<JsonRejection> for Problem {
+    fn from(rejection: JsonRejection) -> Self {
+        json_rejection_problem(rejection)
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
     Context,
-    propagation::{Extractor, Injector, TextMapCompositePropagator, TextMapPropagator},
+    propagation::{Extractor, TextMapCompositePropagator, TextMapPropagator},
 };
 // opentelemetry-zipkin 0.33 marks the whole crate deprecated because the Zipkin *exporter* is
 // retired in favour of OTLP; its B3 propagator is still OpenTelemetry's own implementation and the
@@ -77,20 +77,6 @@ impl Extractor for GuardedExtractor<'_> {
             .filter(|v| v.len() <= max_len(key))
             .collect();
         (!values.is_empty()).then_some(values)
-    }
-}
-
-/// Writes propagation headers into an outgoing request.
-pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
-        }
     }
 }
 
@@ -189,7 +175,7 @@ pub fn with_baggage_first(cx: &Context, first: &[(&str, &str)]) -> Context {
 
 /// Writes `cx` into `headers` in every enabled format.
 pub fn inject(cx: &Context, headers: &mut HeaderMap) {
-    propagator().inject_context(cx, &mut HeaderInjector(headers));
+    propagator().inject_context(cx, &mut opentelemetry_http::HeaderInjector(headers));
 }
 
 /// The current span's trace context (and the request's `x-request-id`) as header name → value

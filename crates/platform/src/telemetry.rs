@@ -13,7 +13,11 @@
 use std::{io::IsTerminal, sync::OnceLock, time::Duration};
 
 use opentelemetry::{KeyValue, trace::TracerProvider as _};
-use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+use opentelemetry_sdk::{
+    Resource,
+    error::OTelSdkResult,
+    trace::{SdkTracerProvider, SpanData, SpanProcessor},
+};
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::{configuration::LogFormat, propagation::PropagatorSet};
@@ -48,22 +52,12 @@ impl TelemetryGuard {
 
 static INSTALLED: OnceLock<()> = OnceLock::new();
 
-/// The tenant and service type every internal span is tagged with (set by [`init`]).
+/// The tenant and service type of this process (set by [`init`]): every span is tagged with them.
 static TAGS: OnceLock<(String, &'static str)> = OnceLock::new();
 
-/// Runs `work` inside an internal span named `name` (a saga step, a database transaction),
-/// tagged with `tenant`, `service_type` and, when known, `order_id`, like every other span.
-pub async fn in_span<F: Future>(
-    name: &'static str,
-    order_id: Option<uuid::Uuid>,
-    work: F,
-) -> F::Output {
-    use tracing::Instrument;
-    work.instrument(internal_span(name, order_id)).await
-}
-
-/// Like [`in_span`], for work a background task does on behalf of an earlier request: the span
-/// continues `parent` (a context stored with the work), so it joins that request's trace.
+/// Runs work a background task does on behalf of an earlier request inside an internal span
+/// named `name`: the span continues `parent` (a context stored with the work), so it joins that
+/// request's trace. (Work done within a request is traced with `#[tracing::instrument]`.)
 pub async fn in_span_continuing<F: Future>(
     name: &'static str,
     order_id: Option<uuid::Uuid>,
@@ -77,7 +71,7 @@ pub async fn in_span_continuing<F: Future>(
     work.instrument(span).await
 }
 
-/// Like [`in_span`], for work that starts a trace of its own but follows from an earlier one
+/// Like [`in_span_continuing`], for work that starts a trace of its own but follows from an earlier one
 /// (a reconciliation of an order another request created): the span links to `linked`.
 pub async fn in_span_linked<F: Future>(
     name: &'static str,
@@ -170,9 +164,52 @@ fn tracer_provider(service: ServiceIdentity, tenant: &str) -> Result<SdkTracerPr
             .with_http()
             .build()
             .map_err(|e| format!("building the OTLP exporter: {e}"))?;
-        builder = builder.with_batch_exporter(exporter);
+        let batch = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build();
+        builder = builder.with_span_processor(Tagged {
+            next: batch,
+            tags: [
+                KeyValue::new("tenant", tenant.to_owned()),
+                KeyValue::new("service_type", service.service_type),
+            ],
+        });
     }
     Ok(builder.build())
+}
+
+/// Tags every exported span that does not carry them yet with `tenant` and `service_type`, so a
+/// span made by `#[tracing::instrument]` is tagged like the server and client spans that name
+/// them themselves.
+#[derive(Debug)]
+struct Tagged<P> {
+    next: P,
+    tags: [KeyValue; 2],
+}
+
+impl<P: SpanProcessor> SpanProcessor for Tagged<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.next.on_start(span, cx);
+    }
+
+    fn on_end(&self, mut span: SpanData) {
+        for tag in &self.tags {
+            if !span.attributes.iter().any(|kv| kv.key == tag.key) {
+                span.attributes.push(tag.clone());
+            }
+        }
+        self.next.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.next.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.next.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.next.set_resource(resource);
+    }
 }
 
 /// Whether an OTLP endpoint is configured and export is not switched off.

@@ -8,7 +8,7 @@
 //! ingress gateway's). That check is defence in depth under Istio's AuthorizationPolicies, never a
 //! replacement for them.
 
-use std::{fmt, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     extract::{Request, State},
@@ -26,42 +26,14 @@ use crate::{
 pub const TENANT_HEADER: &str = "x-tenant-id";
 pub const XFCC_HEADER: &str = "x-forwarded-client-cert";
 
-/// A tenant name: lowercase letters, digits and inner hyphens, at most 32 characters, so it fits
-/// in Kubernetes namespace names (`<tenant>-orders`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TenantId(String);
+pub use commerce::values::TenantId;
 
-impl TenantId {
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let ok_len = (1..=32).contains(&value.len());
-        let ok_chars = value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        let ok_edges = !value.starts_with('-') && !value.ends_with('-');
-        if ok_len && ok_chars && ok_edges {
-            Ok(Self(value.to_owned()))
-        } else {
-            Err("expected 1-32 lowercase letters, digits or inner hyphens, e.g. tenant-a".into())
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether a Kubernetes namespace belongs to this tenant (`<tenant>-orders`, `<tenant>-payments`).
-    pub fn owns_namespace(&self, namespace: &str) -> bool {
-        namespace
-            .strip_prefix(self.0.as_str())
-            .and_then(|rest| rest.strip_prefix('-'))
-            .is_some_and(|suffix| matches!(suffix, "orders" | "payments"))
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Whether a Kubernetes namespace belongs to `tenant` (`<tenant>-orders`, `<tenant>-payments`).
+fn owns_namespace(tenant: &TenantId, namespace: &str) -> bool {
+    namespace
+        .strip_prefix(tenant.as_str())
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|suffix| matches!(suffix, "orders" | "payments"))
 }
 
 /// What the tenancy middleware checks against.
@@ -105,7 +77,7 @@ impl TenantPolicy {
             .map_err(|e| wrong_tenant(format!("`{XFCC_HEADER}` is not in Envoy's form: {e}")))?;
         for peer in peers {
             let namespace = peer.namespace.as_str();
-            let trusted = self.tenant.owns_namespace(namespace)
+            let trusted = owns_namespace(&self.tenant, namespace)
                 || self.trusted_peer_namespaces.iter().any(|t| t == namespace);
             if !trusted {
                 return Err(wrong_tenant(format!(

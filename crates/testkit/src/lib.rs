@@ -158,6 +158,70 @@ impl TestApp {
         (field("available"), field("reserved"), field("committed"))
     }
 
+    /// `POST /api/v1/reservations` for `order_id` in [`CURRENCY`] (this app must be
+    /// inventory-service).
+    pub async fn reserve(
+        &self,
+        order_id: uuid::Uuid,
+        items: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let body =
+            serde_json::json!({ "order_id": order_id, "currency": CURRENCY, "items": items });
+        self.call(reqwest::Method::POST, "/api/v1/reservations", Some(body))
+            .await
+    }
+
+    /// `GET /api/v1/reservations/{order_id}` (this app must be inventory-service).
+    pub async fn reservation(
+        &self,
+        order_id: uuid::Uuid,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let path = format!("/api/v1/reservations/{order_id}");
+        self.call(reqwest::Method::GET, &path, None).await
+    }
+
+    /// `POST /api/v1/reservations/{order_id}/{action}`, `action` being `commit` or `release`
+    /// (this app must be inventory-service).
+    pub async fn commit_or_release(
+        &self,
+        order_id: uuid::Uuid,
+        action: &str,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let path = format!("/api/v1/reservations/{order_id}/{action}");
+        self.call(reqwest::Method::POST, &path, None).await
+    }
+
+    /// Asserts that `method path` without `x-tenant-id` is a 400 `missing-tenant` and with
+    /// another tenant's a 403 `wrong-tenant`.
+    pub async fn assert_tenant_enforced(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) {
+        let send = |tenant: Option<&str>| {
+            let mut request = self
+                .client
+                .request(method.clone(), self.url(path))
+                .json(&body);
+            if let Some(tenant) = tenant {
+                request = request.header("x-tenant-id", tenant);
+            }
+            async move { json(request.send().await.expect("request is sent")).await }
+        };
+        let (status, problem) = send(None).await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{problem}");
+        assert_eq!(problem_slug(&problem), "missing-tenant");
+        let other = if self.tenant == "tenant-b" {
+            "tenant-a"
+        } else {
+            "tenant-b"
+        };
+        let (status, problem) = send(Some(other)).await;
+        assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{problem}");
+        assert_eq!(problem_slug(&problem), "wrong-tenant");
+    }
+
     /// Stops the server (graceful drain) and waits for it to finish.
     pub async fn stop(self) {
         self.shutdown.cancel();

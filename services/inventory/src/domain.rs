@@ -8,6 +8,7 @@
 //! the item locks.
 
 use std::collections::HashMap;
+use strum::VariantArray;
 
 use commerce::{
     contracts::{
@@ -15,13 +16,9 @@ use commerce::{
         inventory::{CreateReservation, ReservationStatus, SetItem},
         parse_line_items,
     },
-    values::{Amount, Currency, MAX_AMOUNT, Sku, StockLine},
+    values::{Amount, Currency, FieldError, MAX_AMOUNT, MAX_STOCK, Sku, StockLine},
 };
-use platform::FieldError;
 use uuid::Uuid;
-
-/// Most units of one SKU that can be on hand (`PUT /items/{sku}`).
-pub const MAX_STOCK: i64 = 1_000_000_000;
 
 /// A SKU taken from a URL path.
 pub fn parse_sku(raw: &str) -> Result<Sku, String> {
@@ -96,7 +93,7 @@ pub fn parse_reservation(body: CreateReservation) -> Result<ReservationRequest, 
     let currency =
         Currency::parse(&body.currency).map_err(|e| errors.push(FieldError::new("currency", e)));
     let lines = parse_line_items(&body.items).map_err(|line_errors| {
-        errors.extend(line_errors.into_iter().map(FieldError::from));
+        errors.extend(line_errors);
     });
     match (currency, lines) {
         (Ok(currency), Ok(mut lines)) if errors.is_empty() => {
@@ -111,26 +108,13 @@ pub fn parse_reservation(body: CreateReservation) -> Result<ReservationRequest, 
     }
 }
 
-/// Why a reservation was refused; remembered, so a repeat gets the same answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    OutOfStock,
-    PriceChanged,
-}
-
-impl Refusal {
-    /// The database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::OutOfStock => "out_of_stock",
-            Refusal::PriceChanged => "price_changed",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        [Refusal::OutOfStock, Refusal::PriceChanged]
-            .into_iter()
-            .find(|r| r.as_str() == value)
+commerce::spelled_enum! {
+    "snake_case",
+    /// Why a reservation was refused; remembered (as its spelling), so a repeat gets the same
+    /// answer.
+    pub enum Refusal {
+        OutOfStock,
+        PriceChanged,
     }
 }
 
@@ -205,50 +189,29 @@ pub fn price_or_refuse(
     }
 }
 
-/// An order's reservation record as stored: the four states of the contract, plus `Rejected`,
-/// the remembered refusal (out of stock, price changed) that holds no stock and is never shown
-/// as a reservation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Reserved,
-    Committed,
-    Released,
-    Returned,
-    Rejected,
+commerce::spelled_enum! {
+    "SCREAMING_SNAKE_CASE",
+    /// An order's reservation record as stored: the four states of the contract, plus `Rejected`,
+    /// the remembered refusal (out of stock, price changed) that holds no stock and is never shown
+    /// as a reservation.
+    pub enum RecordState {
+        Reserved,
+        Committed,
+        Released,
+        Returned,
+        Rejected,
+    }
 }
 
-impl State {
-    const ALL: [State; 5] = [
-        State::Reserved,
-        State::Committed,
-        State::Released,
-        State::Returned,
-        State::Rejected,
-    ];
-
-    /// The database spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Reserved => "RESERVED",
-            State::Committed => "COMMITTED",
-            State::Released => "RELEASED",
-            State::Returned => "RETURNED",
-            State::Rejected => "REJECTED",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|state| state.as_str() == value)
-    }
-
+impl RecordState {
     /// The contract status, or `None` for a rejected request (no reservation exists).
     pub fn visible(self) -> Option<ReservationStatus> {
         match self {
-            State::Reserved => Some(ReservationStatus::Reserved),
-            State::Committed => Some(ReservationStatus::Committed),
-            State::Released => Some(ReservationStatus::Released),
-            State::Returned => Some(ReservationStatus::Returned),
-            State::Rejected => None,
+            RecordState::Reserved => Some(ReservationStatus::Reserved),
+            RecordState::Committed => Some(ReservationStatus::Committed),
+            RecordState::Released => Some(ReservationStatus::Released),
+            RecordState::Returned => Some(ReservationStatus::Returned),
+            RecordState::Rejected => None,
         }
     }
 }
@@ -267,7 +230,7 @@ pub enum Repeat {
 pub fn judge_repeat(
     stored_items: &[LineItem],
     stored_currency: &str,
-    state: State,
+    state: RecordState,
     refused: Option<(&str, Refusal)>,
     requested: &ReservationRequest,
 ) -> Repeat {
@@ -276,11 +239,11 @@ pub fn judge_repeat(
         return Repeat::Conflict;
     }
     match (state, refused) {
-        (State::Rejected, Some((sku, refusal))) => Repeat::Refused {
+        (RecordState::Rejected, Some((sku, refusal))) => Repeat::Refused {
             sku: sku.to_owned(),
             refusal,
         },
-        (State::Rejected, None) => Repeat::Refused {
+        (RecordState::Rejected, None) => Repeat::Refused {
             sku: String::new(),
             refusal: Refusal::OutOfStock,
         },
@@ -288,20 +251,13 @@ pub fn judge_repeat(
     }
 }
 
-/// Commit (stock is sold) or release (stock goes back to available: a held reservation is
-/// released, a sold one returned).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settle {
-    Commit,
-    Release,
-}
-
-impl Settle {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Settle::Commit => "commit",
-            Settle::Release => "release",
-        }
+commerce::spelled_enum! {
+    "snake_case",
+    /// What payment-service asks of a held reservation: commit it (the stock is sold) or release
+    /// it (the stock goes back to available: a held reservation is released, a sold one returned).
+    pub enum ReservationAction {
+        Commit,
+        Release,
     }
 }
 
@@ -313,54 +269,56 @@ pub enum Bucket {
     Committed,
 }
 
-/// What settling a reservation in `state` does.
+/// What committing or releasing a reservation in `state` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
     /// Move the units from one bucket to another and the reservation to `to`.
     Apply {
         from: Bucket,
         into: Bucket,
-        to: State,
+        to: RecordState,
     },
-    /// Already settled this way: answer with it, change nothing.
+    /// Already committed or released this way: answer with it, change nothing.
     Unchanged,
     /// The reservation went the other way; it cannot come back.
-    Refuse(State),
+    Refuse(RecordState),
     /// No reservation holds stock for this order.
     Missing,
 }
 
-/// The states `settle` moves a reservation out of (in the order worth trying: a held
+/// The states `action` moves a reservation out of (in the order worth trying: a held
 /// reservation is the common case).
-pub fn sources(settle: Settle) -> impl Iterator<Item = State> {
-    State::ALL
-        .into_iter()
-        .filter(move |&state| matches!(transition(settle, state), Transition::Apply { .. }))
+pub fn sources(action: ReservationAction) -> impl Iterator<Item = RecordState> {
+    RecordState::VARIANTS
+        .iter()
+        .copied()
+        .filter(move |&state| matches!(transition(action, state), Transition::Apply { .. }))
 }
 
-pub fn transition(settle: Settle, state: State) -> Transition {
-    use {Bucket::*, Settle::*};
-    match (state, settle) {
-        (State::Rejected, _) => Transition::Missing,
-        (State::Reserved, Commit) => Transition::Apply {
+pub fn transition(action: ReservationAction, state: RecordState) -> Transition {
+    use {Bucket::*, ReservationAction::*};
+    match (state, action) {
+        (RecordState::Rejected, _) => Transition::Missing,
+        (RecordState::Reserved, Commit) => Transition::Apply {
             from: Reserved,
             into: Committed,
-            to: State::Committed,
+            to: RecordState::Committed,
         },
-        (State::Reserved, Release) => Transition::Apply {
+        (RecordState::Reserved, Release) => Transition::Apply {
             from: Reserved,
             into: Available,
-            to: State::Released,
+            to: RecordState::Released,
         },
-        (State::Committed, Release) => Transition::Apply {
+        (RecordState::Committed, Release) => Transition::Apply {
             from: Committed,
             into: Available,
-            to: State::Returned,
+            to: RecordState::Returned,
         },
-        (State::Committed, Commit) | (State::Released | State::Returned, Release) => {
-            Transition::Unchanged
+        (RecordState::Committed, Commit)
+        | (RecordState::Released | RecordState::Returned, Release) => Transition::Unchanged,
+        (current @ (RecordState::Released | RecordState::Returned), Commit) => {
+            Transition::Refuse(current)
         }
-        (current @ (State::Released | State::Returned), Commit) => Transition::Refuse(current),
     }
 }
 
@@ -463,26 +421,26 @@ mod tests {
         let r = request(vec![line("A", 1)]);
         let same = [line("A", 1)];
         assert_eq!(
-            judge_repeat(&same, "EUR", State::Committed, None, &r),
+            judge_repeat(&same, "EUR", RecordState::Committed, None, &r),
             Repeat::Replay
         );
         assert_eq!(
-            judge_repeat(&[line("A", 2)], "EUR", State::Reserved, None, &r),
+            judge_repeat(&[line("A", 2)], "EUR", RecordState::Reserved, None, &r),
             Repeat::Conflict
         );
         assert_eq!(
-            judge_repeat(&[priced("A", 1, 5)], "EUR", State::Reserved, None, &r),
+            judge_repeat(&[priced("A", 1, 5)], "EUR", RecordState::Reserved, None, &r),
             Repeat::Conflict
         );
         assert_eq!(
-            judge_repeat(&same, "USD", State::Reserved, None, &r),
+            judge_repeat(&same, "USD", RecordState::Reserved, None, &r),
             Repeat::Conflict
         );
         assert_eq!(
             judge_repeat(
                 &same,
                 "EUR",
-                State::Rejected,
+                RecordState::Rejected,
                 Some(("A", Refusal::PriceChanged)),
                 &r
             ),
@@ -554,59 +512,76 @@ mod tests {
 
     #[test]
     fn commit_and_release_are_one_way_and_release_returns_sold_stock() {
-        use Settle::*;
+        use ReservationAction::*;
         assert!(matches!(
-            transition(Commit, State::Reserved),
+            transition(Commit, RecordState::Reserved),
             Transition::Apply {
-                to: State::Committed,
+                to: RecordState::Committed,
                 ..
             }
         ));
-        assert_eq!(transition(Commit, State::Committed), Transition::Unchanged);
-        assert_eq!(sources(Commit).collect::<Vec<_>>(), [State::Reserved]);
+        assert_eq!(sources(Commit).collect::<Vec<_>>(), [RecordState::Reserved]);
         assert_eq!(
             sources(Release).collect::<Vec<_>>(),
-            [State::Reserved, State::Committed]
+            [RecordState::Reserved, RecordState::Committed]
         );
         assert_eq!(
-            transition(Commit, State::Released),
-            Transition::Refuse(State::Released)
+            transition(Commit, RecordState::Committed),
+            Transition::Unchanged
         );
         assert_eq!(
-            transition(Commit, State::Returned),
-            Transition::Refuse(State::Returned)
+            transition(Commit, RecordState::Released),
+            Transition::Refuse(RecordState::Released)
+        );
+        assert_eq!(
+            transition(Commit, RecordState::Returned),
+            Transition::Refuse(RecordState::Returned)
         );
         assert!(matches!(
-            transition(Release, State::Reserved),
+            transition(Release, RecordState::Reserved),
             Transition::Apply {
                 from: Bucket::Reserved,
                 into: Bucket::Available,
-                to: State::Released
+                to: RecordState::Released
             }
         ));
         assert!(matches!(
-            transition(Release, State::Committed),
+            transition(Release, RecordState::Committed),
             Transition::Apply {
                 from: Bucket::Committed,
                 into: Bucket::Available,
-                to: State::Returned
+                to: RecordState::Returned
             }
         ));
-        assert_eq!(transition(Release, State::Released), Transition::Unchanged);
-        assert_eq!(transition(Release, State::Returned), Transition::Unchanged);
-        assert_eq!(transition(Commit, State::Rejected), Transition::Missing);
-        assert_eq!(transition(Release, State::Rejected), Transition::Missing);
+        assert_eq!(
+            transition(Release, RecordState::Released),
+            Transition::Unchanged
+        );
+        assert_eq!(
+            transition(Release, RecordState::Returned),
+            Transition::Unchanged
+        );
+        assert_eq!(
+            transition(Commit, RecordState::Rejected),
+            Transition::Missing
+        );
+        assert_eq!(
+            transition(Release, RecordState::Rejected),
+            Transition::Missing
+        );
     }
 
     #[test]
     fn states_round_trip_through_their_database_spelling() {
-        for state in State::ALL {
-            assert_eq!(State::parse(state.as_str()), Some(state));
+        use strum::VariantArray;
+        for state in RecordState::VARIANTS {
+            assert_eq!(state.as_ref().parse::<RecordState>().ok(), Some(*state));
         }
-        assert_eq!(State::parse("reserved"), None);
-        assert_eq!(State::Rejected.visible(), None);
-        for refusal in [Refusal::OutOfStock, Refusal::PriceChanged] {
-            assert_eq!(Refusal::parse(refusal.as_str()), Some(refusal));
+        assert!("reserved".parse::<RecordState>().is_err());
+        assert_eq!(RecordState::Rejected.visible(), None);
+        for refusal in Refusal::VARIANTS {
+            assert_eq!(refusal.as_ref().parse::<Refusal>().ok(), Some(*refusal));
         }
+        assert_eq!(Refusal::PriceChanged.as_ref(), "price_changed");
     }
 }

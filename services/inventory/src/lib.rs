@@ -10,8 +10,6 @@ pub mod domain;
 mod routes;
 mod store;
 
-pub use routes::{RESERVATION_COMMITTED, RESERVATION_CONFLICT, RESERVATION_RELEASED};
-
 use platform::{
     configuration::CommonSettings,
     startup::{Application, Service, StartupError},

@@ -18,23 +18,21 @@ use axum::{
     routing::{get, post},
 };
 use commerce::contracts::inventory::{
-    CreateReservation, Item, OUT_OF_STOCK, PRICE_CHANGED, Reservation, SetItem,
+    CreateReservation, Item, OUT_OF_STOCK, PRICE_CHANGED, RESERVATION_COMMITTED,
+    RESERVATION_CONFLICT, RESERVATION_RELEASED, Reservation, SetItem,
 };
 use platform::{Json, Path, Problem};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    domain::{self, Refusal, Repeat, Settle, State as ReservationState},
-    store::{self, Record, Reserved, Settled},
+    domain::{self, RecordState, Refusal, Repeat, ReservationAction},
+    store::{self, Applied, Record, Reserved},
 };
 
-pub const RESERVATION_CONFLICT: &str = "reservation-conflict";
-pub const RESERVATION_RELEASED: &str = "reservation-released";
-pub const RESERVATION_COMMITTED: &str = "reservation-committed";
-
 const RESERVATIONS_TOTAL: &str = "inventory_reservations_total";
-const SETTLEMENTS_TOTAL: &str = "inventory_settlements_total";
+/// Commits and releases, by action and outcome (the metric's name predates the wording).
+const ACTIONS_TOTAL: &str = "inventory_settlements_total";
 const STOCK_SETS_TOTAL: &str = "inventory_stock_updates_total";
 
 #[derive(Clone)]
@@ -100,8 +98,8 @@ async fn create_reservation(
             Ok(reservation_response(StatusCode::CREATED, &record))
         }
         Reserved::Rejected { sku, refusal } => {
-            count_reservation(refusal.as_str());
-            tracing::info!(%sku, reason = refusal.as_str(), "reservation refused");
+            count_reservation(refusal.into());
+            tracing::info!(%sku, reason = %refusal, "reservation refused");
             Err(refused_reservation(&sku, refusal))
         }
         Reserved::Existing(record) => Ok(answer_repeat(&request, &record)),
@@ -122,7 +120,7 @@ fn answer_repeat(request: &domain::ReservationRequest, record: &Record) -> Respo
             reservation_response(StatusCode::OK, record)
         }
         Repeat::Refused { sku, refusal } => {
-            count_reservation(refusal.as_str());
+            count_reservation(refusal.into());
             refused_reservation(&sku, refusal).into_response()
         }
         Repeat::Conflict => {
@@ -184,51 +182,51 @@ async fn commit(
     State(app): State<AppState>,
     Path(order_id): Path<Uuid>,
 ) -> Result<axum::Json<Reservation>, Problem> {
-    settle(&app, order_id, Settle::Commit).await
+    commit_or_release(&app, order_id, ReservationAction::Commit).await
 }
 
 async fn release(
     State(app): State<AppState>,
     Path(order_id): Path<Uuid>,
 ) -> Result<axum::Json<Reservation>, Problem> {
-    settle(&app, order_id, Settle::Release).await
+    commit_or_release(&app, order_id, ReservationAction::Release).await
 }
 
 /// 200 with the reservation in the target state (moved now or before); 409 when it went the
 /// other way; 404 when no reservation holds stock for the order.
-async fn settle(
+async fn commit_or_release(
     app: &AppState,
     order_id: Uuid,
-    settle: Settle,
+    action: ReservationAction,
 ) -> Result<axum::Json<Reservation>, Problem> {
     platform::context::record_order_id(&order_id);
-    let outcome = store::settle(&app.pool, order_id, settle).await?;
+    let outcome = store::commit_or_release(&app.pool, order_id, action).await?;
     let label = match &outcome {
-        Settled::Done(_, true) => "applied",
-        Settled::Done(_, false) => "unchanged",
-        Settled::Refused(_) => "refused",
-        Settled::Missing => "missing",
+        Applied::Done(_, true) => "applied",
+        Applied::Done(_, false) => "unchanged",
+        Applied::Refused(_) => "refused",
+        Applied::Missing => "missing",
     };
-    metrics::counter!(SETTLEMENTS_TOTAL, "action" => settle.as_str(), "outcome" => label)
-        .increment(1);
+    let action_label: &'static str = action.into();
+    metrics::counter!(ACTIONS_TOTAL, "action" => action_label, "outcome" => label).increment(1);
     match outcome {
-        Settled::Done(record, moved) => {
+        Applied::Done(record, moved) => {
             if moved {
-                tracing::info!(action = settle.as_str(), "reservation settled");
+                tracing::info!(%action, "reservation committed or released");
             }
             record
                 .to_reservation()
                 .map(axum::Json)
                 .ok_or_else(|| no_reservation(order_id))
         }
-        Settled::Refused(state) => Err(refused(state)),
-        Settled::Missing => Err(no_reservation(order_id)),
+        Applied::Refused(state) => Err(refused(state)),
+        Applied::Missing => Err(no_reservation(order_id)),
     }
 }
 
-fn refused(state: ReservationState) -> Problem {
+fn refused(state: RecordState) -> Problem {
     match state {
-        ReservationState::Committed => Problem::conflict(
+        RecordState::Committed => Problem::conflict(
             RESERVATION_COMMITTED,
             "the reservation is committed: its stock is sold",
         ),

@@ -10,12 +10,13 @@ use commerce::contracts::{
     LineItem, PricedLine,
     inventory::{Item, Reservation},
 };
+use platform::db::{self, Text};
 use sqlx::{PgConnection, PgPool, types::Json};
 use uuid::Uuid;
 
 use crate::domain::{
-    self, Bucket, CatalogEntry, ItemUpdate, Pricing, Refusal, ReservationRequest, Settle, State,
-    Transition,
+    self, Bucket, CatalogEntry, ItemUpdate, Pricing, RecordState, Refusal, ReservationAction,
+    ReservationRequest, Transition,
 };
 
 #[derive(sqlx::FromRow)]
@@ -46,6 +47,7 @@ const ITEM_COLUMNS: &str = "sku, available, reserved, committed, unit_price, cur
 /// Sets the available units and the catalog price of `sku`, creating the item if needed;
 /// reserved and committed units are left as they are (and so are the prices reservations
 /// already hold).
+#[tracing::instrument(name = "db.set_item", skip_all, fields(%sku))]
 pub async fn set_item(pool: &PgPool, sku: &str, update: &ItemUpdate) -> Result<Item, sqlx::Error> {
     let row: ItemRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO items (sku, available, unit_price, currency) VALUES ($1, $2, $3, $4)
@@ -62,6 +64,7 @@ pub async fn set_item(pool: &PgPool, sku: &str, update: &ItemUpdate) -> Result<I
     Ok(row.into())
 }
 
+#[tracing::instrument(name = "db.get_item", skip_all, fields(%sku))]
 pub async fn item(pool: &PgPool, sku: &str) -> Result<Option<Item>, sqlx::Error> {
     let row: Option<ItemRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ITEM_COLUMNS} FROM items WHERE sku = $1"
@@ -76,10 +79,10 @@ pub async fn item(pool: &PgPool, sku: &str) -> Result<Option<Item>, sqlx::Error>
 #[derive(Debug, sqlx::FromRow)]
 struct RecordRow {
     order_id: Uuid,
-    status: String,
+    status: Text<RecordState>,
     items: Json<Vec<LineItem>>,
     rejected_sku: Option<String>,
-    rejected_reason: Option<String>,
+    rejected_reason: Option<Text<Refusal>>,
     currency: Option<String>,
     priced_items: Option<Json<Vec<PricedLine>>>,
     amount: Option<i64>,
@@ -91,7 +94,7 @@ struct RecordRow {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub order_id: Uuid,
-    pub state: State,
+    pub state: RecordState,
     /// The request as sent (sorted by SKU, expected prices included).
     pub items: Vec<LineItem>,
     pub currency: String,
@@ -103,30 +106,20 @@ pub struct Record {
     pub updated_at: DateTime<Utc>,
 }
 
-impl TryFrom<RecordRow> for Record {
-    type Error = sqlx::Error;
-
-    /// Rows the table's CHECKs allow always decode; anything else is a database error.
-    fn try_from(row: RecordRow) -> Result<Self, Self::Error> {
-        let decode = |what: &str| sqlx::Error::Decode(format!("reservation {what}").into());
-        let state = State::parse(&row.status).ok_or_else(|| decode(&row.status))?;
-        let refused = match (row.rejected_sku, row.rejected_reason.as_deref()) {
-            (Some(sku), Some(reason)) => Some((
-                sku,
-                Refusal::parse(reason).ok_or_else(|| decode("rejected_reason"))?,
-            )),
-            _ => None,
-        };
-        Ok(Record {
+impl From<RecordRow> for Record {
+    fn from(row: RecordRow) -> Self {
+        Record {
             order_id: row.order_id,
-            state,
+            state: row.status.0,
             items: row.items.0,
             currency: row.currency.unwrap_or_default(),
-            refused,
+            refused: row
+                .rejected_sku
+                .zip(row.rejected_reason.map(|reason| reason.0)),
             priced: row.priced_items.map(|p| p.0).zip(row.amount),
             created_at: row.created_at,
             updated_at: row.updated_at,
-        })
+        }
     }
 }
 
@@ -174,16 +167,8 @@ pub enum Reserved {
 /// The reservation row is inserted first (`ON CONFLICT DO NOTHING`): a concurrent request for
 /// the same order waits on that row and then finds it. The items are then locked in SKU order,
 /// priced and checked, and either all taken at those prices or the record is marked `REJECTED`.
+#[tracing::instrument(name = "db.reserve_stock", skip_all, fields(order_id = %request.order_id))]
 pub async fn reserve(pool: &PgPool, request: &ReservationRequest) -> Result<Reserved, sqlx::Error> {
-    platform::telemetry::in_span(
-        "db.reserve_stock",
-        Some(request.order_id),
-        reserve_tx(pool, request),
-    )
-    .await
-}
-
-async fn reserve_tx(pool: &PgPool, request: &ReservationRequest) -> Result<Reserved, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO reservations (order_id, status, items, currency) VALUES ($1, 'RESERVED', $2, $3)
@@ -199,7 +184,7 @@ async fn reserve_tx(pool: &PgPool, request: &ReservationRequest) -> Result<Reser
         tx.commit().await?;
         return existing
             .map(Reserved::Existing)
-            .ok_or(sqlx::Error::RowNotFound);
+            .ok_or_else(|| db::unexpected("a conflicting reservation row is gone"));
     }
     let catalog = lock_items(&mut tx, &request.skus()).await?;
     match domain::price_or_refuse(request, &catalog) {
@@ -211,7 +196,7 @@ async fn reserve_tx(pool: &PgPool, request: &ReservationRequest) -> Result<Reser
             )
             .bind(request.order_id)
             .bind(&sku)
-            .bind(refusal.as_str())
+            .bind(Text(refusal))
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -257,7 +242,7 @@ async fn take_stock(
     .bind(quantities)
     .fetch_one(conn)
     .await?;
-    row.try_into()
+    Ok(row.into())
 }
 
 /// Locks the rows of `skus` in SKU order and returns their stock and price.
@@ -297,21 +282,22 @@ async fn record_by_order(
     .bind(order_id)
     .fetch_optional(conn)
     .await?;
-    row.map(Record::try_from).transpose()
+    Ok(row.map(Record::from))
 }
 
+#[tracing::instrument(name = "db.get_reservation", skip_all, fields(%order_id))]
 pub async fn reservation(pool: &PgPool, order_id: Uuid) -> Result<Option<Record>, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     record_by_order(&mut conn, order_id).await
 }
 
-/// What `settle` did.
+/// What `commit_or_release` did.
 #[derive(Debug)]
-pub enum Settled {
-    /// Moved now (`true`) or already settled this way (`false`).
+pub enum Applied {
+    /// Moved now (`true`) or already in that state (`false`).
     Done(Record, bool),
     /// In the opposite final state.
-    Refused(State),
+    Refused(RecordState),
     /// No reservation for the order.
     Missing,
 }
@@ -319,47 +305,39 @@ pub enum Settled {
 /// Commits or releases the order's reservation (releasing a committed one returns its stock).
 ///
 /// Each attempt is one statement, so it is atomic on its own and holds the item rows' locks only
-/// while PostgreSQL runs it: for every state `settle` applies from (`domain::sources`), move the
+/// while PostgreSQL runs it: for every state `action` applies from (`domain::sources`), move the
 /// reservation from that state and its units between the two buckets. When no attempt applies,
-/// the record is read and the domain says why (already settled this way, settled the other way,
-/// no reservation). A concurrent settle that moves the record between the attempts and the read
-/// is caught by trying again, a bounded number of times.
-pub async fn settle(pool: &PgPool, order_id: Uuid, settle: Settle) -> Result<Settled, sqlx::Error> {
-    platform::telemetry::in_span(
-        "db.settle_reservation",
-        Some(order_id),
-        settle_attempts(pool, order_id, settle),
-    )
-    .await
-}
-
-async fn settle_attempts(
+/// the record is read and the domain says why (already in that state, moved the other way, no
+/// reservation). A concurrent request that moves the record between the attempts and the read is
+/// caught by trying again, a bounded number of times.
+#[tracing::instrument(name = "db.commit_or_release", skip_all, fields(%order_id, action = %action))]
+pub async fn commit_or_release(
     pool: &PgPool,
     order_id: Uuid,
-    settle: Settle,
-) -> Result<Settled, sqlx::Error> {
+    action: ReservationAction,
+) -> Result<Applied, sqlx::Error> {
     for _ in 0..3 {
-        for from_state in domain::sources(settle) {
-            if let Transition::Apply { from, into, to } = domain::transition(settle, from_state)
+        for from_state in domain::sources(action) {
+            if let Transition::Apply { from, into, to } = domain::transition(action, from_state)
                 && let Some(record) =
                     apply_transition(pool, order_id, from_state, to, from, into).await?
             {
-                return Ok(Settled::Done(record, true));
+                return Ok(Applied::Done(record, true));
             }
         }
         let mut conn = pool.acquire().await?;
         let Some(record) = record_by_order(&mut conn, order_id).await? else {
-            return Ok(Settled::Missing);
+            return Ok(Applied::Missing);
         };
-        match domain::transition(settle, record.state) {
-            Transition::Missing => return Ok(Settled::Missing),
-            Transition::Refuse(state) => return Ok(Settled::Refused(state)),
-            Transition::Unchanged => return Ok(Settled::Done(record, false)),
+        match domain::transition(action, record.state) {
+            Transition::Missing => return Ok(Applied::Missing),
+            Transition::Refuse(state) => return Ok(Applied::Refused(state)),
+            Transition::Unchanged => return Ok(Applied::Done(record, false)),
             Transition::Apply { .. } => continue,
         }
     }
-    Err(sqlx::Error::Protocol(format!(
-        "the reservation of order {order_id} kept changing under a settle"
+    Err(db::unexpected(format_args!(
+        "the reservation of order {order_id} kept changing under a commit or release"
     )))
 }
 
@@ -372,8 +350,8 @@ async fn settle_attempts(
 async fn apply_transition(
     pool: &PgPool,
     order_id: Uuid,
-    from_state: State,
-    to: State,
+    from_state: RecordState,
+    to: RecordState,
     from: Bucket,
     into: Bucket,
 ) -> Result<Option<Record>, sqlx::Error> {
@@ -400,9 +378,9 @@ async fn apply_transition(
          SELECT moved.* FROM moved"
     )))
     .bind(order_id)
-    .bind(from_state.as_str())
-    .bind(to.as_str())
+    .bind(Text(from_state))
+    .bind(Text(to))
     .fetch_optional(pool)
     .await?;
-    row.map(Record::try_from).transpose()
+    Ok(row.map(Record::from))
 }

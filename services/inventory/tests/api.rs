@@ -17,24 +17,6 @@ async fn spawn() -> TestApp {
     TestApp::start(inventory_service::build(settings).await.unwrap(), TENANT).await
 }
 
-async fn reserve(app: &TestApp, order_id: Uuid, items: Value) -> (StatusCode, Value) {
-    app.call(
-        Method::POST,
-        "/api/v1/reservations",
-        Some(json!({ "order_id": order_id, "currency": "EUR", "items": items })),
-    )
-    .await
-}
-
-async fn settle(app: &TestApp, order_id: Uuid, action: &str) -> (StatusCode, Value) {
-    app.call(
-        Method::POST,
-        &format!("/api/v1/reservations/{order_id}/{action}"),
-        None,
-    )
-    .await
-}
-
 #[tokio::test]
 async fn seeding_sets_available_stock_and_get_reads_it() {
     let app = spawn().await;
@@ -68,12 +50,12 @@ async fn a_reservation_is_priced_from_the_catalog_when_it_is_made() {
     app.seed_item("A", 10, 250).await;
     app.seed_item("B", 10, 1000).await;
     let order = Uuid::new_v4();
-    let (status, reservation) = reserve(
-        &app,
-        order,
-        json!([{"sku": "B", "quantity": 1, "unit_price": 1000}, {"sku": "A", "quantity": 2}]),
-    )
-    .await;
+    let (status, reservation) = app
+        .reserve(
+            order,
+            json!([{"sku": "B", "quantity": 1, "unit_price": 1000}, {"sku": "A", "quantity": 2}]),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{reservation}");
     assert_eq!(reservation["currency"], "EUR");
     assert_eq!(
@@ -84,12 +66,12 @@ async fn a_reservation_is_priced_from_the_catalog_when_it_is_made() {
     assert_eq!(reservation["amount"], 1500);
     // A later price change does not touch what was reserved.
     app.seed_item("A", 8, 999).await;
-    let (status, again) = reserve(
-        &app,
-        order,
-        json!([{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1, "unit_price": 1000}]),
-    )
-    .await;
+    let (status, again) = app
+        .reserve(
+            order,
+            json!([{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1, "unit_price": 1000}]),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["amount"], 1500);
     app.stop().await;
@@ -145,8 +127,9 @@ async fn releasing_a_committed_reservation_returns_its_stock_once() {
     let app = spawn().await;
     app.seed_stock("A", 5).await;
     let order = Uuid::new_v4();
-    reserve(&app, order, json!([{"sku": "A", "quantity": 3}])).await;
-    settle(&app, order, "commit").await;
+    app.reserve(order, json!([{"sku": "A", "quantity": 3}]))
+        .await;
+    app.commit_or_release(order, "commit").await;
     assert_eq!(app.stock("A").await, (2, 0, 3));
     let results = testkit::concurrently(5, |_| {
         let send = app
@@ -163,7 +146,7 @@ async fn releasing_a_committed_reservation_returns_its_stock_once() {
         assert_eq!(body["status"], "RETURNED");
     }
     assert_eq!(app.stock("A").await, (5, 0, 0), "returned exactly once");
-    let (status, problem) = settle(&app, order, "commit").await;
+    let (status, problem) = app.commit_or_release(order, "commit").await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(testkit::problem_slug(&problem), "reservation-released");
     app.stop().await;
@@ -175,12 +158,12 @@ async fn a_reservation_holds_stock_until_commit_sells_it() {
     app.seed_stock("A", 10).await;
     app.seed_stock("B", 5).await;
     let order = Uuid::new_v4();
-    let (status, reservation) = reserve(
-        &app,
-        order,
-        json!([{"sku": "B", "quantity": 2}, {"sku": "A", "quantity": 3}]),
-    )
-    .await;
+    let (status, reservation) = app
+        .reserve(
+            order,
+            json!([{"sku": "B", "quantity": 2}, {"sku": "A", "quantity": 3}]),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{reservation}");
     assert_eq!(reservation["status"], "RESERVED");
     assert_eq!(reservation["order_id"], order.to_string());
@@ -192,13 +175,13 @@ async fn a_reservation_holds_stock_until_commit_sells_it() {
     assert_eq!(app.stock("A").await, (7, 3, 0));
     assert_eq!(app.stock("B").await, (3, 2, 0));
 
-    let (status, committed) = settle(&app, order, "commit").await;
+    let (status, committed) = app.commit_or_release(order, "commit").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(committed["status"], "COMMITTED");
     assert_eq!(app.stock("A").await, (7, 0, 3));
     assert_eq!(app.stock("B").await, (3, 0, 2));
 
-    let (status, again) = settle(&app, order, "commit").await;
+    let (status, again) = app.commit_or_release(order, "commit").await;
     assert_eq!(status, StatusCode::OK, "commit is idempotent");
     assert_eq!(again, committed);
     assert_eq!(
@@ -220,16 +203,18 @@ async fn release_gives_stock_back_and_then_commit_is_refused() {
     let app = spawn().await;
     app.seed_stock("A", 4).await;
     let order = Uuid::new_v4();
-    let (status, _) = reserve(&app, order, json!([{"sku": "A", "quantity": 4}])).await;
+    let (status, _) = app
+        .reserve(order, json!([{"sku": "A", "quantity": 4}]))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(app.stock("A").await, (0, 4, 0));
 
-    let (status, released) = settle(&app, order, "release").await;
+    let (status, released) = app.commit_or_release(order, "release").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(released["status"], "RELEASED");
     assert_eq!(app.stock("A").await, (4, 0, 0));
 
-    let (status, again) = settle(&app, order, "release").await;
+    let (status, again) = app.commit_or_release(order, "release").await;
     assert_eq!(status, StatusCode::OK, "release is idempotent");
     assert_eq!(again, released);
     assert_eq!(
@@ -238,11 +223,13 @@ async fn release_gives_stock_back_and_then_commit_is_refused() {
         "a repeated release moves nothing"
     );
 
-    let (status, problem) = settle(&app, order, "commit").await;
+    let (status, problem) = app.commit_or_release(order, "commit").await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(testkit::problem_slug(&problem), "reservation-released");
 
-    let (status, replay) = reserve(&app, order, json!([{"sku": "A", "quantity": 4}])).await;
+    let (status, replay) = app
+        .reserve(order, json!([{"sku": "A", "quantity": 4}]))
+        .await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -258,7 +245,7 @@ async fn unknown_reservations_are_not_found() {
     let app = spawn().await;
     let order = Uuid::new_v4();
     for action in ["commit", "release"] {
-        let (status, problem) = settle(&app, order, action).await;
+        let (status, problem) = app.commit_or_release(order, action).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{action}");
         assert_eq!(testkit::problem_slug(&problem), "not-found");
     }
@@ -275,14 +262,16 @@ async fn a_repeated_reservation_replays_and_different_items_conflict() {
     app.seed_stock("A", 10).await;
     let order = Uuid::new_v4();
     let items = json!([{"sku": "A", "quantity": 2}]);
-    let (status, first) = reserve(&app, order, items.clone()).await;
+    let (status, first) = app.reserve(order, items.clone()).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, second) = reserve(&app, order, items).await;
+    let (status, second) = app.reserve(order, items).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(first, second);
     assert_eq!(app.stock("A").await, (8, 2, 0), "stock is taken once");
 
-    let (status, problem) = reserve(&app, order, json!([{"sku": "A", "quantity": 3}])).await;
+    let (status, problem) = app
+        .reserve(order, json!([{"sku": "A", "quantity": 3}]))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(testkit::problem_slug(&problem), "reservation-conflict");
     assert_eq!(app.stock("A").await, (8, 2, 0));
@@ -296,7 +285,7 @@ async fn out_of_stock_reserves_no_line_and_the_answer_stays_the_same() {
     app.seed_stock("B", 1).await;
     let order = Uuid::new_v4();
     let items = json!([{"sku": "A", "quantity": 5}, {"sku": "B", "quantity": 2}]);
-    let (status, problem) = reserve(&app, order, items.clone()).await;
+    let (status, problem) = app.reserve(order, items.clone()).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(
         testkit::problem_slug(&problem),
@@ -313,13 +302,15 @@ async fn out_of_stock_reserves_no_line_and_the_answer_stays_the_same() {
     // The decision is kept per order: after a restock the same order is still refused, so an
     // order whose payment was voided for lack of stock can never end up holding stock.
     app.seed_stock("B", 100).await;
-    let (status, problem) = reserve(&app, order, items).await;
+    let (status, problem) = app.reserve(order, items).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(testkit::problem_slug(&problem), "out-of-stock");
     assert_eq!(problem["sku"], "B");
     assert_eq!(app.stock("B").await, (100, 0, 0));
 
-    let (status, ok) = reserve(&app, Uuid::new_v4(), json!([{"sku": "B", "quantity": 2}])).await;
+    let (status, ok) = app
+        .reserve(Uuid::new_v4(), json!([{"sku": "B", "quantity": 2}]))
+        .await;
     assert_eq!(
         status,
         StatusCode::CREATED,
@@ -332,12 +323,12 @@ async fn out_of_stock_reserves_no_line_and_the_answer_stays_the_same() {
 async fn an_unknown_sku_is_out_of_stock() {
     let app = spawn().await;
     app.seed_stock("A", 10).await;
-    let (status, problem) = reserve(
-        &app,
-        Uuid::new_v4(),
-        json!([{"sku": "A", "quantity": 1}, {"sku": "GHOST", "quantity": 1}]),
-    )
-    .await;
+    let (status, problem) = app
+        .reserve(
+            Uuid::new_v4(),
+            json!([{"sku": "A", "quantity": 1}, {"sku": "GHOST", "quantity": 1}]),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(testkit::problem_slug(&problem), "out-of-stock");
     assert_eq!(problem["sku"], "GHOST");
@@ -646,23 +637,9 @@ async fn malformed_order_ids_in_paths_are_problems() {
 #[tokio::test]
 async fn the_tenant_header_is_required_and_must_match() {
     let app = spawn().await;
-    let url = app.url("/api/v1/items/A");
-    let missing = app.client.get(url.clone()).send().await.unwrap();
-    let (status, problem) = json(missing).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(testkit::problem_slug(&problem), "missing-tenant");
-
-    let other = app
-        .client
-        .put(url)
-        .header("x-tenant-id", "tenant-b")
-        .json(&json!({"available": 5}))
-        .send()
-        .await
-        .unwrap();
-    let (status, problem) = json(other).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(testkit::problem_slug(&problem), "wrong-tenant");
+    let body = testkit::item_body(5, testkit::UNIT_PRICE);
+    app.assert_tenant_enforced(Method::PUT, "/api/v1/items/A", body)
+        .await;
     let (status, _) = app.call(Method::GET, "/api/v1/items/A", None).await;
     assert_eq!(
         status,
@@ -692,8 +669,10 @@ async fn a_body_over_the_limit_is_413() {
 async fn reservation_outcomes_are_counted_in_metrics() {
     let app = spawn().await;
     app.seed_stock("A", 1).await;
-    reserve(&app, Uuid::new_v4(), json!([{"sku": "A", "quantity": 1}])).await;
-    reserve(&app, Uuid::new_v4(), json!([{"sku": "A", "quantity": 1}])).await;
+    app.reserve(Uuid::new_v4(), json!([{"sku": "A", "quantity": 1}]))
+        .await;
+    app.reserve(Uuid::new_v4(), json!([{"sku": "A", "quantity": 1}]))
+        .await;
     let text = app
         .client
         .get(app.url("/metrics"))

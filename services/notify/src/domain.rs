@@ -2,9 +2,8 @@
 
 use commerce::{
     contracts::notify::{CreateNotification, MAX_MESSAGE_CHARS as MAX_MESSAGE_LEN},
-    values::check_text,
+    values::{FieldError, check_text},
 };
-use platform::FieldError;
 
 /// Checks a delivery request; the errors name each invalid field.
 pub fn validate(request: &CreateNotification) -> Result<(), Vec<FieldError>> {

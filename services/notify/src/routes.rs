@@ -30,8 +30,9 @@ async fn deliver(
     platform::context::record_order_id(&request.order_id);
     let (notification, created) = store::deliver_once(&pool, &request).await?;
     if created {
-        metrics::counter!("notify_notifications_delivered_total", "kind" => notification.kind.as_str()).increment(1);
-        tracing::info!(kind = notification.kind.as_str(), "notification delivered");
+        let kind: &'static str = notification.kind.into();
+        metrics::counter!("notify_notifications_delivered_total", "kind" => kind).increment(1);
+        tracing::info!(kind, "notification delivered");
     }
     let status = if created {
         StatusCode::CREATED

@@ -1,6 +1,7 @@
 //! SQL for notifications.
 
 use commerce::contracts::notify::{CreateNotification, Notification, NotificationKind};
+use platform::db::Text;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -8,39 +9,27 @@ use uuid::Uuid;
 struct Row {
     id: Uuid,
     order_id: Uuid,
-    kind: String,
+    kind: Text<NotificationKind>,
     message: String,
     delivered_at: chrono::DateTime<chrono::Utc>,
 }
 
-impl Row {
-    fn into_notification(self) -> Option<Notification> {
-        let kind = NotificationKind::parse(&self.kind)?;
-        Some(Notification {
-            id: self.id,
-            order_id: self.order_id,
-            kind,
-            message: self.message,
-            delivered_at: self.delivered_at,
-        })
+impl From<Row> for Notification {
+    fn from(row: Row) -> Self {
+        Notification {
+            id: row.id,
+            order_id: row.order_id,
+            kind: row.kind.0,
+            message: row.message,
+            delivered_at: row.delivered_at,
+        }
     }
 }
 
 /// Records the notification unless one exists for `(order_id, kind)`; returns the stored one
 /// and whether this call created it.
+#[tracing::instrument(name = "db.record_notification", skip_all, fields(order_id = %request.order_id))]
 pub async fn deliver_once(
-    pool: &PgPool,
-    request: &CreateNotification,
-) -> Result<(Notification, bool), sqlx::Error> {
-    platform::telemetry::in_span(
-        "db.record_notification",
-        Some(request.order_id),
-        deliver_once_tx(pool, request),
-    )
-    .await
-}
-
-async fn deliver_once_tx(
     pool: &PgPool,
     request: &CreateNotification,
 ) -> Result<(Notification, bool), sqlx::Error> {
@@ -51,28 +40,25 @@ async fn deliver_once_tx(
     )
     .bind(Uuid::now_v7())
     .bind(request.order_id)
-    .bind(request.kind.as_str())
+    .bind(Text(request.kind))
     .bind(&request.message)
     .fetch_optional(pool)
     .await?;
-    let (row, created) = match inserted {
-        Some(row) => (row, true),
-        None => (
-            sqlx::query_as(
-                "SELECT id, order_id, kind, message, delivered_at FROM notifications
-                 WHERE order_id = $1 AND kind = $2",
-            )
-            .bind(request.order_id)
-            .bind(request.kind.as_str())
-            .fetch_one(pool)
-            .await?,
-            false,
-        ),
-    };
-    let notification = row.into_notification().ok_or(sqlx::Error::RowNotFound)?;
-    Ok((notification, created))
+    if let Some(row) = inserted {
+        return Ok((row.into(), true));
+    }
+    let existing: Row = sqlx::query_as(
+        "SELECT id, order_id, kind, message, delivered_at FROM notifications
+         WHERE order_id = $1 AND kind = $2",
+    )
+    .bind(request.order_id)
+    .bind(Text(request.kind))
+    .fetch_one(pool)
+    .await?;
+    Ok((existing.into(), false))
 }
 
+#[tracing::instrument(name = "db.notifications_for_order", skip_all, fields(%order_id))]
 pub async fn for_order(pool: &PgPool, order_id: Uuid) -> Result<Vec<Notification>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, order_id, kind, message, delivered_at FROM notifications
@@ -81,8 +67,5 @@ pub async fn for_order(pool: &PgPool, order_id: Uuid) -> Result<Vec<Notification
     .bind(order_id)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(Row::into_notification)
-        .collect())
+    Ok(rows.into_iter().map(Notification::from).collect())
 }

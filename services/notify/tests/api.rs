@@ -16,48 +16,20 @@ async fn spawn() -> TestApp {
 async fn a_notification_is_delivered_once_per_order_and_kind() {
     let app = spawn().await;
     let order_id = Uuid::new_v4();
-    let body = json!({"order_id": order_id, "kind": "order_confirmed", "message": "confirmed"});
-    let (status, first) = json(
-        app.request(Method::POST, "/api/v1/notifications")
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let deliver = |kind: &str, message: &str| {
+        let body = json!({"order_id": order_id, "kind": kind, "message": message});
+        app.call(Method::POST, "/api/v1/notifications", Some(body))
+    };
+    let (status, first) = deliver("order_confirmed", "confirmed").await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, again) = json(
-        app.request(Method::POST, "/api/v1/notifications")
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, again) = deliver("order_confirmed", "confirmed").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(first["id"], again["id"]);
-
-    let failed = json!({"order_id": order_id, "kind": "order_failed", "message": "failed"});
-    let (status, _) = json(
-        app.request(Method::POST, "/api/v1/notifications")
-            .json(&failed)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = deliver("order_failed", "failed").await;
     assert_eq!(status, StatusCode::CREATED);
 
-    let (status, list) = json(
-        app.request(
-            Method::GET,
-            &format!("/api/v1/notifications?order_id={order_id}"),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
+    let list_path = format!("/api/v1/notifications?order_id={order_id}");
+    let (status, list) = app.call(Method::GET, &list_path, None).await;
     assert_eq!(status, StatusCode::OK);
     let kinds: Vec<&str> = list["items"]
         .as_array()

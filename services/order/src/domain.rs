@@ -1,16 +1,17 @@
 //! Order rules, with no I/O: what a valid order request is (prices are only the client's
-//! expectation), the request fingerprint that makes idempotency keys safe, how a payment's
-//! answer settles an order at the catalog prices it was charged, and when an order may be
-//! cancelled.
+//! expectation), the request fingerprint that makes idempotency keys safe, which outcome a
+//! payment's answer gives an order (at the catalog prices it was charged), and when an order may
+//! be cancelled.
 
 use commerce::{
     contracts::{
         LineItem,
         payment::{FailureReason, Payment, PaymentMethod, PaymentStatus},
     },
-    values::{Amount, Currency, StockLine, check_text, expected_total, parse_stock_lines},
+    values::{
+        Amount, Currency, FieldError, StockLine, check_text, expected_total, parse_stock_lines,
+    },
 };
-use platform::FieldError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -88,9 +89,7 @@ impl NewOrder {
             .iter()
             .map(|item| (item.sku.clone(), item.quantity, item.unit_price))
             .collect();
-        let lines = parse_stock_lines(&raw)
-            .map_err(|e| errors.extend(e.into_iter().map(FieldError::from)))
-            .ok();
+        let lines = parse_stock_lines(&raw).map_err(|e| errors.extend(e)).ok();
         if let Some(lines) = &lines {
             match expected_total(lines) {
                 Ok(Some(total)) if total.get() == 0 => errors.push(FieldError::new(
@@ -158,64 +157,32 @@ pub fn payment_lines(lines: &[OrderLine]) -> (Vec<LineItem>, Option<i64>) {
     (items, amount)
 }
 
-/// Where an order stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OrderStatus {
-    Pending,
-    Confirmed,
-    Failed,
-    /// Cancel requested: the refund (money and stock back) is under way.
-    Cancelling,
-    Cancelled,
-}
-
-impl OrderStatus {
-    const ALL: [OrderStatus; 5] = [
-        Self::Pending,
-        Self::Confirmed,
-        Self::Failed,
-        Self::Cancelling,
-        Self::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "PENDING",
-            Self::Confirmed => "CONFIRMED",
-            Self::Failed => "FAILED",
-            Self::Cancelling => "CANCELLING",
-            Self::Cancelled => "CANCELLED",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == value)
+commerce::spelled_enum! {
+    "SCREAMING_SNAKE_CASE",
+    /// Where an order stands.
+    pub enum OrderStatus {
+        Pending,
+        Confirmed,
+        Failed,
+        /// Cancel requested: the refund (money and stock back) is under way.
+        Cancelling,
+        Cancelled,
     }
 }
 
-/// Why an order failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureCause {
-    PaymentDeclined,
-    OutOfStock,
-    PriceChanged,
-}
-
-impl FailureCause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PaymentDeclined => "payment_declined",
-            Self::OutOfStock => "out_of_stock",
-            Self::PriceChanged => "price_changed",
-        }
+commerce::spelled_enum! {
+    "snake_case",
+    /// Why an order failed.
+    pub enum FailureCause {
+        PaymentDeclined,
+        OutOfStock,
+        PriceChanged,
     }
 }
 
 /// The end state a payment's answer puts an order in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settlement {
+pub enum PaymentOutcome {
     /// Paid: the payment's id, the total charged and the lines at the prices charged.
     Confirmed {
         payment_id: uuid::Uuid,
@@ -223,15 +190,15 @@ pub enum Settlement {
         lines: Vec<OrderLine>,
     },
     Failed(FailureCause),
-    /// The payment is not final yet (or not in a state an open order can settle on): the order
+    /// The payment is not final yet (or not in a state an open order can end on): the order
     /// stays `PENDING` and is driven again later.
     Undecided,
 }
 
-/// How `payment` settles an order with `lines`. `Err` when a captured payment charged other
+/// The outcome `payment` gives an order with `lines`. `Err` when a captured payment charged other
 /// lines than the order's, or at other prices than it expected: payment-service broke the
 /// contract, and the order must not be confirmed on it.
-pub fn settlement(lines: &[OrderLine], payment: &Payment) -> Result<Settlement, String> {
+pub fn payment_outcome(lines: &[OrderLine], payment: &Payment) -> Result<PaymentOutcome, String> {
     Ok(match (payment.status, payment.failure_reason) {
         (PaymentStatus::Captured, _) => {
             let total = payment
@@ -255,7 +222,7 @@ pub fn settlement(lines: &[OrderLine], payment: &Payment) -> Result<Settlement, 
             if !same_lines || sum != Some(total) {
                 return Err("the captured payment does not match the order's lines".into());
             }
-            Settlement::Confirmed {
+            PaymentOutcome::Confirmed {
                 payment_id: payment.id,
                 total,
                 lines: lines
@@ -272,13 +239,13 @@ pub fn settlement(lines: &[OrderLine], payment: &Payment) -> Result<Settlement, 
             }
         }
         (PaymentStatus::Declined, _) | (PaymentStatus::Voided, Some(FailureReason::Declined)) => {
-            Settlement::Failed(FailureCause::PaymentDeclined)
+            PaymentOutcome::Failed(FailureCause::PaymentDeclined)
         }
         (PaymentStatus::Voided, Some(FailureReason::PriceChanged)) => {
-            Settlement::Failed(FailureCause::PriceChanged)
+            PaymentOutcome::Failed(FailureCause::PriceChanged)
         }
-        (PaymentStatus::Voided, _) => Settlement::Failed(FailureCause::OutOfStock),
-        (PaymentStatus::Authorized | PaymentStatus::Refunded, _) => Settlement::Undecided,
+        (PaymentStatus::Voided, _) => PaymentOutcome::Failed(FailureCause::OutOfStock),
+        (PaymentStatus::Authorized | PaymentStatus::Refunded, _) => PaymentOutcome::Undecided,
     })
 }
 
@@ -305,21 +272,21 @@ pub fn cancellation(status: OrderStatus) -> Cancellation {
 }
 
 /// The customer-facing text of the notification for an order outcome.
-pub fn notification_message(order_id: uuid::Uuid, outcome: &Settlement) -> String {
+pub fn notification_message(order_id: uuid::Uuid, outcome: &PaymentOutcome) -> String {
     match outcome {
-        Settlement::Confirmed { .. } => format!("Order {order_id} is confirmed."),
-        Settlement::Failed(FailureCause::PaymentDeclined) => {
+        PaymentOutcome::Confirmed { .. } => format!("Order {order_id} is confirmed."),
+        PaymentOutcome::Failed(FailureCause::PaymentDeclined) => {
             format!("Order {order_id} failed: the payment was declined.")
         }
-        Settlement::Failed(FailureCause::OutOfStock) => {
+        PaymentOutcome::Failed(FailureCause::OutOfStock) => {
             format!("Order {order_id} failed: an item is out of stock.")
         }
-        Settlement::Failed(FailureCause::PriceChanged) => {
+        PaymentOutcome::Failed(FailureCause::PriceChanged) => {
             format!(
                 "Order {order_id} failed: a price is not the one expected; nothing was charged."
             )
         }
-        Settlement::Undecided => format!("Order {order_id} is pending."),
+        PaymentOutcome::Undecided => format!("Order {order_id} is pending."),
     }
 }
 
@@ -472,8 +439,8 @@ mod tests {
             None,
             &[("A", 2, 700), ("B", 1, 50)],
         );
-        match settlement(&lines, &captured) {
-            Ok(Settlement::Confirmed { total, lines, .. }) => {
+        match payment_outcome(&lines, &captured) {
+            Ok(PaymentOutcome::Confirmed { total, lines, .. }) => {
                 assert_eq!(total, 1450);
                 assert_eq!(lines[0].unit_price, Some(700));
                 assert_eq!(lines[1].unit_price, Some(50));
@@ -494,7 +461,7 @@ mod tests {
             ),
             payment(PaymentStatus::Captured, None, &[("A", 2, 700)]),
         ] {
-            assert!(settlement(&lines, &wrong).is_err(), "{wrong:?}");
+            assert!(payment_outcome(&lines, &wrong).is_err(), "{wrong:?}");
         }
         let voided = payment(
             PaymentStatus::Voided,
@@ -502,8 +469,8 @@ mod tests {
             &[],
         );
         assert_eq!(
-            settlement(&lines, &voided),
-            Ok(Settlement::Failed(FailureCause::PriceChanged))
+            payment_outcome(&lines, &voided),
+            Ok(PaymentOutcome::Failed(FailureCause::PriceChanged))
         );
     }
 
@@ -514,8 +481,10 @@ mod tests {
         assert_eq!(cancellation(OrderStatus::Cancelled), Cancellation::Done);
         assert_eq!(cancellation(OrderStatus::Pending), Cancellation::Refuse);
         assert_eq!(cancellation(OrderStatus::Failed), Cancellation::Refuse);
-        for status in OrderStatus::ALL {
-            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
+        for status in <OrderStatus as strum::VariantArray>::VARIANTS {
+            let spelled = serde_json::to_value(status).unwrap_or_default();
+            assert_eq!(spelled, status.as_ref(), "serde and strum spell it alike");
+            assert_eq!(status.as_ref().parse::<OrderStatus>().ok(), Some(*status));
         }
     }
 

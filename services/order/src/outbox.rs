@@ -5,7 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use commerce::contracts::notify::{CreateNotification, NotificationKind};
+use commerce::contracts::notify::CreateNotification;
 use platform::{db::Migrated, http_client::HttpClient, propagation, telemetry::in_span_continuing};
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +16,9 @@ use crate::{
 
 pub const NOTIFY_SERVICE: &str = "notify-service";
 const BATCH: i64 = 32;
+/// How long a claimed entry stays out of other dispatchers' reach while it is being delivered:
+/// longer than a batch takes (a failed delivery postpones the rest of its batch at once).
+const LEASE: Duration = Duration::from_secs(60);
 
 pub struct DispatcherSettings {
     pub http: HttpClient,
@@ -55,26 +58,27 @@ pub async fn run_dispatcher(
     }
 }
 
-/// One pass: lock the due entries, deliver them in order, record each result, commit.
-/// After the first delivery that fails, the rest of the batch is postponed too: notify-service
-/// is then most likely down, and hammering it helps nobody.
+/// One pass: claim the due entries (leased, in one statement), deliver them in order outside any
+/// transaction, and record each result in a statement of its own. After the first delivery that
+/// fails, the rest of the batch is postponed too: notify-service is then most likely down, and
+/// hammering it helps nobody.
 async fn deliver_due(
     state: &AppState,
     settings: &DispatcherSettings,
     endpoint: &url::Url,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = state.pool.begin().await?;
-    let entries = store::due_outbox_entries(&mut tx, BATCH).await?;
+    let pool = &state.pool;
+    let entries = store::claim_due_outbox_entries(pool, BATCH, LEASE).await?;
     let mut failed = None::<String>;
     for entry in entries {
         if let Some(error) = &failed {
             let retry_in = backoff(entry.attempts, settings.max_backoff);
-            store::mark_failed_attempt(&mut tx, entry.id, retry_in, error).await?;
+            store::mark_failed_attempt(pool, entry.id, retry_in, error).await?;
             continue;
         }
         match deliver(&settings.http, endpoint, &entry).await {
             Ok(()) => {
-                store::mark_delivered(&mut tx, entry.id).await?;
+                store::mark_delivered(pool, entry.id).await?;
                 metrics::counter!("order_outbox_deliveries_total", "outcome" => "delivered")
                     .increment(1);
             }
@@ -83,12 +87,12 @@ async fn deliver_due(
                     .increment(1);
                 let retry_in = backoff(entry.attempts, settings.max_backoff);
                 tracing::warn!(order_id = %entry.order_id, %error, retry_in_ms = retry_in.as_millis() as u64, "notification not delivered; will retry");
-                store::mark_failed_attempt(&mut tx, entry.id, retry_in, &error).await?;
+                store::mark_failed_attempt(pool, entry.id, retry_in, &error).await?;
                 failed = Some(error);
             }
         }
     }
-    tx.commit().await
+    Ok(())
 }
 
 async fn deliver(
@@ -96,11 +100,9 @@ async fn deliver(
     endpoint: &url::Url,
     entry: &OutboxEntry,
 ) -> Result<(), String> {
-    let kind = NotificationKind::parse(&entry.kind)
-        .ok_or_else(|| format!("unknown kind {}", entry.kind))?;
     let body = CreateNotification {
         order_id: entry.order_id,
-        kind,
+        kind: entry.kind.0,
         message: entry.message.clone(),
     };
     // The delivery continues the trace and the request that settled the order.

@@ -126,10 +126,10 @@ fn not_cancellable(order: &Order) -> Problem {
         "order-not-cancellable",
         format!(
             "only a CONFIRMED order can be cancelled; this one is {}",
-            order.status().as_str()
+            order.status()
         ),
     )
-    .with("order_status", order.status().as_str())
+    .with("order_status", order.status())
 }
 
 async fn get_order(

@@ -1,8 +1,8 @@
-//! The order saga's remote steps and their settlement, both keyed so that repeating them is
-//! always safe:
+//! The order saga's remote steps and the end states they lead to, both keyed so that repeating
+//! them is always safe:
 //!
 //! - **pay**: ask payment-service to pay for the order (keyed by the order id) at the catalog's
-//!   prices, then settle the order on the answer. An answer that is not final leaves the order
+//!   prices, then record the outcome its answer gives the order. An answer that is not final leaves the order
 //!   `PENDING` for a retry or the reconciler.
 //! - **cancel** (the compensating branch): refund the order's payment (keyed by the payment id;
 //!   payment-service returns the stock, then the money), then mark the order `CANCELLED` and
@@ -12,13 +12,13 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use commerce::contracts::payment::{CreatePayment, Payment, PaymentMethod, PaymentStatus};
-use platform::{Problem, http_client::HttpClient, telemetry::in_span};
+use commerce::contracts::payment::{CreatePayment, Payment, PaymentStatus};
+use platform::{Problem, http_client::HttpClient};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::{
-    domain::{self, Settlement},
+    domain::{self, PaymentOutcome},
     store::{self, Order},
 };
 
@@ -54,41 +54,33 @@ impl Saga {
     /// Drives a `PENDING` order to its end state. `Err` is the problem to answer with: a 503
     /// (the order stays `PENDING`; the same request may be repeated) or a 500.
     pub async fn drive(&self, order: &Order) -> Result<Order, Problem> {
-        let outcome = in_span("saga.pay", Some(order.id), self.pay(order)).await?;
+        let outcome = self.pay(order).await?;
         let message = domain::notification_message(order.id, &outcome);
-        if outcome == Settlement::Undecided {
-            return Err(still_pending(order, "the payment is not settled yet"));
+        if outcome == PaymentOutcome::Undecided {
+            return Err(still_pending(order, "the payment is not final yet"));
         }
-        let (settled, transitioned) = in_span(
-            "saga.settle",
-            Some(order.id),
-            store::settle(&self.pool, order.id, &outcome, &message),
-        )
-        .await?;
+        let (ended, transitioned) =
+            store::record_outcome(&self.pool, order.id, &outcome, &message).await?;
         if transitioned {
             count_outcome(&outcome);
-            tracing::info!(status = settled.status().as_str(), reason = ?settled.failure_reason, "order settled");
+            tracing::info!(status = %ended.status(), reason = ?ended.failure_reason, "order ended");
             self.outbox_wakeup.notify_one();
         }
-        Ok(settled)
+        Ok(ended)
     }
 
     /// Drives a `CANCELLING` order to `CANCELLED`: refund its payment (money and stock back),
     /// then record the end state and queue the notification. `Err` is a 503 (the order stays
     /// `CANCELLING`; the same cancel may be repeated) or a 500.
     pub async fn cancel(&self, order: &Order) -> Result<Order, Problem> {
-        let payment = in_span("saga.refund", Some(order.id), self.refund(order)).await?;
+        let payment = self.refund(order).await?;
         if payment.status != PaymentStatus::Refunded {
             tracing::error!(status = ?payment.status, "refund answered a payment that is not refunded");
             return Err(Problem::internal());
         }
         let message = domain::cancellation_message(order.id);
-        let (cancelled, transitioned) = in_span(
-            "saga.finish_cancel",
-            Some(order.id),
-            store::finish_cancel(&self.pool, order.id, &message),
-        )
-        .await?;
+        let (cancelled, transitioned) =
+            store::finish_cancel(&self.pool, order.id, &message).await?;
         if transitioned {
             metrics::counter!("orders_cancelled_total").increment(1);
             tracing::info!("order cancelled");
@@ -98,6 +90,7 @@ impl Saga {
     }
 
     /// `POST /api/v1/payments/{payment_id}/refund` on payment-service.
+    #[tracing::instrument(name = "saga.refund", skip_all, fields(order_id = %order.id))]
     async fn refund(&self, order: &Order) -> Result<Payment, Problem> {
         let Some(payment_id) = order.payment_id else {
             tracing::error!("a charged order without a payment id");
@@ -132,9 +125,10 @@ impl Saga {
         }
     }
 
-    /// Calls payment-service and reads its answer as a settlement.
-    async fn pay(&self, order: &Order) -> Result<Settlement, Problem> {
-        let request = payment_request(order)?;
+    /// Calls payment-service and reads the outcome its answer gives the order.
+    #[tracing::instrument(name = "saga.pay", skip_all, fields(order_id = %order.id))]
+    async fn pay(&self, order: &Order) -> Result<PaymentOutcome, Problem> {
+        let request = payment_request(order);
         let reply = self
             .http
             .post_json(
@@ -153,7 +147,7 @@ impl Saga {
                 let payment: Payment = reply
                     .json()
                     .map_err(|e| still_pending(order, &e.to_string()))?;
-                domain::settlement(&order.items, &payment).map_err(|detail| {
+                domain::payment_outcome(&order.items, &payment).map_err(|detail| {
                     tracing::error!(%detail, "payment-service charged something else than the order");
                     Problem::internal()
                 })
@@ -171,22 +165,15 @@ impl Saga {
     }
 }
 
-fn payment_request(order: &Order) -> Result<CreatePayment, Problem> {
-    let payment_method: PaymentMethod = serde_json::from_value(serde_json::Value::String(
-        order.payment_method.clone(),
-    ))
-    .map_err(|e| {
-        tracing::error!(error = %e, "stored payment method is unreadable");
-        Problem::internal()
-    })?;
+fn payment_request(order: &Order) -> CreatePayment {
     let (items, amount) = domain::payment_lines(&order.items);
-    Ok(CreatePayment {
+    CreatePayment {
         order_id: order.id,
         amount,
         currency: order.currency.clone(),
-        payment_method,
+        payment_method: order.payment_method.0,
         items,
-    })
+    }
 }
 
 /// 503 with `Retry-After`: the order exists and is still `CANCELLING`.
@@ -212,11 +199,11 @@ fn still_pending(order: &Order, detail: &str) -> Problem {
     .with("order_status", "PENDING")
 }
 
-fn count_outcome(outcome: &Settlement) {
+fn count_outcome(outcome: &PaymentOutcome) {
     let (outcome, reason) = match outcome {
-        Settlement::Confirmed { .. } => ("confirmed", "none"),
-        Settlement::Failed(cause) => ("failed", cause.as_str()),
-        Settlement::Undecided => return,
+        PaymentOutcome::Confirmed { .. } => ("confirmed", "none"),
+        PaymentOutcome::Failed(cause) => ("failed", cause.into()),
+        PaymentOutcome::Undecided => return,
     };
     metrics::counter!("orders_settled_total", "outcome" => outcome, "reason" => reason)
         .increment(1);

@@ -2,15 +2,15 @@
 //! inside a `db.*` span tagged with the order it touches.
 
 use chrono::{DateTime, Utc};
-use commerce::contracts::notify::NotificationKind;
-use platform::telemetry::in_span;
+use commerce::contracts::{notify::NotificationKind, payment::PaymentMethod};
+use platform::db::{self, Text};
 use serde::Serialize;
 use sqlx::{PgPool, types::Json};
 use uuid::Uuid;
 
-use crate::domain::{NewOrder, OrderLine, OrderStatus, Settlement};
+use crate::domain::{FailureCause, NewOrder, OrderLine, OrderStatus, PaymentOutcome};
 
-/// What settling or cancelling did: the order as it now stands, and whether this call moved it
+/// What recording an outcome or cancelling did: the order as it now stands, and whether this call moved it
 /// (a concurrent caller may have got there first).
 pub type Moved = (Order, bool);
 
@@ -18,14 +18,13 @@ pub type Moved = (Order, bool);
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Order {
     pub id: Uuid,
-    #[sqlx(try_from = "String")]
-    pub status: StatusColumn,
-    pub failure_reason: Option<String>,
+    pub status: Text<OrderStatus>,
+    pub failure_reason: Option<Text<FailureCause>>,
     pub customer_id: String,
     pub currency: String,
     /// The total charged (catalog prices); `null` until the payment is captured.
     pub total_amount: Option<i64>,
-    pub payment_method: String,
+    pub payment_method: Text<PaymentMethod>,
     #[sqlx(json)]
     pub items: Vec<OrderLine>,
     pub payment_id: Option<Uuid>,
@@ -38,20 +37,6 @@ pub struct Order {
     #[serde(skip)]
     #[sqlx(json)]
     pub trace_context: std::collections::BTreeMap<String, String>,
-}
-
-/// The `status` column, parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct StatusColumn(pub OrderStatus);
-
-impl TryFrom<String> for StatusColumn {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        OrderStatus::parse(&value)
-            .map(StatusColumn)
-            .ok_or_else(|| format!("unknown order status {value:?}"))
-    }
 }
 
 impl Order {
@@ -71,6 +56,7 @@ pub enum Stored {
 }
 
 /// Inserts a `PENDING` order unless one already holds `key`.
+#[tracing::instrument(name = "db.insert_order", skip_all, fields(order_id = tracing::field::Empty))]
 pub async fn insert_pending(
     pool: &PgPool,
     key: &str,
@@ -78,92 +64,87 @@ pub async fn insert_pending(
     trace_id: Option<String>,
 ) -> Result<Stored, sqlx::Error> {
     let id = Uuid::now_v7();
-    in_span("db.insert_order", Some(id), async {
-        let inserted: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO orders (id, idempotency_key, request_hash, status, customer_id, currency,
-                                 payment_method, items, trace_id, trace_context)
-             VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (idempotency_key) DO NOTHING
-             RETURNING {ORDER_COLUMNS}"
-        )))
-        .bind(id)
-        .bind(key)
-        .bind(order.fingerprint())
-        .bind(&order.customer_id)
-        .bind(order.currency.code())
-        .bind(payment_method_str(order))
-        .bind(Json(order.stored_lines()))
-        .bind(trace_id)
-        .bind(Json(platform::propagation::capture_current()))
-        .fetch_optional(pool)
-        .await?;
-        match inserted {
-            Some(order) => Ok(Stored::Created(order)),
-            None => {
-                let existing: Order = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {ORDER_COLUMNS} FROM orders WHERE idempotency_key = $1"
-                )))
-                .bind(key)
-                .fetch_one(pool)
-                .await?;
-                Ok(Stored::Existing(existing))
-            }
+    tracing::Span::current().record("order_id", tracing::field::display(id));
+    let inserted: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO orders (id, idempotency_key, request_hash, status, customer_id, currency,
+                             payment_method, items, trace_id, trace_context)
+         VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING {ORDER_COLUMNS}"
+    )))
+    .bind(id)
+    .bind(key)
+    .bind(order.fingerprint())
+    .bind(&order.customer_id)
+    .bind(order.currency.code())
+    .bind(Text(order.payment_method))
+    .bind(Json(order.stored_lines()))
+    .bind(trace_id)
+    .bind(Json(platform::propagation::capture_current()))
+    .fetch_optional(pool)
+    .await?;
+    match inserted {
+        Some(order) => Ok(Stored::Created(order)),
+        None => {
+            let existing: Order = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE idempotency_key = $1"
+            )))
+            .bind(key)
+            .fetch_one(pool)
+            .await?;
+            Ok(Stored::Existing(existing))
         }
-    })
-    .await
+    }
 }
 
-fn payment_method_str(order: &NewOrder) -> String {
-    serde_json::to_value(order.payment_method)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_else(|| "card".into())
-}
-
+#[tracing::instrument(name = "db.get_order", skip_all, fields(order_id = %id))]
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
-    in_span("db.get_order", Some(id), async {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-    })
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
     .await
+}
+
+/// The order `id`, which must exist (this transaction or an earlier one stored it).
+async fn existing(pool: &PgPool, id: Uuid) -> Result<Order, sqlx::Error> {
+    get(pool, id)
+        .await?
+        .ok_or_else(|| db::unexpected(format_args!("order {id} is gone")))
 }
 
 /// One page of orders, newest first, optionally of one status, after the `before` cursor.
+#[tracing::instrument(name = "db.list_orders", skip_all)]
 pub async fn list(
     pool: &PgPool,
     status: Option<OrderStatus>,
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Order>, sqlx::Error> {
-    in_span("db.list_orders", None, async {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders
-             WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR id < $2)
-             ORDER BY id DESC LIMIT $3"
-        )))
-        .bind(status.map(OrderStatus::as_str))
-        .bind(before)
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-    })
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders
+         WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3"
+    )))
+    .bind(status.map(Text))
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
     .await
 }
 
-/// Moves a `PENDING` order to its end state (a confirmed one with its charged lines and total)
-/// and queues its notification, in one statement.
-pub async fn settle(
+/// Moves a `PENDING` order to the end state its payment's outcome gives it (a confirmed one with
+/// its charged lines and total) and queues its notification, in one statement.
+#[tracing::instrument(name = "db.record_outcome", skip_all, fields(order_id = %id))]
+pub async fn record_outcome(
     pool: &PgPool,
     id: Uuid,
-    outcome: &Settlement,
+    outcome: &PaymentOutcome,
     message: &str,
 ) -> Result<Moved, sqlx::Error> {
     let (status, reason, payment_id, total, lines, kind) = match outcome {
-        Settlement::Confirmed {
+        PaymentOutcome::Confirmed {
             payment_id,
             total,
             lines,
@@ -175,75 +156,65 @@ pub async fn settle(
             Some(Json(lines.clone())),
             NotificationKind::OrderConfirmed,
         ),
-        Settlement::Failed(cause) => (
+        PaymentOutcome::Failed(cause) => (
             OrderStatus::Failed,
-            Some(cause.as_str()),
+            Some(Text(*cause)),
             None,
             None,
             None,
             NotificationKind::OrderFailed,
         ),
-        Settlement::Undecided => {
-            let order = get(pool, id).await?.ok_or(sqlx::Error::RowNotFound)?;
-            return Ok((order, false));
-        }
+        PaymentOutcome::Undecided => return Ok((existing(pool, id).await?, false)),
     };
-    in_span("db.settle_order", Some(id), async {
-        let sql = transition_sql(
-            "status = $2, failure_reason = $3, payment_id = $4, total_amount = $5,
-             items = coalesce($6, items)",
-            OrderStatus::Pending,
-            7,
-        );
-        let moved: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .bind(status.as_str())
-            .bind(reason)
-            .bind(payment_id)
-            .bind(total)
-            .bind(lines)
-            .bind(kind.as_str())
-            .bind(message)
-            .bind(Json(platform::propagation::capture_current()))
-            .fetch_optional(pool)
-            .await?;
-        moved_or_current(pool, id, moved).await
-    })
-    .await
+    let sql = transition_sql(
+        "status = $2, failure_reason = $3, payment_id = $4, total_amount = $5,
+         items = coalesce($6, items)",
+        OrderStatus::Pending,
+        7,
+    );
+    let moved: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(Text(status))
+        .bind(reason)
+        .bind(payment_id)
+        .bind(total)
+        .bind(lines)
+        .bind(Text(kind))
+        .bind(message)
+        .bind(Json(platform::propagation::capture_current()))
+        .fetch_optional(pool)
+        .await?;
+    moved_or_current(pool, id, moved).await
 }
 
 /// `CONFIRMED` → `CANCELLING`: the cancel is recorded before any money moves, so that a crash
 /// leaves an order the reconciler finishes. `false` when the order was not `CONFIRMED`.
+#[tracing::instrument(name = "db.begin_cancel", skip_all, fields(order_id = %id))]
 pub async fn begin_cancel(pool: &PgPool, id: Uuid) -> Result<Moved, sqlx::Error> {
-    in_span("db.begin_cancel", Some(id), async {
-        let updated: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE orders SET status = 'CANCELLING', updated_at = now()
-             WHERE id = $1 AND status = 'CONFIRMED'
-             RETURNING {ORDER_COLUMNS}"
-        )))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
-        moved_or_current(pool, id, updated).await
-    })
-    .await
+    let updated: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE orders SET status = 'CANCELLING', updated_at = now()
+         WHERE id = $1 AND status = 'CONFIRMED'
+         RETURNING {ORDER_COLUMNS}"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    moved_or_current(pool, id, updated).await
 }
 
 /// `CANCELLING` → `CANCELLED` once the payment is refunded, and the cancellation notice queued,
 /// in one statement.
+#[tracing::instrument(name = "db.finish_cancel", skip_all, fields(order_id = %id))]
 pub async fn finish_cancel(pool: &PgPool, id: Uuid, message: &str) -> Result<Moved, sqlx::Error> {
-    in_span("db.finish_cancel", Some(id), async {
-        let sql = transition_sql("status = 'CANCELLED'", OrderStatus::Cancelling, 2);
-        let moved: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .bind(NotificationKind::OrderCancelled.as_str())
-            .bind(message)
-            .bind(Json(platform::propagation::capture_current()))
-            .fetch_optional(pool)
-            .await?;
-        moved_or_current(pool, id, moved).await
-    })
-    .await
+    let sql = transition_sql("status = 'CANCELLED'", OrderStatus::Cancelling, 2);
+    let moved: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(Text(NotificationKind::OrderCancelled))
+        .bind(message)
+        .bind(Json(platform::propagation::capture_current()))
+        .fetch_optional(pool)
+        .await?;
+    moved_or_current(pool, id, moved).await
 }
 
 /// One statement that moves the order `$1` out of `from` (setting `set`) and queues its
@@ -252,6 +223,7 @@ pub async fn finish_cancel(pool: &PgPool, id: Uuid, message: &str) -> Result<Mov
 /// row the UPDATE moved.
 fn transition_sql(set: &str, from: OrderStatus, outbox: usize) -> String {
     let (kind, message, trace) = (outbox, outbox + 1, outbox + 2);
+    let from: &'static str = from.into();
     format!(
         "WITH moved AS (
              UPDATE orders SET {set}, updated_at = now()
@@ -261,8 +233,7 @@ fn transition_sql(set: &str, from: OrderStatus, outbox: usize) -> String {
              INSERT INTO outbox (order_id, kind, message, trace_context)
              SELECT id, ${kind}, ${message}, ${trace} FROM moved
              ON CONFLICT (order_id, kind) DO NOTHING)
-         SELECT {ORDER_COLUMNS} FROM moved",
-        from = from.as_str()
+         SELECT {ORDER_COLUMNS} FROM moved"
     )
 }
 
@@ -275,34 +246,32 @@ async fn moved_or_current(
 ) -> Result<Moved, sqlx::Error> {
     match moved {
         Some(order) => Ok((order, true)),
-        None => Ok((get(pool, id).await?.ok_or(sqlx::Error::RowNotFound)?, false)),
+        None => Ok((existing(pool, id).await?, false)),
     }
 }
 
 /// Claims up to `limit` orders that have been `PENDING` or `CANCELLING` for longer than
 /// `older_than` by touching them, so that another replica's reconciler does not pick the same
 /// ones at once.
+#[tracing::instrument(name = "db.claim_stuck_orders", skip_all)]
 pub async fn claim_stuck(
     pool: &PgPool,
     older_than: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<Order>, sqlx::Error> {
-    in_span("db.claim_stuck_orders", None, async {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE orders SET updated_at = now()
-             WHERE id IN (
-                 SELECT id FROM orders
-                 WHERE status IN ('PENDING', 'CANCELLING')
-                   AND updated_at < now() - make_interval(secs => $1)
-                 ORDER BY updated_at LIMIT $2
-                 FOR UPDATE SKIP LOCKED)
-             RETURNING {ORDER_COLUMNS}"
-        )))
-        .bind(older_than.as_secs_f64())
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-    })
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE orders SET updated_at = now()
+         WHERE id IN (
+             SELECT id FROM orders
+             WHERE status IN ('PENDING', 'CANCELLING')
+               AND updated_at < now() - make_interval(secs => $1)
+             ORDER BY updated_at LIMIT $2
+             FOR UPDATE SKIP LOCKED)
+         RETURNING {ORDER_COLUMNS}"
+    )))
+    .bind(older_than.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
     .await
 }
 
@@ -311,7 +280,7 @@ pub async fn claim_stuck(
 pub struct OutboxEntry {
     pub id: i64,
     pub order_id: Uuid,
-    pub kind: String,
+    pub kind: Text<NotificationKind>,
     pub message: String,
     pub attempts: i32,
     /// The settling request's trace headers.
@@ -319,32 +288,47 @@ pub struct OutboxEntry {
     pub trace_context: std::collections::BTreeMap<String, String>,
 }
 
-/// The entries due for delivery, locked for this transaction (other dispatchers skip them).
-pub async fn due_outbox_entries(
-    tx: &mut sqlx::PgConnection,
+/// Claims up to `limit` entries due for delivery, oldest first, in one statement: each is leased
+/// for `lease` (its next attempt moved that far ahead), so that no other dispatcher takes it while
+/// it is being delivered — outside any transaction — and a dispatcher that dies mid-delivery
+/// leaves it due again once the lease is over (at-least-once; notify-service keeps one delivery
+/// per order and kind). The dispatcher's bookkeeping spans are `debug`: a poll every second
+/// would otherwise start a trace of its own each time.
+#[tracing::instrument(level = "debug", name = "db.claim_outbox_entries", skip_all)]
+pub async fn claim_due_outbox_entries(
+    pool: &PgPool,
     limit: i64,
+    lease: std::time::Duration,
 ) -> Result<Vec<OutboxEntry>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, order_id, kind, message, attempts, trace_context FROM outbox
-         WHERE delivered_at IS NULL AND next_attempt_at <= now()
-         ORDER BY id LIMIT $1
-         FOR UPDATE SKIP LOCKED",
+    let mut entries: Vec<OutboxEntry> = sqlx::query_as(
+        "UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2)
+         WHERE id IN (
+             SELECT id FROM outbox
+             WHERE delivered_at IS NULL AND next_attempt_at <= now()
+             ORDER BY id LIMIT $1
+             FOR UPDATE SKIP LOCKED)
+         RETURNING id, order_id, kind, message, attempts, trace_context",
     )
     .bind(limit)
-    .fetch_all(tx)
-    .await
+    .bind(lease.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    entries.sort_by_key(|entry| entry.id);
+    Ok(entries)
 }
 
-pub async fn mark_delivered(tx: &mut sqlx::PgConnection, id: i64) -> Result<(), sqlx::Error> {
+#[tracing::instrument(level = "debug", name = "db.mark_delivered", skip_all, fields(outbox_id = id))]
+pub async fn mark_delivered(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1")
         .bind(id)
-        .execute(tx)
+        .execute(pool)
         .await
         .map(drop)
 }
 
+#[tracing::instrument(level = "debug", name = "db.mark_failed_attempt", skip_all, fields(outbox_id = id))]
 pub async fn mark_failed_attempt(
-    tx: &mut sqlx::PgConnection,
+    pool: &PgPool,
     id: i64,
     retry_in: std::time::Duration,
     error: &str,
@@ -357,7 +341,7 @@ pub async fn mark_failed_attempt(
     .bind(id)
     .bind(retry_in.as_secs_f64())
     .bind(error)
-    .execute(tx)
+    .execute(pool)
     .await
     .map(drop)
 }

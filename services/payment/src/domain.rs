@@ -2,8 +2,8 @@
 //! priced reservation is exactly what the payment asked for (and so what it captures), which
 //! statuses are final, how a new payment starts, and what a refund may do.
 //!
-//! `routes` parses every request through here; `settlement` and `store` use the status and
-//! reason spellings defined here.
+//! `routes` parses every request through here; `completion` asks it what a priced reservation
+//! charges.
 
 use commerce::{
     contracts::{
@@ -12,9 +12,8 @@ use commerce::{
         parse_line_items,
         payment::{CreatePayment, FailureReason, PaymentMethod, PaymentStatus},
     },
-    values::{Amount, Currency, StockLine, expected_total},
+    values::{Amount, Currency, FieldError, StockLine, expected_total},
 };
-use platform::FieldError;
 use uuid::Uuid;
 
 /// A validated payment request; its lines are sorted by SKU (the order they are stored and
@@ -68,7 +67,7 @@ pub fn parse_payment(body: CreatePayment) -> Result<PaymentRequest, Vec<FieldErr
     let currency = Currency::parse(&body.currency)
         .map_err(|message| errors.push(FieldError::new("currency", message)));
     let lines = parse_line_items(&body.items).map_err(|line_errors| {
-        errors.extend(line_errors.into_iter().map(FieldError::from));
+        errors.extend(line_errors);
     });
     if let (Ok(Some(amount)), Ok(lines)) = (&amount, &lines) {
         match expected_total(lines) {
@@ -108,7 +107,7 @@ pub fn parse_payment(body: CreatePayment) -> Result<PaymentRequest, Vec<FieldErr
 pub struct Terms {
     pub requested_amount: Option<i64>,
     pub currency: String,
-    pub method: String,
+    pub method: PaymentMethod,
     pub items: Vec<LineItem>,
 }
 
@@ -117,7 +116,7 @@ impl PaymentRequest {
         Terms {
             requested_amount: self.requested_amount.map(Amount::get),
             currency: self.currency.code().to_owned(),
-            method: method_str(self.method).to_owned(),
+            method: self.method,
             items: self.items(),
         }
     }
@@ -182,54 +181,6 @@ pub fn refund(status: PaymentStatus) -> Refund {
         PaymentStatus::Captured => Refund::Apply,
         PaymentStatus::Refunded => Refund::AlreadyRefunded,
         _ => Refund::NotRefundable,
-    }
-}
-
-const STATUSES: [PaymentStatus; 5] = [
-    PaymentStatus::Authorized,
-    PaymentStatus::Captured,
-    PaymentStatus::Voided,
-    PaymentStatus::Declined,
-    PaymentStatus::Refunded,
-];
-
-/// The database (and wire) spelling of a status.
-pub fn status_str(status: PaymentStatus) -> &'static str {
-    match status {
-        PaymentStatus::Authorized => "AUTHORIZED",
-        PaymentStatus::Captured => "CAPTURED",
-        PaymentStatus::Voided => "VOIDED",
-        PaymentStatus::Declined => "DECLINED",
-        PaymentStatus::Refunded => "REFUNDED",
-    }
-}
-
-pub fn parse_status(value: &str) -> Option<PaymentStatus> {
-    STATUSES.into_iter().find(|s| status_str(*s) == value)
-}
-
-pub fn reason_str(reason: FailureReason) -> &'static str {
-    match reason {
-        FailureReason::Declined => "declined",
-        FailureReason::OutOfStock => "out_of_stock",
-        FailureReason::PriceChanged => "price_changed",
-    }
-}
-
-pub fn parse_reason(value: &str) -> Option<FailureReason> {
-    [
-        FailureReason::Declined,
-        FailureReason::OutOfStock,
-        FailureReason::PriceChanged,
-    ]
-    .into_iter()
-    .find(|r| reason_str(*r) == value)
-}
-
-pub fn method_str(method: PaymentMethod) -> &'static str {
-    match method {
-        PaymentMethod::Card => "card",
-        PaymentMethod::CardDeclined => "card_declined",
     }
 }
 
@@ -383,7 +334,7 @@ mod tests {
 
     #[test]
     fn only_authorized_is_not_final() {
-        for status in STATUSES {
+        for &status in <PaymentStatus as strum::VariantArray>::VARIANTS {
             assert_eq!(is_final(status), status != PaymentStatus::Authorized);
         }
     }
@@ -398,30 +349,6 @@ mod tests {
             PaymentStatus::Declined,
         ] {
             assert_eq!(refund(status), Refund::NotRefundable);
-        }
-    }
-
-    #[test]
-    fn spellings_round_trip() {
-        for status in STATUSES {
-            assert_eq!(parse_status(status_str(status)), Some(status));
-            let wire = serde_json::to_value(status).unwrap();
-            assert_eq!(
-                wire,
-                status_str(status),
-                "database and wire spellings agree"
-            );
-        }
-        for reason in [
-            FailureReason::Declined,
-            FailureReason::OutOfStock,
-            FailureReason::PriceChanged,
-        ] {
-            assert_eq!(parse_reason(reason_str(reason)), Some(reason));
-            assert_eq!(serde_json::to_value(reason).unwrap(), reason_str(reason));
-        }
-        for method in [PaymentMethod::Card, PaymentMethod::CardDeclined] {
-            assert_eq!(serde_json::to_value(method).unwrap(), method_str(method));
         }
     }
 }

@@ -2,13 +2,13 @@
 //! and price an order's items, commit the reservation, and release it (which returns sold stock
 //! when an order is cancelled) — all keyed by the order id and so safe to repeat.
 //!
-//! Each answer is classified into what the settlement needs to know; the platform's
+//! Each answer is classified into what completing the payment needs to know; the platform's
 //! [`HttpClient`] supplies the timeouts, trace and tenant headers and `x-order-id`.
 
 use axum::http::StatusCode;
 use commerce::contracts::{
     LineItem,
-    inventory::{self, CreateReservation, OUT_OF_STOCK, PRICE_CHANGED},
+    inventory::{self, CreateReservation, OUT_OF_STOCK, PRICE_CHANGED, RESERVATION_RELEASED},
 };
 use platform::http_client::{CallError, HttpClient, Reply};
 use url::Url;
@@ -16,8 +16,6 @@ use uuid::Uuid;
 
 /// The name calls are counted and traced under.
 const TARGET: &str = "inventory-service";
-/// inventory-service's slug for committing a reservation that was released.
-const RESERVATION_RELEASED: &str = "reservation-released";
 
 #[derive(Debug, Clone)]
 pub struct InventoryClient {

@@ -2,18 +2,16 @@
 //! id); it authorises the payment, reserves the order's stock with inventory-service and commits
 //! it, then captures — or voids the payment when the stock is short, or declines it outright for
 //! the `card_declined` test method. A failure anywhere leaves the payment `AUTHORIZED`, and the
-//! same request repeated later resumes it: see [`settlement`].
+//! same request repeated later resumes it: see [`completion`].
 //!
-//! `routes` (HTTP) → `domain` (rules, no I/O) → `settlement` (the steps across services, via
+//! `routes` (HTTP) → `domain` (rules, no I/O) → `completion` (the steps across services, via
 //! `inventory`, the client of the one outgoing edge) → `store` (SQL).
 
+pub mod completion;
 pub mod domain;
 mod inventory;
 mod routes;
-pub mod settlement;
 mod store;
-
-pub use routes::{NOT_REFUNDABLE, PAYMENT_CONFLICT};
 
 use platform::{
     configuration::{CommonSettings, ConfigError, required_url},

@@ -17,21 +17,20 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use commerce::contracts::payment::{CreatePayment, Payment, PaymentList, PaymentStatus};
+use commerce::contracts::payment::{
+    CreatePayment, NOT_REFUNDABLE, PAYMENT_CONFLICT, Payment, PaymentList, PaymentStatus,
+};
 use platform::{Json, Path, Problem, Query};
 use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
+    completion,
     domain::{self, Refund},
     inventory::InventoryClient,
-    settlement,
     store::{self, Stored},
 };
-
-pub const PAYMENT_CONFLICT: &str = "payment-conflict";
-pub const NOT_REFUNDABLE: &str = "not-refundable";
 
 const PAYMENTS_TOTAL: &str = "payments_total";
 const REFUNDS_TOTAL: &str = "payment_refunds_total";
@@ -75,19 +74,16 @@ async fn create_payment(
         });
         stored
     } else {
-        let settled = settlement::settle(&app.pool, &app.inventory, &stored)
+        let completed = completion::capture_or_void(&app.pool, &app.inventory, &stored)
             .await
             .inspect_err(|e| {
                 if e.is_unavailable() {
                     count_payment("unavailable");
                 }
             })?;
-        count_payment(domain::outcome_label(settled.payment.status));
-        tracing::info!(
-            status = domain::status_str(settled.payment.status),
-            "payment settled"
-        );
-        settled
+        count_payment(domain::outcome_label(completed.payment.status));
+        tracing::info!(status = %completed.payment.status, "payment completed");
+        completed
     };
     Ok(payment_response(created, stored))
 }
@@ -112,11 +108,16 @@ async fn get_payment(
     State(app): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Payment>, Problem> {
+    Ok(axum::Json(find(&app, id).await?.payment))
+}
+
+/// The payment `id` (its order recorded on the request's span), or 404.
+async fn find(app: &AppState, id: Uuid) -> Result<Stored, Problem> {
     let stored = store::by_id(&app.pool, id)
         .await?
         .ok_or_else(|| no_payment(id))?;
     platform::context::record_order_id(&stored.payment.order_id);
-    Ok(axum::Json(stored.payment))
+    Ok(stored)
 }
 
 fn no_payment(id: Uuid) -> Problem {
@@ -129,7 +130,8 @@ struct ByOrder {
     order_id: Uuid,
 }
 
-/// The order's payment, as a list of zero or one: how order-service's reconciler asks.
+/// The order's payment, as a list of zero or one (for operators and tests; order-service
+/// finds a payment again by repeating its keyed `POST`).
 async fn list_for_order(
     State(app): State<AppState>,
     Query(ByOrder { order_id }): Query<ByOrder>,
@@ -143,18 +145,15 @@ async fn list_for_order(
     Ok(axum::Json(PaymentList { items }))
 }
 
-/// Pays a captured payment back, stock included (see [`settlement::refund`]); repeating it
+/// Pays a captured payment back, stock included (see [`completion::refund`]); repeating it
 /// answers the refunded payment again. order-service calls it only to cancel a confirmed order.
 async fn refund(
     State(app): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Payment>, Problem> {
-    let stored = store::by_id(&app.pool, id)
-        .await?
-        .ok_or_else(|| no_payment(id))?;
-    platform::context::record_order_id(&stored.payment.order_id);
+    let stored = find(&app, id).await?;
     let current = match domain::refund(stored.payment.status) {
-        Refund::Apply => match settlement::refund(&app.pool, &app.inventory, &stored).await? {
+        Refund::Apply => match completion::refund(&app.pool, &app.inventory, &stored).await? {
             Some(refunded) => {
                 metrics::counter!(REFUNDS_TOTAL, "outcome" => "refunded").increment(1);
                 tracing::info!("payment refunded and stock returned");
@@ -175,7 +174,7 @@ async fn refund(
         NOT_REFUNDABLE,
         format!(
             "only a CAPTURED payment can be refunded; this one is {}",
-            domain::status_str(current.payment.status)
+            current.payment.status
         ),
     ))
 }

@@ -6,23 +6,24 @@
 use chrono::{DateTime, Utc};
 use commerce::contracts::{
     LineItem, PricedLine,
-    payment::{FailureReason, Payment, PaymentStatus},
+    payment::{FailureReason, Payment, PaymentMethod, PaymentStatus},
 };
+use platform::db::{self, Text};
 use sqlx::{PgPool, types::Json};
 use uuid::Uuid;
 
-use crate::domain::{self, PaymentRequest, Terms};
+use crate::domain::{PaymentRequest, Terms};
 
 #[derive(sqlx::FromRow)]
 struct Row {
     id: Uuid,
     order_id: Uuid,
-    status: String,
-    failure_reason: Option<String>,
+    status: Text<PaymentStatus>,
+    failure_reason: Option<Text<FailureReason>>,
     amount: Option<i64>,
     requested_amount: Option<i64>,
     currency: String,
-    payment_method: String,
+    payment_method: Text<PaymentMethod>,
     items: Json<Vec<LineItem>>,
     priced_items: Json<Vec<PricedLine>>,
     created_at: DateTime<Utc>,
@@ -39,24 +40,14 @@ pub struct Stored {
     pub terms: Terms,
 }
 
-impl TryFrom<Row> for Stored {
-    type Error = sqlx::Error;
-
-    /// Spellings the table's CHECKs allow always decode; anything else is a database error.
-    fn try_from(row: Row) -> Result<Self, Self::Error> {
-        let status =
-            domain::parse_status(&row.status).ok_or_else(|| decode_error("status", &row.status))?;
-        let failure_reason = row
-            .failure_reason
-            .as_deref()
-            .map(|r| domain::parse_reason(r).ok_or_else(|| decode_error("failure_reason", r)))
-            .transpose()?;
-        Ok(Stored {
+impl From<Row> for Stored {
+    fn from(row: Row) -> Self {
+        Stored {
             payment: Payment {
                 id: row.id,
                 order_id: row.order_id,
-                status,
-                failure_reason,
+                status: row.status.0,
+                failure_reason: row.failure_reason.map(|reason| reason.0),
                 amount: row.amount,
                 currency: row.currency.clone(),
                 items: row.priced_items.0,
@@ -66,36 +57,24 @@ impl TryFrom<Row> for Stored {
             terms: Terms {
                 requested_amount: row.requested_amount,
                 currency: row.currency,
-                method: row.payment_method,
+                method: row.payment_method.0,
                 items: row.items.0,
             },
-        })
+        }
     }
 }
 
-fn decode_error(column: &str, value: &str) -> sqlx::Error {
-    sqlx::Error::Decode(format!("unknown payments.{column} {value:?}").into())
-}
-
-fn decode(row: Option<Row>) -> Result<Option<Stored>, sqlx::Error> {
-    row.map(Stored::try_from).transpose()
+/// A payment found by its id, its order recorded on the current span (found by id, the order is
+/// known only now).
+fn found_payment(row: Row) -> Stored {
+    tracing::Span::current().record("order_id", tracing::field::display(row.order_id));
+    row.into()
 }
 
 /// Stores a new payment in its initial status unless the order already has one; returns the
 /// stored payment and whether this call created it.
+#[tracing::instrument(name = "db.insert_payment", skip_all, fields(order_id = %request.order_id))]
 pub async fn insert_or_find(
-    pool: &PgPool,
-    request: &PaymentRequest,
-) -> Result<(Stored, bool), sqlx::Error> {
-    platform::telemetry::in_span(
-        "db.insert_payment",
-        Some(request.order_id),
-        insert_or_find_tx(pool, request),
-    )
-    .await
-}
-
-async fn insert_or_find_tx(
     pool: &PgPool,
     request: &PaymentRequest,
 ) -> Result<(Stored, bool), sqlx::Error> {
@@ -109,41 +88,43 @@ async fn insert_or_find_tx(
     )))
     .bind(Uuid::now_v7())
     .bind(request.order_id)
-    .bind(domain::status_str(status))
-    .bind(reason.map(domain::reason_str))
+    .bind(Text(status))
+    .bind(reason.map(Text))
     .bind(request.requested_amount.map(|a| a.get()))
     .bind(request.currency.code())
-    .bind(domain::method_str(request.method))
+    .bind(Text(request.method))
     .bind(Json(request.items()))
     .fetch_optional(pool)
     .await?;
-    if let Some(stored) = decode(inserted)? {
-        return Ok((stored, true));
+    if let Some(row) = inserted {
+        return Ok((row.into(), true));
     }
     let existing = by_order(pool, request.order_id)
         .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
+        .ok_or_else(|| db::unexpected("a conflicting payment row is gone"))?;
     Ok((existing, false))
 }
 
+#[tracing::instrument(name = "db.get_payment", skip_all, fields(payment_id = %id, order_id = tracing::field::Empty))]
 pub async fn by_id(pool: &PgPool, id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
-    let row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM payments WHERE id = $1"
     )))
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    decode(row)
+    Ok(row.map(found_payment))
 }
 
+#[tracing::instrument(name = "db.get_payment_of_order", skip_all, fields(%order_id))]
 pub async fn by_order(pool: &PgPool, order_id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
-    let row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM payments WHERE order_id = $1"
     )))
     .bind(order_id)
     .fetch_optional(pool)
     .await?;
-    decode(row)
+    Ok(row.map(Stored::from))
 }
 
 /// The amount and lines of the order's priced reservation: what a capture charges.
@@ -156,6 +137,7 @@ pub struct Priced {
 /// Moves the order's payment out of `AUTHORIZED` into `status` (with `reason`, and the priced
 /// amount and lines when its stock was reserved), unless another request already moved it;
 /// returns the payment as it now is.
+#[tracing::instrument(name = "db.finish_payment", skip_all, fields(%order_id))]
 pub async fn finish_authorized(
     pool: &PgPool,
     order_id: Uuid,
@@ -163,22 +145,7 @@ pub async fn finish_authorized(
     reason: Option<FailureReason>,
     priced: Option<&Priced>,
 ) -> Result<Stored, sqlx::Error> {
-    platform::telemetry::in_span(
-        "db.finish_payment",
-        Some(order_id),
-        finish_authorized_tx(pool, order_id, status, reason, priced),
-    )
-    .await
-}
-
-async fn finish_authorized_tx(
-    pool: &PgPool,
-    order_id: Uuid,
-    status: PaymentStatus,
-    reason: Option<FailureReason>,
-    priced: Option<&Priced>,
-) -> Result<Stored, sqlx::Error> {
-    let moved = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let moved: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE payments SET status = $2, failure_reason = $3,
                 amount = coalesce($4, amount), priced_items = coalesce($5, priced_items),
                 updated_at = now()
@@ -186,23 +153,24 @@ async fn finish_authorized_tx(
          RETURNING {COLUMNS}"
     )))
     .bind(order_id)
-    .bind(domain::status_str(status))
-    .bind(reason.map(domain::reason_str))
+    .bind(Text(status))
+    .bind(reason.map(Text))
     .bind(priced.map(|p| p.amount))
     .bind(priced.map(|p| Json(&p.lines)))
     .fetch_optional(pool)
     .await?;
-    match decode(moved)? {
-        Some(stored) => Ok(stored),
+    match moved {
+        Some(row) => Ok(row.into()),
         None => by_order(pool, order_id)
             .await?
-            .ok_or(sqlx::Error::RowNotFound),
+            .ok_or_else(|| db::unexpected("an authorized payment row is gone")),
     }
 }
 
 /// `CAPTURED` → `REFUNDED`; `None` when the payment was not captured (or does not exist).
+#[tracing::instrument(name = "db.refund_payment", skip_all, fields(payment_id = %id, order_id = tracing::field::Empty))]
 pub async fn refund(pool: &PgPool, id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
-    let row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE payments SET status = 'REFUNDED', updated_at = now()
          WHERE id = $1 AND status = 'CAPTURED'
          RETURNING {COLUMNS}"
@@ -210,5 +178,5 @@ pub async fn refund(pool: &PgPool, id: Uuid) -> Result<Option<Stored>, sqlx::Err
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    decode(row)
+    Ok(row.map(found_payment))
 }

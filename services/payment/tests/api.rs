@@ -54,16 +54,6 @@ impl Services {
     }
 }
 
-async fn reservation(inventory: &TestApp, order_id: Uuid) -> (StatusCode, Value) {
-    inventory
-        .call(
-            Method::GET,
-            &format!("/api/v1/reservations/{order_id}"),
-            None,
-        )
-        .await
-}
-
 /// A payment without expected prices: the catalog's are charged.
 fn payment_body(order_id: Uuid, method: &str, items: Value) -> Value {
     json!({
@@ -132,7 +122,7 @@ async fn a_payment_is_captured_and_its_reservation_committed() {
         format!("/api/v1/payments/{}", payment["id"].as_str().unwrap())
     );
 
-    let (status, held) = reservation(&s.inventory, order).await;
+    let (status, held) = s.inventory.reservation(order).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(held["status"], "COMMITTED");
     assert_eq!(s.inventory.stock("A").await, (8, 0, 2));
@@ -209,7 +199,7 @@ async fn a_declined_card_is_declined_without_touching_stock() {
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(payment["status"], "DECLINED");
     assert_eq!(payment["failure_reason"], "declined");
-    let (status, _) = reservation(&s.inventory, order).await;
+    let (status, _) = s.inventory.reservation(order).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(s.inventory.stock("A").await, (10, 0, 0));
 
@@ -230,7 +220,7 @@ async fn out_of_stock_voids_the_payment_and_leaves_stock_alone() {
     assert_eq!(payment["status"], "VOIDED");
     assert_eq!(payment["failure_reason"], "out_of_stock");
     assert_eq!(s.inventory.stock("A").await, (1, 0, 0));
-    let (status, _) = reservation(&s.inventory, order).await;
+    let (status, _) = s.inventory.reservation(order).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "no reservation holds stock");
 
     s.inventory.seed_stock("A", 50).await;
@@ -293,7 +283,7 @@ async fn while_inventory_is_down_the_payment_waits_authorized_and_a_repeat_compl
     assert_eq!(status, StatusCode::OK, "{completed}");
     assert_eq!(completed["status"], "CAPTURED");
     assert_eq!(completed["id"], stored[0]["id"]);
-    let (status, held) = reservation(&inventory, order).await;
+    let (status, held) = inventory.reservation(order).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(held["status"], "COMMITTED");
     assert_eq!(
@@ -454,7 +444,7 @@ async fn an_invented_order_cannot_set_its_own_amount() {
         (1000, 0, 0),
         "nothing reserved"
     );
-    let (status, _) = reservation(&s.inventory, order).await;
+    let (status, _) = s.inventory.reservation(order).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Consistent with itself but below the catalog: voided, nothing reserved or charged.
@@ -532,11 +522,10 @@ async fn a_captured_payment_is_refunded_once_and_only_captured_ones_are() {
         (10, 0, 0),
         "the stock is back on sale, once"
     );
-    let (_, reservation) = reservation(
-        &s.inventory,
-        captured["order_id"].as_str().unwrap().parse().unwrap(),
-    )
-    .await;
+    let (_, reservation) = s
+        .inventory
+        .reservation(captured["order_id"].as_str().unwrap().parse().unwrap())
+        .await;
     assert_eq!(reservation["status"], "RETURNED");
 
     let (_, declined) = pay(
@@ -720,30 +709,9 @@ async fn invalid_payment_requests_are_client_errors() {
 async fn the_tenant_header_is_required_and_must_match() {
     let s = spawn().await;
     let body = payment_body(Uuid::new_v4(), "card", json!([{"sku": "A", "quantity": 1}]));
-    let url = s.payment.url("/api/v1/payments");
-    let missing = s
-        .payment
-        .client
-        .post(url.clone())
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let (status, problem) = json(missing).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(testkit::problem_slug(&problem), "missing-tenant");
-    let other = s
-        .payment
-        .client
-        .post(url)
-        .header("x-tenant-id", "tenant-b")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let (status, problem) = json(other).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(testkit::problem_slug(&problem), "wrong-tenant");
+    s.payment
+        .assert_tenant_enforced(Method::POST, "/api/v1/payments", body)
+        .await;
     s.stop().await;
 }
 

@@ -12,12 +12,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -336,7 +338,7 @@ func (e *Env) startDirect(orders, payments string) (string, func(), error) {
 	}
 	logDir := filepath.Join(e.Layout.StateDir, "bench-direct")
 	_ = os.MkdirAll(logDir, 0o755)
-	for _, app := range sortedKeys(apps) {
+	for _, app := range slices.Sorted(maps.Keys(apps)) {
 		env, err := e.directEnv(apps[app], ports)
 		if err != nil {
 			return "", stop, err

@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -116,10 +115,18 @@ func (e *Env) podsOf(ns, app, version string) []*mesh.Pod {
 
 // statSum sums a stat regexp over pods; a pod that does not answer counts nothing.
 func statSum(pods []*mesh.Pod, re string) map[string]float64 {
-	out := map[string]float64{}
+	return sumOver(pods, func(ctx context.Context, p *mesh.Pod) (map[string]float64, error) {
+		return mesh.EnvoyStats(ctx, p, re)
+	})
+}
+
+// sumOver adds up, key by key, what read answers for each pod within 2 s; a pod that does not
+// answer counts nothing.
+func sumOver[V int | float64](pods []*mesh.Pod, read func(context.Context, *mesh.Pod) (map[string]V, error)) map[string]V {
+	out := map[string]V{}
 	for _, p := range pods {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		m, err := mesh.EnvoyStats(ctx, p, re)
+		m, err := read(ctx, p)
 		cancel()
 		if err != nil {
 			continue
@@ -128,15 +135,5 @@ func statSum(pods []*mesh.Pod, re string) map[string]float64 {
 			out[k] += v
 		}
 	}
-	return out
-}
-
-// sortedKeys returns a map's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }

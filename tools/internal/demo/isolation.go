@@ -6,8 +6,10 @@ package demo
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,7 +116,7 @@ by an app.
 		e.say("  spiffe://…/ns/%s/sa/%-18s → %s", src.Namespace, src.ServiceAccount, strings.Join(cells, " · "))
 	}
 	e.say("\n%d identities × %d services of the other tenant: %d denied, %d reached an app", len(seen), (denied+reached)/max(len(seen), 1), denied, reached)
-	for _, k := range sortedKeys(byAnswer) {
+	for _, k := range slices.Sorted(maps.Keys(byAnswer)) {
 		e.say("  %-16s %d", k, byAnswer[k])
 	}
 	if reached > 0 {

@@ -271,17 +271,7 @@ func sumValues(m map[string]float64) float64 {
 // hostRequests sums, over the callers' Envoys, the requests sent to each endpoint (pod IP) of
 // the cluster.
 func hostRequests(callers []*mesh.Pod, cluster string) map[string]int {
-	out := map[string]int{}
-	for _, c := range callers {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		m, err := mesh.HostRequests(ctx, c, cluster)
-		cancel()
-		if err != nil {
-			continue
-		}
-		for k, v := range m {
-			out[k] += v
-		}
-	}
-	return out
+	return sumOver(callers, func(ctx context.Context, p *mesh.Pod) (map[string]int, error) {
+		return mesh.HostRequests(ctx, p, cluster)
+	})
 }

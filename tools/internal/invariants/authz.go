@@ -2,8 +2,9 @@ package invariants
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	security "istio.io/api/security/v1beta1"
@@ -230,13 +231,13 @@ func compareGrants(c *collector, scope string, grants []grantOrigin, dests map[s
 	for _, g := range want {
 		expected[g.key()] = g
 	}
-	for _, k := range sortedKeys(actual) {
+	for _, k := range slices.Sorted(maps.Keys(actual)) {
 		if _, ok := expected[k]; !ok {
-			c.add(scope, strings.Join(uniq(actual[k]), ", "), "allows "+actualGrant[k].String()+", which is not in the call graph",
+			c.add(scope, strings.Join(slices.Compact(slices.Sorted(slices.Values(actual[k]))), ", "), "allows "+actualGrant[k].String()+", which is not in the call graph",
 				"restrict the rule to the call graph (tools/internal/callgraph, DESIGN.md): exact paths plus `{*}` templates, same-tenant service accounts, one method set per path")
 		}
 	}
-	for _, k := range sortedKeys(expected) {
+	for _, k := range slices.Sorted(maps.Keys(expected)) {
 		if _, ok := actual[k]; !ok {
 			c.add(scope, "call graph", "edge not allowed: "+expected[k].String(), fixMissing)
 		}
@@ -357,15 +358,4 @@ func foreignSource(m *model.Model, t *model.Tenant, src string) string {
 		return "an " + m.RootNamespace + " identity other than the ingress gateway"
 	}
 	return "namespace " + ns + " is not one of this tenant's namespaces"
-}
-
-func uniq(s []string) []string {
-	sort.Strings(s)
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
 }

@@ -92,15 +92,6 @@ func Run(m *model.Model, r *report.Report) {
 	checkPromises(m, r)
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 func plural(n int, s string) string {
 	if n == 1 {
 		return fmt.Sprintf("%d %s", n, s)

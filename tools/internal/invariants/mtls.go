@@ -2,6 +2,8 @@ package invariants
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -42,14 +44,14 @@ func checkIdentity(m *model.Model, r *report.Report) {
 				sas[sa] = true
 			}
 			if len(sas) > 1 {
-				c.add(t.Overlay, fmt.Sprintf("app %s in %s", svc.Name, ns), fmt.Sprintf("its workloads use different ServiceAccounts %v", sortedKeys(sas)),
+				c.add(t.Overlay, fmt.Sprintf("app %s in %s", svc.Name, ns), fmt.Sprintf("its workloads use different ServiceAccounts %v", slices.Sorted(maps.Keys(sas))),
 					"stable and canary of one service share the service's ServiceAccount")
 			}
 			for sa := range sas {
 				bySA[ns+"/"+sa] = append(bySA[ns+"/"+sa], svc.Name)
 			}
 		}
-		for _, k := range sortedKeys(bySA) {
+		for _, k := range slices.Sorted(maps.Keys(bySA)) {
 			if len(bySA[k]) > 1 {
 				c.add(t.Overlay, "ServiceAccount "+k, fmt.Sprintf("shared by %v", bySA[k]),
 					"one ServiceAccount per service, so AuthorizationPolicies can tell them apart")

@@ -2,7 +2,9 @@ package invariants
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -189,7 +191,7 @@ func vsConsumers(m *model.Model, vs *model.Istio[*networking.VirtualService]) []
 			set[vs.Namespace] = true
 		}
 	}
-	return sortedKeys(set)
+	return slices.Sorted(maps.Keys(set))
 }
 
 // exportedTo reports whether an object in ns with the given exportTo is visible to consumer.

@@ -2,6 +2,8 @@ package invariants
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -143,7 +145,7 @@ func checkTelemetry(m *model.Model, r *report.Report) {
 			pc.add(MeshScope, "IstioOperator spec.meshConfig", "no tracing provider is active (no default, none referenced)",
 				"set defaultProviders.tracing to the OpenTelemetry provider")
 		} else if len(pc.findings[MeshScope]) == 0 {
-			names := sortedKeys(known)
+			names := slices.Sorted(maps.Keys(known))
 			pc.detail(MeshScope, fmt.Sprintf("extensionProviders %v, default tracing %v", names, defaults))
 		}
 	}
@@ -227,7 +229,7 @@ func checkTelemetry(m *model.Model, r *report.Report) {
 }
 
 // The annotations that make Istio's metrics merging serve an app's own /metrics on the agent's
-// port (15020), which Prometheus can scrape under STRICT mTLS (ISTIO-NOTES 6).
+// port (15020), which Prometheus can scrape under STRICT mTLS (deploy/README.md, "Facts for tools").
 const (
 	annotationScrape = "prometheus.io/scrape"
 	annotationPort   = "prometheus.io/port"

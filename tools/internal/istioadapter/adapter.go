@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ryanuber/go-glob"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +33,6 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
@@ -169,7 +169,7 @@ type IstioResult struct {
 // Istio's validation. obj is the unstructured object (it is not modified).
 func (v *Validator) ValidateIstio(obj map[string]any) IstioResult {
 	var res IstioResult
-	u := &unstructured.Unstructured{Object: runtimeDeepCopy(obj)}
+	u := (&unstructured.Unstructured{Object: obj}).DeepCopy()
 	gvk := u.GroupVersionKind()
 	schema, ok := collections.Pilot.FindByGroupVersionAliasesKind(config.GroupVersionKind{
 		Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind,
@@ -286,13 +286,15 @@ type Doc struct {
 	YAML []byte
 }
 
-// Suppression silences one analyzer message code on resources matching a glob of istioctl's
-// form as the analyzer prints it ("VirtualService tenant-a-orders/order-service", "Namespace
-// tenant-a-orders"). Reason is mandatory: it is printed in the report.
+// Suppression silences one analyzer message code on resources matching a glob, in Istio's own
+// terms (local.AnalysisSuppression, what istioctl analyze --suppress builds): ResourceName as
+// the analyzer prints it ("VirtualService tenant-a-orders/order-service", "Namespace
+// tenant-a-orders"), matched with the glob Istio's analyzer uses. Reason is mandatory: it is
+// printed in the report, with the suppressed message (Istio's SetSuppressions would drop it
+// unseen).
 type Suppression struct {
-	Code     string
-	Resource string
-	Reason   string
+	local.AnalysisSuppression
+	Reason string
 }
 
 // Message is one analyzer message.
@@ -396,34 +398,11 @@ func matchSuppression(m diag.Message, sups []Suppression) (Suppression, bool) {
 	}
 	name := m.Resource.Origin.FriendlyName()
 	for _, s := range sups {
-		if s.Code == m.Type.Code() && globMatch(s.Resource, name) {
+		if s.Code == m.Type.Code() && glob.Glob(s.ResourceName, name) {
 			return s, true
 		}
 	}
 	return Suppression{}, false
-}
-
-// globMatch supports '*' wildcards, like istioctl's --suppress.
-func globMatch(pattern, s string) bool {
-	if pattern == "*" {
-		return true
-	}
-	parts := strings.Split(pattern, "*")
-	if len(parts) == 1 {
-		return pattern == s
-	}
-	if !strings.HasPrefix(s, parts[0]) {
-		return false
-	}
-	s = s[len(parts[0]):]
-	for i := 1; i < len(parts)-1; i++ {
-		idx := strings.Index(s, parts[i])
-		if idx < 0 {
-			return false
-		}
-		s = s[idx+len(parts[i]):]
-	}
-	return strings.HasSuffix(s, parts[len(parts)-1])
 }
 
 // RetryPolicy is the retry policy Envoy gets for an HTTP route.
@@ -458,11 +437,4 @@ func EffectiveRetry(routeRetries *networking.HTTPRetry, m *meshv1alpha1.MeshConf
 		out.PerTry = p.GetPerTryTimeout().AsDuration().String()
 	}
 	return out
-}
-
-// ToYAML renders an unstructured object as YAML (used for analyzer input).
-func ToYAML(obj map[string]any) ([]byte, error) { return yaml.Marshal(obj) }
-
-func runtimeDeepCopy(obj map[string]any) map[string]any {
-	return (&unstructured.Unstructured{Object: obj}).DeepCopy().Object
 }

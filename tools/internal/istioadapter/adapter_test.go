@@ -6,6 +6,7 @@ package istioadapter
 
 import (
 	"fmt"
+	"istio.io/istio/pkg/config/analysis/local"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,8 +85,8 @@ func TestCRDValidatorMatchesIstio(t *testing.T) {
 		if !IsIstioGroup(u.GetAPIVersion()) {
 			continue
 		}
-		e1 := theirs.ValidateCustomResource(&unstructured.Unstructured{Object: runtimeDeepCopy(d)})
-		e2 := v.crds.validate(&unstructured.Unstructured{Object: runtimeDeepCopy(d)})
+		e1 := theirs.ValidateCustomResource((&unstructured.Unstructured{Object: d}).DeepCopy())
+		e2 := v.crds.validate((&unstructured.Unstructured{Object: d}).DeepCopy())
 		if fmt.Sprint(e1) != fmt.Sprint(e2) {
 			t.Errorf("%s/%s: Istio's validator says %v, ours says %v", u.GetKind(), u.GetName(), e1, e2)
 		}
@@ -153,7 +154,7 @@ func TestAnalyzeGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := Analyze([]Doc{{Name: "analyze-bad.yaml", YAML: data}}, "", []Suppression{
-		{Code: "IST0102", Resource: "Namespace golden-plain", Reason: "golden test of suppression"},
+		{AnalysisSuppression: local.AnalysisSuppression{Code: "IST0102", ResourceName: "Namespace golden-plain"}, Reason: "golden test of suppression"},
 	})
 	if err != nil {
 		t.Fatal(err)

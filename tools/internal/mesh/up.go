@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -177,7 +178,7 @@ func checkForeign(st *State) error {
 	var foreign []string
 	entries, _ := os.ReadDir(netnsDir)
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "om-") && !contains(st.Netns, e.Name()) {
+		if strings.HasPrefix(e.Name(), "om-") && !slices.Contains(st.Netns, e.Name()) {
 			foreign = append(foreign, "network namespace "+e.Name())
 		}
 	}
@@ -189,15 +190,6 @@ func checkForeign(st *State) error {
 	}
 	return fmt.Errorf("a local mesh this checkout did not start is present (%s, ...): run make mesh-down in the checkout that started it, or remove them (ip netns delete om-..., ip link delete %s)",
 		strings.Join(foreign[:min(3, len(foreign))], ", "), bridgeName)
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // checkTopology refuses a deploy/ whose pods differ from the running mesh's.

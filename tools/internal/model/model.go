@@ -4,6 +4,8 @@ package model
 
 import (
 	"fmt"
+	"k8s.io/apimachinery/pkg/labels"
+	"slices"
 	"sort"
 	"strings"
 
@@ -203,7 +205,7 @@ func Build(decoded []Decoded, tenantOverlays []string, mesh *meshv1alpha1.MeshCo
 	for _, d := range decoded {
 		o := d.Object
 		meta := Meta{Kind: o.Kind(), Namespace: o.Namespace(), Name: o.Name(), Source: o.Source, Object: o}
-		if t := tenants[d.Unit]; t != nil && o.Namespace() != "" && !contains(t.Namespaces, o.Namespace()) {
+		if t := tenants[d.Unit]; t != nil && o.Namespace() != "" && !slices.Contains(t.Namespaces, o.Namespace()) {
 			t.Namespaces = append(t.Namespaces, o.Namespace())
 		}
 		switch k := d.Kube.(type) {
@@ -211,7 +213,7 @@ func Build(decoded []Decoded, tenantOverlays []string, mesh *meshv1alpha1.MeshCo
 			meta.Namespace = ""
 			meta.Labels = k.Labels
 			m.Namespaces[k.Name] = &Namespace{Meta: meta, Annotations: k.Annotations}
-			if t := tenants[d.Unit]; t != nil && !contains(t.Namespaces, k.Name) {
+			if t := tenants[d.Unit]; t != nil && !slices.Contains(t.Namespaces, k.Name) {
 				t.Namespaces = append(t.Namespaces, k.Name)
 			}
 		case *appsv1.Deployment:
@@ -287,15 +289,6 @@ func replicas(p *int32) int32 {
 	return *p
 }
 
-func contains(s []string, x string) bool {
-	for _, v := range s {
-		if v == x {
-			return true
-		}
-	}
-	return false
-}
-
 // Secret returns the data of Secret ns/name, or nil.
 func (m *Model) Secret(ns, name string) map[string]string { return m.Secrets[ns+"/"+name] }
 
@@ -326,14 +319,9 @@ func (m *Model) Workload(ns, name string) *Workload {
 	return nil
 }
 
-// Selects reports whether matchLabels (empty = everything) selects labels.
-func Selects(matchLabels, labels map[string]string) bool {
-	for k, v := range matchLabels {
-		if lv, ok := labels[k]; !ok || lv != v {
-			return false
-		}
-	}
-	return true
+// Selects reports whether matchLabels (empty = everything) selects podLabels.
+func Selects(matchLabels, podLabels map[string]string) bool {
+	return labels.SelectorFromSet(matchLabels).Matches(labels.Set(podLabels))
 }
 
 // FQDN resolves a host written in namespace ns the way Istio does for short names.

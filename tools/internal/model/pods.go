@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,7 +47,7 @@ func (m *Model) SynthesizePods(proxyImage string) ([]SyntheticPod, error) {
 	gw := m.IngressGateway
 	gwPod := corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Name: gw.Name + "-synthetic-0", Namespace: gw.Namespace, Labels: copyMap(gw.PodLabels)},
+		ObjectMeta: metav1.ObjectMeta{Name: gw.Name + "-synthetic-0", Namespace: gw.Namespace, Labels: maps.Clone(gw.PodLabels)},
 		Spec:       *gw.Template.Spec.DeepCopy(),
 		Status:     corev1.PodStatus{Phase: corev1.PodRunning},
 	}
@@ -62,8 +63,8 @@ func (m *Model) SynthesizePods(proxyImage string) ([]SyntheticPod, error) {
 			ObjectMeta: metav1.ObjectMeta{
 				Name:        fmt.Sprintf("%s-synthetic-0", w.Name),
 				Namespace:   w.Namespace,
-				Labels:      copyMap(w.Template.Labels),
-				Annotations: copyMap(w.Template.Annotations),
+				Labels:      maps.Clone(w.Template.Labels),
+				Annotations: maps.Clone(w.Template.Annotations),
 			},
 			Spec: *w.Template.Spec.DeepCopy(),
 		}
@@ -94,7 +95,7 @@ func (m *Model) SynthesizePods(proxyImage string) ([]SyntheticPod, error) {
 // Istio's injector adds when the pod gets a sidecar (tlsMode, canonical service name and
 // revision). Without tlsMode=istio, callers' auto-mTLS would send plaintext.
 func (m *Model) PodLabels(w *Workload) map[string]string {
-	labels := copyMap(w.Template.Labels)
+	labels := maps.Clone(w.Template.Labels)
 	if labels == nil {
 		labels = map[string]string{}
 	}
@@ -118,7 +119,7 @@ func (m *Model) PodLabels(w *Workload) map[string]string {
 // PodAnnotations are the template's annotations, plus the injector's sidecar status when the
 // pod gets a sidecar.
 func (m *Model) PodAnnotations(w *Workload) map[string]string {
-	ann := copyMap(w.Template.Annotations)
+	ann := maps.Clone(w.Template.Annotations)
 	if ann == nil {
 		ann = map[string]string{}
 	}
@@ -136,15 +137,4 @@ func (m *Model) PodAnnotations(w *Workload) map[string]string {
 type SyntheticPod struct {
 	Source, Ref string
 	YAML        []byte
-}
-
-func copyMap(in map[string]string) map[string]string {
-	if in == nil {
-		return nil
-	}
-	out := make(map[string]string, len(in))
-	for k, v := range in {
-		out[k] = v
-	}
-	return out
 }

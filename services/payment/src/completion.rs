@@ -30,19 +30,19 @@ use crate::{
 };
 
 #[derive(Debug, thiserror::Error)]
-pub enum SettleError {
+pub enum CompletionError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Inventory(#[from] InventoryError),
 }
 
-impl SettleError {
+impl CompletionError {
     /// Whether the payment was left `AUTHORIZED` because a dependency did not answer.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            SettleError::Inventory(
+            CompletionError::Inventory(
                 InventoryError::Unavailable(_) | InventoryError::Overloaded { .. }
             )
         )
@@ -51,19 +51,19 @@ impl SettleError {
 
 /// 503 with `Retry-After` when inventory-service gave no usable answer (the payment stays
 /// `AUTHORIZED`; the same request completes it later); 500 when it broke the contract.
-impl From<SettleError> for Problem {
-    fn from(error: SettleError) -> Self {
+impl From<CompletionError> for Problem {
+    fn from(error: CompletionError) -> Self {
         match error {
-            SettleError::Database(e) => Problem::from(e),
-            SettleError::Inventory(InventoryError::Unavailable(call)) => {
+            CompletionError::Database(e) => Problem::from(e),
+            CompletionError::Inventory(InventoryError::Unavailable(call)) => {
                 tracing::warn!(error = %call, "inventory-service unavailable; payment left AUTHORIZED");
                 call.to_problem()
             }
-            SettleError::Inventory(e @ InventoryError::Overloaded { .. }) => {
+            CompletionError::Inventory(e @ InventoryError::Overloaded { .. }) => {
                 tracing::warn!(error = %e, "inventory-service unavailable; payment left AUTHORIZED");
                 Problem::unavailable(e.to_string(), 1)
             }
-            SettleError::Inventory(e @ InventoryError::Unexpected { .. }) => {
+            CompletionError::Inventory(e @ InventoryError::Unexpected { .. }) => {
                 tracing::error!(error = %e, "inventory-service broke its contract; payment left AUTHORIZED");
                 Problem::internal()
             }
@@ -72,11 +72,11 @@ impl From<SettleError> for Problem {
 }
 
 /// Takes an `AUTHORIZED` payment to `CAPTURED` or `VOIDED`; returns it as stored afterwards.
-pub async fn settle(
+pub async fn capture_or_void(
     pool: &PgPool,
     inventory: &InventoryClient,
     authorized: &Stored,
-) -> Result<Stored, SettleError> {
+) -> Result<Stored, CompletionError> {
     let order_id = authorized.payment.order_id;
     let terms = &authorized.terms;
     let (status, reason, priced) = match inventory
@@ -126,7 +126,7 @@ pub async fn refund(
     pool: &PgPool,
     inventory: &InventoryClient,
     captured: &Stored,
-) -> Result<Option<Stored>, SettleError> {
+) -> Result<Option<Stored>, CompletionError> {
     inventory.release(captured.payment.order_id).await?;
     Ok(store::refund(pool, captured.payment.id).await?)
 }

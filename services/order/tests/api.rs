@@ -1,0 +1,314 @@
+//! order-service's public API against a real PostgreSQL and real payment-, inventory- and
+//! notify-services (each with its own fresh database, all in-process through their `build()`):
+//! an order confirmed at the catalog's prices and its notification delivered, idempotent replay
+//! and key reuse, declined and out-of-stock orders, cancellation (money and stock back, once),
+//! listing, and every client mistake answered with problem+json.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::{TestApp, json};
+use uuid::Uuid;
+
+const TENANT: &str = "tenant-a";
+
+/// order-service and the three services it reaches (directly or through payment-service).
+struct Services {
+    order: TestApp,
+    payment: TestApp,
+    inventory: TestApp,
+    notify: TestApp,
+}
+
+async fn spawn() -> Services {
+    let common = |database| testkit::settings(TENANT, database);
+    let inventory = inventory_service::build(common(testkit::fresh_database("o_inv").await));
+    let inventory = TestApp::start(inventory.await.unwrap(), TENANT).await;
+    let notify = notify_service::build(common(testkit::fresh_database("o_notify").await));
+    let notify = TestApp::start(notify.await.unwrap(), TENANT).await;
+    let payment = payment_service::build(payment_service::Settings {
+        common: common(testkit::fresh_database("o_pay").await),
+        inventory_url: inventory.base.clone(),
+    });
+    let payment = TestApp::start(payment.await.unwrap(), TENANT).await;
+    let order = order_service::build(order_service::Settings {
+        common: common(testkit::fresh_database("order").await),
+        payment_url: payment.base.clone(),
+        notify_url: notify.base.clone(),
+        payment_timeout: Duration::from_secs(5),
+        outbox_poll_interval: Duration::from_millis(100),
+        outbox_max_backoff: Duration::from_secs(1),
+        reconcile_interval: Duration::from_secs(60),
+        reconcile_after: Duration::from_secs(60),
+    });
+    let order = TestApp::start(order.await.unwrap(), TENANT).await;
+    Services {
+        order,
+        payment,
+        inventory,
+        notify,
+    }
+}
+
+impl Services {
+    async fn stop(self) {
+        self.order.stop().await;
+        self.payment.stop().await;
+        self.inventory.stop().await;
+        self.notify.stop().await;
+    }
+
+    /// `POST /api/v1/orders` under `key`.
+    async fn place(&self, key: &str, body: &Value) -> (StatusCode, Value, bool) {
+        let response = self
+            .order
+            .request(Method::POST, "/api/v1/orders")
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let replayed = response.headers().contains_key("idempotent-replayed");
+        let (status, order) = json(response).await;
+        (status, order, replayed)
+    }
+
+    async fn cancel(&self, id: &str) -> (StatusCode, Value) {
+        let path = format!("/api/v1/orders/{id}/cancel");
+        self.order.call(Method::POST, &path, None).await
+    }
+
+    /// The kinds of notification notify-service holds for the order, once there are `n`.
+    async fn notifications(&self, order_id: &str, n: usize) -> Vec<String> {
+        let path = format!("/api/v1/notifications?order_id={order_id}");
+        testkit::eventually("the outbox's deliveries", Duration::from_secs(10), || {
+            let path = path.clone();
+            async move {
+                let (_, list) = self.notify.call(Method::GET, &path, None).await;
+                let kinds: Vec<String> = list["items"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|n| n["kind"].as_str().map(String::from))
+                    .collect();
+                (kinds.len() >= n).then_some(kinds)
+            }
+        })
+        .await
+    }
+}
+
+fn order_body(items: Value) -> Value {
+    json!({"customer_id": "c-1", "currency": "EUR", "items": items})
+}
+
+fn key() -> String {
+    Uuid::new_v4().to_string()
+}
+
+#[tokio::test]
+async fn an_order_is_confirmed_at_the_catalog_price_and_its_notification_delivered() {
+    let s = spawn().await;
+    s.inventory.seed_item("A", 10, 1999).await;
+    let body = order_body(json!([{"sku": "A", "quantity": 2}]));
+    let (status, order, replayed) = s.place(&key(), &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert!(!replayed);
+    assert_eq!(order["status"], "CONFIRMED");
+    assert_eq!(order["total_amount"], 3998);
+    assert_eq!(order["items"][0]["unit_price"], 1999);
+    assert_eq!(order["payment_method"], "card");
+    assert_eq!(s.inventory.stock("A").await, (8, 0, 2));
+
+    let id = order["id"].as_str().unwrap();
+    let (status, stored) = s
+        .order
+        .call(Method::GET, &format!("/api/v1/orders/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stored, order);
+    assert_eq!(s.notifications(id, 1).await, ["order_confirmed"]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeated_key_replays_and_another_body_under_it_conflicts() {
+    let s = spawn().await;
+    s.inventory.seed_stock("A", 10).await;
+    let key = key();
+    let body = order_body(json!([{"sku": "A", "quantity": 1}]));
+    let (_, first, _) = s.place(&key, &body).await;
+    let (status, again, replayed) = s.place(&key, &body).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(replayed);
+    assert_eq!(again, first);
+    assert_eq!(s.inventory.stock("A").await, (9, 0, 1), "charged once");
+
+    let other = order_body(json!([{"sku": "A", "quantity": 2}]));
+    let (status, problem, _) = s.place(&key, &other).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(testkit::problem_slug(&problem), "idempotency-key-reused");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn declined_out_of_stock_and_changed_price_orders_fail_without_charging() {
+    let s = spawn().await;
+    s.inventory.seed_item("A", 1, 500).await;
+    let cases = [
+        (
+            json!({"customer_id": "c-1", "currency": "EUR", "payment_method": "card_declined",
+                   "items": [{"sku": "A", "quantity": 1}]}),
+            "payment_declined",
+        ),
+        (
+            order_body(json!([{"sku": "A", "quantity": 2}])),
+            "out_of_stock",
+        ),
+        (
+            order_body(json!([{"sku": "A", "quantity": 1, "unit_price": 499}])),
+            "price_changed",
+        ),
+    ];
+    for (body, reason) in cases {
+        let (status, order, _) = s.place(&key(), &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{reason}: {order}");
+        assert_eq!(order["status"], "FAILED", "{reason}");
+        assert_eq!(order["failure_reason"], reason);
+        assert_eq!(order["total_amount"], Value::Null, "{reason}");
+        let id = order["id"].as_str().unwrap();
+        assert_eq!(s.notifications(id, 1).await, ["order_failed"]);
+    }
+    assert_eq!(s.inventory.stock("A").await, (1, 0, 0), "nothing reserved");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_confirmed_order_is_cancelled_once_and_only_confirmed_ones_are() {
+    let s = spawn().await;
+    s.inventory.seed_stock("A", 5).await;
+    let (_, order, _) = s
+        .place(&key(), &order_body(json!([{"sku": "A", "quantity": 2}])))
+        .await;
+    let id = order["id"].as_str().unwrap();
+    let (status, cancelled) = s.cancel(id).await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(s.inventory.stock("A").await, (5, 0, 0), "the stock is back");
+    let (status, again) = s.cancel(id).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again, cancelled);
+    let payment_path = format!("/api/v1/payments/{}", order["payment_id"].as_str().unwrap());
+    let (_, payment) = s.payment.call(Method::GET, &payment_path, None).await;
+    assert_eq!(payment["status"], "REFUNDED");
+    assert_eq!(
+        s.notifications(id, 2).await,
+        ["order_confirmed", "order_cancelled"]
+    );
+
+    let declined = json!({"customer_id": "c-1", "currency": "EUR",
+                          "payment_method": "card_declined", "items": [{"sku": "A", "quantity": 1}]});
+    let (_, failed, _) = s.place(&key(), &declined).await;
+    let (status, problem) = s.cancel(failed["id"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(testkit::problem_slug(&problem), "order-not-cancellable");
+    assert_eq!(problem["order_status"], "FAILED");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn orders_are_listed_newest_first_by_status_and_page() {
+    let s = spawn().await;
+    s.inventory.seed_stock("A", 5).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, order, _) = s
+            .place(&key(), &order_body(json!([{"sku": "A", "quantity": 1}])))
+            .await;
+        ids.push(order["id"].as_str().unwrap().to_owned());
+    }
+    let (status, page) = s
+        .order
+        .call(Method::GET, "/api/v1/orders?status=CONFIRMED&limit=2", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let listed: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()]);
+    let next = format!(
+        "/api/v1/orders?limit=2&cursor={}",
+        page["next_cursor"].as_str().unwrap()
+    );
+    let (_, rest) = s.order.call(Method::GET, &next, None).await;
+    assert_eq!(rest["items"][0]["id"], ids[0].as_str());
+    assert_eq!(rest["next_cursor"], Value::Null);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn client_mistakes_are_problems_and_store_nothing() {
+    let s = spawn().await;
+    s.inventory.seed_stock("A", 5).await;
+    let valid = order_body(json!([{"sku": "A", "quantity": 1}]));
+    let missing_key = s
+        .order
+        .request(Method::POST, "/api/v1/orders")
+        .json(&valid)
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = json(missing_key).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(testkit::problem_slug(&problem), "missing-idempotency-key");
+
+    let (status, problem, _) = s.place("has space", &valid).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(testkit::problem_slug(&problem), "invalid-idempotency-key");
+
+    let invalid =
+        json!({"customer_id": " ", "currency": "XYZ", "items": [{"sku": "a", "quantity": 0}]});
+    let (status, problem, _) = s.place(&key(), &invalid).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "customer_id",
+            "currency",
+            "items[0].sku",
+            "items[0].quantity"
+        ]
+    );
+
+    let lookups = [
+        ("/api/v1/orders/not-a-uuid", StatusCode::BAD_REQUEST),
+        ("/api/v1/orders?limit=0", StatusCode::BAD_REQUEST),
+        ("/api/v1/orders?status=SHIPPED", StatusCode::BAD_REQUEST),
+    ];
+    for (path, expected) in lookups {
+        let (status, problem) = s.order.call(Method::GET, path, None).await;
+        assert_eq!(status, expected, "{path}: {problem}");
+    }
+    let unknown = format!("/api/v1/orders/{}", Uuid::new_v4());
+    let (status, problem) = s.order.call(Method::GET, &unknown, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(testkit::problem_slug(&problem), "not-found");
+
+    s.order
+        .assert_tenant_enforced(Method::GET, "/api/v1/orders", Value::Null)
+        .await;
+    let (_, page) = s.order.call(Method::GET, "/api/v1/orders", None).await;
+    assert_eq!(page["items"], json!([]), "nothing was stored");
+    assert_eq!(s.inventory.stock("A").await, (5, 0, 0));
+    s.stop().await;
+}
