@@ -470,23 +470,12 @@ impl TextMapPropagator for BaggagePropagator {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use http::{HeaderMap, HeaderName, HeaderValue};
+    use http::HeaderMap;
 
-    use crate::propagation::{self, GuardedExtractor};
+    use crate::propagation::{self, GuardedExtractor, tests::headers};
 
     const T: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const P: &str = "00f067aa0ba902b7";
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
 
     /// What this service continues and sends on, for incoming headers `pairs`.
     fn hop(pairs: &[(&str, &str)]) -> HeaderMap {

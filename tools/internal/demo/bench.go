@@ -79,7 +79,7 @@ func Bench(e *Env, o BenchOptions) error {
 	plainCPU := after.minus(before).minus(idlePlain.times(time.Since(t0).Seconds()))
 	stop()
 	gw := e.Loaded.Topology.Gateway()
-	_, rq0, err := e.proxyCounters()
+	rq0, err := e.proxiedRequests()
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func Bench(e *Env, o BenchOptions) error {
 		return err
 	}
 	meshCPU := after.minus(before).minus(idleMesh.times(wall.Seconds()))
-	_, rq1, err := e.proxyCounters()
+	rq1, err := e.proxiedRequests()
 	if err != nil {
 		return err
 	}
@@ -154,19 +154,9 @@ func (e *Env) printCost(cpuTicks, proxied float64, orders int, wall time.Duratio
 		(cpuSec/wall.Seconds())/max(rps/1000, 1e-9))
 }
 
-// proxyCounters sums utime+stime (clock ticks) over every recorded Envoy, and the HTTP requests
-// their listeners served (downstream_rq_total, the admin listener excluded).
-func (e *Env) proxyCounters() (float64, float64, error) {
-	st, err := e.state()
-	if err != nil {
-		return 0, 0, err
-	}
-	var cpu float64
-	for k, p := range st.Procs {
-		if strings.HasSuffix(k, "/envoy") && p.Alive() {
-			cpu += cpuTicks(p.Pid)
-		}
-	}
+// proxiedRequests sums the HTTP requests every Envoy's listeners served (downstream_rq_total,
+// the admin listener excluded).
+func (e *Env) proxiedRequests() (float64, error) {
 	var rq float64
 	for _, p := range e.Loaded.Topology.Pods {
 		if !p.Proxy {
@@ -176,7 +166,7 @@ func (e *Env) proxyCounters() (float64, float64, error) {
 		m, err := mesh.EnvoyStats(ctx, p, `^http\..*\.downstream_rq_total$`)
 		cancel()
 		if err != nil {
-			return 0, 0, err
+			return 0, err
 		}
 		for name, v := range m {
 			if !strings.HasPrefix(name, "http.admin.") {
@@ -184,7 +174,7 @@ func (e *Env) proxyCounters() (float64, float64, error) {
 			}
 		}
 	}
-	return cpu, rq, nil
+	return rq, nil
 }
 
 // cpuTicks is a process's utime+stime from /proc/<pid>/stat (fields 14 and 15).
