@@ -204,6 +204,10 @@ def measured(procs, statements, args, progress=False):
     if p.returncode != 0:
         raise SystemExit(f"loadgen {' '.join(args)} failed:\n{err}")
     loadgen_s = (reaped_children_ticks() - c0) / TICK
+    # The notifications an order queues are delivered after its answer: wait for the outbox to
+    # drain, so their cost counts, and report what was still pending when the load stopped.
+    backlog = outbox_backlog()
+    drained = drain_outbox()
     t1, x1 = procs.ticks(), pg_counters(statements)
     b1 = machine_busy_ticks()
     summary = json.loads(out)
@@ -216,8 +220,25 @@ def measured(procs, statements, args, progress=False):
     summary["statements_per_order"] = None if x0[1] is None else (x1[1] - x0[1]) / orders
     busy, total = b1[0] - b0[0], b1[1] - b0[1]
     summary["machine_busy"] = busy / max(total, 1)
+    summary["outbox_backlog"] = backlog
+    summary["outbox_drained"] = drained
     summary["progress"] = [parse_progress(l) for l in err.splitlines() if l.startswith("progress ")]
     return summary
+
+
+def outbox_backlog():
+    return int(psql(f"{TENANT.replace('-', '_')}_order", "SELECT count(*) FROM outbox WHERE delivered_at IS NULL"))
+
+
+def drain_outbox(limit_s=60):
+    """Waits (at most `limit_s`) until order-service has delivered every queued notification;
+    False if it did not."""
+    deadline = time.monotonic() + limit_s
+    while outbox_backlog() > 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def reaped_children_ticks():
@@ -316,7 +337,7 @@ def trace_phase(procs, statements, ratio, seconds):
     for workers in (16, 32, 64):
         r = measured(procs, statements, ["--concurrency", str(workers), "--duration", f"{seconds}s", "--trace-sample-ratio", str(ratio)])
         r["workers"] = workers
-        say(f"    closed loop {workers:3d} workers: {r['throughput_rps']:7.1f} orders/s, p99 {r['latency_ms']['p99']:.1f} ms, status {r['status']}")
+        say(f"    closed loop {workers:3d} workers: {r['throughput_rps']:7.1f} orders/s, p99 {r['latency_ms']['p99']:.1f} ms, status {r['status']}, notifications pending at its end {r['outbox_backlog']}")
         closed.append(r)
     best = max(closed, key=lambda r: r["throughput_rps"])
     rate = max(int(best["throughput_rps"] / 2), 1)
@@ -366,6 +387,7 @@ def report(res):
         row(f"  CPU ms per order, Jaeger", cpu["jaeger"] / 1000, "{:.3f}")
         row(f"  CPU ms per order, loadgen", cpu["loadgen"] / 1000, "{:.3f}")
         row(f"  machine busy during the run", b["machine_busy"], "{:.0%}")
+        row(f"  notifications pending when the load stopped", b["outbox_backlog"], "{:,}")
         o = ph["open"]
         row(f"open loop {o['rate']} orders/s (half), tracing {label}: p50 ms", o["latency_ms"]["p50"], "{:.1f}")
         row(f"  p99 ms", o["latency_ms"]["p99"], "{:.1f}", GOALS["p99_ms"])

@@ -317,10 +317,14 @@ pub async fn claim_due_outbox_entries(
     Ok(entries)
 }
 
-#[tracing::instrument(level = "debug", name = "db.mark_delivered", skip_all, fields(outbox_id = id))]
-pub async fn mark_delivered(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1")
-        .bind(id)
+/// Records these entries as delivered, all in one statement.
+#[tracing::instrument(level = "debug", name = "db.mark_delivered", skip_all, fields(entries = ids.len()))]
+pub async fn mark_delivered(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1)")
+        .bind(ids)
         .execute(pool)
         .await
         .map(drop)
