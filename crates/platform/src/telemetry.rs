@@ -37,6 +37,8 @@ pub struct ServiceIdentity {
 #[must_use = "dropping the guard does not flush; call shutdown()"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+    /// Writes the last buffered log lines when dropped.
+    log_writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl TelemetryGuard {
@@ -47,6 +49,7 @@ impl TelemetryGuard {
         {
             tracing::warn!(%error, "trace export did not flush cleanly");
         }
+        drop(self.log_writer);
     }
 }
 
@@ -110,7 +113,10 @@ pub fn init(
     format: Option<LogFormat>,
 ) -> Result<TelemetryGuard, String> {
     if INSTALLED.set(()).is_err() {
-        return Ok(TelemetryGuard { provider: None });
+        return Ok(TelemetryGuard {
+            provider: None,
+            log_writer: None,
+        });
     }
     let _ = TAGS.set((tenant.to_owned(), service.service_type));
     let propagators = match crate::configuration::optional("OTEL_PROPAGATORS") {
@@ -130,22 +136,63 @@ pub fn init(
     } else {
         LogFormat::Json
     });
-    let logs = match format {
-        LogFormat::Json => json_log::JsonLogLayer::new(std::io::stdout).boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .compact()
-            .boxed(),
+    let (logs, log_writer) = match format {
+        LogFormat::Json => {
+            let (writer, guard) = log_writer();
+            (json_log::JsonLogLayer::new(writer).boxed(), Some(guard))
+        }
+        LogFormat::Pretty => (
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .compact()
+                .boxed(),
+            None,
+        ),
     };
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(otel_layer(tracer))
         .with(logs)
         .try_init()
         .map_err(|e| format!("installing the tracing subscriber: {e}"))?;
     Ok(TelemetryGuard {
         provider: Some(provider),
+        log_writer,
     })
+}
+
+/// Standard output for the JSON log lines, written by a thread of its own: a request formats its
+/// line and queues it; the writer thread writes whatever has queued in one `write` (a buffer
+/// flushed whenever the queue runs empty), instead of each line taking the stdout lock and a
+/// system call on a runtime worker. Should standard output stall, lines beyond the queue's
+/// 128,000 are dropped rather than blocking requests.
+fn log_writer() -> (
+    tracing_appender::non_blocking::NonBlocking,
+    tracing_appender::non_blocking::WorkerGuard,
+) {
+    tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ))
+}
+
+/// The layer turning `tracing` spans into OpenTelemetry spans, without the per-span extras the
+/// traces here do not use: source location and thread attributes, busy/idle timing (two clock
+/// reads per poll of every instrumented future) and activating an OpenTelemetry context on every
+/// enter (propagation reads the context from the `tracing` span). Each of them costs on every
+/// span, sampled or not — 90% of them are not at the mesh's 10%.
+fn otel_layer<S>(tracer: opentelemetry_sdk::trace::Tracer) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
 }
 
 fn tracer_provider(service: ServiceIdentity, tenant: &str) -> Result<SdkTracerProvider, String> {

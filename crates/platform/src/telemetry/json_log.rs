@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::{
     Event, Subscriber,
     field::{Field, Visit},
@@ -34,51 +34,112 @@ impl<W> JsonLogLayer<W> {
     }
 }
 
-/// The correlation fields one span has recorded so far.
+/// The correlation fields one span has recorded so far (names are the span's own `'static`
+/// field names; at most six, so a list beats a map).
 #[derive(Default)]
-struct Correlation(Map<String, Value>);
+struct Correlation(Vec<(&'static str, String)>);
 
-struct CorrelationVisitor<'a>(&'a mut Map<String, Value>);
-
-impl Visit for CorrelationVisitor<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if CORRELATION_FIELDS.contains(&field.name()) {
-            self.0.insert(field.name().into(), value.into());
-        }
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if CORRELATION_FIELDS.contains(&field.name()) {
-            self.0
-                .insert(field.name().into(), format!("{value:?}").into());
+impl Correlation {
+    fn set(&mut self, name: &'static str, value: String) {
+        match self.0.iter_mut().find(|(key, _)| *key == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
         }
     }
 }
 
-/// All fields of an event; `message` is its formatted message.
-struct EventVisitor(Map<String, Value>);
-
-impl Visit for EventVisitor {
+impl Visit for Correlation {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), value.into());
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.insert(field.name().into(), value.to_string().into());
+        if CORRELATION_FIELDS.contains(&field.name()) {
+            self.set(field.name(), value.to_owned());
+        }
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().into(), format!("{value:?}").into());
+        if CORRELATION_FIELDS.contains(&field.name()) {
+            self.set(field.name(), format!("{value:?}"));
+        }
+    }
+}
+
+/// An event's fields in the order it recorded them; `message` is its formatted message.
+#[derive(Default)]
+struct EventFields {
+    message: Option<String>,
+    fields: Vec<(&'static str, Value)>,
+}
+
+impl EventFields {
+    fn push(&mut self, field: &Field, value: Value) {
+        self.fields.push((field.name(), value));
+    }
+}
+
+impl Visit for EventFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = Some(value.to_owned());
+        } else {
+            self.push(field, value.into());
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, value.into());
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.push(field, value.to_string().into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = Some(format!("{value:?}"));
+        } else {
+            self.push(field, format!("{value:?}").into());
+        }
+    }
+}
+
+/// One JSON object being written straight into a byte buffer: keys in the order first written,
+/// a key written once (the first writer wins).
+struct Line {
+    bytes: Vec<u8>,
+    keys: Vec<&'static str>,
+}
+
+impl Line {
+    fn new() -> Self {
+        let mut bytes = Vec::with_capacity(512);
+        bytes.push(b'{');
+        Self {
+            bytes,
+            keys: Vec::with_capacity(16),
+        }
+    }
+
+    fn field<V: serde::Serialize + ?Sized>(&mut self, key: &'static str, value: &V) {
+        if self.keys.contains(&key) {
+            return;
+        }
+        if !self.keys.is_empty() {
+            self.bytes.push(b',');
+        }
+        self.keys.push(key);
+        // Serialising a string or a JSON value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.bytes, key);
+        self.bytes.push(b':');
+        let _ = serde_json::to_writer(&mut self.bytes, value);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.bytes.extend_from_slice(b"}\n");
+        self.bytes
     }
 }
 
@@ -90,7 +151,7 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let mut fields = Correlation::default();
-        attrs.record(&mut CorrelationVisitor(&mut fields.0));
+        attrs.record(&mut fields);
         span.extensions_mut().insert(fields);
     }
 
@@ -98,43 +159,33 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
         if let Some(fields) = extensions.get_mut::<Correlation>() {
-            values.record(&mut CorrelationVisitor(&mut fields.0));
+            values.record(fields);
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let metadata = event.metadata();
-        let mut line = Map::new();
-        line.insert(
-            "timestamp".into(),
-            chrono::Utc::now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-                .into(),
-        );
-        line.insert("level".into(), metadata.level().as_str().into());
-        line.insert("target".into(), metadata.target().into());
-        let mut fields = EventVisitor(Map::new());
+        let mut fields = EventFields::default();
         event.record(&mut fields);
-        line.insert(
-            "message".into(),
-            fields.0.remove("message").unwrap_or(Value::from("")),
-        );
+        let mut line = Line::new();
+        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        line.field("timestamp", timestamp.as_str());
+        line.field("level", metadata.level().as_str());
+        line.field("target", metadata.target());
+        line.field("message", fields.message.as_deref().unwrap_or(""));
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope {
                 if let Some(correlation) = span.extensions().get::<Correlation>() {
                     for (key, value) in &correlation.0 {
-                        line.entry(key.clone()).or_insert_with(|| value.clone());
+                        line.field(key, value.as_str());
                     }
                 }
             }
         }
-        for (key, value) in fields.0 {
-            line.entry(key).or_insert(value);
+        for (key, value) in &fields.fields {
+            line.field(key, value);
         }
-        if let Ok(mut bytes) = serde_json::to_vec(&line) {
-            bytes.push(b'\n');
-            let _ = self.make_writer.make_writer().write_all(&bytes);
-        }
+        let _ = self.make_writer.make_writer().write_all(&line.finish());
     }
 }
 
