@@ -423,14 +423,25 @@ fn schema_examples(at: &str, schema: &Value, found: &mut Vec<Example>) {
 }
 
 /// What every service's OpenAPI test asserts: `document` (the service's `openapi()`) is
-/// OpenAPI 3.1 with every example valid and every problem answer listing its problem types, and
-/// `app` serves exactly it at `GET /openapi.json` (200, `application/json`).
+/// OpenAPI 3.1 with every example valid, the tenant header on every `/api` operation, every error
+/// answer `application/problem+json` listing its problem types, and `app` serves exactly it at
+/// `GET /openapi.json` (200, `application/json`).
 pub async fn assert_published(app: &crate::TestApp, document: Value) {
     let contract = Contract::new(document.clone());
     let examples = contract.assert_examples_valid();
     assert!(examples > 0, "the document has no example");
     for (path, item) in document["paths"].as_object().into_iter().flatten() {
         for (method, operation) in item.as_object().into_iter().flatten() {
+            let tenant_header = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["$ref"] == "#/components/parameters/TenantId");
+            assert_eq!(
+                tenant_header,
+                path.starts_with("/api/"),
+                "{method} {path}: the x-tenant-id header is documented exactly on /api routes"
+            );
             for (status, response) in operation["responses"].as_object().into_iter().flatten() {
                 if let Some(problem) = response["content"].get("application/problem+json") {
                     let types = problem["schema"]["properties"]["type"]["enum"]
