@@ -1,32 +1,43 @@
 //! The JSON bodies exchanged on the three service-to-service edges. Requests reject unknown
-//! fields; responses are what the callee stores and replays.
+//! fields; responses are what the callee stores and replays. Each derives its OpenAPI schema, with
+//! the limits of [`crate::values`] (SKU and currency patterns, quantities, amounts) written into
+//! it and an example; a test below keeps the schemas' numbers and the constants in step.
 //!
 //! Every call is keyed by the order id, so repeating it (the mesh retries, and so do the saga and
 //! the reconciler) is always safe.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// A SKU and quantity as they travel on the wire (validated by the receiver), with the unit
 /// price the sender expects to pay, if it says: minor units of the request's currency. The
 /// price charged always comes from inventory-service's catalog; an expectation that differs
 /// from it stops the order (`price_changed`) instead of charging another price.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"sku": "SKU-001", "quantity": 2, "unit_price": 1999}))]
 pub struct LineItem {
+    #[schema(pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub unit_price: Option<i64>,
 }
 
 /// A line as it was priced from the catalog when its stock was reserved: what is charged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"sku": "SKU-001", "quantity": 2, "unit_price": 1999}))]
 pub struct PricedLine {
+    #[schema(pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub unit_price: i64,
 }
 
@@ -71,14 +82,24 @@ pub mod payment {
     /// `amount` is given every line must carry its expected price and `amount` must be their
     /// total (422 otherwise, nothing reserved); an expected price that differs from the catalog
     /// voids the payment with `price_changed` and reserves nothing.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
+    #[schema(example = json!({
+        "order_id": "0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f",
+        "amount": 3998,
+        "currency": "EUR",
+        "payment_method": "card",
+        "items": [{"sku": "SKU-001", "quantity": 2, "unit_price": 1999}]
+    }))]
     pub struct CreatePayment {
         pub order_id: Uuid,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 0, maximum = 1000000000000_i64)]
         pub amount: Option<i64>,
+        #[schema(pattern = "^[A-Z]{3}$")]
         pub currency: String,
         pub payment_method: PaymentMethod,
+        #[schema(min_items = 1, max_items = 50)]
         pub items: Vec<LineItem>,
     }
 
@@ -109,7 +130,18 @@ pub mod payment {
         }
     }
 
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[schema(example = json!({
+        "id": "0190f3a2-6c8d-7e2f-9a31-4b5c6d7e8f90",
+        "order_id": "0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f",
+        "status": "CAPTURED",
+        "failure_reason": null,
+        "amount": 3998,
+        "currency": "EUR",
+        "items": [{"sku": "SKU-001", "quantity": 2, "unit_price": 1999}],
+        "created_at": "2026-12-02T10:15:30.123456Z",
+        "updated_at": "2026-12-02T10:15:30.234567Z"
+    }))]
     pub struct Payment {
         pub id: Uuid,
         pub order_id: Uuid,
@@ -117,7 +149,9 @@ pub mod payment {
         pub failure_reason: Option<FailureReason>,
         /// What is charged: the reservation's priced total, known once the stock is reserved
         /// (`null` for a payment that never got that far).
+        #[schema(minimum = 0, maximum = 1000000000000_i64)]
         pub amount: Option<i64>,
+        #[schema(pattern = "^[A-Z]{3}$")]
         pub currency: String,
         /// The lines as priced from the catalog (empty until the stock is reserved).
         pub items: Vec<PricedLine>,
@@ -130,9 +164,10 @@ pub mod payment {
     /// Problem type slug (409): only a `CAPTURED` payment can be refunded.
     pub const NOT_REFUNDABLE: &str = "not-refundable";
 
-    /// `GET /api/v1/payments?order_id=…`
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    /// `GET /api/v1/payments?order_id=…`: the order's payment, if it has one.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     pub struct PaymentList {
+        #[schema(max_items = 1)]
         pub items: Vec<Payment>,
     }
 }
@@ -145,11 +180,18 @@ pub mod inventory {
     /// Idempotent per `order_id`. A line whose item is priced in another currency, or whose
     /// expected `unit_price` is not the catalog's, refuses the whole reservation (409
     /// [`PRICE_CHANGED`]).
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
+    #[schema(example = json!({
+        "order_id": "0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f",
+        "currency": "EUR",
+        "items": [{"sku": "SKU-001", "quantity": 2, "unit_price": 1999}]
+    }))]
     pub struct CreateReservation {
         pub order_id: Uuid,
+        #[schema(pattern = "^[A-Z]{3}$")]
         pub currency: String,
+        #[schema(min_items = 1, max_items = 50)]
         pub items: Vec<LineItem>,
     }
 
@@ -167,14 +209,25 @@ pub mod inventory {
         }
     }
 
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[schema(example = json!({
+        "order_id": "0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f",
+        "status": "COMMITTED",
+        "currency": "EUR",
+        "items": [{"sku": "SKU-001", "quantity": 2, "unit_price": 1999}],
+        "amount": 3998,
+        "created_at": "2026-12-02T10:15:30.123456Z",
+        "updated_at": "2026-12-02T10:15:30.234567Z"
+    }))]
     pub struct Reservation {
         pub order_id: Uuid,
         pub status: ReservationStatus,
+        #[schema(pattern = "^[A-Z]{3}$")]
         pub currency: String,
         /// The lines with the catalog prices of the moment they were reserved.
         pub items: Vec<PricedLine>,
         /// Σ unit_price × quantity: what the order is charged.
+        #[schema(minimum = 0, maximum = 1000000000000_i64)]
         pub amount: i64,
         pub created_at: DateTime<Utc>,
         pub updated_at: DateTime<Utc>,
@@ -197,21 +250,36 @@ pub mod inventory {
 
     /// `PUT /api/v1/items/{sku}` (operators and seeding only; no service calls it): the stock on
     /// hand and the catalog price of one unit.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
+    #[schema(example = json!({"available": 100, "unit_price": 1999, "currency": "EUR"}))]
     pub struct SetItem {
+        #[schema(minimum = 0, maximum = 1000000000)]
         pub available: i64,
+        #[schema(minimum = 1, maximum = 1000000000000_i64)]
         pub unit_price: i64,
+        #[schema(pattern = "^[A-Z]{3}$")]
         pub currency: String,
     }
 
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    /// One SKU's stock (units available, held by reservations, sold) and catalog price.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[schema(example = json!({
+        "sku": "SKU-001", "available": 98, "reserved": 0, "committed": 2,
+        "unit_price": 1999, "currency": "EUR"
+    }))]
     pub struct Item {
+        #[schema(pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")]
         pub sku: String,
+        #[schema(minimum = 0)]
         pub available: i64,
+        #[schema(minimum = 0)]
         pub reserved: i64,
+        #[schema(minimum = 0)]
         pub committed: i64,
+        #[schema(minimum = 0, maximum = 1000000000000_i64)]
         pub unit_price: i64,
+        #[schema(pattern = "^[A-Z]{3}$")]
         pub currency: String,
     }
 }
@@ -234,15 +302,28 @@ pub mod notify {
     /// `POST /api/v1/notifications` (order-service's outbox → notify-service). Idempotent per
     /// `(order_id, kind)`: the first delivery is kept, repeats answer 200 with it. The message
     /// is 1 to [`MAX_MESSAGE_CHARS`] characters without control characters.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
+    #[schema(example = json!({
+        "order_id": "0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f",
+        "kind": "order_confirmed",
+        "message": "Order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f is confirmed: 3998 EUR."
+    }))]
     pub struct CreateNotification {
         pub order_id: Uuid,
         pub kind: NotificationKind,
+        #[schema(min_length = 1, max_length = 1000)]
         pub message: String,
     }
 
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[schema(example = json!({
+        "id": "0190f3a2-7d9e-7f30-ab42-5c6d7e8f9012",
+        "order_id": "0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f",
+        "kind": "order_confirmed",
+        "message": "Order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f is confirmed: 3998 EUR.",
+        "delivered_at": "2026-12-02T10:15:31.5Z"
+    }))]
     pub struct Notification {
         pub id: Uuid,
         pub order_id: Uuid,
@@ -252,7 +333,7 @@ pub mod notify {
     }
 
     /// `GET /api/v1/notifications?order_id=…`
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     pub struct NotificationList {
         pub items: Vec<Notification>,
     }
@@ -275,6 +356,49 @@ mod tests {
             assert_eq!(wire, variant.as_ref(), "{variant:?}");
             assert_eq!(variant.as_ref().parse::<T>().ok().as_ref(), Some(variant));
         }
+    }
+
+    /// The limits written into the schemas (attribute literals) are the ones the values enforce.
+    #[test]
+    fn the_schemas_limits_are_the_values_limits() {
+        use crate::values::{MAX_AMOUNT, MAX_LINE_ITEMS, MAX_QUANTITY, MAX_STOCK, Sku};
+        use utoipa::PartialSchema;
+        let schema = |s: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>| {
+            serde_json::to_value(s).unwrap_or_default()
+        };
+        let number = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        for line in [
+            schema(super::LineItem::schema()),
+            schema(super::PricedLine::schema()),
+        ] {
+            let p = &line["properties"];
+            assert_eq!(number(&p["quantity"]["minimum"]), 1.0);
+            assert_eq!(number(&p["quantity"]["maximum"]), MAX_QUANTITY as f64);
+            assert_eq!(number(&p["unit_price"]["maximum"]), MAX_AMOUNT as f64);
+            assert_eq!(
+                p["sku"]["pattern"],
+                format!("^[A-Z0-9][A-Z0-9-]{{0,{}}}$", Sku::MAX_LEN - 1)
+            );
+        }
+        let payment = schema(CreatePayment::schema());
+        assert_eq!(
+            number(&payment["properties"]["items"]["maxItems"]),
+            MAX_LINE_ITEMS as f64
+        );
+        assert_eq!(
+            number(&payment["properties"]["amount"]["maximum"]),
+            MAX_AMOUNT as f64
+        );
+        let item = schema(super::inventory::SetItem::schema());
+        assert_eq!(
+            number(&item["properties"]["available"]["maximum"]),
+            MAX_STOCK as f64
+        );
+        let notification = schema(super::notify::CreateNotification::schema());
+        assert_eq!(
+            number(&notification["properties"]["message"]["maxLength"]),
+            super::notify::MAX_MESSAGE_CHARS as f64
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! [`values::Sku`], a [`values::Quantity`], an [`values::Amount`] of minor units in a
 //! [`values::Currency`]); every service validates its own input with them. [`contracts`] holds
 //! the JSON bodies of the three calls between services (order→payment, payment→inventory,
-//! order→notify), so that caller and callee cannot drift apart. No I/O here.
+//! order→notify), so that caller and callee cannot drift apart. Every wire type also derives its
+//! OpenAPI schema (`utoipa::ToSchema`), so the document each service publishes at
+//! `/openapi.json` is generated from these same types. No I/O here.
 
 pub mod contracts;
 pub mod values;
@@ -12,10 +14,12 @@ pub mod values;
 /// Declares a fieldless enum with one spelling, given as a serde/strum case name
 /// (`"snake_case"`, `"SCREAMING_SNAKE_CASE"`): the wire's (serde), and the database's and logs'
 /// (strum's `Display`, `FromStr`, `AsRef<str>`, `&'static str`), with every variant listed
-/// (`VariantArray`). The crate using it depends on `serde` and `strum`.
+/// (`VariantArray`), and the OpenAPI schema (`utoipa::ToSchema`, an enum of the wire spellings;
+/// `$case` is a `tt` so that the derives see a plain literal, not a macro fragment).
+/// The crate using it depends on `serde`, `strum` and `utoipa`.
 #[macro_export]
 macro_rules! spelled_enum {
-    ($case:literal, $(#[$meta:meta])* $vis:vis enum $name:ident { $($body:tt)* }) => {
+    ($case:tt, $(#[$meta:meta])* $vis:vis enum $name:ident { $($body:tt)* }) => {
         $(#[$meta])*
         #[derive(
             Debug,
@@ -31,6 +35,7 @@ macro_rules! spelled_enum {
             ::strum::AsRefStr,
             ::strum::IntoStaticStr,
             ::strum::VariantArray,
+            ::utoipa::ToSchema,
         )]
         #[serde(rename_all = $case)]
         #[strum(serialize_all = $case)]

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 /// One invalid field in a request, as every service reports it (listed under a 422 problem's
 /// `errors` member).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"field": "items[0].quantity", "message": "must be between 1 and 1000"}))]
 pub struct FieldError {
     /// JSON pointer-like path of the field, e.g. `items[0].quantity`.
     pub field: String,

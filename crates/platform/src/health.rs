@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
-use serde_json::json;
+use axum::{Json, extract::State, http::StatusCode};
+use serde::Serialize;
 use sqlx::PgPool;
+use utoipa::ToSchema;
 
 use crate::{db::Migrated, problem::Problem};
 
@@ -15,11 +16,45 @@ pub struct Readiness {
     pub migrated: Migrated,
 }
 
-pub async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
+/// The body of a probe that passed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct ProbeStatus {
+    /// `ok` from `/healthz`, `ready` from `/readyz`.
+    #[schema(pattern = "^(ok|ready)$")]
+    pub status: &'static str,
 }
 
-pub async fn readyz(State(readiness): State<Readiness>) -> Result<impl IntoResponse, Problem> {
+/// The process is alive and serving (it checks nothing else).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "infrastructure",
+    responses((status = 200, description = "Alive", body = ProbeStatus)),
+)]
+pub async fn healthz() -> Json<ProbeStatus> {
+    Json(ProbeStatus { status: "ok" })
+}
+
+/// The database answers and the migrations are applied: the process can serve its API.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "infrastructure",
+    responses(
+        (status = 200, description = "Ready", body = ProbeStatus,
+            example = json!({"status": "ready"})),
+        (status = 503, description = "Not ready yet (Retry-After)", body = Problem,
+            content_type = "application/problem+json",
+            examples(("not-ready" = (summary = "Not ready", value = json!({
+                "type": "https://ordermesh.dev/problems/not-ready",
+                "title": "Not ready",
+                "status": 503,
+                "detail": "the database does not answer"
+            }))))),
+    ),
+)]
+pub async fn readyz(State(readiness): State<Readiness>) -> Result<Json<ProbeStatus>, Problem> {
     let not_ready = |detail: &str| {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready")
             .detail(detail.to_owned())
@@ -30,7 +65,7 @@ pub async fn readyz(State(readiness): State<Readiness>) -> Result<impl IntoRespo
     }
     let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&readiness.pool);
     match tokio::time::timeout(Duration::from_secs(1), ping).await {
-        Ok(Ok(_)) => Ok(Json(json!({ "status": "ready" }))),
+        Ok(Ok(_)) => Ok(Json(ProbeStatus { status: "ready" })),
         _ => Err(not_ready("the database does not answer")),
     }
 }

@@ -4,8 +4,8 @@
 //! same way for all four: [`configuration`] from the environment, [`problem`] (RFC 9457 errors and
 //! the JSON extractor), strict [`headers`], [`tenancy`] with [`xfcc`] parsing, [`health`], [`shutdown`], the pooled [`http_client`] that
 //! carries the headers contract, [`db`] (pool and migrations), [`telemetry`] with
-//! [`propagation`] (W3C by [`w3c`] + B3), [`metrics`], the bounded HTTP [`server`], and [`startup`], which assembles them into a
-//! running service.
+//! [`propagation`] (W3C by [`w3c`] + B3), [`metrics`], the bounded HTTP [`server`], the
+//! [`openapi`] document, and [`startup`], which assembles them into a running service.
 
 pub mod configuration;
 pub mod context;
@@ -15,6 +15,7 @@ pub mod headers;
 pub mod health;
 pub mod http_client;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod propagation;
 pub mod server;

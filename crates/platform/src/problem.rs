@@ -20,11 +20,25 @@ pub const PROBLEM_TYPE_BASE: &str = "https://ordermesh.dev/problems/";
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 /// One problem detail document (RFC 9457), plus the HTTP details that go with it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Every error answer is one, as `application/problem+json`: `type` names the kind of error
+/// (`https://ordermesh.dev/problems/<slug>`), `status` repeats the HTTP status, and extension
+/// members say more (`errors` lists the invalid fields of a 422, `sku`, `order_id`, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "https://ordermesh.dev/problems/not-found",
+    "title": "Not found",
+    "status": 404,
+    "detail": "no order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
+}))]
 pub struct Problem {
+    /// `https://ordermesh.dev/problems/` and the slug of the kind of error.
     #[serde(rename = "type")]
+    #[schema(pattern = "^https://ordermesh\\.dev/problems/[a-z0-9-]+$")]
     pub type_uri: String,
     pub title: String,
+    /// The HTTP status of the answer.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,

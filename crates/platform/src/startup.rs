@@ -1,10 +1,11 @@
 //! Building and running a service: the shared router layers, the server, and the process's
 //! `main` from configuration to exit code.
 //!
-//! A service contributes its `/api` routes and background tasks; everything else — health,
-//! metrics, tenancy, header and body limits, request deadline, request ids, server spans, request
-//! metrics, problem+json for unknown routes and panics, migrations, bounded connections, graceful
-//! drain — is assembled here the same way for all four.
+//! A service contributes its `/api` routes (documented, as an `OpenApiRouter`) and background
+//! tasks; everything else — health, metrics, the OpenAPI document at `/openapi.json`, tenancy,
+//! header and body limits, request deadline, request ids, server spans, request metrics,
+//! problem+json for unknown routes and panics, migrations, bounded connections, graceful drain —
+//! is assembled here the same way for all four.
 
 use std::{
     future::Future,
@@ -15,17 +16,18 @@ use std::{
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::StatusCode,
+    extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State},
+    http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
 };
+use bytes::Bytes;
 use sqlx::{PgPool, migrate::Migrator};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     configuration::{CommonSettings, ConfigError},
@@ -34,6 +36,7 @@ use crate::{
     health::{self, Readiness},
     http_client::HttpClient,
     metrics::{self as platform_metrics, HTTP_SERVER_DURATION, HTTP_SERVER_REQUESTS},
+    openapi::OPENAPI_PATH,
     problem::Problem,
     propagation::{self, REQUEST_ID_HEADER},
     telemetry::{self, ServiceIdentity},
@@ -95,15 +98,16 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     platform: Platform,
+    openapi: Bytes,
 }
 
 impl Application {
     /// Binds the listener, prepares the pool, starts migrations and assembles the router around
-    /// the service's API routes.
+    /// the service's API routes, whose documentation becomes the service's OpenAPI document.
     pub async fn build(
         service: &'static Service,
         settings: CommonSettings,
-        api: impl FnOnce(&Platform) -> Router,
+        api: impl FnOnce(&Platform) -> OpenApiRouter,
     ) -> Result<Self, StartupError> {
         let pool = db::lazy_pool(&settings.database).map_err(StartupError::Database)?;
         let http = HttpClient::new(
@@ -130,12 +134,29 @@ impl Application {
             platform.shutdown.clone(),
         ));
         platform.spawn(platform_metrics::run_upkeep(platform.shutdown.clone()));
-        let router = router(api(&platform), &platform);
+        let (api, api_doc) = api(&platform).split_for_parts();
+        let openapi = serde_json::to_vec(&document(service, api_doc))
+            .map(Bytes::from)
+            .map_err(StartupError::OpenApi)?;
+        let router = router(api, &platform, openapi.clone());
         Ok(Self {
             listener,
             router,
             platform,
+            openapi,
         })
+    }
+
+    /// The OpenAPI document this application serves at `/openapi.json` (JSON).
+    pub fn openapi_json(&self) -> &[u8] {
+        &self.openapi
+    }
+
+    /// Wraps the whole router in `wrap` (outside every shared layer), e.g. so that a test can see
+    /// every answer the application gives.
+    pub fn wrap_router(mut self, wrap: impl FnOnce(Router) -> Router) -> Self {
+        self.router = wrap(self.router);
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -157,6 +178,7 @@ impl Application {
             listener,
             router,
             platform,
+            ..
         } = self;
         let result = crate::server::serve(
             listener,
@@ -185,6 +207,76 @@ pub enum StartupError {
     HttpClient(reqwest::Error),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    #[error("writing the OpenAPI document: {0}")]
+    OpenApi(serde_json::Error),
+}
+
+/// The OpenAPI document of `service` with the API routes `api`: what it serves at
+/// `/openapi.json` (see [`crate::openapi`]).
+pub fn openapi<S>(service: &Service, api: OpenApiRouter<S>) -> serde_json::Value
+where
+    S: Clone + Send + Sync + 'static,
+{
+    document(service, api.into_openapi())
+}
+
+fn document(service: &Service, api: utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut routes = infrastructure().into_openapi();
+    routes.merge(api);
+    crate::openapi::document(service.identity, routes)
+}
+
+/// What the infrastructure routes (probes, metrics, the OpenAPI document) read.
+#[derive(Clone)]
+struct Infrastructure {
+    readiness: Readiness,
+    openapi: Bytes,
+}
+
+impl FromRef<Infrastructure> for Readiness {
+    fn from_ref(infrastructure: &Infrastructure) -> Self {
+        infrastructure.readiness.clone()
+    }
+}
+
+/// The routes every service has besides its API: not behind tenancy, documented like the API.
+fn infrastructure() -> OpenApiRouter<Infrastructure> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(metrics_text))
+        .routes(routes!(openapi_json))
+}
+
+/// The Prometheus text exposition of this process's metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "infrastructure",
+    responses((status = 200, description = "Prometheus text format", body = String,
+        content_type = "text/plain")),
+)]
+async fn metrics_text(State(infrastructure): State<Infrastructure>) -> String {
+    platform_metrics::render(&infrastructure.readiness.pool)
+}
+
+/// This document: the service's HTTP API as OpenAPI 3.1, generated from its code.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "infrastructure",
+    responses((status = 200, description = "The OpenAPI 3.1 document",
+        body = inline(serde_json::Value), content_type = "application/json")),
+)]
+async fn openapi_json(State(infrastructure): State<Infrastructure>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        infrastructure.openapi,
+    )
+        .into_response()
 }
 
 /// The whole of a service's `main`: settings, telemetry, build, serve until SIGTERM, flush.
@@ -234,9 +326,9 @@ where
     }
 }
 
-/// The full router: the service's API behind tenancy, plus health and metrics, inside the
-/// shared layers.
-fn router(api: Router, platform: &Platform) -> Router {
+/// The full router: the service's API behind tenancy, plus health, metrics and the OpenAPI
+/// document, inside the shared layers.
+fn router(api: Router, platform: &Platform, openapi: Bytes) -> Router {
     let policy = TenantPolicy::new(
         platform.settings.tenant.clone(),
         platform.settings.trusted_peer_namespaces.clone(),
@@ -245,18 +337,14 @@ fn router(api: Router, platform: &Platform) -> Router {
         pool: platform.pool.clone(),
         migrated: platform.migrated.clone(),
     };
-    let pool = platform.pool.clone();
     let api = api.route_layer(middleware::from_fn_with_state(
         policy,
         tenancy::require_tenant,
     ));
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz).with_state(readiness))
-        .route(
-            "/metrics",
-            get(move || async move { platform_metrics::render(&pool) }),
-        )
+    let (infrastructure, _) = infrastructure()
+        .with_state(Infrastructure { readiness, openapi })
+        .split_for_parts();
+    infrastructure
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -429,7 +517,7 @@ fn log_request(
 ) {
     let _entered = span.enter();
     let duration_ms = elapsed.as_secs_f64() * 1e3;
-    if matches!(route, "/healthz" | "/readyz" | "/metrics") {
+    if matches!(route, "/healthz" | "/readyz" | "/metrics") || route == OPENAPI_PATH {
         tracing::debug!(%method, route, peer, status = status.as_u16(), duration_ms, "request served");
     } else {
         tracing::info!(%method, route, peer, status = status.as_u16(), duration_ms, "request served");

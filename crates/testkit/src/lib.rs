@@ -3,10 +3,25 @@
 //! Each test gets a fresh database on the real local PostgreSQL (`make test` starts it;
 //! `TEST_DATABASE_URL` points elsewhere) and starts the service it tests in-process on a free
 //! loopback port, exactly as `main` would build it. Nothing here is a test double.
+//!
+//! Every answer a [`TestApp`] gives — to the test, or to another service under test — is checked
+//! against the service's own OpenAPI document ([`openapi::Contract`]); an answer the document
+//! does not allow fails the test.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
 
-use std::time::{Duration, Instant};
+pub mod openapi;
 
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    middleware::{self, Next},
+    response::Response,
+};
 use platform::{
     configuration::{CommonSettings, DatabaseSettings},
     startup::Application,
@@ -77,26 +92,56 @@ pub struct TestApp {
     pub base: url::Url,
     pub tenant: String,
     pub client: reqwest::Client,
+    /// The service's OpenAPI document, which every answer it gives is checked against.
+    pub contract: Arc<openapi::Contract>,
+    violations: Violations,
     shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
+
+/// The answers that broke the contract, as messages.
+type Violations = Arc<Mutex<Vec<String>>>;
 
 impl TestApp {
     /// Runs `app` in the background and waits until `/readyz` answers 200.
     pub async fn start(app: Application, tenant: &str) -> TestApp {
+        let app = TestApp::spawn(app, tenant);
+        wait_ready(&app.client, &app.base).await;
+        app
+    }
+
+    /// Runs `app` in the background without waiting for it to be ready (e.g. while its database
+    /// is down), every answer checked against its OpenAPI document.
+    pub fn spawn(app: Application, tenant: &str) -> TestApp {
+        let contract = Arc::new(openapi::Contract::from_json(app.openapi_json()));
+        let violations = Violations::default();
+        let checker = (contract.clone(), violations.clone());
+        let app = app.wrap_router(|router| {
+            router.layer(middleware::from_fn_with_state(checker, check_answer))
+        });
         let addr = app.local_addr().expect("bound address");
         let shutdown = app.shutdown_token();
         let task = tokio::spawn(app.run_until_stopped());
         let base = url::Url::parse(&format!("http://{addr}/")).expect("base url");
-        let client = reqwest::Client::new();
-        wait_ready(&client, &base).await;
         TestApp {
             base,
             tenant: tenant.into(),
-            client,
+            client: reqwest::Client::new(),
+            contract,
+            violations,
             shutdown,
-            task,
+            task: Some(task),
         }
+    }
+
+    /// Fails the test if any answer so far broke the service's OpenAPI document.
+    pub fn assert_contract_kept(&self) {
+        let violations = std::mem::take(&mut *self.violations.lock().unwrap());
+        assert!(
+            violations.is_empty(),
+            "answers that the service's OpenAPI document does not allow:\n{}",
+            violations.join("\n")
+        );
     }
 
     pub fn url(&self, path: &str) -> url::Url {
@@ -123,7 +168,9 @@ impl TestApp {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        json(request.send().await.expect("request is sent")).await
+        let answer = json(request.send().await.expect("request is sent")).await;
+        self.assert_contract_kept();
+        answer
     }
 
     /// Sets `sku`'s available stock at the default catalog price ([`UNIT_PRICE`] [`CURRENCY`])
@@ -222,14 +269,66 @@ impl TestApp {
         assert_eq!(problem_slug(&problem), "wrong-tenant");
     }
 
-    /// Stops the server (graceful drain) and waits for it to finish.
-    pub async fn stop(self) {
+    /// Stops the server (graceful drain), waits for it to finish, and fails the test if any
+    /// answer it gave broke its OpenAPI document.
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
-        self.task
-            .await
-            .expect("server task joins")
-            .expect("server stops cleanly");
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task joins")
+                .expect("server stops cleanly");
+        }
+        self.assert_contract_kept();
     }
+}
+
+/// A test that ends without [`TestApp::stop`] still fails on a broken contract (unless it is
+/// failing already).
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if !std::thread::panicking() {
+            self.assert_contract_kept();
+        }
+    }
+}
+
+/// Middleware around a service under test: checks each answer against its OpenAPI document and
+/// records the ones that break it (and says so at once on stderr).
+async fn check_answer(
+    State((contract, violations)): State<(Arc<openapi::Contract>, Violations)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let (parts, body) = response.into_parts();
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(body) => body,
+        Err(e) => {
+            violations
+                .lock()
+                .unwrap()
+                .push(format!("{method} {path}: the body could not be read: {e}"));
+            return Response::from_parts(parts, Body::empty());
+        }
+    };
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if let Err(violation) = contract.check(
+        method.as_str(),
+        &path,
+        parts.status.as_u16(),
+        content_type,
+        &body,
+    ) {
+        eprintln!("OpenAPI contract broken: {violation}");
+        violations.lock().unwrap().push(violation);
+    }
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// Polls `GET /readyz` until it answers 200 (at most 30 s).

@@ -29,6 +29,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// inventory-service needs only the shared settings: it calls no other service.
 pub type Settings = CommonSettings;
 
+/// The OpenAPI document this service serves at `/openapi.json`.
+pub fn openapi() -> serde_json::Value {
+    platform::startup::openapi(&SERVICE, routes::api())
+}
+
 pub async fn build(settings: Settings) -> Result<Application, StartupError> {
     Application::build(&SERVICE, settings, |platform| {
         routes::router(routes::AppState {

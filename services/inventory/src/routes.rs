@@ -9,13 +9,14 @@
 //! | `GET /api/v1/reservations/{order_id}` | 200 `Reservation`, 404 |
 //! | `POST /api/v1/reservations/{order_id}/commit` | 200, 404, 409 `reservation-released` |
 //! | `POST /api/v1/reservations/{order_id}/release` | 200 (`RELEASED`, or `RETURNED` when it was committed), 404 |
+//!
+//! Each route is documented by its `#[utoipa::path]` (see `platform::openapi` for what every
+//! route shares).
 
 use axum::{
-    Router,
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use commerce::contracts::inventory::{
     CreateReservation, Item, OUT_OF_STOCK, PRICE_CHANGED, RESERVATION_COMMITTED,
@@ -23,6 +24,7 @@ use commerce::contracts::inventory::{
 };
 use platform::{Json, Path, Problem};
 use sqlx::PgPool;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
@@ -40,14 +42,18 @@ pub struct AppState {
     pub pool: PgPool,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/items/{sku}", get(get_item).put(set_item))
-        .route("/api/v1/reservations", post(create_reservation))
-        .route("/api/v1/reservations/{order_id}", get(get_reservation))
-        .route("/api/v1/reservations/{order_id}/commit", post(commit))
-        .route("/api/v1/reservations/{order_id}/release", post(release))
-        .with_state(state)
+/// The routes with their documentation, before the state is given.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_item, set_item))
+        .routes(routes!(create_reservation))
+        .routes(routes!(get_reservation))
+        .routes(routes!(commit))
+        .routes(routes!(release))
+}
+
+pub fn router(state: AppState) -> OpenApiRouter {
+    api().with_state(state)
 }
 
 /// 400, like every other malformed path parameter (see `platform::Path`).
@@ -60,6 +66,18 @@ fn invalid_path(reason: String) -> Problem {
     .detail(reason)
 }
 
+/// Sets one SKU's stock on hand and catalog price (operators and seeding; no service calls it).
+///
+/// Units held by reservations or sold are kept apart and unchanged.
+#[utoipa::path(
+    put,
+    path = "/api/v1/items/{sku}",
+    tag = "items",
+    params(("sku" = String, Path, description = "The SKU: `[A-Z0-9][A-Z0-9-]{0,63}`",
+        pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")),
+    request_body = SetItem,
+    responses((status = 200, description = "The item as set", body = Item)),
+)]
 async fn set_item(
     State(app): State<AppState>,
     Path(sku): Path<String>,
@@ -73,6 +91,25 @@ async fn set_item(
     Ok(axum::Json(item))
 }
 
+/// One SKU's stock and catalog price.
+#[utoipa::path(
+    get,
+    path = "/api/v1/items/{sku}",
+    tag = "items",
+    params(("sku" = String, Path, description = "The SKU: `[A-Z0-9][A-Z0-9-]{0,63}`",
+        pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")),
+    responses(
+        (status = 200, description = "The item", body = Item),
+        (status = 404, description = "No such SKU", body = Problem,
+            content_type = "application/problem+json",
+            examples(("not-found" = (summary = "Not found", value = json!({
+                "type": "https://ordermesh.dev/problems/not-found",
+                "title": "Not found",
+                "status": 404,
+                "detail": "no item with SKU `SKU-404`"
+            }))))),
+    ),
+)]
 async fn get_item(
     State(app): State<AppState>,
     Path(sku): Path<String>,
@@ -84,7 +121,53 @@ async fn get_item(
         .ok_or_else(|| Problem::not_found(format!("no item with SKU `{sku}`")))
 }
 
-/// 201 when this call reserved the stock; 200 with the stored reservation on a repeat.
+/// Reserves an order's stock, all lines or none, priced from the catalog; once per `order_id`.
+///
+/// 201 when this call reserved the stock; 200 with the stored reservation on a repeat. A refusal
+/// is kept for the order: repeating it is refused the same way, even after a restock.
+#[utoipa::path(
+    post,
+    path = "/api/v1/reservations",
+    tag = "reservations",
+    request_body = CreateReservation,
+    responses(
+        (status = 201, description = "Reserved now (`RESERVED`, priced)", body = Reservation),
+        (status = 200, description = "The order's stored reservation (a repeat)", body = Reservation),
+        (status = 404, description = "A repeat of a request whose reservation holds no stock",
+            body = Problem, content_type = "application/problem+json",
+            examples(("not-found" = (summary = "Not found", value = json!({
+                "type": "https://ordermesh.dev/problems/not-found",
+                "title": "Not found",
+                "status": 404,
+                "detail": "no reservation holds stock for order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
+            }))))),
+        (status = 409, description = "Refused, nothing reserved: stock short or SKU unknown, a price or currency that is not the catalog's (`sku` names the line), or the order's reservation has other terms",
+            body = Problem, content_type = "application/problem+json",
+            examples(
+                ("out-of-stock" = (summary = "Out of stock", value = json!({
+                    "type": "https://ordermesh.dev/problems/out-of-stock",
+                    "title": "Conflict",
+                    "status": 409,
+                    "detail": "not enough stock of `SKU-001` for this order",
+                    "sku": "SKU-001"
+                }))),
+                ("price-changed" = (summary = "Price changed", value = json!({
+                    "type": "https://ordermesh.dev/problems/price-changed",
+                    "title": "Conflict",
+                    "status": 409,
+                    "detail": "`SKU-001` is not sold at the expected price and currency",
+                    "sku": "SKU-001"
+                }))),
+                ("reservation-conflict" = (summary = "Other terms", value = json!({
+                    "type": "https://ordermesh.dev/problems/reservation-conflict",
+                    "title": "Conflict",
+                    "status": 409,
+                    "detail": "a reservation with different items, prices or currency exists for this order",
+                    "order_id": "0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
+                }))),
+            )),
+    ),
+)]
 async fn create_reservation(
     State(app): State<AppState>,
     Json(body): Json<CreateReservation>,
@@ -166,6 +249,24 @@ fn no_reservation(order_id: Uuid) -> Problem {
     Problem::not_found(format!("no reservation holds stock for order {order_id}"))
 }
 
+/// The order's reservation, while it holds or held stock.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reservations/{order_id}",
+    tag = "reservations",
+    params(("order_id" = Uuid, Path, description = "The order the reservation is for")),
+    responses(
+        (status = 200, description = "The reservation", body = Reservation),
+        (status = 404, description = "No reservation holds stock for the order", body = Problem,
+            content_type = "application/problem+json",
+            examples(("not-found" = (summary = "Not found", value = json!({
+                "type": "https://ordermesh.dev/problems/not-found",
+                "title": "Not found",
+                "status": 404,
+                "detail": "no reservation holds stock for order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
+            }))))),
+    ),
+)]
 async fn get_reservation(
     State(app): State<AppState>,
     Path(order_id): Path<Uuid>,
@@ -178,6 +279,32 @@ async fn get_reservation(
         .ok_or_else(|| no_reservation(order_id))
 }
 
+/// Commits the order's reservation: its stock is sold. Repeating it is safe.
+#[utoipa::path(
+    post,
+    path = "/api/v1/reservations/{order_id}/commit",
+    tag = "reservations",
+    params(("order_id" = Uuid, Path, description = "The order the reservation is for")),
+    responses(
+        (status = 200, description = "The reservation, `COMMITTED`", body = Reservation),
+        (status = 404, description = "No reservation holds stock for the order", body = Problem,
+            content_type = "application/problem+json",
+            examples(("not-found" = (summary = "Not found", value = json!({
+                "type": "https://ordermesh.dev/problems/not-found",
+                "title": "Not found",
+                "status": 404,
+                "detail": "no reservation holds stock for order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
+            }))))),
+        (status = 409, description = "The reservation was released: nothing is held to sell",
+            body = Problem, content_type = "application/problem+json",
+            examples(("reservation-released" = (summary = "Released", value = json!({
+                "type": "https://ordermesh.dev/problems/reservation-released",
+                "title": "Conflict",
+                "status": 409,
+                "detail": "the reservation was released or returned: its stock is back on sale and cannot be committed"
+            }))))),
+    ),
+)]
 async fn commit(
     State(app): State<AppState>,
     Path(order_id): Path<Uuid>,
@@ -185,6 +312,25 @@ async fn commit(
     commit_or_release(&app, order_id, ReservationAction::Commit).await
 }
 
+/// Releases the order's reservation: its stock is back on sale (`RELEASED`, or `RETURNED` when it
+/// had been committed). Repeating it is safe.
+#[utoipa::path(
+    post,
+    path = "/api/v1/reservations/{order_id}/release",
+    tag = "reservations",
+    params(("order_id" = Uuid, Path, description = "The order the reservation is for")),
+    responses(
+        (status = 200, description = "The reservation, `RELEASED` or `RETURNED`", body = Reservation),
+        (status = 404, description = "No reservation holds stock for the order", body = Problem,
+            content_type = "application/problem+json",
+            examples(("not-found" = (summary = "Not found", value = json!({
+                "type": "https://ordermesh.dev/problems/not-found",
+                "title": "Not found",
+                "status": 404,
+                "detail": "no reservation holds stock for order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
+            }))))),
+    ),
+)]
 async fn release(
     State(app): State<AppState>,
     Path(order_id): Path<Uuid>,

@@ -27,6 +27,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// notify-service needs only the shared settings.
 pub type Settings = CommonSettings;
 
+/// The OpenAPI document this service serves at `/openapi.json`.
+pub fn openapi() -> serde_json::Value {
+    platform::startup::openapi(&SERVICE, routes::api())
+}
+
 pub async fn build(settings: Settings) -> Result<Application, StartupError> {
     Application::build(&SERVICE, settings, |platform| {
         routes::router(platform.pool.clone())

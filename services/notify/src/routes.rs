@@ -1,27 +1,43 @@
 //! notify-service's HTTP API (called by order-service's outbox only):
-//! `POST /api/v1/notifications` and `GET /api/v1/notifications?order_id=…`.
+//! `POST /api/v1/notifications` and `GET /api/v1/notifications?order_id=…`, each documented by
+//! its `#[utoipa::path]` (see `platform::openapi`).
 
 use axum::{
-    Router,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::post,
 };
-use commerce::contracts::notify::{CreateNotification, NotificationList};
+use commerce::contracts::notify::{CreateNotification, Notification, NotificationList};
 use platform::{Json, Problem, Query};
 use serde::Deserialize;
 use sqlx::PgPool;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{domain, store};
 
-pub fn router(pool: PgPool) -> Router {
-    Router::new()
-        .route("/api/v1/notifications", post(deliver).get(list_for_order))
-        .with_state(pool)
+/// The routes with their documentation, before the state is given.
+pub fn api() -> OpenApiRouter<PgPool> {
+    OpenApiRouter::new().routes(routes!(deliver, list_for_order))
 }
 
+pub fn router(pool: PgPool) -> OpenApiRouter {
+    api().with_state(pool)
+}
+
+/// Records a notification once per `(order_id, kind)`.
+///
 /// 201 when recorded now, 200 when it had been delivered before (the stored one is returned).
+#[utoipa::path(
+    post,
+    path = "/api/v1/notifications",
+    tag = "notifications",
+    request_body = CreateNotification,
+    responses(
+        (status = 201, description = "Recorded now", body = Notification),
+        (status = 200, description = "Delivered before: the stored notification", body = Notification),
+    ),
+)]
 async fn deliver(
     axum::extract::State(pool): axum::extract::State<PgPool>,
     Json(request): Json<CreateNotification>,
@@ -42,12 +58,22 @@ async fn deliver(
     Ok((status, axum::Json(notification)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ByOrder {
+    /// The order whose notifications to list.
     order_id: Uuid,
 }
 
+/// The notifications delivered for an order, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/notifications",
+    tag = "notifications",
+    params(ByOrder),
+    responses((status = 200, description = "The order's notifications", body = NotificationList)),
+)]
 async fn list_for_order(
     axum::extract::State(pool): axum::extract::State<PgPool>,
     Query(ByOrder { order_id }): Query<ByOrder>,

@@ -148,11 +148,10 @@ async fn a_database_outage_is_a_503_with_retry_after_and_not_ready() {
     // Nothing listens on port 1: the database is down from the start.
     let mut settings = testkit::settings("tenant-a", "postgres://postgres@127.0.0.1:1/none".into());
     settings.database.acquire_timeout = std::time::Duration::from_millis(300);
-    let app = notify_service::build(settings).await.unwrap();
-    let base = format!("http://{}", app.local_addr().unwrap());
-    let shutdown = app.shutdown_token();
-    let server = tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::new();
+    // Not ready, so not `TestApp::start`; every answer is still checked against the contract.
+    let app = TestApp::spawn(notify_service::build(settings).await.unwrap(), "tenant-a");
+    let base = app.base.as_str().trim_end_matches('/').to_owned();
+    let client = app.client.clone();
 
     let health = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(
@@ -178,8 +177,7 @@ async fn a_database_outage_is_a_503_with_retry_after_and_not_ready() {
         "https://ordermesh.dev/problems/dependency-unavailable"
     );
 
-    shutdown.cancel();
-    server.await.unwrap().unwrap();
+    app.stop().await;
 }
 
 /// The build that answers is visible: `x-service-version` on every response (errors too) and

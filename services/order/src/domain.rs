@@ -19,39 +19,58 @@ use sha2::{Digest, Sha256};
 pub const MAX_CUSTOMER_ID_CHARS: usize = 64;
 
 /// `POST /api/v1/orders` as the client sends it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "customer_id": "c-1",
+    "currency": "EUR",
+    "items": [{"sku": "SKU-001", "quantity": 2, "unit_price": 1999}],
+    "payment_method": "card"
+}))]
 pub struct CreateOrderRequest {
+    /// 1 to 64 characters, no control characters.
+    #[schema(min_length = 1, max_length = 64)]
     pub customer_id: String,
+    /// An ISO 4217 code, e.g. `EUR`.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
+    /// 1 to 50 lines, each SKU at most once.
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<OrderItemRequest>,
     /// Defaults to `card`; `card_declined` is the test method payment-service always declines.
     #[serde(default)]
     pub payment_method: Option<PaymentMethod>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderItemRequest {
+    #[schema(pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
     /// The price of one unit the client expects to pay, in minor units of the order's
     /// currency (optional). The catalog's price is charged; when it differs from this one the
     /// order fails with `price_changed` and nothing is charged or reserved.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub unit_price: Option<i64>,
 }
 
 /// One line of an order as stored and shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderLine {
+    #[schema(pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")]
     pub sku: String,
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
     /// What the client expected to pay per unit, when it said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub expected_unit_price: Option<i64>,
     /// The catalog price charged per unit; `null` until the payment is captured.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub unit_price: Option<i64>,
 }
 

@@ -80,6 +80,11 @@ pub(crate) struct AppState {
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
 }
 
+/// The OpenAPI document this service serves at `/openapi.json`.
+pub fn openapi() -> serde_json::Value {
+    platform::startup::openapi(&SERVICE, routes::api())
+}
+
 pub async fn build(settings: Settings) -> Result<Application, StartupError> {
     Application::build(&SERVICE, settings.common.clone(), |platform| {
         let outbox_wakeup = Arc::new(tokio::sync::Notify::new());

@@ -1,17 +1,18 @@
 //! order-service's public HTTP API (reached through the ingress gateway):
 //! `POST /api/v1/orders` (requires exactly one `Idempotency-Key`), `GET /api/v1/orders/{id}`,
 //! `GET /api/v1/orders?status=&limit=&cursor=`, and `POST /api/v1/orders/{id}/cancel` (a
-//! confirmed order's money and stock go back; repeating it is safe).
+//! confirmed order's money and stock go back; repeating it is safe). Each route is documented by
+//! its `#[utoipa::path]` (see `platform::openapi` for what every route shares).
 
 use axum::{
-    Router,
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use platform::{Json, Path, Problem, Query, context, headers};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
@@ -26,18 +27,67 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Set on a response that replays an earlier request's result.
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
-pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/orders", post(create_order).get(list_orders))
-        .route("/api/v1/orders/{id}", get(get_order))
-        .route("/api/v1/orders/{id}/cancel", post(cancel_order))
-        .with_state(state)
+/// The routes with their documentation, before the state is given.
+pub(crate) fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(cancel_order))
 }
 
-/// Stores the order under its idempotency key, drives the saga, and answers with the settled
-/// order (201). Repeating the request with the same key and body replays the result; with a
-/// different body it is a 409. While payment is unreachable the answer is 503 and the order
-/// stays `PENDING`: repeating the request resumes it, and the reconciler finishes it anyway.
+pub(crate) fn router(state: AppState) -> OpenApiRouter {
+    api().with_state(state)
+}
+
+/// Places an order: stores it under its `Idempotency-Key`, pays for it (which reserves its stock
+/// at the catalog's prices) and answers with the settled order.
+///
+/// 201 with the order `CONFIRMED` (prices and total charged) or `FAILED` (`payment_declined`,
+/// `out_of_stock`, `price_changed`: nothing charged). Repeating the request with the same key and
+/// body replays the result (`idempotent-replayed: true`); with a different body it is a 409. While
+/// payment is unreachable the answer is 503 and the order stays `PENDING`: repeating the request
+/// resumes it, and the reconciler finishes it anyway.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders",
+    tag = "orders",
+    params(("Idempotency-Key" = String, Header,
+        description = "Required, exactly one: 1 to 255 visible ASCII characters, e.g. a UUID per order",
+        example = "2f1c3b0e-8a5d-4c7e-9b61-0d2e4f6a8b1c")),
+    request_body = CreateOrderRequest,
+    responses(
+        (status = 201, description = "The order, settled: `CONFIRMED` or `FAILED`", body = Order,
+            headers(
+                ("location" = String, description = "The order's URL"),
+                ("idempotent-replayed" = String, description = "`true` when this answer replays an earlier request's")
+            )),
+        (status = 400, description = "Missing or invalid `Idempotency-Key`", body = Problem,
+            content_type = "application/problem+json",
+            examples(
+                ("missing-idempotency-key" = (summary = "Missing Idempotency-Key", value = json!({
+                    "type": "https://ordermesh.dev/problems/missing-idempotency-key",
+                    "title": "Missing Idempotency-Key",
+                    "status": 400,
+                    "detail": "order creation requires an `Idempotency-Key` header (e.g. a UUID per order)"
+                }))),
+                ("invalid-idempotency-key" = (summary = "Invalid Idempotency-Key", value = json!({
+                    "type": "https://ordermesh.dev/problems/invalid-idempotency-key",
+                    "title": "Invalid Idempotency-Key",
+                    "status": 400,
+                    "detail": "the Idempotency-Key must be 1-255 visible ASCII characters"
+                }))),
+            )),
+        (status = 409, description = "The key was used for a different request", body = Problem,
+            content_type = "application/problem+json",
+            examples(("idempotency-key-reused" = (summary = "Conflict", value = json!({
+                "type": "https://ordermesh.dev/problems/idempotency-key-reused",
+                "title": "Conflict",
+                "status": 409,
+                "detail": "this Idempotency-Key was used for a different request",
+                "order_id": "0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
+            }))))),
+    ),
+)]
 async fn create_order(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -97,10 +147,37 @@ fn created(order: Order, replayed: bool) -> Response {
     response
 }
 
-/// Cancels a confirmed order: its payment is refunded and its stock returned (200 with the
-/// `CANCELLED` order). Repeating it answers the cancelled order again; concurrent cancels
-/// refund once. 409 for an order that was never charged (`PENDING`, `FAILED`); 503 while
+/// Cancels a confirmed order: its payment is refunded and its stock returned.
+///
+/// 200 with the `CANCELLED` order. Repeating it answers the cancelled order again; concurrent
+/// cancels refund once. 409 for an order that was never charged (`PENDING`, `FAILED`); 503 while
 /// payment-service is unreachable (the order stays `CANCELLING` and is finished later).
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{id}/cancel",
+    tag = "orders",
+    params(("id" = Uuid, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order, `CANCELLED`", body = Order),
+        (status = 404, description = "No such order", body = Problem,
+            content_type = "application/problem+json",
+            examples(("not-found" = (summary = "Not found", value = json!({
+                "type": "https://ordermesh.dev/problems/not-found",
+                "title": "Not found",
+                "status": 404,
+                "detail": "no order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
+            }))))),
+        (status = 409, description = "Only a `CONFIRMED` order can be cancelled", body = Problem,
+            content_type = "application/problem+json",
+            examples(("order-not-cancellable" = (summary = "Conflict", value = json!({
+                "type": "https://ordermesh.dev/problems/order-not-cancellable",
+                "title": "Conflict",
+                "status": 409,
+                "detail": "only a CONFIRMED order can be cancelled; this one is FAILED",
+                "order_status": "FAILED"
+            }))))),
+    ),
+)]
 async fn cancel_order(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -132,6 +209,24 @@ fn not_cancellable(order: &Order) -> Problem {
     .with("order_status", order.status())
 }
 
+/// One order.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{id}",
+    tag = "orders",
+    params(("id" = Uuid, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order", body = Order),
+        (status = 404, description = "No such order", body = Problem,
+            content_type = "application/problem+json",
+            examples(("not-found" = (summary = "Not found", value = json!({
+                "type": "https://ordermesh.dev/problems/not-found",
+                "title": "Not found",
+                "status": 404,
+                "detail": "no order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
+            }))))),
+    ),
+)]
 async fn get_order(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -143,21 +238,35 @@ async fn get_order(
         .ok_or_else(|| Problem::not_found(format!("no order {id}")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only orders in this state.
     status: Option<OrderStatus>,
+    /// Orders per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     cursor: Option<Uuid>,
 }
 
-#[derive(Debug, Serialize)]
+/// One page of orders, newest first.
+#[derive(Debug, Serialize, ToSchema)]
 struct OrderPage {
     items: Vec<Order>,
+    /// Where the next page starts (`cursor`), or `null` on the last page.
     next_cursor: Option<Uuid>,
 }
 
+/// The orders, newest first, optionally in one state, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders",
+    tag = "orders",
+    params(ListQuery),
+    responses((status = 200, description = "A page of orders", body = OrderPage)),
+)]
 async fn list_orders(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,

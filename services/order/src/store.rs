@@ -15,19 +15,41 @@ use crate::domain::{FailureCause, NewOrder, OrderLine, OrderStatus, PaymentOutco
 pub type Moved = (Order, bool);
 
 /// An order as stored and as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(example = json!({
+    "id": "0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f",
+    "status": "CONFIRMED",
+    "failure_reason": null,
+    "customer_id": "c-1",
+    "currency": "EUR",
+    "total_amount": 3998,
+    "payment_method": "card",
+    "items": [{"sku": "SKU-001", "quantity": 2, "expected_unit_price": 1999, "unit_price": 1999}],
+    "payment_id": "0190f3a2-6c8d-7e2f-9a31-4b5c6d7e8f90",
+    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+    "created_at": "2026-12-02T10:15:30.012345Z",
+    "updated_at": "2026-12-02T10:15:30.345678Z"
+}))]
 pub struct Order {
     pub id: Uuid,
+    #[schema(value_type = OrderStatus)]
     pub status: Text<OrderStatus>,
+    /// Why a `FAILED` order failed; `null` otherwise.
+    #[schema(value_type = Option<FailureCause>)]
     pub failure_reason: Option<Text<FailureCause>>,
     pub customer_id: String,
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
     /// The total charged (catalog prices); `null` until the payment is captured.
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub total_amount: Option<i64>,
+    #[schema(value_type = PaymentMethod)]
     pub payment_method: Text<PaymentMethod>,
     #[sqlx(json)]
     pub items: Vec<OrderLine>,
+    /// The payment, once payment-service has answered with one.
     pub payment_id: Option<Uuid>,
+    /// The trace that created the order (W3C trace id), when it was sampled.
     pub trace_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -53,6 +53,11 @@ impl ServiceSettings for Settings {
     }
 }
 
+/// The OpenAPI document this service serves at `/openapi.json`.
+pub fn openapi() -> serde_json::Value {
+    platform::startup::openapi(&SERVICE, routes::api())
+}
+
 pub async fn build(settings: Settings) -> Result<Application, StartupError> {
     let inventory_url = settings.inventory_url;
     Application::build(&SERVICE, settings.common, |platform| {

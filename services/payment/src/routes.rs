@@ -8,14 +8,13 @@
 //! | `POST /api/v1/payments/{id}/refund` | 200 `REFUNDED` (money and stock back), 404, 409 `not-refundable`, 503 + `Retry-After` |
 //!
 //! Only order-service calls this API (the mesh allows no other caller); it refunds a payment
-//! only as the step of cancelling its order.
+//! only as the step of cancelling its order. Each route is documented by its `#[utoipa::path]`
+//! (see `platform::openapi` for what every route shares).
 
 use axum::{
-    Router,
     extract::State,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use commerce::contracts::payment::{
     CreatePayment, NOT_REFUNDABLE, PAYMENT_CONFLICT, Payment, PaymentList, PaymentStatus,
@@ -23,6 +22,8 @@ use commerce::contracts::payment::{
 use platform::{Json, Path, Problem, Query};
 use serde::Deserialize;
 use sqlx::PgPool;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
@@ -41,16 +42,53 @@ pub struct AppState {
     pub inventory: InventoryClient,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/payments", post(create_payment).get(list_for_order))
-        .route("/api/v1/payments/{id}", get(get_payment))
-        .route("/api/v1/payments/{id}/refund", post(refund))
-        .with_state(state)
+/// The routes with their documentation, before the state is given.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_payment, list_for_order))
+        .routes(routes!(get_payment))
+        .routes(routes!(refund))
 }
 
-/// Pays for an order, once: 201 when this call created the payment, 200 when it existed (a
-/// final payment is replayed; an `AUTHORIZED` one is resumed first).
+pub fn router(state: AppState) -> OpenApiRouter {
+    api().with_state(state)
+}
+
+/// Pays for an order and reserves its stock, once per `order_id`.
+///
+/// 201 when this call created the payment, 200 when it existed (a final payment is replayed; an
+/// `AUTHORIZED` one is resumed first). A declined card or stock that cannot be reserved is a
+/// payment `DECLINED` or `VOIDED`, not an error. While inventory-service is unreachable the
+/// answer is 503 and the payment stays `AUTHORIZED`: the same request repeated completes it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/payments",
+    tag = "payments",
+    request_body = CreatePayment,
+    responses(
+        (status = 201, description = "Created: captured, declined or voided", body = Payment,
+            headers(("location" = String, description = "The payment's URL"))),
+        (status = 200, description = "The order's existing payment (replayed or resumed)", body = Payment),
+        (status = 409, description = "The order already has a payment with other terms",
+            body = Problem, content_type = "application/problem+json",
+            examples(("payment-conflict" = (summary = "Conflict", value = json!({
+                "type": "https://ordermesh.dev/problems/payment-conflict",
+                "title": "Conflict",
+                "status": 409,
+                "detail": "this order already has a payment with different items, expected prices, amount, currency or method",
+                "payment_id": "0190f3a2-6c8d-7e2f-9a31-4b5c6d7e8f90"
+            }))))),
+        (status = 422, description = "Invalid fields, or an `amount` that is not the total of the expected prices",
+            body = Problem, content_type = "application/problem+json",
+            examples(("validation-failed" = (summary = "Request failed validation", value = json!({
+                "type": "https://ordermesh.dev/problems/validation-failed",
+                "title": "Request failed validation",
+                "status": 422,
+                "detail": "amount: must be the total of the items' expected prices (3998)",
+                "errors": [{"field": "amount", "message": "must be the total of the items' expected prices (3998)"}]
+            }))))),
+    ),
+)]
 async fn create_payment(
     State(app): State<AppState>,
     Json(body): Json<CreatePayment>,
@@ -104,6 +142,24 @@ fn payment_response(created: bool, stored: Stored) -> Response {
     response
 }
 
+/// One payment.
+#[utoipa::path(
+    get,
+    path = "/api/v1/payments/{id}",
+    tag = "payments",
+    params(("id" = Uuid, Path, description = "The payment's id")),
+    responses(
+        (status = 200, description = "The payment", body = Payment),
+        (status = 404, description = "No such payment", body = Problem,
+            content_type = "application/problem+json",
+            examples(("not-found" = (summary = "Not found", value = json!({
+                "type": "https://ordermesh.dev/problems/not-found",
+                "title": "Not found",
+                "status": 404,
+                "detail": "no payment 0190f3a2-6c8d-7e2f-9a31-4b5c6d7e8f90"
+            }))))),
+    ),
+)]
 async fn get_payment(
     State(app): State<AppState>,
     Path(id): Path<Uuid>,
@@ -124,14 +180,24 @@ fn no_payment(id: Uuid) -> Problem {
     Problem::not_found(format!("no payment {id}"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ByOrder {
+    /// The order whose payment to find.
     order_id: Uuid,
 }
 
-/// The order's payment, as a list of zero or one (for operators and tests; order-service
-/// finds a payment again by repeating its keyed `POST`).
+/// The order's payment, as a list of zero or one.
+///
+/// For operators and tests; order-service finds a payment again by repeating its keyed `POST`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/payments",
+    tag = "payments",
+    params(ByOrder),
+    responses((status = 200, description = "The order's payment, if any", body = PaymentList)),
+)]
 async fn list_for_order(
     State(app): State<AppState>,
     Query(ByOrder { order_id }): Query<ByOrder>,
@@ -145,8 +211,36 @@ async fn list_for_order(
     Ok(axum::Json(PaymentList { items }))
 }
 
-/// Pays a captured payment back, stock included (see [`completion::refund`]); repeating it
-/// answers the refunded payment again. order-service calls it only to cancel a confirmed order.
+/// Pays a captured payment back, stock included.
+///
+/// The reservation is returned (its stock back on sale), then the payment is `REFUNDED` (see
+/// `completion::refund`); repeating it answers the refunded payment again. order-service calls it
+/// only to cancel a confirmed order.
+#[utoipa::path(
+    post,
+    path = "/api/v1/payments/{id}/refund",
+    tag = "payments",
+    params(("id" = Uuid, Path, description = "The payment's id")),
+    responses(
+        (status = 200, description = "The payment, `REFUNDED`", body = Payment),
+        (status = 404, description = "No such payment", body = Problem,
+            content_type = "application/problem+json",
+            examples(("not-found" = (summary = "Not found", value = json!({
+                "type": "https://ordermesh.dev/problems/not-found",
+                "title": "Not found",
+                "status": 404,
+                "detail": "no payment 0190f3a2-6c8d-7e2f-9a31-4b5c6d7e8f90"
+            }))))),
+        (status = 409, description = "Only a `CAPTURED` payment can be refunded", body = Problem,
+            content_type = "application/problem+json",
+            examples(("not-refundable" = (summary = "Conflict", value = json!({
+                "type": "https://ordermesh.dev/problems/not-refundable",
+                "title": "Conflict",
+                "status": 409,
+                "detail": "only a CAPTURED payment can be refunded; this one is DECLINED"
+            }))))),
+    ),
+)]
 async fn refund(
     State(app): State<AppState>,
     Path(id): Path<Uuid>,
