@@ -187,6 +187,11 @@ fn complete_operation(path: &str, operation: &mut Value) {
             "this service serves tenant `tenant-a` only",
         );
     }
+    // A route documents when it answers 404 (the description says why); the answer is always
+    // the not-found problem.
+    if operation["responses"].get("404").is_some() {
+        problem(operation, 404, "not-found", "Not found", "");
+    }
     if has_path_params {
         problem(
             operation,

@@ -100,14 +100,7 @@ async fn set_item(
         pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")),
     responses(
         (status = 200, description = "The item", body = Item),
-        (status = 404, description = "No such SKU", body = Problem,
-            content_type = "application/problem+json",
-            examples(("not-found" = (summary = "Not found", value = json!({
-                "type": "https://ordermesh.dev/problems/not-found",
-                "title": "Not found",
-                "status": 404,
-                "detail": "no item with SKU `SKU-404`"
-            }))))),
+        (status = 404, description = "No such SKU"),
     ),
 )]
 async fn get_item(
@@ -133,14 +126,7 @@ async fn get_item(
     responses(
         (status = 201, description = "Reserved now (`RESERVED`, priced)", body = Reservation),
         (status = 200, description = "The order's stored reservation (a repeat)", body = Reservation),
-        (status = 404, description = "A repeat of a request whose reservation holds no stock",
-            body = Problem, content_type = "application/problem+json",
-            examples(("not-found" = (summary = "Not found", value = json!({
-                "type": "https://ordermesh.dev/problems/not-found",
-                "title": "Not found",
-                "status": 404,
-                "detail": "no reservation holds stock for order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
-            }))))),
+        (status = 404, description = "A repeat of a request whose reservation holds no stock"),
         (status = 409, description = "Refused, nothing reserved: stock short or SKU unknown, a price or currency that is not the catalog's (`sku` names the line), or the order's reservation has other terms",
             body = Problem, content_type = "application/problem+json",
             examples(
@@ -257,14 +243,7 @@ fn no_reservation(order_id: Uuid) -> Problem {
     params(("order_id" = Uuid, Path, description = "The order the reservation is for")),
     responses(
         (status = 200, description = "The reservation", body = Reservation),
-        (status = 404, description = "No reservation holds stock for the order", body = Problem,
-            content_type = "application/problem+json",
-            examples(("not-found" = (summary = "Not found", value = json!({
-                "type": "https://ordermesh.dev/problems/not-found",
-                "title": "Not found",
-                "status": 404,
-                "detail": "no reservation holds stock for order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
-            }))))),
+        (status = 404, description = "No reservation holds stock for the order"),
     ),
 )]
 async fn get_reservation(
@@ -287,14 +266,7 @@ async fn get_reservation(
     params(("order_id" = Uuid, Path, description = "The order the reservation is for")),
     responses(
         (status = 200, description = "The reservation, `COMMITTED`", body = Reservation),
-        (status = 404, description = "No reservation holds stock for the order", body = Problem,
-            content_type = "application/problem+json",
-            examples(("not-found" = (summary = "Not found", value = json!({
-                "type": "https://ordermesh.dev/problems/not-found",
-                "title": "Not found",
-                "status": 404,
-                "detail": "no reservation holds stock for order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
-            }))))),
+        (status = 404, description = "No reservation holds stock for the order"),
         (status = 409, description = "The reservation was released: nothing is held to sell",
             body = Problem, content_type = "application/problem+json",
             examples(("reservation-released" = (summary = "Released", value = json!({
@@ -321,14 +293,7 @@ async fn commit(
     params(("order_id" = Uuid, Path, description = "The order the reservation is for")),
     responses(
         (status = 200, description = "The reservation, `RELEASED` or `RETURNED`", body = Reservation),
-        (status = 404, description = "No reservation holds stock for the order", body = Problem,
-            content_type = "application/problem+json",
-            examples(("not-found" = (summary = "Not found", value = json!({
-                "type": "https://ordermesh.dev/problems/not-found",
-                "title": "Not found",
-                "status": 404,
-                "detail": "no reservation holds stock for order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
-            }))))),
+        (status = 404, description = "No reservation holds stock for the order"),
     ),
 )]
 async fn release(

@@ -159,14 +159,7 @@ fn created(order: Order, replayed: bool) -> Response {
     params(("id" = Uuid, Path, description = "The order's id")),
     responses(
         (status = 200, description = "The order, `CANCELLED`", body = Order),
-        (status = 404, description = "No such order", body = Problem,
-            content_type = "application/problem+json",
-            examples(("not-found" = (summary = "Not found", value = json!({
-                "type": "https://ordermesh.dev/problems/not-found",
-                "title": "Not found",
-                "status": 404,
-                "detail": "no order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
-            }))))),
+        (status = 404, description = "No such order"),
         (status = 409, description = "Only a `CONFIRMED` order can be cancelled", body = Problem,
             content_type = "application/problem+json",
             examples(("order-not-cancellable" = (summary = "Conflict", value = json!({
@@ -217,14 +210,7 @@ fn not_cancellable(order: &Order) -> Problem {
     params(("id" = Uuid, Path, description = "The order's id")),
     responses(
         (status = 200, description = "The order", body = Order),
-        (status = 404, description = "No such order", body = Problem,
-            content_type = "application/problem+json",
-            examples(("not-found" = (summary = "Not found", value = json!({
-                "type": "https://ordermesh.dev/problems/not-found",
-                "title": "Not found",
-                "status": 404,
-                "detail": "no order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f"
-            }))))),
+        (status = 404, description = "No such order"),
     ),
 )]
 async fn get_order(

@@ -150,14 +150,7 @@ fn payment_response(created: bool, stored: Stored) -> Response {
     params(("id" = Uuid, Path, description = "The payment's id")),
     responses(
         (status = 200, description = "The payment", body = Payment),
-        (status = 404, description = "No such payment", body = Problem,
-            content_type = "application/problem+json",
-            examples(("not-found" = (summary = "Not found", value = json!({
-                "type": "https://ordermesh.dev/problems/not-found",
-                "title": "Not found",
-                "status": 404,
-                "detail": "no payment 0190f3a2-6c8d-7e2f-9a31-4b5c6d7e8f90"
-            }))))),
+        (status = 404, description = "No such payment"),
     ),
 )]
 async fn get_payment(
@@ -223,14 +216,7 @@ async fn list_for_order(
     params(("id" = Uuid, Path, description = "The payment's id")),
     responses(
         (status = 200, description = "The payment, `REFUNDED`", body = Payment),
-        (status = 404, description = "No such payment", body = Problem,
-            content_type = "application/problem+json",
-            examples(("not-found" = (summary = "Not found", value = json!({
-                "type": "https://ordermesh.dev/problems/not-found",
-                "title": "Not found",
-                "status": 404,
-                "detail": "no payment 0190f3a2-6c8d-7e2f-9a31-4b5c6d7e8f90"
-            }))))),
+        (status = 404, description = "No such payment"),
         (status = 409, description = "Only a `CAPTURED` payment can be refunded", body = Problem,
             content_type = "application/problem+json",
             examples(("not-refundable" = (summary = "Conflict", value = json!({
