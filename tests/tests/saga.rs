@@ -314,9 +314,9 @@ async fn a_lost_inventory_response_still_converges_to_one_reservation() {
     .await;
     cluster.seed_stock("SKU-1", 5).await;
     let proxy = cluster.inventory_proxy.as_ref().unwrap();
-    // Inventory commits the reservation and the commit, but payment-service never hears back.
-    proxy.lose_responses("POST", "/api/v1/reservations", "", 1);
-    proxy.lose_responses("POST", "/api/v1/reservations/", "/commit", 1);
+    // Inventory sells the stock (reserve and commit are one call), but payment-service never
+    // hears back: not for the first attempt, and not for the first repeat (a replay) either.
+    proxy.lose_responses("POST", "/api/v1/reservations", "", 2);
 
     let key = key();
     let body = order_body(&[("SKU-1", 2, 100)]);

@@ -179,13 +179,17 @@ pub mod inventory {
     /// order, all lines or none, and price it from the catalog in the same transaction.
     /// Idempotent per `order_id`. A line whose item is priced in another currency, or whose
     /// expected `unit_price` is not the catalog's, refuses the whole reservation (409
-    /// [`PRICE_CHANGED`]).
+    /// [`PRICE_CHANGED`]). With `commit`, the stock is sold in that same transaction: the
+    /// reservation is created `COMMITTED`, as if `POST …/commit` had followed (payment-service
+    /// captures at once, so it asks for both in one call); a repeat with `commit` commits a
+    /// reservation an earlier request left `RESERVED`.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
     #[schema(example = json!({
         "order_id": "0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f",
         "currency": "EUR",
-        "items": [{"sku": "SKU-001", "quantity": 2, "unit_price": 1999}]
+        "items": [{"sku": "SKU-001", "quantity": 2, "unit_price": 1999}],
+        "commit": true
     }))]
     pub struct CreateReservation {
         pub order_id: Uuid,
@@ -193,6 +197,10 @@ pub mod inventory {
         pub currency: String,
         #[schema(min_items = 1, max_items = 50)]
         pub items: Vec<LineItem>,
+        /// Sell the stock at once (`COMMITTED`) instead of holding it (`RESERVED`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        #[schema(default = false)]
+        pub commit: bool,
     }
 
     crate::spelled_enum! {

@@ -69,12 +69,25 @@ pub struct ReservationRequest {
     pub order_id: Uuid,
     pub currency: Currency,
     pub lines: Vec<StockLine>,
+    /// Sell the stock at once: the reservation is created (or moved) `COMMITTED`. Not one of
+    /// the terms a repeat is compared on.
+    pub commit: bool,
 }
 
 impl ReservationRequest {
     /// The lines as stored and compared on a repeat: sorted by SKU, expected prices included.
     pub fn items(&self) -> Vec<LineItem> {
         self.lines.iter().map(LineItem::from).collect()
+    }
+
+    /// The state a new reservation is created in and the bucket its units go to: sold at once
+    /// with `commit`, held otherwise.
+    pub fn placement(&self) -> (RecordState, Bucket) {
+        if self.commit {
+            (RecordState::Committed, Bucket::Committed)
+        } else {
+            (RecordState::Reserved, Bucket::Reserved)
+        }
     }
 
     pub fn skus(&self) -> Vec<String> {
@@ -102,6 +115,7 @@ pub fn parse_reservation(body: CreateReservation) -> Result<ReservationRequest, 
                 order_id: body.order_id,
                 currency,
                 lines,
+                commit: body.commit,
             })
         }
         _ => Err(errors),
@@ -221,6 +235,9 @@ impl RecordState {
 pub enum Repeat {
     /// Same request: the stored reservation, whatever its state.
     Replay,
+    /// Same request asking to commit, and the stored reservation is still held: commit it, then
+    /// answer with it.
+    Commit,
     /// Same request, and the first one was refused: the same answer again.
     Refused { sku: String, refusal: Refusal },
     /// Different items, prices or currency under the same order id.
@@ -247,6 +264,7 @@ pub fn judge_repeat(
             sku: String::new(),
             refusal: Refusal::OutOfStock,
         },
+        (RecordState::Reserved, _) if requested.commit => Repeat::Commit,
         _ => Repeat::Replay,
     }
 }
@@ -346,6 +364,7 @@ mod tests {
             order_id: Uuid::new_v4(),
             currency: "EUR".into(),
             items,
+            commit: false,
         })
         .unwrap()
     }
@@ -378,6 +397,7 @@ mod tests {
             order_id: Uuid::nil(),
             currency: "eur".into(),
             items: vec![line("A", 0), line("A", 1), priced("B", 1, -1)],
+            commit: true,
         })
         .unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -448,6 +468,27 @@ mod tests {
                 sku: "A".into(),
                 refusal: Refusal::PriceChanged
             }
+        );
+        let committing = ReservationRequest { commit: true, ..r };
+        assert_eq!(
+            judge_repeat(&same, "EUR", RecordState::Reserved, None, &committing),
+            Repeat::Commit,
+            "a held reservation is committed by a repeat that commits"
+        );
+        for settled in [
+            RecordState::Committed,
+            RecordState::Released,
+            RecordState::Returned,
+        ] {
+            assert_eq!(
+                judge_repeat(&same, "EUR", settled, None, &committing),
+                Repeat::Replay,
+                "{settled:?} is final for a commit: replayed as it is"
+            );
+        }
+        assert_eq!(
+            judge_repeat(&same, "USD", RecordState::Reserved, None, &committing),
+            Repeat::Conflict
         );
     }
 

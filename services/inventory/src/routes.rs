@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `PUT /api/v1/items/{sku}` | 200 `Item` (sets `available`, `unit_price`, `currency`) |
 //! | `GET /api/v1/items/{sku}` | 200 `Item`, 404 |
-//! | `POST /api/v1/reservations` | 201 new (priced), 200 repeat, 409 `out-of-stock` / `price-changed` / `reservation-conflict` |
+//! | `POST /api/v1/reservations` | 201 new (priced; `COMMITTED` at once with `"commit": true`), 200 repeat, 409 `out-of-stock` / `price-changed` / `reservation-conflict` |
 //! | `GET /api/v1/reservations/{order_id}` | 200 `Reservation`, 404 |
 //! | `POST /api/v1/reservations/{order_id}/commit` | 200, 404, 409 `reservation-released` |
 //! | `POST /api/v1/reservations/{order_id}/release` | 200 (`RELEASED`, or `RETURNED` when it was committed), 404 |
@@ -124,8 +124,8 @@ async fn get_item(
     tag = "reservations",
     request_body = CreateReservation,
     responses(
-        (status = 201, description = "Reserved now (`RESERVED`, priced)", body = Reservation),
-        (status = 200, description = "The order's stored reservation (a repeat)", body = Reservation),
+        (status = 201, description = "Reserved now, priced: `RESERVED`, or `COMMITTED` when the request commits", body = Reservation),
+        (status = 200, description = "The order's stored reservation (a repeat; one that commits commits a held reservation first)", body = Reservation),
         (status = 404, description = "A repeat of a request whose reservation holds no stock"),
         (status = 409, description = "Refused, nothing reserved: stock short or SKU unknown, a price or currency that is not the catalog's (`sku` names the line), or the order's reservation has other terms",
             body = Problem, content_type = "application/problem+json",
@@ -171,11 +171,15 @@ async fn create_reservation(
             tracing::info!(%sku, reason = %refusal, "reservation refused");
             Err(refused_reservation(&sku, refusal))
         }
-        Reserved::Existing(record) => Ok(answer_repeat(&request, &record)),
+        Reserved::Existing(record) => answer_repeat(&app, &request, &record).await,
     }
 }
 
-fn answer_repeat(request: &domain::ReservationRequest, record: &Record) -> Response {
+async fn answer_repeat(
+    app: &AppState,
+    request: &domain::ReservationRequest,
+    record: &Record,
+) -> Result<Response, Problem> {
     let repeat = domain::judge_repeat(
         &record.items,
         &record.currency,
@@ -183,10 +187,14 @@ fn answer_repeat(request: &domain::ReservationRequest, record: &Record) -> Respo
         record.refused(),
         request,
     );
-    match repeat {
+    Ok(match repeat {
         Repeat::Replay => {
             count_reservation("replayed");
             reservation_response(StatusCode::OK, record)
+        }
+        Repeat::Commit => {
+            count_reservation("replayed");
+            commit_held(app, request.order_id).await?
         }
         Repeat::Refused { sku, refusal } => {
             count_reservation(refusal.into());
@@ -201,7 +209,21 @@ fn answer_repeat(request: &domain::ReservationRequest, record: &Record) -> Respo
             .with("order_id", request.order_id)
             .into_response()
         }
-    }
+    })
+}
+
+/// A repeat that commits found the reservation held: commit it and answer with it (200). When it
+/// was released in between, the released reservation is the answer, as for any replay.
+async fn commit_held(app: &AppState, order_id: Uuid) -> Result<Response, Problem> {
+    let outcome = apply(app, order_id, ReservationAction::Commit).await?;
+    let record = match outcome {
+        Applied::Done(record, _) => Some(record),
+        Applied::Refused(_) | Applied::Missing => store::reservation(&app.pool, order_id).await?,
+    };
+    Ok(match record {
+        Some(record) => reservation_response(StatusCode::OK, &record),
+        None => no_reservation(order_id).into_response(),
+    })
 }
 
 fn count_reservation(outcome: &'static str) {
@@ -311,6 +333,22 @@ async fn commit_or_release(
     action: ReservationAction,
 ) -> Result<axum::Json<Reservation>, Problem> {
     platform::context::record_order_id(&order_id);
+    match apply(app, order_id, action).await? {
+        Applied::Done(record, _) => record
+            .to_reservation()
+            .map(axum::Json)
+            .ok_or_else(|| no_reservation(order_id)),
+        Applied::Refused(state) => Err(refused(state)),
+        Applied::Missing => Err(no_reservation(order_id)),
+    }
+}
+
+/// Commits or releases the order's reservation, counted and logged.
+async fn apply(
+    app: &AppState,
+    order_id: Uuid,
+    action: ReservationAction,
+) -> Result<Applied, Problem> {
     let outcome = store::commit_or_release(&app.pool, order_id, action).await?;
     let label = match &outcome {
         Applied::Done(_, true) => "applied",
@@ -320,19 +358,10 @@ async fn commit_or_release(
     };
     let action_label: &'static str = action.into();
     metrics::counter!(ACTIONS_TOTAL, "action" => action_label, "outcome" => label).increment(1);
-    match outcome {
-        Applied::Done(record, moved) => {
-            if moved {
-                tracing::info!(%action, "reservation committed or released");
-            }
-            record
-                .to_reservation()
-                .map(axum::Json)
-                .ok_or_else(|| no_reservation(order_id))
-        }
-        Applied::Refused(state) => Err(refused(state)),
-        Applied::Missing => Err(no_reservation(order_id)),
+    if let Applied::Done(_, true) = outcome {
+        tracing::info!(%action, "reservation committed or released");
     }
+    Ok(outcome)
 }
 
 fn refused(state: RecordState) -> Problem {

@@ -210,8 +210,10 @@ pub async fn reserve(pool: &PgPool, request: &ReservationRequest) -> Result<Rese
     }
 }
 
-/// Moves every line's units from available to reserved and records the priced lines and total
-/// on the reservation, in one statement (the item rows are already locked by `lock_items`; a
+/// Moves every line's units from available to reserved (or straight to committed, for a request
+/// that commits) and records the priced lines, total and state (`RESERVED` or `COMMITTED`; the
+/// row was inserted `RESERVED`, the one unpriced state the table allows) on the reservation, in
+/// one statement (the item rows are already locked by `lock_items`; a
 /// request names each SKU once, so each row is updated once). The
 /// `available >= quantity` guard is checked before (`domain::price_or_refuse`) under the same
 /// locks; the table's CHECK makes a shortfall an error rather than negative stock.
@@ -226,13 +228,16 @@ async fn take_stock(
         .iter()
         .map(|line| (line.sku.as_str(), line.quantity.get()))
         .unzip();
+    let (state, bucket) = request.placement();
+    let into = column(bucket);
+    // The column name comes from `column`, never from input.
     let row: RecordRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH taken AS (
              UPDATE items SET available = available - l.quantity,
-                              reserved = reserved + l.quantity, updated_at = now()
+                              {into} = {into} + l.quantity, updated_at = now()
              FROM unnest($4::text[], $5::bigint[]) AS l(sku, quantity)
              WHERE items.sku = l.sku)
-         UPDATE reservations SET priced_items = $2, amount = $3 WHERE order_id = $1
+         UPDATE reservations SET priced_items = $2, amount = $3, status = $6 WHERE order_id = $1
          RETURNING {RECORD_COLUMNS}"
     )))
     .bind(request.order_id)
@@ -240,6 +245,7 @@ async fn take_stock(
     .bind(amount)
     .bind(skus)
     .bind(quantities)
+    .bind(Text(state))
     .fetch_one(conn)
     .await?;
     Ok(row.into())
@@ -355,13 +361,8 @@ async fn apply_transition(
     from: Bucket,
     into: Bucket,
 ) -> Result<Option<Record>, sqlx::Error> {
-    let column = |bucket| match bucket {
-        Bucket::Available => "available",
-        Bucket::Reserved => "reserved",
-        Bucket::Committed => "committed",
-    };
     let (from, into) = (column(from), column(into));
-    // Both column names come from the match above, never from input.
+    // Both column names come from `column`, never from input.
     let row: Option<RecordRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH moved AS (
              UPDATE reservations SET status = $3, updated_at = now()
@@ -383,4 +384,13 @@ async fn apply_transition(
     .fetch_optional(pool)
     .await?;
     Ok(row.map(Record::from))
+}
+
+/// The `items` column that holds a bucket's units.
+fn column(bucket: Bucket) -> &'static str {
+    match bucket {
+        Bucket::Available => "available",
+        Bucket::Reserved => "reserved",
+        Bucket::Committed => "committed",
+    }
 }

@@ -198,6 +198,78 @@ async fn a_reservation_holds_stock_until_commit_sells_it() {
     app.stop().await;
 }
 
+/// `POST /api/v1/reservations` with `"commit": true` (what payment-service sends).
+async fn reserve_and_commit(app: &TestApp, order: Uuid, items: Value) -> (StatusCode, Value) {
+    let body = json!({"order_id": order, "currency": "EUR", "items": items, "commit": true});
+    app.call(Method::POST, "/api/v1/reservations", Some(body))
+        .await
+}
+
+#[tokio::test]
+async fn a_reservation_that_commits_sells_the_stock_in_one_call() {
+    let app = spawn().await;
+    app.seed_stock("A", 10).await;
+    let order = Uuid::new_v4();
+    let items = json!([{"sku": "A", "quantity": 3}]);
+    let (status, sold) = reserve_and_commit(&app, order, items.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{sold}");
+    assert_eq!(sold["status"], "COMMITTED");
+    assert_eq!(sold["amount"], 3 * testkit::UNIT_PRICE);
+    assert_eq!(
+        app.stock("A").await,
+        (7, 0, 3),
+        "sold without being held first"
+    );
+
+    let (status, again) = reserve_and_commit(&app, order, items.clone()).await;
+    assert_eq!(status, StatusCode::OK, "a repeat answers with the sale");
+    assert_eq!(again, sold);
+    assert_eq!(app.stock("A").await, (7, 0, 3), "and moves nothing");
+
+    let (status, problem) =
+        reserve_and_commit(&app, order, json!([{"sku": "A", "quantity": 4}])).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(testkit::problem_slug(&problem), "reservation-conflict");
+
+    let (status, short) =
+        reserve_and_commit(&app, Uuid::new_v4(), json!([{"sku": "A", "quantity": 8}])).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{short}");
+    assert_eq!(testkit::problem_slug(&short), "out-of-stock");
+    assert_eq!(app.stock("A").await, (7, 0, 3), "a refusal sells nothing");
+
+    let (status, returned) = app.commit_or_release(order, "release").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(returned["status"], "RETURNED");
+    assert_eq!(app.stock("A").await, (10, 0, 0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_repeat_that_commits_sells_a_held_reservation_but_not_a_released_one() {
+    let app = spawn().await;
+    app.seed_stock("A", 10).await;
+    let (held, released) = (Uuid::new_v4(), Uuid::new_v4());
+    let items = json!([{"sku": "A", "quantity": 2}]);
+    for order in [held, released] {
+        let (status, reservation) = app.reserve(order, items.clone()).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(reservation["status"], "RESERVED");
+    }
+    app.commit_or_release(released, "release").await;
+    assert_eq!(app.stock("A").await, (8, 2, 0));
+
+    let (status, sold) = reserve_and_commit(&app, held, items.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{sold}");
+    assert_eq!(sold["status"], "COMMITTED");
+    assert_eq!(app.stock("A").await, (8, 0, 2));
+
+    let (status, replay) = reserve_and_commit(&app, released, items).await;
+    assert_eq!(status, StatusCode::OK, "{replay}");
+    assert_eq!(replay["status"], "RELEASED", "released stays released");
+    assert_eq!(app.stock("A").await, (8, 0, 2), "and takes nothing");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn release_gives_stock_back_and_then_commit_is_refused() {
     let app = spawn().await;

@@ -1,22 +1,25 @@
-//! Finishing an `AUTHORIZED` payment: reserve the order's stock (inventory-service prices it from
-//! its catalog in the same transaction), commit the stock, then capture exactly the reservation's
-//! priced amount, recorded with the capture in one statement; or void when the stock is not
-//! there or a price is not the one the caller expected. Every step is safe to repeat, so a
-//! request that fails or crashes anywhere leaves a state the next identical request resumes from:
+//! Finishing an `AUTHORIZED` payment: sell the order's stock (one call to inventory-service
+//! reserves it, prices it from its catalog and commits it, in one transaction), then capture
+//! exactly the reservation's priced amount, recorded with the capture in one statement; or void
+//! when the stock is not there or a price is not the one the caller expected. Every step is safe
+//! to repeat, so a request that fails or crashes anywhere leaves a state the next identical
+//! request resumes from:
 //!
 //! | crash or failure after… | stored state | a repeat… |
 //! |---|---|---|
-//! | the payment row is inserted | `AUTHORIZED`, nothing reserved | reserves (201) |
-//! | the reservation is made | `AUTHORIZED`, `RESERVED` | gets the priced reservation back (200), commits |
-//! | the commit | `AUTHORIZED`, `COMMITTED` | reservation 200 (the same prices), commit 200, captures |
+//! | the payment row is inserted | `AUTHORIZED`, nothing reserved | reserves and commits (201) |
+//! | the reservation is made | `AUTHORIZED`, `COMMITTED` | gets the same priced reservation back (200), captures |
 //! | the capture / the void | final | replays the payment |
+//!
+//! (A reservation left `RESERVED` by a request that did not commit — the two-step protocol
+//! inventory-service still offers — is committed by the repeat, and then captured.)
 //!
 //! A refund runs the other way (see [`refund`]): return the stock, then mark the payment
 //! `REFUNDED`; a repeat after a failure in between returns nothing twice.
 //!
 //! inventory-service decides a reservation once per order, out-of-stock included, so every
 //! attempt for an order sees the same answer: the payment is voided only when no stock is held
-//! for the order, and captured only once its stock is committed. Captures and voids are
+//! for the order, and captured only once its stock is committed (`domain::settle`). Captures and voids are
 //! conditional on `AUTHORIZED`, so concurrent attempts agree on one outcome.
 
 use commerce::contracts::payment::{FailureReason, PaymentStatus};
@@ -25,7 +28,7 @@ use sqlx::PgPool;
 
 use crate::{
     domain,
-    inventory::{Commit, InventoryClient, InventoryError, Reservation},
+    inventory::{InventoryClient, InventoryError, Reservation},
     store::{self, Stored},
 };
 
@@ -80,7 +83,7 @@ pub async fn capture_or_void(
     let order_id = authorized.payment.order_id;
     let terms = &authorized.terms;
     let (status, reason, priced) = match inventory
-        .reserve(order_id, terms.currency.clone(), terms.items.clone())
+        .reserve_and_commit(order_id, terms.currency.clone(), terms.items.clone())
         .await?
     {
         Reservation::OutOfStock { sku } => {
@@ -95,25 +98,19 @@ pub async fn capture_or_void(
                 None,
             )
         }
-        Reservation::Held(reservation) => {
-            let (amount, lines) = domain::charge(terms, &reservation).map_err(|detail| {
-                InventoryError::Unexpected {
-                    status: axum::http::StatusCode::OK,
-                    detail,
-                }
-            })?;
-            let priced = Some(store::Priced { amount, lines });
-            match inventory.commit(order_id).await? {
-                Commit::Committed => (PaymentStatus::Captured, None, priced),
-                Commit::Released => {
-                    tracing::warn!("reservation was released before commit; voiding the payment");
-                    (
-                        PaymentStatus::Voided,
-                        Some(FailureReason::OutOfStock),
-                        priced,
-                    )
-                }
+        Reservation::Made(reservation) => {
+            let broken = |detail| InventoryError::Unexpected {
+                status: axum::http::StatusCode::OK,
+                detail,
+            };
+            let (amount, lines) = domain::charge(terms, &reservation).map_err(broken)?;
+            let (status, reason) = domain::settle(reservation.status).map_err(broken)?;
+            if status == PaymentStatus::Voided {
+                tracing::warn!(
+                    "the order's reservation was released before it was sold; voiding the payment"
+                );
             }
+            (status, reason, Some(store::Priced { amount, lines }))
         }
     };
     Ok(store::finish_authorized(pool, order_id, status, reason, priced.as_ref()).await?)

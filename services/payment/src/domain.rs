@@ -3,12 +3,12 @@
 //! statuses are final, how a new payment starts, and what a refund may do.
 //!
 //! `routes` parses every request through here; `completion` asks it what a priced reservation
-//! charges.
+//! charges and what its status makes of the payment.
 
 use commerce::{
     contracts::{
         LineItem, PricedLine,
-        inventory::Reservation,
+        inventory::{Reservation, ReservationStatus},
         parse_line_items,
         payment::{CreatePayment, FailureReason, PaymentMethod, PaymentStatus},
     },
@@ -162,6 +162,20 @@ pub fn charge(terms: &Terms, reservation: &Reservation) -> Result<(i64, Vec<Pric
     Ok((reservation.amount, reservation.items.clone()))
 }
 
+/// What the order's reservation, asked to commit, makes of an authorised payment: captured when
+/// its stock is sold to the order; voided (out of stock) when it was given back before it could
+/// be (an operator released it). `Err` for one still held: a reservation asked to commit never
+/// is, so inventory-service broke its contract.
+pub fn settle(status: ReservationStatus) -> Result<(PaymentStatus, Option<FailureReason>), String> {
+    match status {
+        ReservationStatus::Committed => Ok((PaymentStatus::Captured, None)),
+        ReservationStatus::Released | ReservationStatus::Returned => {
+            Ok((PaymentStatus::Voided, Some(FailureReason::OutOfStock)))
+        }
+        ReservationStatus::Reserved => Err("a reservation asked to commit is still held".into()),
+    }
+}
+
 /// Every status but `AUTHORIZED` is final: a repeat replays it without calling anyone.
 pub fn is_final(status: PaymentStatus) -> bool {
     status != PaymentStatus::Authorized
@@ -305,6 +319,21 @@ mod tests {
         .unwrap()
         .terms();
         assert!(charge(&expecting, &good).is_ok());
+    }
+
+    #[test]
+    fn only_a_sold_reservation_captures() {
+        assert_eq!(
+            settle(ReservationStatus::Committed),
+            Ok((PaymentStatus::Captured, None))
+        );
+        for given_back in [ReservationStatus::Released, ReservationStatus::Returned] {
+            assert_eq!(
+                settle(given_back),
+                Ok((PaymentStatus::Voided, Some(FailureReason::OutOfStock)))
+            );
+        }
+        assert!(settle(ReservationStatus::Reserved).is_err());
     }
 
     #[test]

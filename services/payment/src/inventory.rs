@@ -1,6 +1,7 @@
-//! The client side of payment-service's one outgoing edge, payment → inventory-service: reserve
-//! and price an order's items, commit the reservation, and release it (which returns sold stock
-//! when an order is cancelled) — all keyed by the order id and so safe to repeat.
+//! The client side of payment-service's one outgoing edge, payment → inventory-service: sell an
+//! order's items at the catalog's prices (reserve and commit in one call), and release the
+//! reservation (which returns sold stock when an order is cancelled) — both keyed by the order id
+//! and so safe to repeat.
 //!
 //! Each answer is classified into what completing the payment needs to know; the platform's
 //! [`HttpClient`] supplies the timeouts, trace and tenant headers and `x-order-id`.
@@ -8,7 +9,7 @@
 use axum::http::StatusCode;
 use commerce::contracts::{
     LineItem,
-    inventory::{self, CreateReservation, OUT_OF_STOCK, PRICE_CHANGED, RESERVATION_RELEASED},
+    inventory::{self, CreateReservation, OUT_OF_STOCK, PRICE_CHANGED},
 };
 use platform::http_client::{CallError, HttpClient, Reply};
 use url::Url;
@@ -23,24 +24,16 @@ pub struct InventoryClient {
     base: Url,
 }
 
-/// What inventory-service said about reserving an order's items.
+/// What inventory-service said about selling an order's items.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
-    /// The order's stock is held (now, or by an earlier attempt), at these prices.
-    Held(inventory::Reservation),
+    /// The order has a reservation (made now, or by an earlier attempt) at these prices: sold to
+    /// it (`COMMITTED`), or given back by an operator since (`RELEASED` / `RETURNED`).
+    Made(inventory::Reservation),
     /// The stock was short when the order first asked; nothing is held for it.
     OutOfStock { sku: String },
     /// A line's expected price or currency was not the catalog's; nothing is held for it.
     PriceChanged { sku: String },
-}
-
-/// What inventory-service said about committing an order's reservation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Commit {
-    /// The stock is sold to the order (now, or by an earlier attempt).
-    Committed,
-    /// The reservation had been released (by an operator): nothing is held for the order.
-    Released,
 }
 
 /// Why there is no usable answer.
@@ -62,8 +55,10 @@ impl InventoryClient {
         Self { http, base }
     }
 
-    /// `POST /api/v1/reservations`: all the order's lines or none, once per order.
-    pub async fn reserve(
+    /// `POST /api/v1/reservations` with `commit`: all the order's lines or none, once per order,
+    /// reserved and sold in one transaction (a payment is captured at once, so nothing is gained
+    /// by holding the stock first; a repeat commits a reservation an earlier request left held).
+    pub async fn reserve_and_commit(
         &self,
         order_id: Uuid,
         currency: String,
@@ -74,13 +69,14 @@ impl InventoryClient {
             order_id,
             currency,
             items,
+            commit: true,
         };
         let reply = self
             .http
             .post_json(TARGET, url, Some(order_id), &body)
             .await?;
         match reply.status {
-            StatusCode::CREATED | StatusCode::OK => Ok(Reservation::Held(reply.json()?)),
+            StatusCode::CREATED | StatusCode::OK => Ok(Reservation::Made(reply.json()?)),
             StatusCode::CONFLICT => {
                 let sku = problem_member(&reply, "sku").unwrap_or_default();
                 match problem_slug(&reply).as_deref() {
@@ -103,24 +99,6 @@ impl InventoryClient {
             .await?;
         match reply.status {
             StatusCode::OK => Ok(()),
-            _ => Err(transient_or_unexpected(&reply)),
-        }
-    }
-
-    /// `POST /api/v1/reservations/{order_id}/commit`.
-    pub async fn commit(&self, order_id: Uuid) -> Result<Commit, InventoryError> {
-        let url = self.endpoint(&["reservations", &order_id.to_string(), "commit"])?;
-        let reply = self
-            .http
-            .post_json(TARGET, url, Some(order_id), &serde_json::json!({}))
-            .await?;
-        match reply.status {
-            StatusCode::OK => Ok(Commit::Committed),
-            StatusCode::CONFLICT
-                if problem_slug(&reply).as_deref() == Some(RESERVATION_RELEASED) =>
-            {
-                Ok(Commit::Released)
-            }
             _ => Err(transient_or_unexpected(&reply)),
         }
     }

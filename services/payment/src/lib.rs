@@ -1,6 +1,6 @@
 //! payment-service owns payments. order-service asks it to pay for an order (keyed by the order
-//! id); it authorises the payment, reserves the order's stock with inventory-service and commits
-//! it, then captures — or voids the payment when the stock is short, or declines it outright for
+//! id); it authorises the payment, has inventory-service reserve and commit the order's stock in
+//! one call, then captures — or voids the payment when the stock is short, or declines it outright for
 //! the `card_declined` test method. A failure anywhere leaves the payment `AUTHORIZED`, and the
 //! same request repeated later resumes it: see [`completion`].
 //!

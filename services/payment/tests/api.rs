@@ -364,6 +364,26 @@ async fn a_reservation_committed_before_a_lost_response_is_captured_on_repeat() 
 }
 
 #[tokio::test]
+async fn a_reservation_left_held_is_committed_and_captured() {
+    let s = spawn().await;
+    s.inventory.seed_stock("A", 5).await;
+    let order = Uuid::new_v4();
+    let items = json!([{"sku": "A", "quantity": 1}]);
+    let (status, held) = s.inventory.reserve(order, items.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        held["status"], "RESERVED",
+        "the two-step protocol holds first"
+    );
+
+    let (status, payment) = pay(&s.payment, &payment_body(order, "card", items)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(payment["status"], "CAPTURED");
+    assert_eq!(s.inventory.stock("A").await, (4, 0, 1));
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_reservation_released_before_commit_voids_the_payment() {
     let s = spawn().await;
     s.inventory.seed_stock("A", 5).await;
