@@ -4,11 +4,8 @@
 //! it is back. Deliveries are idempotent per (order, kind) on the receiving side.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
 };
 
 use commerce::contracts::notify::CreateNotification;
@@ -44,11 +41,11 @@ pub async fn run_dispatcher(
     migrated: Migrated,
     shutdown: CancellationToken,
 ) {
-    let settings = Arc::new(settings);
     let endpoint = settings
         .notify_url
         .join("api/v1/notifications")
         .unwrap_or_else(|_| settings.notify_url.clone());
+    let mut gauged: Option<Instant> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -69,8 +66,13 @@ pub async fn run_dispatcher(
                 }
             }
         }
-        if let Ok(depth) = store::outbox_depth(&state.pool).await {
-            metrics::gauge!("order_outbox_pending").set(depth as f64);
+        // Counting the backlog is a statement of its own: under load, passes follow each other
+        // much faster than anyone scrapes the gauge, so it is refreshed once per poll interval.
+        if gauged.is_none_or(|at| at.elapsed() >= settings.poll_interval) {
+            gauged = Some(Instant::now());
+            if let Ok(depth) = store::outbox_depth(&state.pool).await {
+                metrics::gauge!("order_outbox_pending").set(depth as f64);
+            }
         }
     }
 }
