@@ -5,14 +5,16 @@ use std::time::Duration;
 
 use axum::{Json, extract::State, http::StatusCode};
 use serde::Serialize;
-use sqlx::PgPool;
 use utoipa::ToSchema;
 
-use crate::{db::Migrated, problem::Problem};
+use crate::{
+    db::{Database, Migrated},
+    problem::Problem,
+};
 
 #[derive(Debug, Clone)]
 pub struct Readiness {
-    pub pool: PgPool,
+    pub db: Database,
     pub migrated: Migrated,
 }
 
@@ -63,7 +65,7 @@ pub async fn readyz(State(readiness): State<Readiness>) -> Result<Json<ProbeStat
     if !readiness.migrated.is_done() {
         return Err(not_ready("database migrations are not applied yet"));
     }
-    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&readiness.pool);
+    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&readiness.db);
     match tokio::time::timeout(Duration::from_secs(1), ping).await {
         Ok(Ok(_)) => Ok(Json(ProbeStatus { status: "ready" })),
         _ => Err(not_ready("the database does not answer")),

@@ -70,9 +70,9 @@ fn describe() {
 }
 
 /// The text exposition of every metric, after refreshing the pool gauges.
-pub fn render(pool: &sqlx::PgPool) -> String {
-    let idle = pool.num_idle() as f64;
-    let size = f64::from(pool.size());
+pub fn render(db: &crate::db::Database) -> String {
+    let idle = db.idle() as f64;
+    let size = f64::from(db.size());
     metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(idle);
     metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use").set((size - idle).max(0.0));
     handle().map(PrometheusHandle::render).unwrap_or_default()

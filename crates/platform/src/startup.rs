@@ -22,7 +22,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use sqlx::{PgPool, migrate::Migrator};
+use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, field::Empty};
@@ -32,7 +32,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     configuration::{CommonSettings, ConfigError},
     context::{self, RequestContext},
-    db::{self, Migrated},
+    db::{self, Database, Migrated},
     health::{self, Readiness},
     http_client::HttpClient,
     metrics::{self as platform_metrics, HTTP_SERVER_DURATION, HTTP_SERVER_REQUESTS},
@@ -75,7 +75,7 @@ impl ServiceSettings for CommonSettings {
 pub struct Platform {
     pub identity: ServiceIdentity,
     pub settings: CommonSettings,
-    pub pool: PgPool,
+    pub db: Database,
     pub http: HttpClient,
     pub migrated: Migrated,
     /// Cancelled when the process is asked to stop.
@@ -109,7 +109,7 @@ impl Application {
         settings: CommonSettings,
         api: impl FnOnce(&Platform) -> OpenApiRouter,
     ) -> Result<Self, StartupError> {
-        let pool = db::lazy_pool(&settings.database).map_err(StartupError::Database)?;
+        let db = Database::new(db::lazy_pool(&settings.database).map_err(StartupError::Database)?);
         let http = HttpClient::new(
             settings.tenant.clone(),
             service.identity.service_type,
@@ -121,14 +121,14 @@ impl Application {
         let platform = Platform {
             identity: service.identity,
             settings,
-            pool,
+            db,
             http,
             migrated: Migrated::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         };
         platform.spawn(db::migrate_until_done(
-            platform.pool.clone(),
+            platform.db.clone(),
             service.migrator,
             platform.migrated.clone(),
             platform.shutdown.clone(),
@@ -194,7 +194,7 @@ impl Application {
         {
             tracing::warn!("background tasks did not finish within the drain timeout");
         }
-        platform.pool.close().await;
+        platform.db.close().await;
         result
     }
 }
@@ -257,7 +257,7 @@ fn infrastructure() -> OpenApiRouter<Infrastructure> {
         content_type = "text/plain")),
 )]
 async fn metrics_text(State(infrastructure): State<Infrastructure>) -> String {
-    platform_metrics::render(&infrastructure.readiness.pool)
+    platform_metrics::render(&infrastructure.readiness.db)
 }
 
 /// This document: the service's HTTP API as OpenAPI 3.1, generated from its code.
@@ -334,7 +334,7 @@ fn router(api: Router, platform: &Platform, openapi: Bytes) -> Router {
         platform.settings.trusted_peer_namespaces.clone(),
     );
     let readiness = Readiness {
-        pool: platform.pool.clone(),
+        db: platform.db.clone(),
         migrated: platform.migrated.clone(),
     };
     let api = api.route_layer(middleware::from_fn_with_state(

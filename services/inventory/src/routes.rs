@@ -22,8 +22,8 @@ use commerce::contracts::inventory::{
     CreateReservation, Item, OUT_OF_STOCK, PRICE_CHANGED, RESERVATION_COMMITTED,
     RESERVATION_CONFLICT, RESERVATION_RELEASED, Reservation, SetItem,
 };
+use platform::db::Database;
 use platform::{Json, Path, Problem};
-use sqlx::PgPool;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -39,7 +39,7 @@ const STOCK_SETS_TOTAL: &str = "inventory_stock_updates_total";
 
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: PgPool,
+    pub pool: Database,
 }
 
 /// The routes with their documentation, before the state is given.

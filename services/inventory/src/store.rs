@@ -10,8 +10,9 @@ use commerce::contracts::{
     LineItem, PricedLine,
     inventory::{Item, Reservation},
 };
+use platform::db::Database;
 use platform::db::{self, Text};
-use sqlx::{PgConnection, PgPool, types::Json};
+use sqlx::{Connection, PgConnection, types::Json};
 use uuid::Uuid;
 
 use crate::domain::{
@@ -48,7 +49,11 @@ const ITEM_COLUMNS: &str = "sku, available, reserved, committed, unit_price, cur
 /// reserved and committed units are left as they are (and so are the prices reservations
 /// already hold).
 #[tracing::instrument(name = "db.set_item", skip_all, fields(%sku))]
-pub async fn set_item(pool: &PgPool, sku: &str, update: &ItemUpdate) -> Result<Item, sqlx::Error> {
+pub async fn set_item(
+    pool: &Database,
+    sku: &str,
+    update: &ItemUpdate,
+) -> Result<Item, sqlx::Error> {
     let row: ItemRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO items (sku, available, unit_price, currency) VALUES ($1, $2, $3, $4)
          ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available,
@@ -65,7 +70,7 @@ pub async fn set_item(pool: &PgPool, sku: &str, update: &ItemUpdate) -> Result<I
 }
 
 #[tracing::instrument(name = "db.get_item", skip_all, fields(%sku))]
-pub async fn item(pool: &PgPool, sku: &str) -> Result<Option<Item>, sqlx::Error> {
+pub async fn item(pool: &Database, sku: &str) -> Result<Option<Item>, sqlx::Error> {
     let row: Option<ItemRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ITEM_COLUMNS} FROM items WHERE sku = $1"
     )))
@@ -168,8 +173,22 @@ pub enum Reserved {
 /// the same order waits on that row and then finds it. The items are then locked in SKU order,
 /// priced and checked, and either all taken at those prices or the record is marked `REJECTED`.
 #[tracing::instrument(name = "db.reserve_stock", skip_all, fields(order_id = %request.order_id))]
-pub async fn reserve(pool: &PgPool, request: &ReservationRequest) -> Result<Reserved, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+pub async fn reserve(
+    pool: &Database,
+    request: &ReservationRequest,
+) -> Result<Reserved, sqlx::Error> {
+    let mut lease = pool.lease().await?;
+    let reserved = reserve_on(&mut lease, request).await?;
+    lease.done();
+    Ok(reserved)
+}
+
+/// [`reserve`]'s transaction on `conn`.
+async fn reserve_on(
+    conn: &mut PgConnection,
+    request: &ReservationRequest,
+) -> Result<Reserved, sqlx::Error> {
+    let mut tx = conn.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO reservations (order_id, status, items, currency) VALUES ($1, 'RESERVED', $2, $3)
          ON CONFLICT (order_id) DO NOTHING",
@@ -180,7 +199,7 @@ pub async fn reserve(pool: &PgPool, request: &ReservationRequest) -> Result<Rese
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 0 {
-        let existing = record_by_order(&mut tx, request.order_id).await?;
+        let existing = record_by_order(&mut *tx, request.order_id).await?;
         tx.commit().await?;
         return existing
             .map(Reserved::Existing)
@@ -279,7 +298,7 @@ async fn lock_items(
 }
 
 async fn record_by_order(
-    conn: &mut PgConnection,
+    conn: impl sqlx::PgExecutor<'_>,
     order_id: Uuid,
 ) -> Result<Option<Record>, sqlx::Error> {
     let row: Option<RecordRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -292,9 +311,8 @@ async fn record_by_order(
 }
 
 #[tracing::instrument(name = "db.get_reservation", skip_all, fields(%order_id))]
-pub async fn reservation(pool: &PgPool, order_id: Uuid) -> Result<Option<Record>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    record_by_order(&mut conn, order_id).await
+pub async fn reservation(pool: &Database, order_id: Uuid) -> Result<Option<Record>, sqlx::Error> {
+    record_by_order(pool, order_id).await
 }
 
 /// What `commit_or_release` did.
@@ -318,7 +336,7 @@ pub enum Applied {
 /// caught by trying again, a bounded number of times.
 #[tracing::instrument(name = "db.commit_or_release", skip_all, fields(%order_id, action = %action))]
 pub async fn commit_or_release(
-    pool: &PgPool,
+    pool: &Database,
     order_id: Uuid,
     action: ReservationAction,
 ) -> Result<Applied, sqlx::Error> {
@@ -331,8 +349,7 @@ pub async fn commit_or_release(
                 return Ok(Applied::Done(record, true));
             }
         }
-        let mut conn = pool.acquire().await?;
-        let Some(record) = record_by_order(&mut conn, order_id).await? else {
+        let Some(record) = record_by_order(pool, order_id).await? else {
             return Ok(Applied::Missing);
         };
         match domain::transition(action, record.state) {
@@ -354,7 +371,7 @@ pub async fn commit_or_release(
 /// a bucket that would go negative violates the table's CHECK and fails the whole statement
 /// (PostgreSQL runs a data-modifying CTE to completion whether or not the query reads it).
 async fn apply_transition(
-    pool: &PgPool,
+    pool: &Database,
     order_id: Uuid,
     from_state: RecordState,
     to: RecordState,

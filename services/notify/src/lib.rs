@@ -34,7 +34,7 @@ pub fn openapi() -> serde_json::Value {
 
 pub async fn build(settings: Settings) -> Result<Application, StartupError> {
     Application::build(&SERVICE, settings, |platform| {
-        routes::router(platform.pool.clone())
+        routes::router(platform.db.clone())
     })
     .await
 }

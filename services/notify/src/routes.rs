@@ -7,9 +7,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use commerce::contracts::notify::{CreateNotification, Notification, NotificationList};
+use platform::db::Database;
 use platform::{Json, Problem, Query};
 use serde::Deserialize;
-use sqlx::PgPool;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -17,11 +17,11 @@ use uuid::Uuid;
 use crate::{domain, store};
 
 /// The routes with their documentation, before the state is given.
-pub fn api() -> OpenApiRouter<PgPool> {
+pub fn api() -> OpenApiRouter<Database> {
     OpenApiRouter::new().routes(routes!(deliver, list_for_order))
 }
 
-pub fn router(pool: PgPool) -> OpenApiRouter {
+pub fn router(pool: Database) -> OpenApiRouter {
     api().with_state(pool)
 }
 
@@ -39,7 +39,7 @@ pub fn router(pool: PgPool) -> OpenApiRouter {
     ),
 )]
 async fn deliver(
-    axum::extract::State(pool): axum::extract::State<PgPool>,
+    axum::extract::State(pool): axum::extract::State<Database>,
     Json(request): Json<CreateNotification>,
 ) -> Result<Response, Problem> {
     domain::validate(&request).map_err(Problem::invalid_fields)?;
@@ -75,7 +75,7 @@ struct ByOrder {
     responses((status = 200, description = "The order's notifications", body = NotificationList)),
 )]
 async fn list_for_order(
-    axum::extract::State(pool): axum::extract::State<PgPool>,
+    axum::extract::State(pool): axum::extract::State<Database>,
     Query(ByOrder { order_id }): Query<ByOrder>,
 ) -> Result<axum::Json<NotificationList>, Problem> {
     platform::context::record_order_id(&order_id);

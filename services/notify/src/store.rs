@@ -1,8 +1,8 @@
 //! SQL for notifications.
 
 use commerce::contracts::notify::{CreateNotification, Notification, NotificationKind};
+use platform::db::Database;
 use platform::db::Text;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 #[derive(sqlx::FromRow)]
@@ -30,7 +30,7 @@ impl From<Row> for Notification {
 /// and whether this call created it.
 #[tracing::instrument(name = "db.record_notification", skip_all, fields(order_id = %request.order_id))]
 pub async fn deliver_once(
-    pool: &PgPool,
+    pool: &Database,
     request: &CreateNotification,
 ) -> Result<(Notification, bool), sqlx::Error> {
     let inserted: Option<Row> = sqlx::query_as(
@@ -59,7 +59,7 @@ pub async fn deliver_once(
 }
 
 #[tracing::instrument(name = "db.notifications_for_order", skip_all, fields(%order_id))]
-pub async fn for_order(pool: &PgPool, order_id: Uuid) -> Result<Vec<Notification>, sqlx::Error> {
+pub async fn for_order(pool: &Database, order_id: Uuid) -> Result<Vec<Notification>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, order_id, kind, message, delivered_at FROM notifications
          WHERE order_id = $1 ORDER BY delivered_at, id",

@@ -75,7 +75,7 @@ impl ServiceSettings for Settings {
 /// What the routes, the dispatcher and the reconciler share.
 #[derive(Clone)]
 pub(crate) struct AppState {
-    pub pool: sqlx::PgPool,
+    pub pool: platform::db::Database,
     pub saga: Arc<saga::Saga>,
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
 }
@@ -89,13 +89,13 @@ pub async fn build(settings: Settings) -> Result<Application, StartupError> {
     Application::build(&SERVICE, settings.common.clone(), |platform| {
         let outbox_wakeup = Arc::new(tokio::sync::Notify::new());
         let saga = Arc::new(saga::Saga::new(
-            platform.pool.clone(),
+            platform.db.clone(),
             platform.http.with_timeout(settings.payment_timeout),
             settings.payment_url.clone(),
             outbox_wakeup.clone(),
         ));
         let state = AppState {
-            pool: platform.pool.clone(),
+            pool: platform.db.clone(),
             saga,
             outbox_wakeup,
         };

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use commerce::contracts::payment::{CreatePayment, Payment, PaymentStatus};
+use platform::db::Database;
 use platform::{Problem, http_client::HttpClient};
-use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::{
@@ -25,7 +25,7 @@ use crate::{
 pub const PAYMENT_SERVICE: &str = "payment-service";
 
 pub struct Saga {
-    pool: PgPool,
+    pool: Database,
     http: HttpClient,
     payment_base: url::Url,
     payments_url: url::Url,
@@ -34,7 +34,7 @@ pub struct Saga {
 
 impl Saga {
     pub fn new(
-        pool: PgPool,
+        pool: Database,
         http: HttpClient,
         payment_base: url::Url,
         outbox_wakeup: Arc<Notify>,

@@ -3,9 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use commerce::contracts::{notify::NotificationKind, payment::PaymentMethod};
+use platform::db::Database;
 use platform::db::{self, Text};
 use serde::Serialize;
-use sqlx::{PgPool, types::Json};
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::domain::{FailureCause, NewOrder, OrderLine, OrderStatus, PaymentOutcome};
@@ -80,7 +81,7 @@ pub enum Stored {
 /// Inserts a `PENDING` order unless one already holds `key`.
 #[tracing::instrument(name = "db.insert_order", skip_all, fields(order_id = tracing::field::Empty))]
 pub async fn insert_pending(
-    pool: &PgPool,
+    pool: &Database,
     key: &str,
     order: &NewOrder,
     trace_id: Option<String>,
@@ -120,7 +121,7 @@ pub async fn insert_pending(
 }
 
 #[tracing::instrument(name = "db.get_order", skip_all, fields(order_id = %id))]
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
+pub async fn get(pool: &Database, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
     )))
@@ -130,7 +131,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Order>, sqlx::Error> 
 }
 
 /// The order `id`, which must exist (this transaction or an earlier one stored it).
-async fn existing(pool: &PgPool, id: Uuid) -> Result<Order, sqlx::Error> {
+async fn existing(pool: &Database, id: Uuid) -> Result<Order, sqlx::Error> {
     get(pool, id)
         .await?
         .ok_or_else(|| db::unexpected(format_args!("order {id} is gone")))
@@ -139,7 +140,7 @@ async fn existing(pool: &PgPool, id: Uuid) -> Result<Order, sqlx::Error> {
 /// One page of orders, newest first, optionally of one status, after the `before` cursor.
 #[tracing::instrument(name = "db.list_orders", skip_all)]
 pub async fn list(
-    pool: &PgPool,
+    pool: &Database,
     status: Option<OrderStatus>,
     before: Option<Uuid>,
     limit: i64,
@@ -160,7 +161,7 @@ pub async fn list(
 /// its charged lines and total) and queues its notification, in one statement.
 #[tracing::instrument(name = "db.record_outcome", skip_all, fields(order_id = %id))]
 pub async fn record_outcome(
-    pool: &PgPool,
+    pool: &Database,
     id: Uuid,
     outcome: &PaymentOutcome,
     message: &str,
@@ -212,7 +213,7 @@ pub async fn record_outcome(
 /// `CONFIRMED` → `CANCELLING`: the cancel is recorded before any money moves, so that a crash
 /// leaves an order the reconciler finishes. `false` when the order was not `CONFIRMED`.
 #[tracing::instrument(name = "db.begin_cancel", skip_all, fields(order_id = %id))]
-pub async fn begin_cancel(pool: &PgPool, id: Uuid) -> Result<Moved, sqlx::Error> {
+pub async fn begin_cancel(pool: &Database, id: Uuid) -> Result<Moved, sqlx::Error> {
     let updated: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE orders SET status = 'CANCELLING', updated_at = now()
          WHERE id = $1 AND status = 'CONFIRMED'
@@ -227,7 +228,7 @@ pub async fn begin_cancel(pool: &PgPool, id: Uuid) -> Result<Moved, sqlx::Error>
 /// `CANCELLING` → `CANCELLED` once the payment is refunded, and the cancellation notice queued,
 /// in one statement.
 #[tracing::instrument(name = "db.finish_cancel", skip_all, fields(order_id = %id))]
-pub async fn finish_cancel(pool: &PgPool, id: Uuid, message: &str) -> Result<Moved, sqlx::Error> {
+pub async fn finish_cancel(pool: &Database, id: Uuid, message: &str) -> Result<Moved, sqlx::Error> {
     let sql = transition_sql("status = 'CANCELLED'", OrderStatus::Cancelling, 2);
     let moved: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
@@ -262,7 +263,7 @@ fn transition_sql(set: &str, from: OrderStatus, outbox: usize) -> String {
 /// What a transition did: the moved order, or (when another caller moved it first) the order as
 /// it now stands.
 async fn moved_or_current(
-    pool: &PgPool,
+    pool: &Database,
     id: Uuid,
     moved: Option<Order>,
 ) -> Result<Moved, sqlx::Error> {
@@ -277,7 +278,7 @@ async fn moved_or_current(
 /// ones at once.
 #[tracing::instrument(name = "db.claim_stuck_orders", skip_all)]
 pub async fn claim_stuck(
-    pool: &PgPool,
+    pool: &Database,
     older_than: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<Order>, sqlx::Error> {
@@ -318,7 +319,7 @@ pub struct OutboxEntry {
 /// would otherwise start a trace of its own each time.
 #[tracing::instrument(level = "debug", name = "db.claim_outbox_entries", skip_all)]
 pub async fn claim_due_outbox_entries(
-    pool: &PgPool,
+    pool: &Database,
     limit: i64,
     lease: std::time::Duration,
 ) -> Result<Vec<OutboxEntry>, sqlx::Error> {
@@ -341,7 +342,7 @@ pub async fn claim_due_outbox_entries(
 
 /// Records these entries as delivered, all in one statement.
 #[tracing::instrument(level = "debug", name = "db.mark_delivered", skip_all, fields(entries = ids.len()))]
-pub async fn mark_delivered(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
+pub async fn mark_delivered(pool: &Database, ids: &[i64]) -> Result<(), sqlx::Error> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -354,7 +355,7 @@ pub async fn mark_delivered(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Erro
 
 #[tracing::instrument(level = "debug", name = "db.mark_failed_attempt", skip_all, fields(outbox_id = id))]
 pub async fn mark_failed_attempt(
-    pool: &PgPool,
+    pool: &Database,
     id: i64,
     retry_in: std::time::Duration,
     error: &str,
@@ -373,7 +374,7 @@ pub async fn mark_failed_attempt(
 }
 
 /// How many notifications are waiting to be delivered.
-pub async fn outbox_depth(pool: &PgPool) -> Result<i64, sqlx::Error> {
+pub async fn outbox_depth(pool: &Database) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
         .fetch_one(pool)
         .await

@@ -24,7 +24,7 @@
 
 use commerce::contracts::payment::{FailureReason, PaymentStatus};
 use platform::Problem;
-use sqlx::PgPool;
+use platform::db::Database;
 
 use crate::{
     domain,
@@ -76,7 +76,7 @@ impl From<CompletionError> for Problem {
 
 /// Takes an `AUTHORIZED` payment to `CAPTURED` or `VOIDED`; returns it as stored afterwards.
 pub async fn capture_or_void(
-    pool: &PgPool,
+    pool: &Database,
     inventory: &InventoryClient,
     authorized: &Stored,
 ) -> Result<Stored, CompletionError> {
@@ -120,7 +120,7 @@ pub async fn capture_or_void(
 /// returns the committed reservation), then the payment becomes `REFUNDED`. `None` when a
 /// concurrent refund won the race to the second step (the caller reads what it left).
 pub async fn refund(
-    pool: &PgPool,
+    pool: &Database,
     inventory: &InventoryClient,
     captured: &Stored,
 ) -> Result<Option<Stored>, CompletionError> {

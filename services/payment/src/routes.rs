@@ -19,9 +19,9 @@ use axum::{
 use commerce::contracts::payment::{
     CreatePayment, NOT_REFUNDABLE, PAYMENT_CONFLICT, Payment, PaymentList, PaymentStatus,
 };
+use platform::db::Database;
 use platform::{Json, Path, Problem, Query};
 use serde::Deserialize;
-use sqlx::PgPool;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -38,7 +38,7 @@ const REFUNDS_TOTAL: &str = "payment_refunds_total";
 
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: PgPool,
+    pub pool: Database,
     pub inventory: InventoryClient,
 }
 

@@ -8,8 +8,9 @@ use commerce::contracts::{
     LineItem, PricedLine,
     payment::{FailureReason, Payment, PaymentMethod, PaymentStatus},
 };
+use platform::db::Database;
 use platform::db::{self, Text};
-use sqlx::{PgPool, types::Json};
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::domain::{PaymentRequest, Terms};
@@ -75,7 +76,7 @@ fn found_payment(row: Row) -> Stored {
 /// stored payment and whether this call created it.
 #[tracing::instrument(name = "db.insert_payment", skip_all, fields(order_id = %request.order_id))]
 pub async fn insert_or_find(
-    pool: &PgPool,
+    pool: &Database,
     request: &PaymentRequest,
 ) -> Result<(Stored, bool), sqlx::Error> {
     let (status, reason) = request.initial_status();
@@ -106,7 +107,7 @@ pub async fn insert_or_find(
 }
 
 #[tracing::instrument(name = "db.get_payment", skip_all, fields(payment_id = %id, order_id = tracing::field::Empty))]
-pub async fn by_id(pool: &PgPool, id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
+pub async fn by_id(pool: &Database, id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM payments WHERE id = $1"
     )))
@@ -117,7 +118,7 @@ pub async fn by_id(pool: &PgPool, id: Uuid) -> Result<Option<Stored>, sqlx::Erro
 }
 
 #[tracing::instrument(name = "db.get_payment_of_order", skip_all, fields(%order_id))]
-pub async fn by_order(pool: &PgPool, order_id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
+pub async fn by_order(pool: &Database, order_id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM payments WHERE order_id = $1"
     )))
@@ -139,7 +140,7 @@ pub struct Priced {
 /// returns the payment as it now is.
 #[tracing::instrument(name = "db.finish_payment", skip_all, fields(%order_id))]
 pub async fn finish_authorized(
-    pool: &PgPool,
+    pool: &Database,
     order_id: Uuid,
     status: PaymentStatus,
     reason: Option<FailureReason>,
@@ -169,7 +170,7 @@ pub async fn finish_authorized(
 
 /// `CAPTURED` → `REFUNDED`; `None` when the payment was not captured (or does not exist).
 #[tracing::instrument(name = "db.refund_payment", skip_all, fields(payment_id = %id, order_id = tracing::field::Empty))]
-pub async fn refund(pool: &PgPool, id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
+pub async fn refund(pool: &Database, id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE payments SET status = 'REFUNDED', updated_at = now()
          WHERE id = $1 AND status = 'CAPTURED'
