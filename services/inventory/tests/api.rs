@@ -405,6 +405,17 @@ async fn an_unknown_sku_is_out_of_stock() {
     assert_eq!(testkit::problem_slug(&problem), "out-of-stock");
     assert_eq!(problem["sku"], "GHOST");
     assert_eq!(app.stock("A").await, (10, 0, 0));
+
+    // Only unknown SKUs: no item row to lock at all, and still refused, then remembered.
+    let order = Uuid::new_v4();
+    for attempt in ["first", "repeat"] {
+        let (status, problem) = app
+            .reserve(order, json!([{"sku": "GHOST", "quantity": 1}]))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{attempt}: {problem}");
+        assert_eq!(testkit::problem_slug(&problem), "out-of-stock");
+        assert_eq!(problem["sku"], "GHOST", "{attempt}");
+    }
     app.stop().await;
 }
 
