@@ -170,9 +170,8 @@ pub enum Reserved {
 /// per order.
 ///
 /// The reservation row is inserted first (`ON CONFLICT DO NOTHING`): a concurrent request for
-/// the same order waits on that row and then finds it. The items are locked in SKU order by the
-/// same statement, then priced and checked, and either all taken at those prices (one more
-/// statement) or the record is marked `REJECTED`.
+/// the same order waits on that row and then finds it. The items are then locked in SKU order,
+/// priced and checked, and either all taken at those prices or the record is marked `REJECTED`.
 #[tracing::instrument(name = "db.reserve_stock", skip_all, fields(order_id = %request.order_id))]
 pub async fn reserve(
     pool: &Database,
@@ -190,13 +189,23 @@ async fn reserve_on(
     request: &ReservationRequest,
 ) -> Result<Reserved, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    let Some(catalog) = insert_and_lock_items(&mut tx, request).await? else {
+    let inserted = sqlx::query(
+        "INSERT INTO reservations (order_id, status, items, currency) VALUES ($1, 'RESERVED', $2, $3)
+         ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(request.order_id)
+    .bind(Json(request.items()))
+    .bind(request.currency.code())
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
         let existing = record_by_order(&mut *tx, request.order_id).await?;
         tx.commit().await?;
         return existing
             .map(Reserved::Existing)
             .ok_or_else(|| db::unexpected("a conflicting reservation row is gone"));
-    };
+    }
+    let catalog = lock_items(&mut tx, &request.skus()).await?;
     match domain::price_or_refuse(request, &catalog) {
         Pricing::Refused { sku, refusal } => {
             sqlx::query(
@@ -261,52 +270,31 @@ async fn take_stock(
     Ok(row.into())
 }
 
-/// Inserts the order's reservation row (`RESERVED`, unpriced) and, when this call inserted it,
-/// locks the rows of its SKUs in SKU order and returns their stock and price — one statement,
-/// one round trip. `None` when the order already had a reservation (`ON CONFLICT DO NOTHING`; a
-/// concurrent insert is waited for): nothing is locked then. The lateral join answers one row
-/// even when no SKU exists, so the insert's outcome is always known.
-async fn insert_and_lock_items(
+/// Locks the rows of `skus` in SKU order and returns their stock and price.
+async fn lock_items(
     conn: &mut PgConnection,
-    request: &ReservationRequest,
-) -> Result<Option<HashMap<String, CatalogEntry>>, sqlx::Error> {
-    type Row = (bool, Option<String>, Option<i64>, Option<i64>, Option<String>);
-    let rows: Vec<Row> = sqlx::query_as(
-        "WITH inserted AS (
-             INSERT INTO reservations (order_id, status, items, currency)
-             VALUES ($1, 'RESERVED', $2, $3)
-             ON CONFLICT (order_id) DO NOTHING
-             RETURNING order_id)
-         SELECT i.n > 0, item.sku, item.available, item.unit_price, item.currency
-         FROM (SELECT count(*) AS n FROM inserted) AS i
-         LEFT JOIN LATERAL (
-             SELECT sku, available, unit_price, currency FROM items
-             WHERE sku = ANY($4) AND i.n > 0
-             ORDER BY sku FOR UPDATE) AS item ON true",
+    skus: &[String],
+) -> Result<HashMap<String, CatalogEntry>, sqlx::Error> {
+    let rows: Vec<(String, i64, i64, String)> = sqlx::query_as(
+        "SELECT sku, available, unit_price, currency FROM items WHERE sku = ANY($1)
+         ORDER BY sku FOR UPDATE",
     )
-    .bind(request.order_id)
-    .bind(Json(request.items()))
-    .bind(request.currency.code())
-    .bind(request.skus())
+    .bind(skus)
     .fetch_all(conn)
     .await?;
-    if !rows.first().is_some_and(|(inserted, ..)| *inserted) {
-        return Ok(None);
-    }
-    Ok(Some(
-        rows.into_iter()
-            .filter_map(|(_, sku, available, unit_price, currency)| {
-                Some((
-                    sku?,
-                    CatalogEntry {
-                        available: available?,
-                        unit_price: unit_price?,
-                        currency: currency?,
-                    },
-                ))
-            })
-            .collect(),
-    ))
+    Ok(rows
+        .into_iter()
+        .map(|(sku, available, unit_price, currency)| {
+            (
+                sku,
+                CatalogEntry {
+                    available,
+                    unit_price,
+                    currency,
+                },
+            )
+        })
+        .collect())
 }
 
 async fn record_by_order(
