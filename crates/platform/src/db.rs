@@ -48,7 +48,6 @@ use crate::configuration::DatabaseSettings;
 pub struct Database {
     pool: PgPool,
     kept: Arc<Mutex<Kept>>,
-    keep_at_most: usize,
 }
 
 /// The kept connections, and how many leases are waiting on the pool for one.
@@ -63,11 +62,9 @@ struct Kept {
 
 impl Database {
     pub fn new(pool: PgPool) -> Self {
-        let keep_at_most = pool.options().get_max_connections() as usize;
         Self {
             pool,
             kept: Arc::default(),
-            keep_at_most,
         }
     }
 
@@ -137,8 +134,8 @@ impl Database {
         let Ok(mut kept) = self.kept.lock() else {
             return;
         };
-        if kept.waiting == 0 && kept.connections.len() < self.keep_at_most && !self.pool.is_closed()
-        {
+        let keep_at_most = self.pool.options().get_max_connections() as usize;
+        if kept.waiting == 0 && kept.connections.len() < keep_at_most && !self.pool.is_closed() {
             kept.connections.push(connection);
         } else {
             drop(kept);

@@ -22,8 +22,7 @@ use commerce::contracts::inventory::{
     CreateReservation, Item, OUT_OF_STOCK, PRICE_CHANGED, RESERVATION_COMMITTED,
     RESERVATION_CONFLICT, RESERVATION_RELEASED, Reservation, SetItem,
 };
-use platform::db::Database;
-use platform::{Json, Path, Problem};
+use platform::{Json, Path, Problem, db::Database};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 

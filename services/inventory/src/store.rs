@@ -10,8 +10,7 @@ use commerce::contracts::{
     LineItem, PricedLine,
     inventory::{Item, Reservation},
 };
-use platform::db::Database;
-use platform::db::{self, Text};
+use platform::db::{self, Database, Text};
 use sqlx::{Connection, PgConnection, types::Json};
 use uuid::Uuid;
 

@@ -7,8 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use commerce::contracts::notify::{CreateNotification, Notification, NotificationList};
-use platform::db::Database;
-use platform::{Json, Problem, Query};
+use platform::{Json, Problem, Query, db::Database};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};

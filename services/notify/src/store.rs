@@ -1,8 +1,7 @@
 //! SQL for notifications.
 
 use commerce::contracts::notify::{CreateNotification, Notification, NotificationKind};
-use platform::db::Database;
-use platform::db::Text;
+use platform::db::{Database, Text};
 use uuid::Uuid;
 
 #[derive(sqlx::FromRow)]

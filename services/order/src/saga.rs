@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use commerce::contracts::payment::{CreatePayment, Payment, PaymentStatus};
-use platform::db::Database;
-use platform::{Problem, http_client::HttpClient};
+use platform::{Problem, db::Database, http_client::HttpClient};
 use tokio::sync::Notify;
 
 use crate::{

@@ -3,8 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use commerce::contracts::{notify::NotificationKind, payment::PaymentMethod};
-use platform::db::Database;
-use platform::db::{self, Text};
+use platform::db::{self, Database, Text};
 use serde::Serialize;
 use sqlx::types::Json;
 use uuid::Uuid;

@@ -19,12 +19,11 @@
 //!
 //! inventory-service decides a reservation once per order, out-of-stock included, so every
 //! attempt for an order sees the same answer: the payment is voided only when no stock is held
-//! for the order, and captured only once its stock is committed (`domain::settle`). Captures and voids are
-//! conditional on `AUTHORIZED`, so concurrent attempts agree on one outcome.
+//! for the order, and captured only once its stock is committed (`domain::settle`). Captures and
+//! voids are conditional on `AUTHORIZED`, so concurrent attempts agree on one outcome.
 
 use commerce::contracts::payment::{FailureReason, PaymentStatus};
-use platform::Problem;
-use platform::db::Database;
+use platform::{Problem, db::Database};
 
 use crate::{
     domain,

@@ -19,8 +19,7 @@ use axum::{
 use commerce::contracts::payment::{
     CreatePayment, NOT_REFUNDABLE, PAYMENT_CONFLICT, Payment, PaymentList, PaymentStatus,
 };
-use platform::db::Database;
-use platform::{Json, Path, Problem, Query};
+use platform::{Json, Path, Problem, Query, db::Database};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};

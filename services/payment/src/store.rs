@@ -8,8 +8,7 @@ use commerce::contracts::{
     LineItem, PricedLine,
     payment::{FailureReason, Payment, PaymentMethod, PaymentStatus},
 };
-use platform::db::Database;
-use platform::db::{self, Text};
+use platform::db::{self, Database, Text};
 use sqlx::types::Json;
 use uuid::Uuid;
 
