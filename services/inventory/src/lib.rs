@@ -37,7 +37,7 @@ pub fn openapi() -> serde_json::Value {
 pub async fn build(settings: Settings) -> Result<Application, StartupError> {
     Application::build(&SERVICE, settings, |platform| {
         routes::router(routes::AppState {
-            pool: platform.db.clone(),
+            db: platform.db.clone(),
         })
     })
     .await

@@ -38,7 +38,7 @@ const STOCK_SETS_TOTAL: &str = "inventory_stock_updates_total";
 
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: Database,
+    pub db: Database,
 }
 
 /// The routes with their documentation, before the state is given.
@@ -84,7 +84,7 @@ async fn set_item(
 ) -> Result<axum::Json<Item>, Problem> {
     let sku = domain::parse_sku(&sku).map_err(invalid_path)?;
     let update = domain::parse_item(&body).map_err(Problem::invalid_fields)?;
-    let item = store::set_item(&app.pool, sku.as_str(), &update).await?;
+    let item = store::set_item(&app.db, sku.as_str(), &update).await?;
     metrics::counter!(STOCK_SETS_TOTAL).increment(1);
     tracing::info!(sku = %sku, available = update.available, unit_price = update.unit_price.get(), currency = %update.currency, "item set");
     Ok(axum::Json(item))
@@ -107,7 +107,7 @@ async fn get_item(
     Path(sku): Path<String>,
 ) -> Result<axum::Json<Item>, Problem> {
     let sku = domain::parse_sku(&sku).map_err(invalid_path)?;
-    store::item(&app.pool, sku.as_str())
+    store::item(&app.db, sku.as_str())
         .await?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no item with SKU `{sku}`")))
@@ -159,7 +159,7 @@ async fn create_reservation(
 ) -> Result<Response, Problem> {
     let request = domain::parse_reservation(body).map_err(Problem::invalid_fields)?;
     platform::context::record_order_id(&request.order_id);
-    match store::reserve(&app.pool, &request).await? {
+    match store::reserve(&app.db, &request).await? {
         Reserved::Created(record) => {
             count_reservation("reserved");
             tracing::info!("stock reserved");
@@ -217,7 +217,7 @@ async fn commit_held(app: &AppState, order_id: Uuid) -> Result<Response, Problem
     let outcome = apply(app, order_id, ReservationAction::Commit).await?;
     let record = match outcome {
         Applied::Done(record, _) => Some(record),
-        Applied::Refused(_) | Applied::Missing => store::reservation(&app.pool, order_id).await?,
+        Applied::Refused(_) | Applied::Missing => store::reservation(&app.db, order_id).await?,
     };
     Ok(match record {
         Some(record) => reservation_response(StatusCode::OK, &record),
@@ -272,7 +272,7 @@ async fn get_reservation(
     Path(order_id): Path<Uuid>,
 ) -> Result<axum::Json<Reservation>, Problem> {
     platform::context::record_order_id(&order_id);
-    store::reservation(&app.pool, order_id)
+    store::reservation(&app.db, order_id)
         .await?
         .and_then(|record| record.to_reservation())
         .map(axum::Json)
@@ -348,7 +348,7 @@ async fn apply(
     order_id: Uuid,
     action: ReservationAction,
 ) -> Result<Applied, Problem> {
-    let outcome = store::commit_or_release(&app.pool, order_id, action).await?;
+    let outcome = store::commit_or_release(&app.db, order_id, action).await?;
     let label = match &outcome {
         Applied::Done(_, true) => "applied",
         Applied::Done(_, false) => "unchanged",

@@ -48,11 +48,7 @@ const ITEM_COLUMNS: &str = "sku, available, reserved, committed, unit_price, cur
 /// reserved and committed units are left as they are (and so are the prices reservations
 /// already hold).
 #[tracing::instrument(name = "db.set_item", skip_all, fields(%sku))]
-pub async fn set_item(
-    pool: &Database,
-    sku: &str,
-    update: &ItemUpdate,
-) -> Result<Item, sqlx::Error> {
+pub async fn set_item(db: &Database, sku: &str, update: &ItemUpdate) -> Result<Item, sqlx::Error> {
     let row: ItemRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO items (sku, available, unit_price, currency) VALUES ($1, $2, $3, $4)
          ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available,
@@ -63,18 +59,18 @@ pub async fn set_item(
     .bind(update.available)
     .bind(update.unit_price.get())
     .bind(update.currency.code())
-    .fetch_one(pool)
+    .fetch_one(db)
     .await?;
     Ok(row.into())
 }
 
 #[tracing::instrument(name = "db.get_item", skip_all, fields(%sku))]
-pub async fn item(pool: &Database, sku: &str) -> Result<Option<Item>, sqlx::Error> {
+pub async fn item(db: &Database, sku: &str) -> Result<Option<Item>, sqlx::Error> {
     let row: Option<ItemRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ITEM_COLUMNS} FROM items WHERE sku = $1"
     )))
     .bind(sku)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     Ok(row.map(Item::from))
 }
@@ -172,11 +168,8 @@ pub enum Reserved {
 /// the same order waits on that row and then finds it. The items are then locked in SKU order,
 /// priced and checked, and either all taken at those prices or the record is marked `REJECTED`.
 #[tracing::instrument(name = "db.reserve_stock", skip_all, fields(order_id = %request.order_id))]
-pub async fn reserve(
-    pool: &Database,
-    request: &ReservationRequest,
-) -> Result<Reserved, sqlx::Error> {
-    let mut lease = pool.lease().await?;
+pub async fn reserve(db: &Database, request: &ReservationRequest) -> Result<Reserved, sqlx::Error> {
+    let mut lease = db.lease().await?;
     let reserved = reserve_on(&mut lease, request).await?;
     lease.done();
     Ok(reserved)
@@ -310,8 +303,8 @@ async fn record_by_order(
 }
 
 #[tracing::instrument(name = "db.get_reservation", skip_all, fields(%order_id))]
-pub async fn reservation(pool: &Database, order_id: Uuid) -> Result<Option<Record>, sqlx::Error> {
-    record_by_order(pool, order_id).await
+pub async fn reservation(db: &Database, order_id: Uuid) -> Result<Option<Record>, sqlx::Error> {
+    record_by_order(db, order_id).await
 }
 
 /// What `commit_or_release` did.
@@ -335,7 +328,7 @@ pub enum Applied {
 /// caught by trying again, a bounded number of times.
 #[tracing::instrument(name = "db.commit_or_release", skip_all, fields(%order_id, action = %action))]
 pub async fn commit_or_release(
-    pool: &Database,
+    db: &Database,
     order_id: Uuid,
     action: ReservationAction,
 ) -> Result<Applied, sqlx::Error> {
@@ -343,12 +336,12 @@ pub async fn commit_or_release(
         for from_state in domain::sources(action) {
             if let Transition::Apply { from, into, to } = domain::transition(action, from_state)
                 && let Some(record) =
-                    apply_transition(pool, order_id, from_state, to, from, into).await?
+                    apply_transition(db, order_id, from_state, to, from, into).await?
             {
                 return Ok(Applied::Done(record, true));
             }
         }
-        let Some(record) = record_by_order(pool, order_id).await? else {
+        let Some(record) = record_by_order(db, order_id).await? else {
             return Ok(Applied::Missing);
         };
         match domain::transition(action, record.state) {
@@ -370,7 +363,7 @@ pub async fn commit_or_release(
 /// a bucket that would go negative violates the table's CHECK and fails the whole statement
 /// (PostgreSQL runs a data-modifying CTE to completion whether or not the query reads it).
 async fn apply_transition(
-    pool: &Database,
+    db: &Database,
     order_id: Uuid,
     from_state: RecordState,
     to: RecordState,
@@ -397,7 +390,7 @@ async fn apply_transition(
     .bind(order_id)
     .bind(Text(from_state))
     .bind(Text(to))
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     Ok(row.map(Record::from))
 }

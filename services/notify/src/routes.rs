@@ -20,8 +20,8 @@ pub fn api() -> OpenApiRouter<Database> {
     OpenApiRouter::new().routes(routes!(deliver, list_for_order))
 }
 
-pub fn router(pool: Database) -> OpenApiRouter {
-    api().with_state(pool)
+pub fn router(db: Database) -> OpenApiRouter {
+    api().with_state(db)
 }
 
 /// Records a notification once per `(order_id, kind)`.
@@ -38,12 +38,12 @@ pub fn router(pool: Database) -> OpenApiRouter {
     ),
 )]
 async fn deliver(
-    axum::extract::State(pool): axum::extract::State<Database>,
+    axum::extract::State(db): axum::extract::State<Database>,
     Json(request): Json<CreateNotification>,
 ) -> Result<Response, Problem> {
     domain::validate(&request).map_err(Problem::invalid_fields)?;
     platform::context::record_order_id(&request.order_id);
-    let (notification, created) = store::deliver_once(&pool, &request).await?;
+    let (notification, created) = store::deliver_once(&db, &request).await?;
     if created {
         let kind: &'static str = notification.kind.into();
         metrics::counter!("notify_notifications_delivered_total", "kind" => kind).increment(1);
@@ -74,10 +74,10 @@ struct ByOrder {
     responses((status = 200, description = "The order's notifications", body = NotificationList)),
 )]
 async fn list_for_order(
-    axum::extract::State(pool): axum::extract::State<Database>,
+    axum::extract::State(db): axum::extract::State<Database>,
     Query(ByOrder { order_id }): Query<ByOrder>,
 ) -> Result<axum::Json<NotificationList>, Problem> {
     platform::context::record_order_id(&order_id);
-    let items = store::for_order(&pool, order_id).await?;
+    let items = store::for_order(&db, order_id).await?;
     Ok(axum::Json(NotificationList { items }))
 }

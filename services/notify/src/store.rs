@@ -29,7 +29,7 @@ impl From<Row> for Notification {
 /// and whether this call created it.
 #[tracing::instrument(name = "db.record_notification", skip_all, fields(order_id = %request.order_id))]
 pub async fn deliver_once(
-    pool: &Database,
+    db: &Database,
     request: &CreateNotification,
 ) -> Result<(Notification, bool), sqlx::Error> {
     let inserted: Option<Row> = sqlx::query_as(
@@ -41,7 +41,7 @@ pub async fn deliver_once(
     .bind(request.order_id)
     .bind(Text(request.kind))
     .bind(&request.message)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     if let Some(row) = inserted {
         return Ok((row.into(), true));
@@ -52,19 +52,19 @@ pub async fn deliver_once(
     )
     .bind(request.order_id)
     .bind(Text(request.kind))
-    .fetch_one(pool)
+    .fetch_one(db)
     .await?;
     Ok((existing.into(), false))
 }
 
 #[tracing::instrument(name = "db.notifications_for_order", skip_all, fields(%order_id))]
-pub async fn for_order(pool: &Database, order_id: Uuid) -> Result<Vec<Notification>, sqlx::Error> {
+pub async fn for_order(db: &Database, order_id: Uuid) -> Result<Vec<Notification>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, order_id, kind, message, delivered_at FROM notifications
          WHERE order_id = $1 ORDER BY delivered_at, id",
     )
     .bind(order_id)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     Ok(rows.into_iter().map(Notification::from).collect())
 }

@@ -75,7 +75,7 @@ impl ServiceSettings for Settings {
 /// What the routes, the dispatcher and the reconciler share.
 #[derive(Clone)]
 pub(crate) struct AppState {
-    pub pool: platform::db::Database,
+    pub db: platform::db::Database,
     pub saga: Arc<saga::Saga>,
     pub outbox_wakeup: Arc<tokio::sync::Notify>,
 }
@@ -95,7 +95,7 @@ pub async fn build(settings: Settings) -> Result<Application, StartupError> {
             outbox_wakeup.clone(),
         ));
         let state = AppState {
-            pool: platform.db.clone(),
+            db: platform.db.clone(),
             saga,
             outbox_wakeup,
         };

@@ -70,7 +70,7 @@ pub async fn run_dispatcher(
         // much faster than anyone scrapes the gauge, so it is refreshed once per poll interval.
         if gauged.is_none_or(|at| at.elapsed() >= settings.poll_interval) {
             gauged = Some(Instant::now());
-            if let Ok(depth) = store::outbox_depth(&state.pool).await {
+            if let Ok(depth) = store::outbox_depth(&state.db).await {
                 metrics::gauge!("order_outbox_pending").set(depth as f64);
             }
         }
@@ -87,8 +87,8 @@ async fn deliver_due(
     settings: &DispatcherSettings,
     endpoint: &url::Url,
 ) -> Result<usize, sqlx::Error> {
-    let pool = &state.pool;
-    let entries = store::claim_due_outbox_entries(pool, BATCH, LEASE).await?;
+    let db = &state.db;
+    let entries = store::claim_due_outbox_entries(db, BATCH, LEASE).await?;
     let claimed = entries.len();
     let failing = AtomicBool::new(false);
     let outcomes: Vec<Vec<(OutboxEntry, Result<(), String>)>> =
@@ -103,11 +103,11 @@ async fn deliver_due(
             Ok(()) => delivered.push(entry.id),
             Err(error) => {
                 let retry_in = backoff(entry.attempts, settings.max_backoff);
-                store::mark_failed_attempt(pool, entry.id, retry_in, &error).await?;
+                store::mark_failed_attempt(db, entry.id, retry_in, &error).await?;
             }
         }
     }
-    store::mark_delivered(pool, &delivered).await?;
+    store::mark_delivered(db, &delivered).await?;
     metrics::counter!("order_outbox_deliveries_total", "outcome" => "delivered")
         .increment(delivered.len() as u64);
     Ok(claimed)

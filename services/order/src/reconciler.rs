@@ -28,7 +28,7 @@ pub async fn run(
         if !migrated.is_done() {
             continue;
         }
-        match store::claim_stuck(&state.pool, older_than, BATCH).await {
+        match store::claim_stuck(&state.db, older_than, BATCH).await {
             Ok(orders) => {
                 for order in orders {
                     // A new trace, linked to the request that created the order.

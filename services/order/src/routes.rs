@@ -96,7 +96,7 @@ async fn create_order(
     let key = idempotency_key(&headers)?;
     let new_order = NewOrder::parse(&request).map_err(Problem::invalid_fields)?;
     let (order, replayed) =
-        match store::insert_pending(&state.pool, &key, &new_order, context::trace_id()).await? {
+        match store::insert_pending(&state.db, &key, &new_order, context::trace_id()).await? {
             Stored::Created(order) => (order, false),
             Stored::Existing(order) if order.request_hash != new_order.fingerprint() => {
                 return Err(Problem::conflict(
@@ -176,13 +176,13 @@ async fn cancel_order(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Order>, Problem> {
     context::record_order_id(&id);
-    let order = store::get(&state.pool, id)
+    let order = store::get(&state.db, id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no order {id}")))?;
     let order = match domain::cancellation(order.status()) {
         Cancellation::Refuse => return Err(not_cancellable(&order)),
         Cancellation::Done | Cancellation::Resume => order,
-        Cancellation::Begin => store::begin_cancel(&state.pool, id).await?.0,
+        Cancellation::Begin => store::begin_cancel(&state.db, id).await?.0,
     };
     match domain::cancellation(order.status()) {
         Cancellation::Resume => state.saga.cancel(&order).await.map(axum::Json),
@@ -218,7 +218,7 @@ async fn get_order(
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Order>, Problem> {
     context::record_order_id(&id);
-    store::get(&state.pool, id)
+    store::get(&state.db, id)
         .await?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no order {id}")))
@@ -266,7 +266,7 @@ async fn list_orders(
         )
         .detail("limit must be between 1 and 100"));
     }
-    let mut items = store::list(&state.pool, query.status, query.cursor, limit + 1).await?;
+    let mut items = store::list(&state.db, query.status, query.cursor, limit + 1).await?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(|o| o.id)

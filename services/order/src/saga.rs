@@ -24,7 +24,7 @@ use crate::{
 pub const PAYMENT_SERVICE: &str = "payment-service";
 
 pub struct Saga {
-    pool: Database,
+    db: Database,
     http: HttpClient,
     payment_base: url::Url,
     payments_url: url::Url,
@@ -33,7 +33,7 @@ pub struct Saga {
 
 impl Saga {
     pub fn new(
-        pool: Database,
+        db: Database,
         http: HttpClient,
         payment_base: url::Url,
         outbox_wakeup: Arc<Notify>,
@@ -42,7 +42,7 @@ impl Saga {
             .join("api/v1/payments")
             .unwrap_or_else(|_| payment_base.clone());
         Self {
-            pool,
+            db,
             http,
             payment_base,
             payments_url,
@@ -59,7 +59,7 @@ impl Saga {
             return Err(still_pending(order, "the payment is not final yet"));
         }
         let (ended, transitioned) =
-            store::record_outcome(&self.pool, order.id, &outcome, &message).await?;
+            store::record_outcome(&self.db, order.id, &outcome, &message).await?;
         if transitioned {
             count_outcome(&outcome);
             tracing::info!(status = %ended.status(), reason = ?ended.failure_reason, "order ended");
@@ -78,8 +78,7 @@ impl Saga {
             return Err(Problem::internal());
         }
         let message = domain::cancellation_message(order.id);
-        let (cancelled, transitioned) =
-            store::finish_cancel(&self.pool, order.id, &message).await?;
+        let (cancelled, transitioned) = store::finish_cancel(&self.db, order.id, &message).await?;
         if transitioned {
             metrics::counter!("orders_cancelled_total").increment(1);
             tracing::info!("order cancelled");

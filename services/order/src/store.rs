@@ -80,7 +80,7 @@ pub enum Stored {
 /// Inserts a `PENDING` order unless one already holds `key`.
 #[tracing::instrument(name = "db.insert_order", skip_all, fields(order_id = tracing::field::Empty))]
 pub async fn insert_pending(
-    pool: &Database,
+    db: &Database,
     key: &str,
     order: &NewOrder,
     trace_id: Option<String>,
@@ -103,7 +103,7 @@ pub async fn insert_pending(
     .bind(Json(order.stored_lines()))
     .bind(trace_id)
     .bind(Json(platform::propagation::capture_current()))
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     match inserted {
         Some(order) => Ok(Stored::Created(order)),
@@ -112,7 +112,7 @@ pub async fn insert_pending(
                 "SELECT {ORDER_COLUMNS} FROM orders WHERE idempotency_key = $1"
             )))
             .bind(key)
-            .fetch_one(pool)
+            .fetch_one(db)
             .await?;
             Ok(Stored::Existing(existing))
         }
@@ -120,18 +120,18 @@ pub async fn insert_pending(
 }
 
 #[tracing::instrument(name = "db.get_order", skip_all, fields(order_id = %id))]
-pub async fn get(pool: &Database, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
+pub async fn get(db: &Database, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await
 }
 
 /// The order `id`, which must exist (this transaction or an earlier one stored it).
-async fn existing(pool: &Database, id: Uuid) -> Result<Order, sqlx::Error> {
-    get(pool, id)
+async fn existing(db: &Database, id: Uuid) -> Result<Order, sqlx::Error> {
+    get(db, id)
         .await?
         .ok_or_else(|| db::unexpected(format_args!("order {id} is gone")))
 }
@@ -139,7 +139,7 @@ async fn existing(pool: &Database, id: Uuid) -> Result<Order, sqlx::Error> {
 /// One page of orders, newest first, optionally of one status, after the `before` cursor.
 #[tracing::instrument(name = "db.list_orders", skip_all)]
 pub async fn list(
-    pool: &Database,
+    db: &Database,
     status: Option<OrderStatus>,
     before: Option<Uuid>,
     limit: i64,
@@ -152,7 +152,7 @@ pub async fn list(
     .bind(status.map(Text))
     .bind(before)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }
 
@@ -160,7 +160,7 @@ pub async fn list(
 /// its charged lines and total) and queues its notification, in one statement.
 #[tracing::instrument(name = "db.record_outcome", skip_all, fields(order_id = %id))]
 pub async fn record_outcome(
-    pool: &Database,
+    db: &Database,
     id: Uuid,
     outcome: &PaymentOutcome,
     message: &str,
@@ -186,7 +186,7 @@ pub async fn record_outcome(
             None,
             NotificationKind::OrderFailed,
         ),
-        PaymentOutcome::Undecided => return Ok((existing(pool, id).await?, false)),
+        PaymentOutcome::Undecided => return Ok((existing(db, id).await?, false)),
     };
     let sql = transition_sql(
         "status = $2, failure_reason = $3, payment_id = $4, total_amount = $5,
@@ -204,39 +204,39 @@ pub async fn record_outcome(
         .bind(Text(kind))
         .bind(message)
         .bind(Json(platform::propagation::capture_current()))
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await?;
-    moved_or_current(pool, id, moved).await
+    moved_or_current(db, id, moved).await
 }
 
 /// `CONFIRMED` → `CANCELLING`: the cancel is recorded before any money moves, so that a crash
 /// leaves an order the reconciler finishes. `false` when the order was not `CONFIRMED`.
 #[tracing::instrument(name = "db.begin_cancel", skip_all, fields(order_id = %id))]
-pub async fn begin_cancel(pool: &Database, id: Uuid) -> Result<Moved, sqlx::Error> {
+pub async fn begin_cancel(db: &Database, id: Uuid) -> Result<Moved, sqlx::Error> {
     let updated: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE orders SET status = 'CANCELLING', updated_at = now()
          WHERE id = $1 AND status = 'CONFIRMED'
          RETURNING {ORDER_COLUMNS}"
     )))
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
-    moved_or_current(pool, id, updated).await
+    moved_or_current(db, id, updated).await
 }
 
 /// `CANCELLING` → `CANCELLED` once the payment is refunded, and the cancellation notice queued,
 /// in one statement.
 #[tracing::instrument(name = "db.finish_cancel", skip_all, fields(order_id = %id))]
-pub async fn finish_cancel(pool: &Database, id: Uuid, message: &str) -> Result<Moved, sqlx::Error> {
+pub async fn finish_cancel(db: &Database, id: Uuid, message: &str) -> Result<Moved, sqlx::Error> {
     let sql = transition_sql("status = 'CANCELLED'", OrderStatus::Cancelling, 2);
     let moved: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(Text(NotificationKind::OrderCancelled))
         .bind(message)
         .bind(Json(platform::propagation::capture_current()))
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await?;
-    moved_or_current(pool, id, moved).await
+    moved_or_current(db, id, moved).await
 }
 
 /// One statement that moves the order `$1` out of `from` (setting `set`) and queues its
@@ -262,13 +262,13 @@ fn transition_sql(set: &str, from: OrderStatus, outbox: usize) -> String {
 /// What a transition did: the moved order, or (when another caller moved it first) the order as
 /// it now stands.
 async fn moved_or_current(
-    pool: &Database,
+    db: &Database,
     id: Uuid,
     moved: Option<Order>,
 ) -> Result<Moved, sqlx::Error> {
     match moved {
         Some(order) => Ok((order, true)),
-        None => Ok((existing(pool, id).await?, false)),
+        None => Ok((existing(db, id).await?, false)),
     }
 }
 
@@ -277,7 +277,7 @@ async fn moved_or_current(
 /// ones at once.
 #[tracing::instrument(name = "db.claim_stuck_orders", skip_all)]
 pub async fn claim_stuck(
-    pool: &Database,
+    db: &Database,
     older_than: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<Order>, sqlx::Error> {
@@ -293,7 +293,7 @@ pub async fn claim_stuck(
     )))
     .bind(older_than.as_secs_f64())
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }
 
@@ -318,7 +318,7 @@ pub struct OutboxEntry {
 /// would otherwise start a trace of its own each time.
 #[tracing::instrument(level = "debug", name = "db.claim_outbox_entries", skip_all)]
 pub async fn claim_due_outbox_entries(
-    pool: &Database,
+    db: &Database,
     limit: i64,
     lease: std::time::Duration,
 ) -> Result<Vec<OutboxEntry>, sqlx::Error> {
@@ -333,7 +333,7 @@ pub async fn claim_due_outbox_entries(
     )
     .bind(limit)
     .bind(lease.as_secs_f64())
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     entries.sort_by_key(|entry| entry.id);
     Ok(entries)
@@ -341,20 +341,20 @@ pub async fn claim_due_outbox_entries(
 
 /// Records these entries as delivered, all in one statement.
 #[tracing::instrument(level = "debug", name = "db.mark_delivered", skip_all, fields(entries = ids.len()))]
-pub async fn mark_delivered(pool: &Database, ids: &[i64]) -> Result<(), sqlx::Error> {
+pub async fn mark_delivered(db: &Database, ids: &[i64]) -> Result<(), sqlx::Error> {
     if ids.is_empty() {
         return Ok(());
     }
     sqlx::query("UPDATE outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1)")
         .bind(ids)
-        .execute(pool)
+        .execute(db)
         .await
         .map(drop)
 }
 
 #[tracing::instrument(level = "debug", name = "db.mark_failed_attempt", skip_all, fields(outbox_id = id))]
 pub async fn mark_failed_attempt(
-    pool: &Database,
+    db: &Database,
     id: i64,
     retry_in: std::time::Duration,
     error: &str,
@@ -367,14 +367,14 @@ pub async fn mark_failed_attempt(
     .bind(id)
     .bind(retry_in.as_secs_f64())
     .bind(error)
-    .execute(pool)
+    .execute(db)
     .await
     .map(drop)
 }
 
 /// How many notifications are waiting to be delivered.
-pub async fn outbox_depth(pool: &Database) -> Result<i64, sqlx::Error> {
+pub async fn outbox_depth(db: &Database) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
-        .fetch_one(pool)
+        .fetch_one(db)
         .await
 }

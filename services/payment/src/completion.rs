@@ -75,7 +75,7 @@ impl From<CompletionError> for Problem {
 
 /// Takes an `AUTHORIZED` payment to `CAPTURED` or `VOIDED`; returns it as stored afterwards.
 pub async fn capture_or_void(
-    pool: &Database,
+    db: &Database,
     inventory: &InventoryClient,
     authorized: &Stored,
 ) -> Result<Stored, CompletionError> {
@@ -112,17 +112,17 @@ pub async fn capture_or_void(
             (status, reason, Some(store::Priced { amount, lines }))
         }
     };
-    Ok(store::finish_authorized(pool, order_id, status, reason, priced.as_ref()).await?)
+    Ok(store::finish_authorized(db, order_id, status, reason, priced.as_ref()).await?)
 }
 
 /// Pays a `CAPTURED` payment back: first the order's stock goes back on sale (inventory-service
 /// returns the committed reservation), then the payment becomes `REFUNDED`. `None` when a
 /// concurrent refund won the race to the second step (the caller reads what it left).
 pub async fn refund(
-    pool: &Database,
+    db: &Database,
     inventory: &InventoryClient,
     captured: &Stored,
 ) -> Result<Option<Stored>, CompletionError> {
     inventory.release(captured.payment.order_id).await?;
-    Ok(store::refund(pool, captured.payment.id).await?)
+    Ok(store::refund(db, captured.payment.id).await?)
 }

@@ -62,7 +62,7 @@ pub async fn build(settings: Settings) -> Result<Application, StartupError> {
     let inventory_url = settings.inventory_url;
     Application::build(&SERVICE, settings.common, |platform| {
         routes::router(routes::AppState {
-            pool: platform.db.clone(),
+            db: platform.db.clone(),
             inventory: inventory::InventoryClient::new(platform.http.clone(), inventory_url),
         })
     })

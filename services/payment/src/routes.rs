@@ -37,7 +37,7 @@ const REFUNDS_TOTAL: &str = "payment_refunds_total";
 
 #[derive(Clone)]
 pub struct AppState {
-    pub pool: Database,
+    pub db: Database,
     pub inventory: InventoryClient,
 }
 
@@ -94,7 +94,7 @@ async fn create_payment(
 ) -> Result<Response, Problem> {
     let request = domain::parse_payment(body).map_err(Problem::invalid_fields)?;
     platform::context::record_order_id(&request.order_id);
-    let (stored, created) = store::insert_or_find(&app.pool, &request).await?;
+    let (stored, created) = store::insert_or_find(&app.db, &request).await?;
     if stored.terms != request.terms() {
         count_payment("conflict");
         return Err(Problem::conflict(
@@ -111,7 +111,7 @@ async fn create_payment(
         });
         stored
     } else {
-        let completed = completion::capture_or_void(&app.pool, &app.inventory, &stored)
+        let completed = completion::capture_or_void(&app.db, &app.inventory, &stored)
             .await
             .inspect_err(|e| {
                 if e.is_unavailable() {
@@ -161,7 +161,7 @@ async fn get_payment(
 
 /// The payment `id` (its order recorded on the request's span), or 404.
 async fn find(app: &AppState, id: Uuid) -> Result<Stored, Problem> {
-    let stored = store::by_id(&app.pool, id)
+    let stored = store::by_id(&app.db, id)
         .await?
         .ok_or_else(|| no_payment(id))?;
     platform::context::record_order_id(&stored.payment.order_id);
@@ -195,7 +195,7 @@ async fn list_for_order(
     Query(ByOrder { order_id }): Query<ByOrder>,
 ) -> Result<axum::Json<PaymentList>, Problem> {
     platform::context::record_order_id(&order_id);
-    let items = store::by_order(&app.pool, order_id)
+    let items = store::by_order(&app.db, order_id)
         .await?
         .map(|stored| stored.payment)
         .into_iter()
@@ -232,14 +232,14 @@ async fn refund(
 ) -> Result<axum::Json<Payment>, Problem> {
     let stored = find(&app, id).await?;
     let current = match domain::refund(stored.payment.status) {
-        Refund::Apply => match completion::refund(&app.pool, &app.inventory, &stored).await? {
+        Refund::Apply => match completion::refund(&app.db, &app.inventory, &stored).await? {
             Some(refunded) => {
                 metrics::counter!(REFUNDS_TOTAL, "outcome" => "refunded").increment(1);
                 tracing::info!("payment refunded and stock returned");
                 refunded
             }
             // A concurrent refund won the race: answer with what it left.
-            None => store::by_id(&app.pool, id)
+            None => store::by_id(&app.db, id)
                 .await?
                 .ok_or_else(|| no_payment(id))?,
         },

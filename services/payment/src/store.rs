@@ -75,7 +75,7 @@ fn found_payment(row: Row) -> Stored {
 /// stored payment and whether this call created it.
 #[tracing::instrument(name = "db.insert_payment", skip_all, fields(order_id = %request.order_id))]
 pub async fn insert_or_find(
-    pool: &Database,
+    db: &Database,
     request: &PaymentRequest,
 ) -> Result<(Stored, bool), sqlx::Error> {
     let (status, reason) = request.initial_status();
@@ -94,35 +94,35 @@ pub async fn insert_or_find(
     .bind(request.currency.code())
     .bind(Text(request.method))
     .bind(Json(request.items()))
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     if let Some(row) = inserted {
         return Ok((row.into(), true));
     }
-    let existing = by_order(pool, request.order_id)
+    let existing = by_order(db, request.order_id)
         .await?
         .ok_or_else(|| db::unexpected("a conflicting payment row is gone"))?;
     Ok((existing, false))
 }
 
 #[tracing::instrument(name = "db.get_payment", skip_all, fields(payment_id = %id, order_id = tracing::field::Empty))]
-pub async fn by_id(pool: &Database, id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
+pub async fn by_id(db: &Database, id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM payments WHERE id = $1"
     )))
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     Ok(row.map(found_payment))
 }
 
 #[tracing::instrument(name = "db.get_payment_of_order", skip_all, fields(%order_id))]
-pub async fn by_order(pool: &Database, order_id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
+pub async fn by_order(db: &Database, order_id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM payments WHERE order_id = $1"
     )))
     .bind(order_id)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     Ok(row.map(Stored::from))
 }
@@ -139,7 +139,7 @@ pub struct Priced {
 /// returns the payment as it now is.
 #[tracing::instrument(name = "db.finish_payment", skip_all, fields(%order_id))]
 pub async fn finish_authorized(
-    pool: &Database,
+    db: &Database,
     order_id: Uuid,
     status: PaymentStatus,
     reason: Option<FailureReason>,
@@ -157,11 +157,11 @@ pub async fn finish_authorized(
     .bind(reason.map(Text))
     .bind(priced.map(|p| p.amount))
     .bind(priced.map(|p| Json(&p.lines)))
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     match moved {
         Some(row) => Ok(row.into()),
-        None => by_order(pool, order_id)
+        None => by_order(db, order_id)
             .await?
             .ok_or_else(|| db::unexpected("an authorized payment row is gone")),
     }
@@ -169,14 +169,14 @@ pub async fn finish_authorized(
 
 /// `CAPTURED` → `REFUNDED`; `None` when the payment was not captured (or does not exist).
 #[tracing::instrument(name = "db.refund_payment", skip_all, fields(payment_id = %id, order_id = tracing::field::Empty))]
-pub async fn refund(pool: &Database, id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
+pub async fn refund(db: &Database, id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE payments SET status = 'REFUNDED', updated_at = now()
          WHERE id = $1 AND status = 'CAPTURED'
          RETURNING {COLUMNS}"
     )))
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     Ok(row.map(found_payment))
 }
