@@ -17,14 +17,64 @@ KCTX="kind-${KIND_CLUSTER}"
 KIND_DRY_RUN="${KIND_DRY_RUN:-0}"
 TOOLS_DIR="${ORDERMESH_ROOT}/.local/kind"
 SERVICES=(order-service payment-service inventory-service notify-service)
-GATEWAY_URL="${GATEWAY_URL:-http://127.0.0.1:8080}"
 PROBE_IMAGE="${PROBE_IMAGE:-curlimages/curl:8.11.1}"
+# kind_load's export: `docker save --platform` (1) or a plain `docker save` (0, only for the
+# classic image store on Docker Engine < 28; up.sh's Docker preflight decides, see preflight.sh).
+DOCKER_SAVE_PLATFORM="${DOCKER_SAVE_PLATFORM:-1}"
 
+# step / info / die: a section header, an indented line, an error that stops the script.
 step() { printf '\n==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
+# dry_run: true under KIND_DRY_RUN=1.
 dry_run() { [[ "${KIND_DRY_RUN}" == 1 ]]; }
+
+# cluster_gateway_address: "<listenAddress>:<hostPort>" that deploy/kind/cluster.yaml publishes
+# the ingress gateway's NodePort 30080 on (the one place that port is chosen).
+cluster_gateway_address() {
+  awk '
+    /containerPort:[[:space:]]*30080([[:space:]]|$)/ { inmap = 1; next }
+    inmap && /^[[:space:]]*-[[:space:]]/ { inmap = 0 }
+    inmap && $1 == "hostPort:" { port = $2 }
+    inmap && $1 == "listenAddress:" { addr = $2; gsub(/"/, "", addr) }
+    END { if (port != "") print (addr == "" ? "0.0.0.0" : addr) ":" port }
+  ' "${ORDERMESH_ROOT}/deploy/kind/cluster.yaml"
+}
+GATEWAY_URL="${GATEWAY_URL:-http://$(cluster_gateway_address)}"
+
+# on_wsl: true under WSL (the kernel names Microsoft/WSL), or when up.sh found that the Docker
+# engine's kernel is WSL's (KIND_ON_WSL=1): kindnet cannot enforce NetworkPolicy there.
+on_wsl() {
+  [[ "${KIND_ON_WSL:-0}" == 1 ]] && return 0
+  local f
+  for f in /proc/sys/kernel/osrelease /proc/version; do
+    [[ -r "${f}" ]] && grep -qiE 'microsoft|wsl' "${f}" && return 0
+  done
+  return 1
+}
+
+# version_at_least HAVE WANT: true when dotted version HAVE >= WANT (numeric fields compared
+# left to right; a leading "v" and anything after the numbers, like "-rc.1", are ignored).
+version_at_least() {
+  local have="${1#v}" want="${2#v}" i h w
+  local -a hs ws
+  IFS=. read -r -a hs <<<"${have%%[!0-9.]*}"
+  IFS=. read -r -a ws <<<"${want%%[!0-9.]*}"
+  for ((i = 0; i < ${#ws[@]}; i++)); do
+    h="${hs[i]:-0}" w="${ws[i]:-0}"
+    ((10#${h} > 10#${w})) && return 0
+    ((10#${h} < 10#${w})) && return 1
+  done
+  return 0
+}
+
+# hub_lacks_release HUB VERSION: true when HUB is a registry known not to carry Istio VERSION:
+# gcr.io/istio-release stopped at 1.30 (Istio 1.31+ is published only to docker.io/istio).
+hub_lacks_release() {
+  local hub="${1%/}" version="$2"
+  [[ "${hub}" == gcr.io/istio-release ]] && version_at_least "${version}" 1.31
+}
 
 # run CMD...: run it, or print it under KIND_DRY_RUN=1.
 run() {
@@ -35,6 +85,7 @@ run() {
   fi
 }
 
+# k ARGS...: kubectl against the kind cluster's context (through run).
 k() { run kubectl --context "${KCTX}" "$@"; }
 
 # platform: the node's OS/architecture (kind nodes run the host's architecture).
@@ -48,34 +99,48 @@ platform() {
 
 # kind_load IMAGE: put a local image into every kind node as a single-platform archive.
 # `kind load docker-image` runs a plain `docker save`, which fails on Docker's containerd image
-# store ("ctr: content digest ... not found") whenever the image is an index with content for
-# other platforms or attestation manifests (pulled multi-arch images; BuildKit builds with
-# provenance). `docker save --platform` (Docker >= 28) exports exactly one platform; older
-# engines (classic image store) only ever hold one, so a plain save is right there.
+# store ("ctr: content digest ... not found", kind #3795) whenever the image is an index with
+# content for other platforms or attestation manifests (pulled multi-arch images; BuildKit
+# builds with provenance). `docker save --platform` (Docker >= 28, API 1.48) exports exactly one
+# platform. The classic image store holds one platform per image, so on Engine < 28 with that
+# store (the only older setup up.sh lets through) a plain save is right. No fallback from one
+# to the other: a failing save stops here with Docker's own error.
 kind_load() {
-  local image="$1" plat archive
-  plat="$(platform)"
+  local image="$1" archive
   archive="${TOOLS_DIR}/images/$(printf '%s' "${image}" | tr '/:@' '___').tar"
   run mkdir -p "${TOOLS_DIR}/images"
-  if dry_run; then
-    run docker save --platform "${plat}" -o "${archive}" "${image}"
-  elif ! docker save --platform "${plat}" -o "${archive}" "${image}" 2>/dev/null; then
-    docker save -o "${archive}" "${image}"
+  if [[ "${DOCKER_SAVE_PLATFORM}" == 1 ]]; then
+    run docker save --platform "$(platform)" -o "${archive}" "${image}"
+  else
+    run docker save -o "${archive}" "${image}"
   fi
   run kind load image-archive --name "${KIND_CLUSTER}" "${archive}"
   run rm -f "${archive}"
 }
 
-# prepull IMAGE: pull a public image once on the host (for this platform) and kind_load it, so
-# that kind nodes never pull it from Docker Hub (anonymous pull limit).
+# have_image_for PLATFORM IMAGE: true when the local Docker store holds IMAGE for PLATFORM
+# (os/arch). An image present only for another platform does not count.
+have_image_for() {
+  local plat="$1" image="$2" have
+  have="$(docker image inspect --format '{{.Os}}/{{.Architecture}}' "${image}" 2>/dev/null)" || return 1
+  [[ "${have}" == "${plat}" ]]
+}
+
+# prepull IMAGE: pull a public image on the host for the nodes' platform (skipped only when it
+# is already there for exactly that platform) and kind_load it, so that kind nodes never pull
+# from a public registry themselves (Docker Hub's anonymous limit; ImagePullBackOff).
 prepull() {
-  local image="$1"
-  if dry_run || ! docker image inspect "${image}" >/dev/null 2>&1; then
-    run docker pull --platform "$(platform)" "${image}"
+  local image="$1" plat
+  plat="$(platform)"
+  if dry_run || ! have_image_for "${plat}" "${image}"; then
+    run docker pull --platform "${plat}" "${image}"
+  else
+    info "${image}: present for ${plat}, not pulled again"
   fi
   kind_load "${image}"
 }
 
+# need TOOL...: stop unless every TOOL is on the PATH.
 need() {
   local tool
   for tool in "$@"; do

@@ -9,36 +9,40 @@
 # Versions: deploy/versions.env (ISTIO_VERSION, ISTIO_HUB, KIND_VERSION, KIND_NODE_IMAGE by
 # digest). Environment: KIND_CLUSTER, TENANTS (default: every deploy/overlays/*), SKIP_BUILD=1
 # (reuse the last built images), KIND_DRY_RUN=1 (print the commands, run nothing that changes
-# anything; needs neither Docker nor kind — `make test-kind-dry-run` checks its output).
+# anything; needs neither Docker nor kind — `make test-kind-dry-run` checks its output),
+# KIND_VERSION_MISMATCH_OK=1 / KIND_INOTIFY_LOW_OK=1 (go on past those preflight stops).
 #
-# Nothing is pulled from Docker Hub inside the nodes: Istio's images come from its own registry
-# (ISTIO_HUB), every other public image is pulled once on the host and `kind load`ed, and our
+# Preflight (deploy/kind/preflight.sh), before anything is created: Istio's hub carries the
+# pinned release and agrees with the operator file; kind is KIND_VERSION; GATEWAY_URL is the
+# port deploy/kind/cluster.yaml publishes; the Docker engine and image store can export single
+# platforms (Engine 27 + containerd store stops); inotify limits (Linux); WSL2 (no NetworkPolicy).
+#
+# Nothing is pulled by the nodes themselves: every public image — Istio's pilot and proxyv2
+# from ISTIO_HUB (docker.io/istio, where Istio 1.31+ is published), the addons', PostgreSQL and
+# the curl probe — is pulled once on the host for the nodes' platform and `kind load`ed, and our
 # images are built without attestations and loaded as single-platform archives (kind_load in
 # lib.sh: Docker's containerd image store breaks a plain `kind load docker-image`).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=preflight.sh
+source "$(dirname "${BASH_SOURCE[0]}")/preflight.sh"
 cd "${ORDERMESH_ROOT}"
 
-[[ "${KIND_NODE_IMAGE}" == *@sha256:* ]] \
-  || die "KIND_NODE_IMAGE=${KIND_NODE_IMAGE} is not pinned by digest (deploy/versions.env)"
+step "preflight"
 if dry_run; then
   info "KIND_DRY_RUN=1: printing the commands; nothing is created, pulled or built"
 else
   need docker kind kubectl curl tar awk sed
-  docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (docker info failed)"
-  # Which image store: the containerd one (default on fresh Docker Engine 29+ / Desktop 4.34+)
-  # or the classic graph driver. Both take the same path below; this is for bug reports.
-  store="classic image store"
-  if docker info --format '{{json .DriverStatus}}' 2>/dev/null | grep -q 'io.containerd.snapshotter'; then
-    store="containerd image store"
-  fi
-  info "Docker $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'), ${store}"
-  kind_have="$(kind version 2>/dev/null | awk '{print $2}')"
-  [[ "${kind_have}" == "${KIND_VERSION}" ]] \
-    || info "note: kind ${kind_have:-?} installed; ${KIND_NODE_IMAGE%%@*} is published for kind ${KIND_VERSION}"
 fi
+preflight_istio_hub
+preflight_kind_version
+preflight_gateway_url
+preflight_docker
+preflight_inotify
+preflight_wsl
+preflight_pull_limit_note
 
 tenants=()
 if [[ -n "${TENANTS:-}" ]]; then
@@ -60,6 +64,13 @@ else
     --config deploy/kind/cluster.yaml --wait 180s
 fi
 k cluster-info >/dev/null
+if ! dry_run; then
+  # A reused cluster keeps the port mappings it was created with.
+  published="$(docker port "${KIND_CLUSTER}-control-plane" 30080/tcp)" \
+    || die "the node ${KIND_CLUSTER}-control-plane publishes no port for NodePort 30080: make kind-down, then make kind-up"
+  [[ "${published}" == *"$(cluster_gateway_address)"* ]] \
+    || die "the cluster publishes NodePort 30080 on ${published}, deploy/kind/cluster.yaml says $(cluster_gateway_address): make kind-down, then make kind-up"
+fi
 
 # ------------------------------------------------------------------------------------------ 2
 step "Istio ${ISTIO_VERSION}"
@@ -67,6 +78,12 @@ ISTIO_DIR="$(istio_dir)"
 istioctl=("${ISTIO_DIR}/bin/istioctl" --context "${KCTX}")
 run "${istioctl[@]}" version --remote=false
 run "${istioctl[@]}" x precheck
+# The images `istioctl install` deploys (deploy/mesh/istio-operator.yaml sets no `variant`, so
+# not the -distroless ones): istiod = <hub>/pilot:<tag>; the ingress gateway, the sidecars and
+# their istio-init/istio-validation init containers = <hub>/proxyv2:<tag>.
+for image in "${ISTIO_HUB}/pilot:${ISTIO_VERSION}" "${ISTIO_HUB}/proxyv2:${ISTIO_VERSION}"; do
+  prepull "${image}"
+done
 # Installs the CRDs, istiod and the ingress gateway with deploy/mesh/istio-operator.yaml's mesh
 # config (OpenTelemetry provider, access log, path normalisation, REGISTRY_ONLY) and images
 # from ISTIO_HUB (spec.hub there) at exactly ISTIO_VERSION.
@@ -174,10 +191,12 @@ for t in "${tenants[@]}"; do
     k -n "${t}-payments" rollout status "deploy/${d}" --timeout=300s
   done
 done
+# Errors stop; warnings are printed and do not (a finished install is not undone because a
+# later Istio release adds a warning). check-deploy holds deploy/ to zero warnings before this.
 for t in "${tenants[@]}"; do
   for ns in "${t}-orders" "${t}-payments"; do
-    run "${istioctl[@]}" analyze -n "${ns}" --failure-threshold Warning \
-      || die "istioctl analyze reported problems in ${ns}"
+    run "${istioctl[@]}" analyze -n "${ns}" --failure-threshold Error --output-threshold Warning \
+      || die "istioctl analyze reported errors in ${ns}"
   done
 done
 
@@ -207,8 +226,8 @@ cat <<MSG
       curl -H 'Host: ${tenants[0]}.ordermesh.local' -H 'x-tenant-id: ${tenants[0]}' \\
            -H 'content-type: application/json' -H "Idempotency-Key: \$(uuidgen)" \\
            --data @deploy/kind/order.json ${GATEWAY_URL}/api/v1/orders
-    Jaeger:     kubectl --context ${KCTX} -n istio-system port-forward svc/tracing 16686:80
-                then http://127.0.0.1:16686/jaeger
+    Jaeger:     kubectl --context ${KCTX} -n istio-system port-forward svc/tracing 16687:80
+                then http://127.0.0.1:16687/jaeger  (16687: docker-compose's Jaeger has 16686)
     Prometheus: kubectl --context ${KCTX} -n istio-system port-forward svc/prometheus 9090:9090
     Tear down:  make kind-down
 MSG
