@@ -25,7 +25,7 @@ export ISTIO_VERSION ISTIO_HUB KIND_VERSION KIND_CLUSTER KIND_NODE_IMAGE
 kind-up: ## kind cluster + Istio + addons + images + every tenant + smoke test (needs Docker)
 	TENANTS="$(DEPLOY_TENANTS)" bash deploy/kind/up.sh
 
-test-kind-dry-run: ## KIND_DRY_RUN=1 make kind-up: the pinned versions, digests, hub and build flags it would use
+test-kind-dry-run: ## KIND_DRY_RUN=1 make kind-up: its preflight, pinned versions, digests, hub, image loads, build flags and refusals
 	bash deploy/kind/test-dry-run.sh
 
 kind-down: ## delete the kind cluster
