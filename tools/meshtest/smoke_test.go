@@ -1,9 +1,11 @@
 //go:build mesh
 
 // Package meshtest checks the local mesh on live traffic (make test-mesh, part of make test).
-// TestMain brings the mesh up with the real binaries, the tests send real requests through the
-// gateway and the sidecars, and TestMain takes it down again and checks that nothing it created
-// is left (namespaces, interfaces, sockets, processes). Needs root, Envoy and the release build.
+// TestMain brings the mesh up with the real binaries, runs the suite twice (state_test.go: each
+// pass orders an SKU of its own, the demo catalog drained in between), and takes the mesh down
+// again, checking that nothing it created is left (namespaces, interfaces, sockets, processes).
+// The tests send real requests through the gateway and the sidecars. Needs root, Envoy and the
+// release build.
 package meshtest
 
 import (
@@ -39,7 +41,11 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	layout = mesh.NewLayout(root)
-	var err error
+	passes, err := testPasses()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	if loaded, err = mesh.Load(layout.DeployDir, layout.ExtraDir(), mesh.DefaultNetwork); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -51,7 +57,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	fmt.Printf("mesh up took %s\n", time.Since(t0).Round(time.Millisecond))
-	code := m.Run()
+	code := runPasses(m, passes)
 	_ = runMesh(bin, root, "status")
 	if os.Getenv("MESH_KEEP") == "1" { // for running single tests against a mesh left up
 		fmt.Println("MESH_KEEP=1: the mesh stays up (make mesh-down removes it)")
@@ -149,7 +155,7 @@ func placeOrder(t *testing.T, base, host, tenant, traceID string) (int, order, s
 
 // placeOrderWith is placeOrder with extra headers.
 func placeOrderWith(t *testing.T, base, host, tenant, traceID string, extra map[string]string) (int, order, string) {
-	body := `{"customer_id":"c-mesh","currency":"EUR","items":[{"sku":"SKU-001","quantity":1,"unit_price":1999}]}`
+	body := fmt.Sprintf(`{"customer_id":"c-mesh","currency":"EUR","items":[{"sku":%q,"quantity":1,"unit_price":%d}]}`, testSKU, testPrice)
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/orders", strings.NewReader(body))
 	req.Host = host
 	req.Header.Set("content-type", "application/json")

@@ -428,8 +428,8 @@ func TestTracingSampling(t *testing.T) {
 	tenant := tenantIDs()[0]
 	const n = 2000
 	ids := make([]string, n)
+	body := fmt.Sprintf(`{"customer_id":"c-sampling","currency":"EUR","items":[{"sku":%q,"quantity":1}]}`, testSKU)
 	parallel(n, func(i int) {
-		body := `{"customer_id":"c-sampling","currency":"EUR","items":[{"sku":"SKU-003","quantity":1}]}`
 		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/orders", strings.NewReader(body))
 		req.Host = hosts[tenant]
 		req.Header.Set("content-type", "application/json")

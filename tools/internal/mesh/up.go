@@ -408,33 +408,52 @@ func seedStock(t *Topology, catalog []CatalogItem) error {
 	return nil
 }
 
+// Stock reads an item of the tenant of inventory pod p through inventory's admin API, from inside
+// the pod: its available units, and whether the tenant has the SKU at all.
+func Stock(t *Topology, p *Pod, sku string) (available int64, found bool, err error) {
+	req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:8080/api/v1/items/"+sku, nil)
+	req.Header.Set("x-tenant-id", t.tenantOfNamespace(p.Namespace))
+	resp, err := podClient(p, 5*time.Second).Do(req)
+	if err != nil {
+		return 0, false, fmt.Errorf("reading %s in %s: %w", sku, p.Namespace, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		var have struct {
+			Available int64 `json:"available"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&have); err != nil {
+			return 0, false, fmt.Errorf("reading %s in %s: %w", sku, p.Namespace, err)
+		}
+		return have.Available, true, nil
+	case http.StatusNotFound:
+		return 0, false, nil
+	default:
+		reply, _ := io.ReadAll(resp.Body)
+		return 0, false, fmt.Errorf("reading %s in %s: %d %s", sku, p.Namespace, resp.StatusCode, reply)
+	}
+}
+
 // SetStock sets an item of the tenant of inventory pod p through inventory's admin API, from
 // inside the pod: available units (-1: keep what it has, 1000 for a new SKU) and catalog price.
 func SetStock(t *Topology, p *Pod, sku string, available, unitPrice int64) error {
 	tenant := t.tenantOfNamespace(p.Namespace)
-	c := podClient(p, 5*time.Second)
-	url := "http://127.0.0.1:8080/api/v1/items/" + sku
 	if available < 0 {
-		available = 1000
-		var have struct {
-			Available int64 `json:"available"`
-		}
-		req, _ := http.NewRequest(http.MethodGet, url, nil)
-		req.Header.Set("x-tenant-id", tenant)
-		resp, err := c.Do(req)
+		have, found, err := Stock(t, p, sku)
 		if err != nil {
 			return fmt.Errorf("seeding %s in %s: %w", sku, tenant, err)
 		}
-		if resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&have) == nil {
-			available = have.Available
+		available = 1000
+		if found {
+			available = have
 		}
-		resp.Body.Close()
 	}
 	body := fmt.Sprintf(`{"available": %d, "unit_price": %d, "currency": "EUR"}`, available, unitPrice)
-	req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPut, "http://127.0.0.1:8080/api/v1/items/"+sku, strings.NewReader(body))
 	req.Header.Set("x-tenant-id", tenant)
 	req.Header.Set("content-type", "application/json")
-	resp, err := c.Do(req)
+	resp, err := podClient(p, 5*time.Second).Do(req)
 	if err != nil {
 		return fmt.Errorf("seeding %s in %s: %w", sku, tenant, err)
 	}

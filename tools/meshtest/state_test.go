@@ -1,0 +1,178 @@
+//go:build mesh
+
+// What the tests order, and the check that they need nothing a demo, a benchmark or a user's curl
+// left behind. The mesh's PostgreSQL keeps its data across mesh-down/mesh-up and mesh-up keeps the
+// stock orders have left (tools/internal/mesh seedStock), so a test that ordered from the demo
+// catalog passed on a fresh clone and failed after `make bench-mesh` had sold SKU-001 out.
+//
+// So each pass of the suite seeds an SKU of its own in every tenant, with stock for every order
+// the pass places, and orders only that. TestMain runs the suite twice on one mesh (MESHTEST_PASSES,
+// 2 by default) and, between the passes, drains the demo catalog in every tenant as a load demo
+// would: a test that leans on the catalog, or on anything an earlier run changed and did not put
+// back, fails in the second pass. The catalog's stock is put back afterwards — also by the next run
+// when this one was killed before it could (the snapshot stays in the mesh's state directory).
+package meshtest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"ordermesh.local/tools/internal/mesh"
+)
+
+// testSKU is the SKU this pass orders; testPrice its unit price in every tenant.
+var testSKU string
+
+const (
+	testPrice = 1999
+	// testStock covers every order of a pass (TestTracingSampling's 2,000, a handful elsewhere)
+	// many times over.
+	testStock = 100_000
+)
+
+// catalogSnapshot is each tenant's available stock of each demo-catalog SKU before the drain.
+type catalogSnapshot map[string]map[string]int64
+
+// runPasses runs the suite passes times, draining the demo catalog before every pass after the
+// first and putting it back at the end. It returns the first failing pass's exit code.
+func runPasses(m *testing.M, passes int) int {
+	catalog, err := mesh.ReadCatalog(filepath.Join(layout.Root, "scripts", "demo-catalog.txt"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := restoreCatalog(catalog); err != nil { // a killed earlier run's drain
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for pass := 1; pass <= passes; pass++ {
+		if pass > 1 {
+			if err := drainCatalog(catalog); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		if err := seedTestSKU(pass); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Printf("=== meshtest pass %d of %d: orders %s (%d units in every tenant)\n", pass, passes, testSKU, testStock)
+		if code := m.Run(); code != 0 {
+			_ = restoreCatalog(catalog)
+			return code
+		}
+	}
+	if err := restoreCatalog(catalog); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// testPasses reads MESHTEST_PASSES (default 2; scripts/mesh-breaks.sh runs one).
+func testPasses() (int, error) {
+	v := os.Getenv("MESHTEST_PASSES")
+	if v == "" {
+		return 2, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("MESHTEST_PASSES=%q: want a whole number ≥ 1", v)
+	}
+	return n, nil
+}
+
+// seedTestSKU gives every tenant a new SKU for this pass.
+func seedTestSKU(pass int) error {
+	testSKU = fmt.Sprintf("MESHTEST-%d-%s", pass, strings.ToUpper(randomHex(4)))
+	for _, p := range inventoryPods() {
+		if err := mesh.SetStock(loaded.Topology, p, testSKU, testStock, testPrice); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// drainCatalog sets every demo-catalog SKU to 0 units in every tenant, after saving what each had
+// in the snapshot file.
+func drainCatalog(catalog []mesh.CatalogItem) error {
+	snap := catalogSnapshot{}
+	for _, p := range inventoryPods() {
+		snap[p.Namespace] = map[string]int64{}
+		for _, item := range catalog {
+			have, found, err := mesh.Stock(loaded.Topology, p, item.SKU)
+			if err != nil {
+				return err
+			}
+			if found {
+				snap[p.Namespace][item.SKU] = have
+			}
+		}
+	}
+	raw, err := json.Marshal(snap)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(snapshotPath(), raw, 0o644); err != nil {
+		return err
+	}
+	for _, p := range inventoryPods() {
+		for _, item := range catalog {
+			if err := mesh.SetStock(loaded.Topology, p, item.SKU, 0, item.UnitPrice); err != nil {
+				return err
+			}
+		}
+	}
+	fmt.Printf("=== meshtest: demo catalog drained (%d SKUs at 0 in %d namespaces); put back after the last pass\n",
+		len(catalog), len(snap))
+	return nil
+}
+
+// restoreCatalog puts back the stock the snapshot file holds, if there is one, and removes it.
+func restoreCatalog(catalog []mesh.CatalogItem) error {
+	raw, err := os.ReadFile(snapshotPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var snap catalogSnapshot
+	if err := json.Unmarshal(raw, &snap); err != nil {
+		return fmt.Errorf("%s: %w", snapshotPath(), err)
+	}
+	for _, p := range inventoryPods() {
+		for _, item := range catalog {
+			if have, ok := snap[p.Namespace][item.SKU]; ok {
+				if err := mesh.SetStock(loaded.Topology, p, item.SKU, have, item.UnitPrice); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	fmt.Printf("=== meshtest: demo catalog stock put back from %s\n", snapshotPath())
+	return os.Remove(snapshotPath())
+}
+
+func snapshotPath() string {
+	return filepath.Join(layout.StateDir, "meshtest-catalog-before-drain.json")
+}
+
+// inventoryPods is one inventory pod per tenant (each tenant's pods share one database).
+func inventoryPods() []*mesh.Pod {
+	var out []*mesh.Pod
+	seen := map[string]bool{}
+	for _, p := range loaded.Topology.Pods {
+		if p.Role == mesh.RoleApp && p.Labels["app"] == "inventory-service" && !seen[p.Namespace] {
+			seen[p.Namespace] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
