@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need kind
-if kind get clusters 2>/dev/null | grep -qx "${KIND_CLUSTER}"; then
+if cluster_exists; then
   kind delete cluster --name "${KIND_CLUSTER}"
 else
   info "no kind cluster named '${KIND_CLUSTER}'"

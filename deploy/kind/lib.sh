@@ -141,6 +141,14 @@ prepull() {
 }
 
 # need TOOL...: stop unless every TOOL is on the PATH.
+# cluster_exists: whether kind has a cluster named KIND_CLUSTER. The list is read whole, then
+# matched: `kind get clusters | grep -qx` under pipefail fails at random when grep exits first.
+cluster_exists() {
+  local clusters
+  clusters="$(kind get clusters 2>/dev/null || true)"
+  grep -qx "${KIND_CLUSTER}" <<<"${clusters}"
+}
+
 need() {
   local tool
   for tool in "$@"; do

@@ -95,7 +95,9 @@ YAML
 connect_refused() {
   local answer="$1" ns="$2"
   grep -q 'upstream connect error' <<<"${answer}" && return 0
-  k -n "${ns}" logs isolation-probe -c istio-proxy --tail=1 | grep -qE '"response_flags": ?"([A-Z]+,)*UF(,[A-Z]+)*"'
+  local last_log
+  last_log="$(k -n "${ns}" logs isolation-probe -c istio-proxy --tail=1 || true)"
+  grep -qE '"response_flags": ?"([A-Z]+,)*UF(,[A-Z]+)*"' <<<"${last_log}"
 }
 
 for t in "${tenants[@]}"; do

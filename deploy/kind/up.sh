@@ -57,7 +57,7 @@ fi
 
 # ------------------------------------------------------------------------------------------ 1
 step "kind cluster '${KIND_CLUSTER}' (${KIND_NODE_IMAGE})"
-if ! dry_run && kind get clusters 2>/dev/null | grep -qx "${KIND_CLUSTER}"; then
+if ! dry_run && cluster_exists; then
   info "exists: reusing it"
 else
   run kind create cluster --name "${KIND_CLUSTER}" --image "${KIND_NODE_IMAGE}" \
