@@ -7,7 +7,10 @@
 //!
 //! Latency is recorded for every request, answered or not (a transport error records the time
 //! until it failed). In the open loop it runs from the request's intended start, so queueing
-//! inside loadgen or the server is not hidden.
+//! inside loadgen or the server is not hidden. Under overload the two populations differ: the
+//! requests the platform admitted (a 2xx answer) and the ones it shed (503) get histograms of
+//! their own, since a fast 503 for half the load would otherwise hide how long the admitted
+//! half waited.
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
@@ -51,6 +54,10 @@ pub struct Sample {
 #[derive(Debug, Clone)]
 pub struct Recorder {
     latency_us: Histogram<u64>,
+    /// Latency of the requests answered 2xx.
+    admitted_us: Histogram<u64>,
+    /// Latency of the requests answered 503.
+    shed_us: Histogram<u64>,
     requests: u64,
     status: BTreeMap<u16, u64>,
     confirmed: u64,
@@ -66,10 +73,14 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new() -> Result<Self, String> {
-        let latency_us = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-            .map_err(|e| format!("latency histogram: {e}"))?;
+        let histogram = || {
+            Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
+                .map_err(|e| format!("latency histogram: {e}"))
+        };
         Ok(Self {
-            latency_us,
+            latency_us: histogram()?,
+            admitted_us: histogram()?,
+            shed_us: histogram()?,
             requests: 0,
             status: BTreeMap::new(),
             confirmed: 0,
@@ -85,9 +96,15 @@ impl Recorder {
     }
 
     pub fn record(&mut self, sample: Sample) {
-        let us = u64::try_from(sample.latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency_us
-            .saturating_record(us.clamp(1, MAX_LATENCY_US));
+        let us = u64::try_from(sample.latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_LATENCY_US);
+        self.latency_us.saturating_record(us);
+        match sample.status {
+            Some(200..=299) => self.admitted_us.saturating_record(us),
+            Some(503) => self.shed_us.saturating_record(us),
+            _ => {}
+        }
         self.requests += 1;
         if let Some(status) = sample.status {
             *self.status.entry(status).or_default() += 1;
@@ -108,9 +125,14 @@ impl Recorder {
     }
 
     pub fn merge(&mut self, other: Recorder) -> Result<(), String> {
-        self.latency_us
-            .add(&other.latency_us)
-            .map_err(|e| format!("merging latency histograms: {e}"))?;
+        for (mine, theirs) in [
+            (&mut self.latency_us, &other.latency_us),
+            (&mut self.admitted_us, &other.admitted_us),
+            (&mut self.shed_us, &other.shed_us),
+        ] {
+            mine.add(theirs)
+                .map_err(|e| format!("merging latency histograms: {e}"))?;
+        }
         self.requests += other.requests;
         for (k, v) in other.status {
             *self.status.entry(k).or_default() += v;
@@ -206,6 +228,12 @@ pub struct Summary {
     pub requests: u64,
     pub throughput_rps: f64,
     pub latency_ms: Latency,
+    /// Latency of the requests answered 2xx (absent when none was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admitted_latency_ms: Option<Latency>,
+    /// Latency of the requests answered 503, i.e. shed or refused (absent when none was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shed_latency_ms: Option<Latency>,
     /// Requests per HTTP status code.
     pub status: BTreeMap<String, u64>,
     pub orders: Orders,
@@ -216,6 +244,31 @@ pub struct Summary {
     pub traces: Option<Traces>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleLag>,
+}
+
+impl Latency {
+    /// The percentiles of a histogram of microseconds, in milliseconds (all 0 when empty).
+    fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Latency {
+                p50: 0.0,
+                p90: 0.0,
+                p99: 0.0,
+                p99_9: 0.0,
+                max: 0.0,
+                mean: 0.0,
+            };
+        }
+        let at = |q: f64| ms(h.value_at_quantile(q));
+        Latency {
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            p99_9: at(0.999),
+            max: ms(h.max()),
+            mean: h.mean().round() / 1000.0,
+        }
+    }
 }
 
 /// Microseconds as milliseconds (3 decimals, exact).
@@ -230,15 +283,6 @@ impl Summary {
         elapsed: Duration,
         schedule: Option<ScheduleLag>,
     ) -> Self {
-        let h = &recorder.latency_us;
-        let empty = h.is_empty();
-        let at = |q: f64| {
-            if empty {
-                0.0
-            } else {
-                ms(h.value_at_quantile(q))
-            }
-        };
         let secs = elapsed.as_secs_f64();
         let traced = recorder.traced > 0;
         Summary {
@@ -249,18 +293,10 @@ impl Summary {
             } else {
                 0.0
             },
-            latency_ms: Latency {
-                p50: at(0.5),
-                p90: at(0.9),
-                p99: at(0.99),
-                p99_9: at(0.999),
-                max: if empty { 0.0 } else { ms(h.max()) },
-                mean: if empty {
-                    0.0
-                } else {
-                    h.mean().round() / 1000.0
-                },
-            },
+            latency_ms: Latency::of(&recorder.latency_us),
+            admitted_latency_ms: (!recorder.admitted_us.is_empty())
+                .then(|| Latency::of(&recorder.admitted_us)),
+            shed_latency_ms: (!recorder.shed_us.is_empty()).then(|| Latency::of(&recorder.shed_us)),
             status: recorder
                 .status
                 .iter()
@@ -309,12 +345,19 @@ impl Summary {
             "  requests    {}   throughput {:.1} req/s",
             self.requests, self.throughput_rps
         );
-        let l = &self.latency_ms;
-        let _ = writeln!(
-            out,
-            "  latency ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
-            l.p50, l.p90, l.p99, l.p99_9, l.max, l.mean
-        );
+        let latency_line = |out: &mut String, label: &str, l: &Latency| {
+            let _ = writeln!(
+                out,
+                "  {label:<11} p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
+                l.p50, l.p90, l.p99, l.p99_9, l.max, l.mean
+            );
+        };
+        latency_line(&mut out, "latency ms", &self.latency_ms);
+        // Split out only when both kinds were answered: otherwise the line above is either.
+        if let (Some(admitted), Some(shed)) = (&self.admitted_latency_ms, &self.shed_latency_ms) {
+            latency_line(&mut out, "  2xx", admitted);
+            latency_line(&mut out, "  503", shed);
+        }
         let _ = writeln!(out, "  status      {}", counts(&self.status));
         let o = &self.orders;
         let failed: u64 = o.failed.values().sum();
@@ -459,6 +502,47 @@ mod tests {
         assert!(close(l.p99_9, 999.0), "{l:?}");
         assert!(close(l.max, 1000.0), "{l:?}");
         assert!(close(l.mean, 500.5), "{l:?}");
+    }
+
+    #[test]
+    fn admitted_and_shed_requests_have_latencies_of_their_own() {
+        let mut a = Recorder::new().unwrap();
+        for i in 1..=100 {
+            a.record(sample(1000 + i, Some(201), Outcome::Confirmed));
+        }
+        let mut b = Recorder::new().unwrap();
+        for _ in 0..150 {
+            b.record(sample(2, Some(503), Outcome::Pending));
+        }
+        b.record(sample(9000, None, Outcome::Error("timeout".into())));
+        a.merge(b).unwrap();
+        let s = Summary::new(info(), &a, Duration::from_secs(1), None);
+        let admitted = s.admitted_latency_ms.clone().unwrap();
+        let shed = s.shed_latency_ms.clone().unwrap();
+        assert!(
+            admitted.p50 > 1000.0 && admitted.max < 1101.0,
+            "{admitted:?}"
+        );
+        assert_eq!(shed.max, 2.0, "{shed:?}");
+        // Overall, the fast 503s pull the median down to theirs: why the split matters.
+        assert_eq!(s.latency_ms.p50, 2.0);
+        assert!(
+            (9000.0..9010.0).contains(&s.latency_ms.max),
+            "{:?}",
+            s.latency_ms
+        );
+        let text = s.to_text();
+        let line = |label: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(label))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(line("2xx").contains("p50 1050"), "{text}");
+        assert!(line("503").contains("p50 2.00"), "{text}");
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json["admitted_latency_ms"]["p99"].as_f64().unwrap() > 1000.0);
+        assert_eq!(json["shed_latency_ms"]["p99"].as_f64(), Some(2.0));
     }
 
     #[test]
