@@ -3,9 +3,10 @@
 // host's loopback with the pods' own environment, calling each other directly and their
 // databases (the mesh's PostgreSQL pods) over unix sockets; with the mesh = through the ingress
 // gateway and every sidecar. Printed: p50/p99 of both and the difference, Envoy CPU per order
-// and per proxied request (from /proc/<pid>/stat of the recorded Envoy processes), vCPU per
-// 1,000 proxied requests/s, proxy and control-plane RSS, and how long a config change takes to
-// reach every proxy that routes it.
+// and per proxied request (from /proc/<pid>/stat of the recorded Envoy processes), split into
+// the gateway, the database connections and the HTTP passes, the HTTP pass against a bare
+// Envoy pass measured at the same rate (barepass.go), vCPU per 1,000 proxied requests/s, proxy
+// and control-plane RSS, and how long a config change takes to reach every proxy that routes it.
 package demo
 
 import (
@@ -27,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"ordermesh.local/tools/internal/istioadapter/xds"
 	"ordermesh.local/tools/internal/mesh"
 )
 
@@ -110,8 +112,12 @@ func Bench(e *Env, o BenchOptions) error {
 	handshakes := e.handshakes()
 	e.printLatency(plain, meshed)
 	e.printSplit(plainCPU, plain.Requests, meshCPU, meshed.Requests)
-	e.printCost(meshCPU, rq1-rq0, meshed.Requests, wall)
-	e.say("  mTLS handshakes since the mesh started, per proxied request: %.3f (%.0f handshakes; connections are pooled and reused)", handshakes/max(rq1, 1), handshakes)
+	proxied, busyProxies := servedBetween(rq0, rq1)
+	httpPass := e.printCost(meshCPU, proxied, meshed.Requests, wall)
+	if err := e.printBarePass(httpPass, proxied/wall.Seconds(), busyProxies); err != nil {
+		return err
+	}
+	e.say("  mTLS handshakes since the mesh started, per proxied request: %.3f (%.0f handshakes; connections are pooled and reused)", handshakes/max(sumValues(rq1), 1), handshakes)
 	if err := e.printMemory(); err != nil {
 		return err
 	}
@@ -143,7 +149,9 @@ func (e *Env) printLatency(plain, meshed summary) {
 		meshed.LatencyMs["p90"]-plain.LatencyMs["p90"], meshed.LatencyMs["p99"]-plain.LatencyMs["p99"])
 }
 
-func (e *Env) printCost(cpu cpuSplit, proxied float64, orders int, wall time.Duration) {
+// printCost prints what the proxies cost and returns the CPU of an HTTP pass without the
+// database connections' proxying, in µs.
+func (e *Env) printCost(cpu cpuSplit, proxied float64, orders int, wall time.Duration) float64 {
 	hz := 100.0 // USER_HZ on Linux
 	cpuSec := cpu.envoys / hz
 	perOrder := func(ticks float64) float64 { return 1e6 * ticks / hz / float64(max(orders, 1)) }
@@ -160,14 +168,32 @@ func (e *Env) printCost(cpu cpuSplit, proxied float64, orders int, wall time.Dur
 	httpPasses := max(proxied, 1)
 	e.say("  per order: gateway %.0f µs; database connections ≈ %.0f µs (PostgreSQL pods' sidecars %.0f µs, as much again estimated for the apps' ends); HTTP passes the rest",
 		perOrder(cpu.gateway), db, perOrder(cpu.dbSidecars))
-	e.say("  an HTTP pass without the database proxying: %.0f µs (Istio's ≈0.20 ms per pass; a bare mTLS pass of this Envoy build on this machine: 0.08 ms loaded, 0.16 ms at one connection)",
-		(perOrder(cpu.envoys)-db)*float64(max(orders, 1))/httpPasses)
+	pass := (perOrder(cpu.envoys) - db) * float64(max(orders, 1)) / httpPasses
+	e.say("  an HTTP pass without the database proxying: %.0f µs (Istio's published figure: ≈200 µs per pass at 1,000 rps)", pass)
+	return pass
 }
 
-// proxiedRequests sums the HTTP requests every Envoy's listeners served (downstream_rq_total,
-// the admin listener excluded).
-func (e *Env) proxiedRequests() (float64, error) {
-	var rq float64
+// printBarePass measures a bare Envoy mTLS pass (barepass.go) at the rate each of the httpProxies
+// that served the run's HTTP requests saw, and prints the mesh's pass against it.
+func (e *Env) printBarePass(meshPass, proxiedPerSecond float64, httpProxies int) error {
+	rate := proxiedPerSecond / float64(max(httpProxies, 1))
+	bare, err := e.measureBarePass(rate, 4, 15*time.Second, xds.Concurrency(e.Loaded.Mesh.GetDefaultConfig()))
+	if err != nil {
+		return err
+	}
+	floor := (bare.client + bare.server) / 2
+	e.say("\nthe floor: a bare Envoy mTLS pass (same build and workers, no filters but the router; client + server Envoy, 4 keep-alive connections)")
+	e.say("  at %.0f requests/s, the rate each of the mesh's %d HTTP proxies just saw: client %.0f µs, server %.0f µs per request",
+		bare.rate, httpProxies, bare.client, bare.server)
+	e.say("  the mesh's HTTP pass (%.0f µs) costs %.1f× a bare pass at the same rate; the rest of a pass's price is this machine's at that rate",
+		meshPass, meshPass/max(floor, 1))
+	return nil
+}
+
+// proxiedRequests is the HTTP requests each Envoy's listeners served (downstream_rq_total, the
+// admin listener excluded), by pod.
+func (e *Env) proxiedRequests() (map[string]float64, error) {
+	out := map[string]float64{}
 	for _, p := range e.Loaded.Topology.Pods {
 		if !p.Proxy {
 			continue
@@ -176,15 +202,27 @@ func (e *Env) proxiedRequests() (float64, error) {
 		m, err := mesh.EnvoyStats(ctx, p, `^http\..*\.downstream_rq_total$`)
 		cancel()
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		for name, v := range m {
 			if !strings.HasPrefix(name, "http.admin.") {
-				rq += v
+				out[p.Key()] += v
 			}
 		}
 	}
-	return rq, nil
+	return out, nil
+}
+
+// servedBetween is how many requests the proxies served between two proxiedRequests readings,
+// and how many proxies served any.
+func servedBetween(before, after map[string]float64) (requests float64, proxies int) {
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			requests += d
+			proxies++
+		}
+	}
+	return requests, proxies
 }
 
 // cpuTicks is a process's utime+stime from /proc/<pid>/stat (fields 14 and 15).
