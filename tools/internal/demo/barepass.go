@@ -85,7 +85,7 @@ func (e *Env) measureBarePass(rate float64, conns int, d time.Duration, concurre
 		procs[name] = c
 	}
 	target := fmt.Sprintf("http://127.0.0.1:%d/", in)
-	if err := waitAnswer(target, 10*time.Second); err != nil {
+	if err := waitReady(target, 10*time.Second); err != nil {
 		return barePass{}, fmt.Errorf("the bare Envoys: %w", err)
 	}
 	client, server := procs["client"].Process.Pid, procs["server"].Process.Pid
@@ -144,24 +144,8 @@ func pace(target string, rate float64, conns int, d time.Duration) (int, error) 
 	return answered, nil
 }
 
-func waitAnswer(target string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		resp, err := http.Get(target)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("answered %d", resp.StatusCode)
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
+// freePorts is n distinct free ports: all are held open until each is chosen, so none repeats
+// (freePort, one at a time, may hand out the same port twice).
 func freePorts(n int) ([]int, error) {
 	var out []int
 	var ls []net.Listener

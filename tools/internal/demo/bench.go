@@ -475,7 +475,7 @@ func waitReady(u string, within time.Duration) error {
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
-			err = fmt.Errorf("readyz %d", resp.StatusCode)
+			err = fmt.Errorf("%s answered %d", u, resp.StatusCode)
 		}
 		if time.Now().After(deadline) {
 			return err
@@ -484,8 +484,7 @@ func waitReady(u string, within time.Duration) error {
 	}
 }
 
-// cpuSplit is CPU clock ticks by kind of process.
-// cpuSplit is CPU ticks by class. envoys is every Envoy; gateway and dbSidecars are parts of it:
+// cpuSplit is CPU clock ticks by class. envoys is every Envoy; gateway and dbSidecars are parts of it:
 // the ingress gateway, and the sidecars of the PostgreSQL pods, which proxy nothing but the
 // apps' database connections (TCP over mTLS).
 type cpuSplit struct{ apps, envoys, postgres, gateway, dbSidecars float64 }
