@@ -403,12 +403,12 @@ fn service_version(version: &str, tenant: &str) -> axum::http::HeaderValue {
         .unwrap_or_else(|_| axum::http::HeaderValue::from_static("invalid"))
 }
 
-/// Per request: continue the caller's trace, open the server span, set the request context and
-/// deadline, answer 503 at the deadline, count the request, echo `x-request-id` and answer
-/// `x-service-version` (which build — stable or canary — served it).
 /// Which build answered (`SERVICE_VERSION`), on every response.
 pub const SERVICE_VERSION_HEADER: &str = "x-service-version";
 
+/// Per request: continue the caller's trace, open the server span, set the request context and
+/// deadline, answer 503 at the deadline, count the request, echo `x-request-id` and answer
+/// `x-service-version` (which build — stable or canary — served it).
 async fn observe_request(
     State(server): State<ServerContext>,
     request: Request,

@@ -1,5 +1,5 @@
 //! notify-service owns notifications. order-service's outbox delivers one per order outcome
-//! (`order_confirmed` or `order_failed`); this service records ("delivers") it exactly once per
+//! (`order_confirmed`, `order_failed` or `order_cancelled`); this service records ("delivers") it exactly once per
 //! `(order_id, kind)`, however often the outbox repeats the call.
 //!
 //! `routes` (HTTP) → `domain` (validation) → `store` (SQL).

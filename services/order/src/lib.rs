@@ -1,13 +1,15 @@
 //! order-service owns orders and runs the order saga (see DESIGN.md):
 //!
 //! 1. `POST /api/v1/orders` stores the order `PENDING` under the caller's `Idempotency-Key`;
-//! 2. [`saga`] asks payment-service to pay, keyed by the order id (payment-service reserves the
-//!    stock with inventory-service and voids the payment if it cannot);
+//! 2. [`saga`] asks payment-service to pay, keyed by the order id (payment-service reserves and
+//!    sells the stock with inventory-service in one call and voids the payment if it cannot);
 //! 3. the order becomes `CONFIRMED` or `FAILED`, and a notification is written to the
 //!    [`outbox`] in the same transaction; the dispatcher delivers it to notify-service;
-//! 4. the [`reconciler`] finishes orders left `PENDING` by a crash, a lost response or a timeout.
+//! 4. the [`reconciler`] finishes orders left `PENDING` (or `CANCELLING`, a cancel under way) by a
+//!    crash, a lost response or a timeout.
 //!
-//! `routes` (HTTP) → `domain` (rules, no I/O) → `saga` (the calls) → `store` (SQL).
+//! `routes` (HTTP) → `domain` (rules, no I/O) → `saga` (the calls) → `store` (SQL); beside them
+//! the [`outbox`] dispatcher and the [`reconciler`], background tasks that use `saga` and `store`.
 
 pub mod domain;
 mod outbox;
@@ -41,7 +43,8 @@ pub struct Settings {
     pub payment_url: url::Url,
     /// Base URL of notify-service.
     pub notify_url: url::Url,
-    /// Budget for one call to payment-service (which itself calls inventory-service twice).
+    /// Budget for one call to payment-service (which itself calls inventory-service once, to
+    /// reserve and sell the stock).
     pub payment_timeout: Duration,
     /// How often the outbox is polled when nothing wakes the dispatcher.
     pub outbox_poll_interval: Duration,
