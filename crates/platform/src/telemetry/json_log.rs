@@ -1,9 +1,8 @@
 //! A log layer writing one JSON object per event, with the request's correlation fields lifted to
 //! the top level: `timestamp`, `level`, `target`, `message`, `trace_id`, `span_id`, `tenant`,
-//! `order_id`, `service_type`, `request_id` (the six `CORRELATION_FIELDS`), then the event's
-//! own fields. The correlation fields are taken from
-//! the nearest enclosing span that recorded them (the server middleware records them on the
-//! request span).
+//! `order_id`, `service_type`, `request_id` (the six `CORRELATION_FIELDS`), then the event's own
+//! fields. The correlation fields are taken from the nearest enclosing span that recorded them
+//! (the server middleware records them on the request span).
 
 use std::io::Write;
 
