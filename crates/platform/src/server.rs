@@ -9,7 +9,15 @@
 //! - **Connection cap**: at most `max_connections` connections per process. Beyond it a new
 //!   connection first evicts the connection that has been idle (or reading a head) the longest;
 //!   when every connection is serving a request, the new one waits up to `connection_wait` for a
-//!   slot and is then closed unanswered (refused).
+//!   slot and is then refused: without hyper, it is answered a fixed HTTP/1.1 `503`
+//!   problem+json (`overloaded`) with `Retry-After: 1` and `Connection: close`, its write side
+//!   is shut down, and what the client sends meanwhile (at most 64 KiB, for at most 100 ms) is
+//!   read and discarded before the close, so that unread bytes do not turn the close into a
+//!   reset that destroys the answer in flight. A peer that does not take the answer within
+//!   100 ms is just closed. An HTTP/2 prior-knowledge client cannot be answered in HTTP/1.1:
+//!   when its preface has already arrived it is closed without an answer. Refusals run in the
+//!   connection's own task, never in the accept loop, and are counted in
+//!   `http_server_connections_refused_total`.
 //! - **Header size**: request heads over `max_header_bytes` are answered 431 as problem+json by
 //!   [`limit_headers`]; hyper's own buffer (twice that) stops anything larger with its bare 431,
 //!   and so do its other pre-application errors (a malformed `Content-Length` is its bare 400) —
@@ -33,19 +41,20 @@ use axum::{
     Router,
     body::Body,
     extract::{Request, State},
-    http::StatusCode,
+    http::{StatusCode, header, response},
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{Notify, Semaphore},
+    sync::{Notify, OwnedSemaphorePermit, Semaphore},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
@@ -358,6 +367,7 @@ pub async fn serve(
         open: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(0),
     });
+    let refusal = refusal_answer().await?;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -394,6 +404,7 @@ pub async fn serve(
             registry.clone(),
             limits,
             shutdown.clone(),
+            refusal.clone(),
         ));
     }
     // Stop listening at once: a drain serves the connections it has, not new ones.
@@ -403,8 +414,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Admits one connection under the cap, serves it until it ends, times out, is evicted or the
-/// process drains.
+/// Admits one connection under the cap and serves it until it ends, times out, is evicted or
+/// the process drains; or, when no slot frees up, refuses it with `refusal`.
 async fn run_connection(
     stream: TcpStream,
     router: Router,
@@ -412,24 +423,12 @@ async fn run_connection(
     registry: Arc<Registry>,
     limits: ServerLimits,
     shutdown: CancellationToken,
+    refusal: Bytes,
 ) {
-    let permit = match registry.slots.clone().try_acquire_owned() {
-        Ok(permit) => permit,
-        Err(_) => {
-            registry.evict_one();
-            let waited = tokio::time::timeout(
-                limits.connection_wait,
-                registry.slots.clone().acquire_owned(),
-            )
-            .await;
-            match waited {
-                Ok(Ok(permit)) => permit,
-                _ => {
-                    metrics::counter!("http_server_connections_refused_total").increment(1);
-                    return; // refused: dropped unanswered
-                }
-            }
-        }
+    let Some(permit) = admit(&registry, &limits).await else {
+        metrics::counter!("http_server_connections_refused_total").increment(1);
+        refuse(stream, &refusal).await;
+        return;
     };
     let connection = Arc::new(Connection::new());
     let id = registry.next_id.fetch_add(1, Ordering::Relaxed);
@@ -445,6 +444,118 @@ async fn run_connection(
         .unwrap_or_else(|e| e.into_inner())
         .remove(&id);
     drop(permit);
+}
+
+/// A slot for a new connection: a free one, else one freed (by evicting the connection that has
+/// waited on its client the longest, or by any connection ending) within `connection_wait`.
+async fn admit(registry: &Registry, limits: &ServerLimits) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = registry.slots.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    registry.evict_one();
+    tokio::time::timeout(
+        limits.connection_wait,
+        registry.slots.clone().acquire_owned(),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
+/// How long a refused peer has to take its answer before it is just closed.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
+/// How much of what a refused peer sends is read and discarded after its answer, and for how
+/// long, before the connection is closed.
+const REFUSAL_DRAIN_LIMIT: usize = 64 * 1024;
+const REFUSAL_DRAIN_TIMEOUT: Duration = Duration::from_millis(100);
+/// How an HTTP/2 prior-knowledge connection starts (the first line of its preface).
+const HTTP2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
+
+/// The problem a connection refused over the cap is answered with.
+fn overloaded() -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "Server overloaded",
+    )
+    .detail("every connection slot is serving a request; repeat the request shortly")
+    .retry_after(1)
+}
+
+/// [`overloaded`] as the bytes of a complete HTTP/1.1 answer that closes the connection, built
+/// once by [`serve`] and written as is to every refused connection.
+async fn refusal_answer() -> io::Result<Bytes> {
+    let (head, body) = overloaded().into_response().into_parts();
+    let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
+    Ok(http1_closing_answer(&head, &body))
+}
+
+/// `head` and `body` serialised as an HTTP/1.1 answer with `Content-Length` and
+/// `Connection: close`.
+fn http1_closing_answer(head: &response::Parts, body: &[u8]) -> Bytes {
+    let mut answer = Vec::with_capacity(256 + body.len());
+    let reason = head.status.canonical_reason().unwrap_or_default();
+    answer.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", head.status.as_u16()).as_bytes());
+    let framing = [
+        header::CONTENT_LENGTH,
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+    ];
+    for (name, value) in head
+        .headers
+        .iter()
+        .filter(|(name, _)| !framing.contains(name))
+    {
+        answer.extend_from_slice(name.as_str().as_bytes());
+        answer.extend_from_slice(b": ");
+        answer.extend_from_slice(value.as_bytes());
+        answer.extend_from_slice(b"\r\n");
+    }
+    answer.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    answer.extend_from_slice(b"connection: close\r\n\r\n");
+    answer.extend_from_slice(body);
+    Bytes::from(answer)
+}
+
+/// Answers a refused connection with `answer` (unless it speaks HTTP/2), then closes it without
+/// a reset: write side shut down, what the client still sends read and discarded, within
+/// bounds.
+async fn refuse(mut stream: TcpStream, answer: &[u8]) {
+    if !read_what_arrived_is_http2(&stream) {
+        let written = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, stream.write_all(answer)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            return; // a slow or vanished peer: closed as it is
+        }
+    }
+    if stream.shutdown().await.is_ok() {
+        discard_what_the_client_sends(&mut stream).await;
+    }
+}
+
+/// Reads (and drops) what the peer has sent so far, without waiting, and tells whether it starts
+/// an HTTP/2 prior-knowledge preface.
+fn read_what_arrived_is_http2(stream: &TcpStream) -> bool {
+    let mut arrived = [0u8; 4096];
+    match stream.try_read(&mut arrived) {
+        Ok(n) => arrived[..n].starts_with(HTTP2_PREFACE_START),
+        Err(_) => false,
+    }
+}
+
+/// Reads and drops what the peer sends until it closes, [`REFUSAL_DRAIN_LIMIT`] bytes or
+/// [`REFUSAL_DRAIN_TIMEOUT`], whichever comes first.
+async fn discard_what_the_client_sends(stream: &mut TcpStream) {
+    let mut chunk = [0u8; 8192];
+    let mut discarded = 0;
+    let drain = async {
+        while discarded < REFUSAL_DRAIN_LIMIT {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_DRAIN_TIMEOUT, drain).await;
 }
 
 async fn serve_connection(
@@ -519,6 +630,7 @@ async fn serve_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::problem::PROBLEM_CONTENT_TYPE;
 
     #[test]
     fn a_connection_is_timed_by_what_it_waits_for() {
@@ -536,6 +648,29 @@ mod tests {
         assert!(idle > Instant::now() + limits.idle_timeout - Duration::from_secs(1));
         c.received();
         assert!(matches!(c.phase(), Phase::Head(_)), "bytes start a head");
+    }
+
+    #[tokio::test]
+    async fn the_refusal_is_one_complete_http1_answer_that_closes_the_connection() {
+        let answer = refusal_answer().await.unwrap();
+        let text = std::str::from_utf8(&answer).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let mut lines = head.split("\r\n");
+        assert_eq!(lines.next(), Some("HTTP/1.1 503 Service Unavailable"));
+        let headers: Vec<&str> = lines.collect();
+        let count = |name: &str| headers.iter().filter(|h| h.starts_with(name)).count();
+        assert_eq!(count("content-length: "), 1, "{headers:?}");
+        assert_eq!(count("connection: "), 1, "{headers:?}");
+        assert!(headers.contains(&format!("content-length: {}", body.len()).as_str()));
+        assert!(headers.contains(&"connection: close"));
+        assert!(headers.contains(&"retry-after: 1"));
+        let problem = Problem::from_peer(body.as_bytes()).unwrap();
+        assert_eq!(
+            problem.retry_after(1),
+            overloaded(),
+            "the header carries Retry-After"
+        );
+        assert!(headers.contains(&format!("content-type: {PROBLEM_CONTENT_TYPE}").as_str()));
     }
 
     #[test]
