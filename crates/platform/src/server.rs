@@ -11,9 +11,9 @@
 //!   when every connection is serving a request, the new one waits up to `connection_wait` for a
 //!   slot and is then refused: without hyper, it is answered a fixed HTTP/1.1 `503`
 //!   problem+json (`overloaded`) with `Retry-After: 1` and `Connection: close`, its write side
-//!   is shut down, and what the client sends meanwhile (at most 64 KiB, for at most 100 ms) is
-//!   read and discarded before the close, so that unread bytes do not turn the close into a
-//!   reset that destroys the answer in flight. A peer that does not take the answer within
+//!   is shut down, and what the client sends meanwhile (at most 64 KiB, for at most
+//!   `refusal_linger`, 100 ms) is read and discarded before the close, so that unread bytes do
+//!   not turn the close into a reset that destroys the answer in flight. A peer that does not take the answer within
 //!   100 ms is just closed. An HTTP/2 prior-knowledge client cannot be answered in HTTP/1.1:
 //!   when its preface has already arrived it is closed without an answer. Refusals run in the
 //!   connection's own task, never in the accept loop, and are counted in
@@ -76,6 +76,10 @@ pub struct ServerLimits {
     /// Connections the kernel may queue before they are accepted (capped by
     /// `net.core.somaxconn`): a burst beyond it has its SYNs dropped and retried a second later.
     pub listen_backlog: u32,
+    /// How long a refused connection, once answered, keeps reading (and dropping) what its
+    /// client still sends before it is closed, so that the close is not a reset that destroys
+    /// the answer; it ends sooner when the client closes or has sent 64 KiB.
+    pub refusal_linger: Duration,
 }
 
 impl Default for ServerLimits {
@@ -88,6 +92,7 @@ impl Default for ServerLimits {
             max_header_bytes: 32 * 1024,
             h2_max_concurrent_streams: 100,
             listen_backlog: 4096,
+            refusal_linger: Duration::from_millis(100),
         }
     }
 }
@@ -139,6 +144,7 @@ impl ServerLimits {
             )?
             .try_into()
             .unwrap_or(u32::MAX),
+            refusal_linger: d.refusal_linger,
         })
     }
 }
@@ -427,7 +433,7 @@ async fn run_connection(
 ) {
     let Some(permit) = admit(&registry, &limits).await else {
         metrics::counter!("http_server_connections_refused_total").increment(1);
-        refuse(stream, &refusal).await;
+        refuse(stream, &refusal, limits.refusal_linger).await;
         return;
     };
     let connection = Arc::new(Connection::new());
@@ -467,7 +473,6 @@ const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
 /// How much of what a refused peer sends is read and discarded after its answer, and for how
 /// long, before the connection is closed.
 const REFUSAL_DRAIN_LIMIT: usize = 64 * 1024;
-const REFUSAL_DRAIN_TIMEOUT: Duration = Duration::from_millis(100);
 /// How an HTTP/2 prior-knowledge connection starts (the first line of its preface).
 const HTTP2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
 
@@ -520,7 +525,7 @@ fn http1_closing_answer(head: &response::Parts, body: &[u8]) -> Bytes {
 /// Answers a refused connection with `answer` (unless it speaks HTTP/2), then closes it without
 /// a reset: write side shut down, what the client still sends read and discarded, within
 /// bounds.
-async fn refuse(mut stream: TcpStream, answer: &[u8]) {
+async fn refuse(mut stream: TcpStream, answer: &[u8], linger: Duration) {
     if !read_what_arrived_is_http2(&stream) {
         let written = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, stream.write_all(answer)).await;
         if !matches!(written, Ok(Ok(()))) {
@@ -528,7 +533,7 @@ async fn refuse(mut stream: TcpStream, answer: &[u8]) {
         }
     }
     if stream.shutdown().await.is_ok() {
-        discard_what_the_client_sends(&mut stream).await;
+        discard_what_the_client_sends(&mut stream, linger).await;
     }
 }
 
@@ -543,8 +548,8 @@ fn read_what_arrived_is_http2(stream: &TcpStream) -> bool {
 }
 
 /// Reads and drops what the peer sends until it closes, [`REFUSAL_DRAIN_LIMIT`] bytes or
-/// [`REFUSAL_DRAIN_TIMEOUT`], whichever comes first.
-async fn discard_what_the_client_sends(stream: &mut TcpStream) {
+/// `linger`, whichever comes first.
+async fn discard_what_the_client_sends(stream: &mut TcpStream, linger: Duration) {
     let mut chunk = [0u8; 8192];
     let mut discarded = 0;
     let drain = async {
@@ -555,7 +560,7 @@ async fn discard_what_the_client_sends(stream: &mut TcpStream) {
             }
         }
     };
-    let _ = tokio::time::timeout(REFUSAL_DRAIN_TIMEOUT, drain).await;
+    let _ = tokio::time::timeout(linger, drain).await;
 }
 
 async fn serve_connection(

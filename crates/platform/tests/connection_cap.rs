@@ -47,6 +47,9 @@ impl TestServer {
         let limits = ServerLimits {
             max_connections,
             connection_wait: Duration::from_millis(300),
+            // Long enough never to end a test's drain: the client's close ends it, so the test
+            // does not depend on being scheduled within the production 100 ms.
+            refusal_linger: Duration::from_secs(30),
             ..ServerLimits::default()
         };
         let listener = listen("127.0.0.1:0".parse().unwrap(), 64).unwrap();
@@ -249,6 +252,8 @@ async fn a_refused_client_still_sending_its_body_can_finish_and_read_its_503() {
             .await
             .expect("the rest of the body is taken, not reset");
     }
+    // The client is done sending: its close ends the server's drain, which then closes.
+    refused.shutdown().await.unwrap();
     let rest = read_until_closed(&mut refused).await;
     assert!(rest.is_empty(), "nothing after the answer: {rest:?}");
 }
