@@ -2,7 +2,8 @@
 //! (split over two headers, with a multi-tenant key) and `baggage` split over two headers crosses
 //! all four services, and every hop — payment → inventory directly, order → notify through the
 //! outbox — carries the same trace, the vendor's `tracestate` intact, the `random` flag, the
-//! caller's baggage members intact, and this platform's `tenant` and `order_id`.
+//! caller's baggage members intact, and this platform's `tenant` and `order_id`. An unsampled
+//! parent with the `random` flag keeps it on every hop too, though no service records a span.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -20,14 +21,20 @@ fn header<'a>(seen: &'a SeenRequest, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn check_hop(seen: &SeenRequest, order_id: &str) {
+/// The hop carries this trace with the trace flags `flags`.
+fn check_traceparent(seen: &SeenRequest, flags: &str) {
     let hop = format!("{} {}", seen.method, seen.path);
     let traceparent = header(seen, "traceparent");
     assert_eq!(traceparent.len(), 1, "{hop}: one traceparent");
     let parts: Vec<&str> = traceparent[0].split('-').collect();
     assert_eq!(parts.len(), 4, "{hop}: {traceparent:?}");
     assert_eq!((parts[0], parts[1]), ("00", TRACE_ID), "{hop}: same trace");
-    assert_eq!(parts[3], "03", "{hop}: sampled and random flags propagated");
+    assert_eq!(parts[3], flags, "{hop}: the incoming flags propagated");
+}
+
+fn check_hop(seen: &SeenRequest, order_id: &str) {
+    check_traceparent(seen, "03");
+    let hop = format!("{} {}", seen.method, seen.path);
     assert_eq!(
         header(seen, "tracestate"),
         ["congo=t61rcWkgMzE,fw529a3039@dt=a b,rojo=00f067aa0ba902b7"],
@@ -102,5 +109,60 @@ async fn another_vendors_tracestate_and_split_baggage_cross_all_four_services_in
     .await;
     for seen in &delivered {
         check_hop(seen, order_id);
+    }
+}
+
+/// W3C Trace Context Level 2, §3.2.2.5.2: "If the flag is set in the incoming traceparent header,
+/// it MUST also be set in all outgoing traceparent headers which use the same trace-id." With
+/// `sampled` unset the services' parent-based sampler drops their own spans, and the flag must
+/// survive that too: payment → inventory directly, order → notify through the outbox.
+#[tokio::test]
+async fn an_unsampled_parent_keeps_its_random_flag_on_every_hop() {
+    let cluster = Cluster::start_with(
+        "tenant-a",
+        Options {
+            proxy_inventory: true,
+            proxy_notify: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    cluster.seed_stock("SKU-1", 10).await;
+    let (status, order) = json(
+        cluster
+            .request(Svc::Order, Method::POST, "/api/v1/orders")
+            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+            .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-02"))
+            .json(&order_body(&[("SKU-1", 1, 100)]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let inventory = cluster.inventory_proxy.as_ref().unwrap().seen();
+    assert!(
+        !inventory.is_empty(),
+        "payment called inventory: {inventory:?}"
+    );
+    for seen in &inventory {
+        check_traceparent(seen, "02");
+    }
+    let notify = cluster.notify_proxy.as_ref().unwrap();
+    let delivered = eventually(
+        "the confirmation delivered to notify-service",
+        Duration::from_secs(10),
+        || {
+            let seen = notify.seen();
+            async move {
+                let posts: Vec<SeenRequest> =
+                    seen.into_iter().filter(|s| s.method == "POST").collect();
+                (!posts.is_empty()).then_some(posts)
+            }
+        },
+    )
+    .await;
+    for seen in &delivered {
+        check_traceparent(seen, "02");
     }
 }

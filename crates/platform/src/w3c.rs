@@ -7,7 +7,9 @@
 //! - `traceparent`: `version-traceid-parentid-flags`, exactly 2/32/16/2 lowercase hex digits;
 //!   version `ff`, an all-zero trace id or parent id, or anything after a version-00 value is
 //!   invalid; a higher version is read by its first four fields (what follows must start with
-//!   `-`). The `sampled` and `random` flags are kept and propagated; reserved bits are cleared.
+//!   `-`). The `sampled` and `random` flags are kept and propagated — `random` exactly as received
+//!   for the received trace, also from this service's own spans, whichever way its sampler
+//!   decides; reserved bits are cleared.
 //!   More than one `traceparent` is invalid ([`crate::propagation::GuardedExtractor`]).
 //! - `tracestate`: several headers are one list, in order; empty members are skipped; at most 32
 //!   members, keys and values by the spec's grammar (`tenant@system` keys included), no duplicate
@@ -28,8 +30,12 @@ pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
 pub const BAGGAGE: &str = "baggage";
 
+/// The `sampled` flag (Level 1).
+pub const SAMPLED_FLAG: u8 = 0x01;
+/// The `random` trace-id flag (Level 2).
+pub const RANDOM_FLAG: u8 = 0x02;
 /// The flags this implementation knows: `sampled` (Level 1) and `random` (Level 2).
-pub const KNOWN_FLAGS: u8 = 0x01 | 0x02;
+pub const KNOWN_FLAGS: u8 = SAMPLED_FLAG | RANDOM_FLAG;
 /// Most members in a `tracestate`.
 pub const TRACESTATE_MAX_MEMBERS: usize = 32;
 /// Most members propagated in `baggage` (W3C Baggage: at least 64 must be propagated).
@@ -153,12 +159,37 @@ pub fn parse_tracestate(values: &[&str]) -> Option<Vec<(String, String)>> {
 #[derive(Debug, Default)]
 pub struct TraceContextPropagator;
 
-/// The `tracestate` received with a trace, kept in the context beside it (not in
-/// OpenTelemetry's `TraceState`, whose key check refuses valid 14-character system ids).
+/// What the incoming headers said about the trace this service continues, kept in the context
+/// beside it, because OpenTelemetry's span context cannot carry it through this service's own
+/// spans: the SDK writes `00` as the flags of a span its sampler drops, losing `random`, and its
+/// `TraceState` key check refuses valid 14-character system ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct ReceivedTraceState {
+struct ReceivedTrace {
     trace_id: TraceId,
-    header: String,
+    /// The incoming `random` flag: [`RANDOM_FLAG`] or 0.
+    random: u8,
+    /// The `tracestate` to send on; `None` when it was absent, empty or invalid.
+    tracestate: Option<String>,
+}
+
+impl ReceivedTrace {
+    /// What `cx` received about the trace `trace_id`, if it received that trace.
+    fn of(cx: &Context, trace_id: TraceId) -> Option<&Self> {
+        cx.get::<Self>()
+            .filter(|received| received.trace_id == trace_id)
+    }
+}
+
+/// The flags to send for `sc`: this service's own `sampled` decision, and for a received trace
+/// the `random` flag exactly as received — Trace Context Level 2, §3.2.2.5.2: "If the flag is set
+/// in the incoming traceparent header, it MUST also be set in all outgoing traceparent headers
+/// which use the same trace-id", and unset when it was unset.
+fn outgoing_flags(sc: &SpanContext, received: Option<&ReceivedTrace>) -> u8 {
+    let own = sc.trace_flags().to_u8();
+    match received {
+        Some(received) => (own & !RANDOM_FLAG) | received.random,
+        None => own,
+    }
 }
 
 impl TraceContextPropagator {
@@ -194,34 +225,32 @@ impl TextMapPropagator for TraceContextPropagator {
         if !sc.is_valid() {
             return;
         }
+        let received = ReceivedTrace::of(cx, sc.trace_id());
         let parent = TraceParent {
             version: 0,
             trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
             parent_id: u64::from_be_bytes(sc.span_id().to_bytes()),
-            flags: sc.trace_flags().to_u8(),
+            flags: outgoing_flags(sc, received),
         };
         injector.set(TRACEPARENT, parent.header());
-        let state = match cx.get::<ReceivedTraceState>() {
-            Some(received) if received.trace_id == sc.trace_id() => received.header.clone(),
-            _ => sc.trace_state().header(),
-        };
+        let state = received
+            .and_then(|received| received.tracestate.clone())
+            .unwrap_or_else(|| sc.trace_state().header());
         if !state.is_empty() {
             injector.set(TRACESTATE, state);
         }
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        match Self::parse(extractor) {
-            Some((sc, Some(header))) => {
-                let received = ReceivedTraceState {
-                    trace_id: sc.trace_id(),
-                    header,
-                };
-                cx.with_remote_span_context(sc).with_value(received)
-            }
-            Some((sc, None)) => cx.with_remote_span_context(sc),
-            None => cx.clone(),
-        }
+        let Some((sc, tracestate)) = Self::parse(extractor) else {
+            return cx.clone();
+        };
+        let received = ReceivedTrace {
+            trace_id: sc.trace_id(),
+            random: sc.trace_flags().to_u8() & RANDOM_FLAG,
+            tracestate,
+        };
+        cx.with_remote_span_context(sc).with_value(received)
     }
 
     fn fields(&self) -> FieldIter<'_> {
@@ -606,6 +635,61 @@ mod tests {
             let v = format!("00-{T}-{P}-{flags}");
             assert_eq!(TraceParent::parse(&v).unwrap().header(), v);
         }
+    }
+
+    /// What this service sends on from inside a span of its own that continues the incoming
+    /// headers `pairs`: the span is started by the OpenTelemetry SDK with the sampler every
+    /// service runs by default (`parentbased_always_on`), the way `tracing-opentelemetry` starts
+    /// a request's server span (`parent.with_span(span)`).
+    fn hop_through_own_span(pairs: &[(&str, &str)]) -> HeaderMap {
+        use opentelemetry::trace::{Tracer, TracerProvider};
+        use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+            .build();
+        let parent = propagation::extract(&headers(pairs));
+        let span = provider.tracer("w3c").start_with_context("own", &parent);
+        let mut out = HeaderMap::new();
+        propagation::inject(&parent.with_span(span), &mut out);
+        out
+    }
+
+    /// Trace Context Level 2, §3.2.2.5.2 Random Trace ID Flag: "If the flag is set in the
+    /// incoming traceparent header, it MUST also be set in all outgoing traceparent headers which
+    /// use the same trace-id." — and, for the opposite case, "If the flag is unset in the
+    /// incoming traceparent header, it MUST also be unset in any outgoing traceparent headers
+    /// which use the same trace-id." The sampler's decision changes `sampled` only.
+    #[test]
+    fn the_random_flag_is_sent_on_from_this_services_own_span_sampled_or_not() {
+        for flags in ["00", "01", "02", "03"] {
+            let out = hop_through_own_span(&[("traceparent", &format!("00-{T}-{P}-{flags}"))]);
+            let sent = sent(&out, TRACEPARENT).unwrap();
+            let fields: Vec<&str> = sent.split('-').collect();
+            assert_eq!(fields[1], T, "incoming {flags}: same trace");
+            assert_ne!(fields[2], P, "incoming {flags}: our own span is the parent");
+            assert_eq!(fields[3], flags, "incoming {flags}: sent {sent}");
+        }
+    }
+
+    /// The same clause limits the flag to "outgoing traceparent headers which use the same
+    /// trace-id": a span of another trace in a context that received the flag does not get it.
+    #[test]
+    fn the_random_flag_is_never_lent_to_another_trace() {
+        let received =
+            propagation::extract(&headers(&[("traceparent", &format!("00-{T}-{P}-02"))]));
+        let other = SpanContext::new(
+            TraceId::from(0x1234_u128),
+            SpanId::from(0x5678_u64),
+            TraceFlags::default(),
+            true,
+            TraceState::default(),
+        );
+        let mut out = HeaderMap::new();
+        propagation::inject(&received.with_remote_span_context(other), &mut out);
+        assert_eq!(
+            sent(&out, TRACEPARENT),
+            Some("00-00000000000000000000000000001234-0000000000005678-00")
+        );
     }
 
     #[test]
