@@ -102,7 +102,23 @@ fn key_char(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*' | b'/')
 }
 
-/// A `tracestate` key: `simple-key` or `tenant-id@system-id`.
+/// A `tracestate` key, by the grammar of Trace Context Level 1, §3.3.1.3.1 Key:
+///
+/// ```text
+/// key = simple-key / multi-tenant-key
+/// simple-key = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+/// multi-tenant-key = tenant-id "@" system-id
+/// tenant-id = ( lcalpha / DIGIT ) 0*240( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+/// system-id = lcalpha 0*13( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+/// ```
+///
+/// — a simple key of 1–256 characters, or a tenant id of 1–241 and a system id of 1–14 around
+/// one `@`. Level 2 words the key more loosely (`( lcalpha / DIGIT ) 0*255( keychar )`, `@` one
+/// of the `keychar`s), which allows every key above and more; but the official test suite at
+/// strictness 2 discards keys only that wording allows (`test_tracestate_key_illegal_vendor_format`:
+/// `foo@`, `@foo`, `foo@@bar`, `foo@bar@baz`; `test_tracestate_key_length_limit`: a 242-character
+/// tenant id, a 15-character system id), so Level 1's grammar is the one followed — which also
+/// refuses the digit-first simple keys and system ids that the suite does not test.
 pub fn valid_tracestate_key(key: &str) -> bool {
     let b = key.as_bytes();
     match key.split_once('@') {
@@ -146,6 +162,13 @@ pub fn parse_tracestate(values: &[&str]) -> Option<Vec<(String, String)>> {
             if !valid_tracestate_key(key) || !valid_tracestate_value(value) {
                 return None;
             }
+            // A repeated key makes the list invalid — Level 1, §3.3.1.4: "Only one entry per key
+            // is allowed because the entry represents that last position in the trace" — and an
+            // invalid list is discarded whole (§4.3: "If the tracestate header cannot be parsed
+            // the vendor MAY discard the entire header"), which the official test suite requires
+            // at strictness 2 (`test_tracestate_duplicated_keys`: `foo=1,foo=1` or `foo=1,foo=2`,
+            // in one header or two, leave no `foo`). So is a list of 33 members (§3.3.1.2:
+            // `list = list-member 0*31( OWS "," OWS list-member )`).
             if members.iter().any(|(k, _)| k == key) || members.len() == TRACESTATE_MAX_MEMBERS {
                 return None;
             }
@@ -762,6 +785,11 @@ mod tests {
             ("33 members: discarded", vec![members(33)], None),
             ("duplicate key: discarded", vec!["a=1,b=2,a=3".into()], None),
             (
+                "identical duplicate: discarded too",
+                vec!["foo=1,foo=1".into()],
+                None,
+            ),
+            (
                 "duplicate key across headers: discarded",
                 vec!["a=1".into(), "a=2".into()],
                 None,
@@ -775,6 +803,20 @@ mod tests {
             ("upper-case key", vec!["Vendor=1".into()], None),
             ("key starting with a digit", vec!["1vendor=1".into()], None),
             ("key too long", vec![format!("{max_key}b=1")], None),
+            // The key grammar's limits (`valid_tracestate_key`), one member of two headers.
+            (
+                "256-character key beside another header",
+                vec!["foo=1".into(), format!("{}=1", "z".repeat(256))],
+                Some(format!("foo=1,{}=1", "z".repeat(256))),
+            ),
+            (
+                "tenant id too long",
+                vec!["foo=1".into(), format!("{}@s=1", "t".repeat(242))],
+                None,
+            ),
+            ("empty system id", vec!["foo@=1,bar=2".into()], None),
+            ("empty tenant id", vec!["@foo=1,bar=2".into()], None),
+            ("@ twice in a row", vec!["foo@@bar=1,bar=2".into()], None),
             (
                 "system id too long",
                 vec![format!("t@{}=1", "s".repeat(15))],
