@@ -1,11 +1,14 @@
 //! The JSON bodies exchanged on the three service-to-service edges. Requests reject unknown
-//! fields; responses are what the callee stores and replays. Each derives its OpenAPI schema, with
-//! the limits of [`crate::values`] (SKU and currency patterns, quantities, amounts) written into
-//! it and an example; a test below keeps the schemas' numbers and the constants in step.
+//! fields and read their integers as JSON Schema does ([`crate::json_integer`]: `2.0` is 2);
+//! responses are what the callee stores and replays. Each derives its OpenAPI schema, with the
+//! rules of [`crate::values`] (SKU pattern, currency codes, quantities, amounts, text) written into
+//! it by [`crate::schemas`] and an example; a test below keeps the schemas and the constants in
+//! step.
 //!
 //! Every call is keyed by the order id, so repeating it (the mesh retries, and so do the saga and
 //! the reconciler) is always safe.
 
+use crate::{json_integer, schemas};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -19,12 +22,17 @@ use uuid::Uuid;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"sku": "SKU-001", "quantity": 2, "unit_price": 1999}))]
 pub struct LineItem {
-    #[schema(pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")]
+    #[schema(schema_with = schemas::sku)]
     pub sku: String,
-    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "json_integer::integer")]
+    #[schema(schema_with = schemas::quantity)]
     pub quantity: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 0, maximum = 1000000000000_i64)]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "json_integer::optional_integer"
+    )]
+    #[schema(schema_with = schemas::expected_unit_price)]
     pub unit_price: Option<i64>,
 }
 
@@ -33,9 +41,9 @@ pub struct LineItem {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"sku": "SKU-001", "quantity": 2, "unit_price": 1999}))]
 pub struct PricedLine {
-    #[schema(pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")]
+    #[schema(schema_with = schemas::sku)]
     pub sku: String,
-    #[schema(minimum = 1, maximum = 1000)]
+    #[schema(schema_with = schemas::quantity)]
     pub quantity: i64,
     #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub unit_price: i64,
@@ -93,10 +101,14 @@ pub mod payment {
     }))]
     pub struct CreatePayment {
         pub order_id: Uuid,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(minimum = 0, maximum = 1000000000000_i64)]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "json_integer::optional_integer"
+        )]
+        #[schema(schema_with = schemas::expected_amount)]
         pub amount: Option<i64>,
-        #[schema(pattern = "^[A-Z]{3}$")]
+        #[schema(schema_with = schemas::currency)]
         pub currency: String,
         pub payment_method: PaymentMethod,
         #[schema(min_items = 1, max_items = 50)]
@@ -151,7 +163,7 @@ pub mod payment {
         /// (`null` for a payment that never got that far).
         #[schema(minimum = 0, maximum = 1000000000000_i64)]
         pub amount: Option<i64>,
-        #[schema(pattern = "^[A-Z]{3}$")]
+        #[schema(schema_with = schemas::currency)]
         pub currency: String,
         /// The lines as priced from the catalog (empty until the stock is reserved).
         pub items: Vec<PricedLine>,
@@ -193,7 +205,7 @@ pub mod inventory {
     }))]
     pub struct CreateReservation {
         pub order_id: Uuid,
-        #[schema(pattern = "^[A-Z]{3}$")]
+        #[schema(schema_with = schemas::currency)]
         pub currency: String,
         #[schema(min_items = 1, max_items = 50)]
         pub items: Vec<LineItem>,
@@ -230,7 +242,7 @@ pub mod inventory {
     pub struct Reservation {
         pub order_id: Uuid,
         pub status: ReservationStatus,
-        #[schema(pattern = "^[A-Z]{3}$")]
+        #[schema(schema_with = schemas::currency)]
         pub currency: String,
         /// The lines with the catalog prices of the moment they were reserved.
         pub items: Vec<PricedLine>,
@@ -262,11 +274,13 @@ pub mod inventory {
     #[serde(deny_unknown_fields)]
     #[schema(example = json!({"available": 100, "unit_price": 1999, "currency": "EUR"}))]
     pub struct SetItem {
-        #[schema(minimum = 0, maximum = 1000000000)]
+        #[serde(deserialize_with = "json_integer::integer")]
+        #[schema(schema_with = schemas::stock)]
         pub available: i64,
-        #[schema(minimum = 1, maximum = 1000000000000_i64)]
+        #[serde(deserialize_with = "json_integer::integer")]
+        #[schema(schema_with = schemas::catalog_unit_price)]
         pub unit_price: i64,
-        #[schema(pattern = "^[A-Z]{3}$")]
+        #[schema(schema_with = schemas::currency)]
         pub currency: String,
     }
 
@@ -277,7 +291,7 @@ pub mod inventory {
         "unit_price": 1999, "currency": "EUR"
     }))]
     pub struct Item {
-        #[schema(pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")]
+        #[schema(schema_with = schemas::sku)]
         pub sku: String,
         #[schema(minimum = 0)]
         pub available: i64,
@@ -287,7 +301,7 @@ pub mod inventory {
         pub committed: i64,
         #[schema(minimum = 0, maximum = 1000000000000_i64)]
         pub unit_price: i64,
-        #[schema(pattern = "^[A-Z]{3}$")]
+        #[schema(schema_with = schemas::currency)]
         pub currency: String,
     }
 }
@@ -320,8 +334,13 @@ pub mod notify {
     pub struct CreateNotification {
         pub order_id: Uuid,
         pub kind: NotificationKind,
-        #[schema(min_length = 1, max_length = 1000)]
+        #[schema(schema_with = message_schema)]
         pub message: String,
+    }
+
+    /// The message: free text that must say something (see [`crate::schemas::required_text`]).
+    fn message_schema() -> utoipa::openapi::schema::Object {
+        crate::schemas::required_text(MAX_MESSAGE_CHARS).build()
     }
 
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -366,46 +385,73 @@ mod tests {
         }
     }
 
-    /// The limits written into the schemas (attribute literals) are the ones the values enforce.
+    fn schema_of<T: utoipa::PartialSchema>() -> serde_json::Value {
+        serde_json::to_value(T::schema()).unwrap_or_default()
+    }
+
+    fn number(v: &serde_json::Value) -> f64 {
+        v.as_f64().unwrap_or(f64::NAN)
+    }
+
+    /// `(minimum, maximum)` of an integer property.
+    fn bounds(property: &serde_json::Value) -> (f64, f64) {
+        (number(&property["minimum"]), number(&property["maximum"]))
+    }
+
+    /// The limits written into the schemas are the ones the values enforce: every SKU pattern,
+    /// quantity, amount (0 allowed exactly where the parser allows it), currency list and text
+    /// rule.
     #[test]
     fn the_schemas_limits_are_the_values_limits() {
-        use crate::values::{MAX_AMOUNT, MAX_LINE_ITEMS, MAX_QUANTITY, MAX_STOCK, Sku};
-        use utoipa::PartialSchema;
-        let schema = |s: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>| {
-            serde_json::to_value(s).unwrap_or_default()
-        };
-        let number = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        use super::inventory::{CreateReservation, Item, Reservation, SetItem};
+        use super::notify::{CreateNotification, MAX_MESSAGE_CHARS};
+        use crate::values::{CURRENCIES, MAX_AMOUNT, MAX_LINE_ITEMS, MAX_QUANTITY, MAX_STOCK};
+        let amount = MAX_AMOUNT as f64;
+        let sku_pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$";
         for line in [
-            schema(super::LineItem::schema()),
-            schema(super::PricedLine::schema()),
+            schema_of::<super::LineItem>(),
+            schema_of::<super::PricedLine>(),
         ] {
             let p = &line["properties"];
-            assert_eq!(number(&p["quantity"]["minimum"]), 1.0);
-            assert_eq!(number(&p["quantity"]["maximum"]), MAX_QUANTITY as f64);
-            assert_eq!(number(&p["unit_price"]["maximum"]), MAX_AMOUNT as f64);
-            assert_eq!(
-                p["sku"]["pattern"],
-                format!("^[A-Z0-9][A-Z0-9-]{{0,{}}}$", Sku::MAX_LEN - 1)
-            );
+            assert_eq!(bounds(&p["quantity"]), (1.0, MAX_QUANTITY as f64));
+            assert_eq!(bounds(&p["unit_price"]), (0.0, amount));
+            assert_eq!(p["sku"]["pattern"], sku_pattern);
         }
-        let payment = schema(CreatePayment::schema());
+        assert_eq!(
+            schema_of::<Item>()["properties"]["sku"]["pattern"],
+            sku_pattern
+        );
+        let payment = schema_of::<CreatePayment>();
         assert_eq!(
             number(&payment["properties"]["items"]["maxItems"]),
             MAX_LINE_ITEMS as f64
         );
+        assert_eq!(bounds(&payment["properties"]["amount"]), (1.0, amount));
+        let item = schema_of::<SetItem>();
         assert_eq!(
-            number(&payment["properties"]["amount"]["maximum"]),
-            MAX_AMOUNT as f64
+            bounds(&item["properties"]["available"]),
+            (0.0, MAX_STOCK as f64)
         );
-        let item = schema(super::inventory::SetItem::schema());
+        assert_eq!(bounds(&item["properties"]["unit_price"]), (1.0, amount));
+        for schema in [
+            payment.clone(),
+            schema_of::<Payment>(),
+            schema_of::<CreateReservation>(),
+            schema_of::<Reservation>(),
+            item,
+            schema_of::<Item>(),
+        ] {
+            assert_eq!(
+                schema["properties"]["currency"]["enum"],
+                serde_json::json!(CURRENCIES)
+            );
+        }
+        let message = &schema_of::<CreateNotification>()["properties"]["message"];
+        assert_eq!(number(&message["maxLength"]), MAX_MESSAGE_CHARS as f64);
+        assert_eq!(number(&message["minLength"]), 1.0);
         assert_eq!(
-            number(&item["properties"]["available"]["maximum"]),
-            MAX_STOCK as f64
-        );
-        let notification = schema(super::notify::CreateNotification::schema());
-        assert_eq!(
-            number(&notification["properties"]["message"]["maxLength"]),
-            super::notify::MAX_MESSAGE_CHARS as f64
+            message["pattern"],
+            crate::schemas::required_text_pattern().as_str()
         );
     }
 

@@ -6,9 +6,13 @@
 //! the JSON bodies of the three calls between services (order→payment, payment→inventory,
 //! order→notify), so that caller and callee cannot drift apart. Every wire type also derives its
 //! OpenAPI schema (`utoipa::ToSchema`), so the document each service publishes at
-//! `/openapi.json` is generated from these same types. No I/O here.
+//! `/openapi.json` is generated from these same types; [`schemas`] writes the values' limits into
+//! those schemas from the constants the parsers check, and [`json_integer`] reads integers as
+//! those schemas define them. No I/O here.
 
 pub mod contracts;
+pub mod json_integer;
+pub mod schemas;
 pub mod values;
 
 /// Declares a fieldless enum with one spelling, given as a serde/strum case name

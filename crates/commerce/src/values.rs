@@ -99,11 +99,38 @@ impl fmt::Display for Sku {
     }
 }
 
+/// The control characters free text may not hold (Unicode's `Cc`: C0, DEL and C1, exactly
+/// what `char::is_control` answers), as inclusive ranges; the OpenAPI `pattern` of every text
+/// field is written from these (`crate::schemas`).
+pub const CONTROL_CHARACTERS: [(char, char); 2] = [('\u{0}', '\u{1f}'), ('\u{7f}', '\u{9f}')];
+
+/// The characters `str::trim` removes (Unicode's `White_Space`, what `char::is_whitespace`
+/// answers), as inclusive ranges: a text field that must not be blank needs one character
+/// outside these (and outside [`CONTROL_CHARACTERS`]).
+pub const WHITE_SPACE: [(char, char); 10] = [
+    ('\u{9}', '\u{d}'),
+    ('\u{20}', '\u{20}'),
+    ('\u{85}', '\u{85}'),
+    ('\u{a0}', '\u{a0}'),
+    ('\u{1680}', '\u{1680}'),
+    ('\u{2000}', '\u{200a}'),
+    ('\u{2028}', '\u{2029}'),
+    ('\u{202f}', '\u{202f}'),
+    ('\u{205f}', '\u{205f}'),
+    ('\u{3000}', '\u{3000}'),
+];
+
+fn in_ranges(c: char, ranges: &[(char, char)]) -> bool {
+    ranges
+        .iter()
+        .any(|(first, last)| (*first..=*last).contains(&c))
+}
+
 /// Checks one free-text field from a client: at most `max_chars` characters and no control
 /// character at all (NUL, tab, newline, DEL, the C1 range): PostgreSQL cannot store NUL in
 /// `text`, and line breaks would forge log lines. The message never repeats the value.
 pub fn check_text(value: &str, max_chars: usize) -> Result<(), String> {
-    if value.chars().any(char::is_control) {
+    if value.chars().any(|c| in_ranges(c, &CONTROL_CHARACTERS)) {
         Err("must not contain control characters".into())
     } else if value.chars().count() > max_chars {
         Err(format!("must be at most {max_chars} characters"))
@@ -164,8 +191,9 @@ impl Amount {
     }
 }
 
-/// The ISO 4217 codes this platform settles in.
-const CURRENCIES: &[&str] = &[
+/// The ISO 4217 codes this platform settles in (the `enum` of every `currency` in the OpenAPI
+/// documents).
+pub const CURRENCIES: &[&str] = &[
     "AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "INR", "JPY",
     "KRW", "MXN", "NOK", "NZD", "PLN", "SEK", "SGD", "USD", "ZAR",
 ];
@@ -307,6 +335,14 @@ mod tests {
         assert!(check_text(&"é".repeat(64), 64).is_ok());
         assert!(check_text(&"é".repeat(65), 64).is_err());
         assert!(!Currency::parse("E\0R").unwrap_err().contains('\0'));
+    }
+
+    #[test]
+    fn the_character_ranges_are_the_standard_librarys() {
+        for c in (0..=0x10_ffff).filter_map(char::from_u32) {
+            assert_eq!(in_ranges(c, &CONTROL_CHARACTERS), c.is_control(), "{c:?}");
+            assert_eq!(in_ranges(c, &WHITE_SPACE), c.is_whitespace(), "{c:?}");
+        }
     }
 
     #[test]
