@@ -65,6 +65,29 @@ fn invalid_path(reason: String) -> Problem {
     .detail(reason)
 }
 
+/// Documents the `{sku}` path parameter with the SKU rule [`domain::parse_sku`] checks.
+struct SkuPath;
+
+impl utoipa::IntoParams for SkuPath {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::{Required, path};
+        vec![
+            path::ParameterBuilder::new()
+                .name("sku")
+                .parameter_in(path::ParameterIn::Path)
+                .required(Required::True)
+                .description(Some(format!(
+                    "The SKU: `{}`",
+                    commerce::schemas::sku_pattern()
+                )))
+                .schema(Some(commerce::schemas::sku()))
+                .build(),
+        ]
+    }
+}
+
 /// Sets one SKU's stock on hand and catalog price (operators and seeding; no service calls it).
 ///
 /// Units held by reservations or sold are kept apart and unchanged.
@@ -72,8 +95,7 @@ fn invalid_path(reason: String) -> Problem {
     put,
     path = "/api/v1/items/{sku}",
     tag = "items",
-    params(("sku" = String, Path, description = "The SKU: `[A-Z0-9][A-Z0-9-]{0,63}`",
-        pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")),
+    params(SkuPath),
     request_body = SetItem,
     responses((status = 200, description = "The item as set", body = Item)),
 )]
@@ -95,8 +117,7 @@ async fn set_item(
     get,
     path = "/api/v1/items/{sku}",
     tag = "items",
-    params(("sku" = String, Path, description = "The SKU: `[A-Z0-9][A-Z0-9-]{0,63}`",
-        pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")),
+    params(SkuPath),
     responses(
         (status = 200, description = "The item", body = Item),
         (status = 404, description = "No such SKU"),

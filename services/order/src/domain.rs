@@ -8,6 +8,7 @@ use commerce::{
         LineItem,
         payment::{FailureReason, Payment, PaymentMethod, PaymentStatus},
     },
+    json_integer, schemas,
     values::{
         Amount, Currency, FieldError, StockLine, check_text, expected_total, parse_stock_lines,
     },
@@ -28,11 +29,11 @@ pub const MAX_CUSTOMER_ID_CHARS: usize = 64;
     "payment_method": "card"
 }))]
 pub struct CreateOrderRequest {
-    /// 1 to 64 characters, no control characters.
-    #[schema(min_length = 1, max_length = 64)]
+    /// 1 to 64 characters, not only white space (stored trimmed), no control characters.
+    #[schema(schema_with = customer_id_schema)]
     pub customer_id: String,
-    /// An ISO 4217 code, e.g. `EUR`.
-    #[schema(pattern = "^[A-Z]{3}$")]
+    /// An ISO 4217 code this platform settles in, e.g. `EUR`.
+    #[schema(schema_with = schemas::currency)]
     pub currency: String,
     /// 1 to 50 lines, each SKU at most once.
     #[schema(min_items = 1, max_items = 50)]
@@ -45,24 +46,41 @@ pub struct CreateOrderRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderItemRequest {
-    #[schema(pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")]
+    #[schema(schema_with = schemas::sku)]
     pub sku: String,
-    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "json_integer::integer")]
+    #[schema(schema_with = schemas::quantity)]
     pub quantity: i64,
-    /// The price of one unit the client expects to pay, in minor units of the order's
-    /// currency (optional). The catalog's price is charged; when it differs from this one the
-    /// order fails with `price_changed` and nothing is charged or reserved.
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 1000000000000_i64)]
+    /// The price of one unit the client expects to pay (see [`expected_unit_price_schema`]).
+    #[serde(default, deserialize_with = "json_integer::optional_integer")]
+    #[schema(schema_with = expected_unit_price_schema)]
     pub unit_price: Option<i64>,
+}
+
+/// `customer_id`'s schema: the text rule [`NewOrder::parse`] checks.
+fn customer_id_schema() -> utoipa::openapi::schema::Object {
+    schemas::required_text(MAX_CUSTOMER_ID_CHARS).build()
+}
+
+/// An order line's `unit_price` schema, with what it means.
+fn expected_unit_price_schema() -> utoipa::openapi::schema::Object {
+    let mut schema = schemas::expected_unit_price();
+    schema.description = Some(
+        "The price of one unit the client expects to pay, in minor units of the order's \
+         currency (optional; 0 is a price, but an order whose every line expects 0 is refused). \
+         The catalog's price is charged; when it differs from this one the order fails with \
+         `price_changed` and nothing is charged or reserved."
+            .into(),
+    );
+    schema
 }
 
 /// One line of an order as stored and shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderLine {
-    #[schema(pattern = "^[A-Z0-9][A-Z0-9-]{0,63}$")]
+    #[schema(schema_with = schemas::sku)]
     pub sku: String,
-    #[schema(minimum = 1, maximum = 1000)]
+    #[schema(schema_with = schemas::quantity)]
     pub quantity: i64,
     /// What the client expected to pay per unit, when it said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -314,13 +332,34 @@ pub fn cancellation_message(order_id: uuid::Uuid) -> String {
     format!("Order {order_id} is cancelled: the payment was refunded.")
 }
 
+/// Longest `Idempotency-Key`, in bytes (characters: it is ASCII).
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// The bytes an `Idempotency-Key` is made of: visible ASCII, `!` to `~` (what
+/// `u8::is_ascii_graphic` answers), as an inclusive range.
+const IDEMPOTENCY_KEY_BYTES: (u8, u8) = (b'!', b'~');
+
 /// A valid `Idempotency-Key`: 1–255 visible ASCII characters.
 pub fn parse_idempotency_key(value: &[u8]) -> Result<String, &'static str> {
-    if (1..=255).contains(&value.len()) && value.iter().all(u8::is_ascii_graphic) {
+    let (first, last) = IDEMPOTENCY_KEY_BYTES;
+    let visible = value.iter().all(|b| (first..=last).contains(b));
+    if (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&value.len()) && visible {
         Ok(String::from_utf8_lossy(value).into_owned())
     } else {
         Err("must be 1-255 visible ASCII characters")
     }
+}
+
+/// The `Idempotency-Key` header's schema: exactly what [`parse_idempotency_key`] accepts.
+pub fn idempotency_key_schema() -> utoipa::openapi::schema::Object {
+    let (first, last) = IDEMPOTENCY_KEY_BYTES;
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_IDEMPOTENCY_KEY_LEN))
+        .pattern(Some(format!("^[{}-{}]+$", first as char, last as char)))
+        .examples(["2f1c3b0e-8a5d-4c7e-9b61-0d2e4f6a8b1c"])
+        .build()
 }
 
 #[cfg(test)]
@@ -504,6 +543,14 @@ mod tests {
             let spelled = serde_json::to_value(status).unwrap_or_default();
             assert_eq!(spelled, status.as_ref(), "serde and strum spell it alike");
             assert_eq!(status.as_ref().parse::<OrderStatus>().ok(), Some(*status));
+        }
+    }
+
+    #[test]
+    fn idempotency_key_bytes_are_the_visible_ascii() {
+        for b in 0..=u8::MAX {
+            let (first, last) = IDEMPOTENCY_KEY_BYTES;
+            assert_eq!((first..=last).contains(&b), b.is_ascii_graphic(), "{b}");
         }
     }
 

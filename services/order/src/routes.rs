@@ -51,9 +51,7 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
     post,
     path = "/api/v1/orders",
     tag = "orders",
-    params(("Idempotency-Key" = String, Header,
-        description = "Required, exactly one: 1 to 255 visible ASCII characters, e.g. a UUID per order",
-        example = "2f1c3b0e-8a5d-4c7e-9b61-0d2e4f6a8b1c")),
+    params(IdempotencyKeyHeader),
     request_body = CreateOrderRequest,
     responses(
         (status = 201, description = "The order, settled: `CONFIRMED` or `FAILED`", body = Order,
@@ -113,6 +111,31 @@ async fn create_order(
         _ => order,
     };
     Ok(created(order, replayed))
+}
+
+/// Documents the `Idempotency-Key` header; [`create_order`] reads it from the `HeaderMap`, where
+/// a missing key and a repeated one can be told apart.
+struct IdempotencyKeyHeader;
+
+impl IntoParams for IdempotencyKeyHeader {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::{Required, path};
+        vec![
+            path::ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(path::ParameterIn::Header)
+                .required(Required::True)
+                .description(Some(format!(
+                    "Required, exactly one: 1 to {} visible ASCII characters (`!` to `~`), \
+                     e.g. a UUID per order",
+                    domain::MAX_IDEMPOTENCY_KEY_LEN
+                )))
+                .schema(Some(domain::idempotency_key_schema()))
+                .build(),
+        ]
+    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {

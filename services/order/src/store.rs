@@ -38,7 +38,7 @@ pub struct Order {
     #[schema(value_type = Option<FailureCause>)]
     pub failure_reason: Option<Text<FailureCause>>,
     pub customer_id: String,
-    #[schema(pattern = "^[A-Z]{3}$")]
+    #[schema(schema_with = commerce::schemas::currency)]
     pub currency: String,
     /// The total charged (catalog prices); `null` until the payment is captured.
     #[schema(minimum = 0, maximum = 1000000000000_i64)]
