@@ -231,6 +231,62 @@ impl Contract {
         found
     }
 
+    /// Why `value` is invalid under the schema at `pointer` (a JSON pointer into the document,
+    /// e.g. `/components/schemas/LineItem`); empty when it is valid. Panics when there is no
+    /// schema there.
+    pub fn schema_errors(&self, pointer: &str, value: &Value) -> Vec<String> {
+        let schema = self
+            .document
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("no schema at {pointer}"));
+        errors_under(&self.document, schema, value)
+    }
+
+    /// Why `body` is invalid as the JSON request body of `method template` (e.g. `POST
+    /// /api/v1/orders`); empty when the document allows it.
+    pub fn request_body_errors(&self, method: &str, template: &str, body: &Value) -> Vec<String> {
+        let operation = self.operation(method, template);
+        let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+        assert!(
+            !schema.is_null(),
+            "{method} {template} documents no JSON request body"
+        );
+        errors_under(&self.document, schema, body)
+    }
+
+    /// Why `value` is invalid for the parameter `name` (a header's name in any case) of
+    /// `method template`; empty when the document allows it.
+    pub fn parameter_errors(
+        &self,
+        method: &str,
+        template: &str,
+        name: &str,
+        value: &Value,
+    ) -> Vec<String> {
+        let operation = self.operation(method, template);
+        let parameter = operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| resolve(&self.document, p))
+            .find(|p| {
+                p["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .unwrap_or_else(|| panic!("{method} {template} has no parameter {name}"));
+        errors_under(&self.document, &parameter["schema"], value)
+    }
+
+    fn operation(&self, method: &str, template: &str) -> &Value {
+        let operation = &self.document["paths"][template][method.to_ascii_lowercase()];
+        assert!(
+            operation.is_object(),
+            "the document has no {method} {template}"
+        );
+        operation
+    }
+
     /// The operations the document has, as `METHOD /template`.
     pub fn operations(&self) -> Vec<String> {
         self.operations
@@ -281,6 +337,15 @@ fn validator(document: &Value, schema: &Value) -> Result<jsonschema::Validator, 
         .should_validate_formats(true)
         .build(&root)
         .map_err(|e| e.to_string())
+}
+
+/// The validation errors of `value` under `schema`, a schema of `document`.
+fn errors_under(document: &Value, schema: &Value, value: &Value) -> Vec<String> {
+    let validator = validator(document, schema).unwrap_or_else(|e| panic!("{schema}: {e}"));
+    validator
+        .iter_errors(value)
+        .map(|e| format!("{e} at `{}`", e.instance_path()))
+        .collect()
 }
 
 fn validate(
