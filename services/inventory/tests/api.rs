@@ -775,3 +775,74 @@ async fn reservation_outcomes_are_counted_in_metrics() {
     );
     app.stop().await;
 }
+
+/// The document refuses exactly what inventory-service refuses (issue 20): a catalog price of 0,
+/// a currency outside ISO 4217's list and a lower-case SKU are refused by both; stock of 0 is
+/// allowed by both, and integers written `7.0` are stored as 7.
+#[tokio::test]
+async fn the_document_allows_exactly_what_inventory_service_accepts() {
+    let app = spawn().await;
+    let contract = testkit::openapi::Contract::new(inventory_service::openapi());
+    let template = "/api/v1/items/{sku}";
+    let body_errors = |body: &Value| contract.request_body_errors("PUT", template, body);
+    let item = |available: Value, unit_price: Value, currency: &str| json!({"available": available, "unit_price": unit_price, "currency": currency});
+    for body in [
+        item(json!(1), json!(0), "EUR"),
+        item(json!(1), json!(1999), "AAA"),
+        item(json!(1.5), json!(1999), "EUR"),
+    ] {
+        assert!(!body_errors(&body).is_empty(), "the document allows {body}");
+        let (status, problem) = app
+            .call(Method::PUT, "/api/v1/items/DOC-1", Some(body.clone()))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {problem}"
+        );
+    }
+    for sku in ["sku-1", "-A", "A.B"] {
+        let errors = contract.parameter_errors("PUT", template, "sku", &json!(sku));
+        assert!(!errors.is_empty(), "the document allows the SKU {sku}");
+        let (status, problem) = app
+            .call(
+                Method::PUT,
+                &format!("/api/v1/items/{sku}"),
+                Some(item(json!(1), json!(1), "EUR")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{sku}: {problem}");
+    }
+
+    for body in [
+        item(json!(0), json!(1), "EUR"),
+        item(json!(7.0), json!(1999.0), "JPY"),
+    ] {
+        assert_eq!(body_errors(&body), Vec::<String>::new(), "{body}");
+        let (status, stored) = app
+            .call(Method::PUT, "/api/v1/items/DOC-1", Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}: {stored}");
+    }
+    let (_, stored) = app.call(Method::GET, "/api/v1/items/DOC-1", None).await;
+    assert_eq!(
+        (&stored["available"], &stored["unit_price"]),
+        (&json!(7), &json!(1999))
+    );
+
+    // A reservation expecting a price of 0 is a valid request (0 is a price); the catalog's
+    // differs, so it is refused as a changed price, as documented.
+    let reservation = json!({
+        "order_id": Uuid::new_v4(),
+        "currency": "JPY",
+        "items": [{"sku": "DOC-1", "quantity": 1.0, "unit_price": 0}],
+    });
+    let errors = contract.request_body_errors("POST", "/api/v1/reservations", &reservation);
+    assert_eq!(errors, Vec::<String>::new());
+    let (status, problem) = app
+        .call(Method::POST, "/api/v1/reservations", Some(reservation))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(testkit::problem_slug(&problem), "price-changed");
+    app.stop().await;
+}

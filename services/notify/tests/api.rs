@@ -218,3 +218,47 @@ async fn every_response_says_which_build_served_it() {
         "no service_info with version=\"canary\" in:\n{metrics}"
     );
 }
+
+/// The document refuses exactly what notify-service refuses (issue 20): a message of white space
+/// only (Unicode's, beyond ASCII's) or with any control character (C0, DEL, C1) is refused by
+/// both; one with U+FEFF, neither, is allowed by both.
+#[tokio::test]
+async fn the_document_allows_exactly_what_notify_service_accepts() {
+    let app = spawn().await;
+    let contract = testkit::openapi::Contract::new(notify_service::openapi());
+    let body = |message: &str| json!({"order_id": Uuid::new_v4(), "kind": "order_confirmed", "message": message});
+    let body_errors = |body: &serde_json::Value| {
+        contract.request_body_errors("POST", "/api/v1/notifications", body)
+    };
+    for message in [
+        "\u{3000}", " \u{a0} ", "a\u{85}b", "a\u{9f}", "a\u{7f}", "\u{1b}",
+    ] {
+        let body = body(message);
+        assert!(
+            !body_errors(&body).is_empty(),
+            "the document allows {message:?}"
+        );
+        let (status, problem) = app
+            .call(Method::POST, "/api/v1/notifications", Some(body))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{message:?}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["field"], "message");
+    }
+    for message in [
+        "\u{feff}",
+        "Zoë's order\u{a0}is confirmed",
+        &"é".repeat(1000),
+    ] {
+        let body = body(message);
+        assert_eq!(body_errors(&body), Vec::<String>::new(), "{message:?}");
+        let (status, notification) = app
+            .call(Method::POST, "/api/v1/notifications", Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{message:?}: {notification}");
+    }
+    app.stop().await;
+}

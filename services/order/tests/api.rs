@@ -312,3 +312,97 @@ async fn client_mistakes_are_problems_and_store_nothing() {
     assert_eq!(s.inventory.stock("A").await, (5, 0, 0));
     s.stop().await;
 }
+
+/// The document refuses exactly what order-service refuses (issue 20): every value below is
+/// checked against the published schema and sent, and the answer is the one the document gives
+/// it — a key or body it refuses gets 400/422, one it allows is served.
+#[tokio::test]
+async fn the_document_allows_exactly_what_order_service_accepts() {
+    let s = spawn().await;
+    s.inventory.seed_item("DOC-1", 10, 1999).await;
+    let contract = testkit::openapi::Contract::new(order_service::openapi());
+    let body_errors = |body: &Value| contract.request_body_errors("POST", "/api/v1/orders", body);
+    let valid = order_body(json!([{"sku": "DOC-1", "quantity": 1}]));
+
+    // Idempotency-Key: 1 to 255 visible ASCII characters.
+    let long = "k".repeat(256);
+    for refused in [
+        &b""[..],
+        b"has space",
+        b"tab\there",
+        "ü".as_bytes(),
+        long.as_bytes(),
+    ] {
+        let documented = json!(String::from_utf8_lossy(refused));
+        let errors =
+            contract.parameter_errors("POST", "/api/v1/orders", "Idempotency-Key", &documented);
+        assert!(
+            !errors.is_empty(),
+            "the document allows the key {refused:?}"
+        );
+        let response = s
+            .order
+            .request(Method::POST, "/api/v1/orders")
+            .header(
+                "idempotency-key",
+                reqwest::header::HeaderValue::from_bytes(refused).unwrap(),
+            )
+            .json(&valid)
+            .send()
+            .await
+            .unwrap();
+        let (status, problem) = json(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused:?}: {problem}");
+        assert_eq!(testkit::problem_slug(&problem), "invalid-idempotency-key");
+    }
+    for allowed in ["!", "~", &"k".repeat(255)] {
+        let errors =
+            contract.parameter_errors("POST", "/api/v1/orders", "Idempotency-Key", &json!(allowed));
+        assert_eq!(errors, Vec::<String>::new(), "{allowed:?}");
+    }
+    let (status, order, _) = s.place(&"k".repeat(255), &valid).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+
+    // Bodies the document refuses: currency outside ISO 4217's list, blank or control-laden
+    // customer ids (C1 and Unicode white space included), a quantity of 0.
+    let refused = [
+        json!({"customer_id": "c-1", "currency": "AAA", "items": [{"sku": "DOC-1", "quantity": 1}]}),
+        json!({"customer_id": "\u{3000}", "currency": "EUR", "items": [{"sku": "DOC-1", "quantity": 1}]}),
+        json!({"customer_id": "a\u{85}b", "currency": "EUR", "items": [{"sku": "DOC-1", "quantity": 1}]}),
+        json!({"customer_id": "a\u{9f}", "currency": "EUR", "items": [{"sku": "DOC-1", "quantity": 1}]}),
+        json!({"customer_id": "x".repeat(65), "currency": "EUR", "items": [{"sku": "DOC-1", "quantity": 1}]}),
+        order_body(json!([{"sku": "DOC-1", "quantity": 0}])),
+        order_body(json!([{"sku": "DOC-1", "quantity": 1.5}])),
+    ];
+    for body in refused {
+        assert!(!body_errors(&body).is_empty(), "the document allows {body}");
+        let (status, problem, _) = s.place(&key(), &body).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {problem}"
+        );
+        assert_eq!(testkit::problem_slug(&problem), "validation-failed");
+    }
+
+    // Bodies it allows are served: a customer id with U+FEFF (neither control nor white space),
+    // and integers written `2.0` (JSON Schema's integer 2, read as 2).
+    let allowed = [
+        json!({"customer_id": "\u{feff}", "currency": "EUR", "items": [{"sku": "DOC-1", "quantity": 1}]}),
+        order_body(json!([{"sku": "DOC-1", "quantity": 2.0, "unit_price": 1999.0}])),
+    ];
+    for body in allowed {
+        assert_eq!(body_errors(&body), Vec::<String>::new(), "{body}");
+        let (status, order, _) = s.place(&key(), &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}: {order}");
+        assert_eq!(order["status"], "CONFIRMED", "{order}");
+    }
+    let (_, order, _) = s
+        .place(
+            &key(),
+            &order_body(json!([{"sku": "DOC-1", "quantity": 2.0}])),
+        )
+        .await;
+    assert_eq!(order["items"][0]["quantity"], 2, "{order}");
+    s.stop().await;
+}

@@ -760,3 +760,63 @@ async fn payment_outcomes_are_counted_in_metrics() {
     );
     s.stop().await;
 }
+
+/// The document refuses exactly what payment-service refuses (issue 20): an `amount` of 0 and a
+/// currency outside ISO 4217's list are refused by both (422); a line expecting a price of 0 is
+/// allowed by both (the catalog's price differs: the payment is voided, `price_changed`), and
+/// integers written `2.0` are served as the integer 2.
+#[tokio::test]
+async fn the_document_allows_exactly_what_payment_service_accepts() {
+    let s = spawn().await;
+    s.inventory.seed_stock("DOC-1", 10).await;
+    let contract = testkit::openapi::Contract::new(payment_service::openapi());
+    let body_errors = |body: &Value| contract.request_body_errors("POST", "/api/v1/payments", body);
+    let price = testkit::UNIT_PRICE;
+    let priced = |amount: Value, currency: &str, unit_price: Value| {
+        json!({
+            "order_id": Uuid::new_v4(),
+            "amount": amount,
+            "currency": currency,
+            "payment_method": "card",
+            "items": [{"sku": "DOC-1", "quantity": 1, "unit_price": unit_price}],
+        })
+    };
+    for body in [
+        priced(json!(0), "EUR", json!(0)),
+        priced(json!(price), "AAA", json!(price)),
+        priced(json!(price), "EUR", json!(price as f64 + 0.5)),
+    ] {
+        assert!(!body_errors(&body).is_empty(), "the document allows {body}");
+        let (status, problem) = pay(&s.payment, &body).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {problem}"
+        );
+        assert_eq!(testkit::problem_slug(&problem), "validation-failed");
+    }
+
+    let free = payment_body(
+        Uuid::new_v4(),
+        "card",
+        json!([{"sku": "DOC-1", "quantity": 1, "unit_price": 0}]),
+    );
+    assert_eq!(body_errors(&free), Vec::<String>::new());
+    let (status, payment) = pay(&s.payment, &free).await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    assert_eq!(payment["failure_reason"], "price_changed", "{payment}");
+
+    let whole = priced(json!(2.0 * price as f64), "EUR", json!(price as f64));
+    let whole = {
+        let mut body = whole;
+        body["items"][0]["quantity"] = json!(2.0);
+        body
+    };
+    assert_eq!(body_errors(&whole), Vec::<String>::new());
+    let (status, payment) = pay(&s.payment, &whole).await;
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
+    assert_eq!(payment["status"], "CAPTURED", "{payment}");
+    assert_eq!(payment["amount"], 2 * price);
+    assert_eq!(payment["items"][0]["quantity"], 2);
+    s.stop().await;
+}
