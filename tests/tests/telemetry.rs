@@ -375,6 +375,11 @@ async fn metrics_count_requests_calls_and_saga_outcomes() {
         moved("http_server_request_duration_seconds_count", &created),
         4.0
     );
+    assert_eq!(
+        sample(&after, "db_pool_max_connections", &[]),
+        10.0,
+        "the pool's ceiling (DATABASE_MAX_CONNECTIONS' default), what saturation is measured against"
+    );
     assert!(
         after
             .samples

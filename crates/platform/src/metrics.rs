@@ -18,6 +18,8 @@ pub const HTTP_SERVER_DURATION: &str = "http_server_request_duration_seconds";
 pub const HTTP_CLIENT_REQUESTS: &str = "http_client_requests_total";
 pub const HTTP_CLIENT_DURATION: &str = "http_client_request_duration_seconds";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+/// The pool's ceiling: saturation is `db_pool_connections{state="in_use"}` over this.
+pub const DB_POOL_MAX_CONNECTIONS: &str = "db_pool_max_connections";
 /// `service_info{version, tenant} 1`: which build (`SERVICE_VERSION`) this process runs.
 pub const SERVICE_INFO: &str = "service_info";
 
@@ -67,6 +69,10 @@ fn describe() {
         DB_POOL_CONNECTIONS,
         "Database pool connections by state (in_use, idle)"
     );
+    metrics::describe_gauge!(
+        DB_POOL_MAX_CONNECTIONS,
+        "The most connections the database pool opens (DATABASE_MAX_CONNECTIONS)"
+    );
 }
 
 /// The text exposition of every metric, after refreshing the pool gauges.
@@ -75,6 +81,8 @@ pub fn render(db: &crate::db::Database) -> String {
     let size = f64::from(db.size());
     metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(idle);
     metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use").set((size - idle).max(0.0));
+    metrics::gauge!(DB_POOL_MAX_CONNECTIONS)
+        .set(f64::from(db.pool().options().get_max_connections()));
     handle().map(PrometheusHandle::render).unwrap_or_default()
 }
 
