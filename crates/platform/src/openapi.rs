@@ -263,6 +263,14 @@ fn complete_operation(path: &str, operation: &mut Value) {
         "A dependency is unavailable",
         "the database is unavailable",
     );
+    // Over the connection cap (server.rs), before any route: no x-request-id on this one.
+    problem(
+        operation,
+        503,
+        "overloaded",
+        "Server overloaded",
+        "every connection slot is serving a request; repeat the request shortly",
+    );
     if let Some(response) = operation.pointer_mut("/responses/503") {
         response["headers"]["Retry-After"] = json!({ "$ref": "#/components/headers/RetryAfter" });
     }
