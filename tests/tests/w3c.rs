@@ -51,8 +51,9 @@ fn check_hop(seen: &SeenRequest, order_id: &str) {
     );
 }
 
-#[tokio::test]
-async fn another_vendors_tracestate_and_split_baggage_cross_all_four_services_intact() {
+/// A cluster whose payment → inventory and order → notify calls pass through recording proxies,
+/// with stock for one order.
+async fn observed_cluster() -> Cluster {
     let cluster = Cluster::start_with(
         "tenant-a",
         Options {
@@ -63,18 +64,24 @@ async fn another_vendors_tracestate_and_split_baggage_cross_all_four_services_in
     )
     .await;
     cluster.seed_stock("SKU-1", 10).await;
+    cluster
+}
+
+/// Places one order with `headers` (repeated names stay separate headers), expects it created,
+/// and returns it with the requests payment sent to inventory and the outbox's deliveries to
+/// notify (waited for).
+async fn order_and_its_hops(
+    cluster: &Cluster,
+    headers: &[(&str, &str)],
+) -> (serde_json::Value, Vec<SeenRequest>, Vec<SeenRequest>) {
+    let mut request = cluster
+        .request(Svc::Order, Method::POST, "/api/v1/orders")
+        .header("idempotency-key", uuid::Uuid::new_v4().to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     let (status, order) = json(
-        cluster
-            .request(Svc::Order, Method::POST, "/api/v1/orders")
-            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-            .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-03"))
-            .header("tracestate", "congo=t61rcWkgMzE, fw529a3039@dt=a b")
-            .header("tracestate", "rojo=00f067aa0ba902b7")
-            .header("baggage", "userId=alice")
-            .header(
-                "baggage",
-                "serverNode=DF%2028 ; region=eu, isProduction=false",
-            )
+        request
             .json(&order_body(&[("SKU-1", 1, 100)]))
             .send()
             .await
@@ -82,17 +89,11 @@ async fn another_vendors_tracestate_and_split_baggage_cross_all_four_services_in
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{order}");
-    assert_eq!(order["trace_id"], TRACE_ID);
-    let order_id = order["id"].as_str().unwrap();
-
     let inventory = cluster.inventory_proxy.as_ref().unwrap().seen();
     assert!(
         !inventory.is_empty(),
-        "payment reserved and committed the stock through the proxy: {inventory:?}"
+        "payment called inventory through the proxy: {inventory:?}"
     );
-    for seen in &inventory {
-        check_hop(seen, order_id);
-    }
     let notify = cluster.notify_proxy.as_ref().unwrap();
     let delivered = eventually(
         "the confirmation delivered to notify-service",
@@ -107,7 +108,30 @@ async fn another_vendors_tracestate_and_split_baggage_cross_all_four_services_in
         },
     )
     .await;
-    for seen in &delivered {
+    (order, inventory, delivered)
+}
+
+#[tokio::test]
+async fn another_vendors_tracestate_and_split_baggage_cross_all_four_services_intact() {
+    let cluster = observed_cluster().await;
+    let traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-03");
+    let (order, inventory, notify) = order_and_its_hops(
+        &cluster,
+        &[
+            ("traceparent", &traceparent),
+            ("tracestate", "congo=t61rcWkgMzE, fw529a3039@dt=a b"),
+            ("tracestate", "rojo=00f067aa0ba902b7"),
+            ("baggage", "userId=alice"),
+            (
+                "baggage",
+                "serverNode=DF%2028 ; region=eu, isProduction=false",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(order["trace_id"], TRACE_ID);
+    let order_id = order["id"].as_str().unwrap();
+    for seen in inventory.iter().chain(&notify) {
         check_hop(seen, order_id);
     }
 }
@@ -118,51 +142,11 @@ async fn another_vendors_tracestate_and_split_baggage_cross_all_four_services_in
 /// survive that too: payment → inventory directly, order → notify through the outbox.
 #[tokio::test]
 async fn an_unsampled_parent_keeps_its_random_flag_on_every_hop() {
-    let cluster = Cluster::start_with(
-        "tenant-a",
-        Options {
-            proxy_inventory: true,
-            proxy_notify: true,
-            ..Options::default()
-        },
-    )
-    .await;
-    cluster.seed_stock("SKU-1", 10).await;
-    let (status, order) = json(
-        cluster
-            .request(Svc::Order, Method::POST, "/api/v1/orders")
-            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-            .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-02"))
-            .json(&order_body(&[("SKU-1", 1, 100)]))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{order}");
-    let inventory = cluster.inventory_proxy.as_ref().unwrap().seen();
-    assert!(
-        !inventory.is_empty(),
-        "payment called inventory: {inventory:?}"
-    );
-    for seen in &inventory {
-        check_traceparent(seen, "02");
-    }
-    let notify = cluster.notify_proxy.as_ref().unwrap();
-    let delivered = eventually(
-        "the confirmation delivered to notify-service",
-        Duration::from_secs(10),
-        || {
-            let seen = notify.seen();
-            async move {
-                let posts: Vec<SeenRequest> =
-                    seen.into_iter().filter(|s| s.method == "POST").collect();
-                (!posts.is_empty()).then_some(posts)
-            }
-        },
-    )
-    .await;
-    for seen in &delivered {
+    let cluster = observed_cluster().await;
+    let traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-02");
+    let (_, inventory, notify) =
+        order_and_its_hops(&cluster, &[("traceparent", &traceparent)]).await;
+    for seen in inventory.iter().chain(&notify) {
         check_traceparent(seen, "02");
     }
 }
