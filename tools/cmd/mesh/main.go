@@ -29,8 +29,10 @@ func main() {
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
 	root := fs.String("root", ".", "the repository root")
 	name := fs.String("name", "", "demo: "+strings.Join(demo.Names, ", "))
-	rate := fs.Int("rate", 50, "bench: orders/s")
+	rate := fs.Int("rate", 0, "bench: orders/s of the fixed-rate runs (0: half the meshed capacity)")
 	dur := fs.Duration("duration", 20*time.Second, "bench: measured time per run")
+	workers := fs.Int("workers", 16, "bench: closed-loop workers the capacity search starts from, doubling (0: no capacity or overload phase)")
+	overload := fs.Duration("overload", 60*time.Second, "bench: how long 2× the meshed capacity is offered (0: no overload phase)")
 	_ = fs.Parse(os.Args[2:])
 	abs, err := filepath.Abs(*root)
 	if err != nil {
@@ -56,7 +58,8 @@ func main() {
 		e := demoEnv(l)
 		fail(demo.Run(e, *name))
 	case "bench":
-		fail(demo.Bench(demoEnv(l), demo.BenchOptions{Rate: *rate, Duration: *dur, Warmup: 3 * time.Second}))
+		fail(demo.Bench(demoEnv(l), demo.BenchOptions{Rate: *rate, Duration: *dur, Warmup: 3 * time.Second,
+			Workers: *workers, Overload: *overload}))
 	default:
 		usage()
 	}

@@ -12,6 +12,7 @@ package demo
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -34,16 +35,22 @@ import (
 
 // BenchOptions size the benchmark.
 type BenchOptions struct {
-	Rate     int
+	Rate     int // orders/s of the fixed-rate comparison; 0: half the meshed capacity
 	Duration time.Duration
 	Warmup   time.Duration
+	Workers  int           // closed-loop workers the capacity search starts from; 0: no capacity or overload phase
+	Overload time.Duration // how long twice the meshed capacity is offered; 0: no overload phase
 }
 
 // summary is the part of loadgen --json the bench reads.
 type summary struct {
-	Requests  int                `json:"requests"`
-	Status    map[string]int     `json:"status"`
-	LatencyMs map[string]float64 `json:"latency_ms"`
+	Requests   int                `json:"requests"`
+	ElapsedS   float64            `json:"elapsed_s"`
+	Status     map[string]int     `json:"status"`
+	Errors     map[string]int     `json:"errors"`
+	LatencyMs  map[string]float64 `json:"latency_ms"`
+	AdmittedMs map[string]float64 `json:"admitted_latency_ms"`
+	ShedMs     map[string]float64 `json:"shed_latency_ms"`
 }
 
 // Bench runs the benchmark and prints the table.
@@ -58,8 +65,24 @@ func Bench(e *Env, o BenchOptions) error {
 	if err != nil {
 		return err
 	}
+	var capDirect, capMesh float64
+	var directWorkers, meshWorkers int
+	if o.Workers > 0 {
+		if capDirect, directWorkers, err = e.capacity([]string{"--target", tn.ID + "=" + direct}, sku, o.Workers); err != nil {
+			return err
+		}
+		if capMesh, meshWorkers, err = e.capacity(e.gatewayTarget(tn.ID), sku, o.Workers); err != nil {
+			return err
+		}
+		if o.Rate == 0 {
+			o.Rate = max(int(capMesh/2+0.5), 1)
+		}
+	}
+	if o.Rate <= 0 {
+		return fmt.Errorf("bench-mesh: a rate, or workers to measure the capacity it is half of")
+	}
 	e.say("bench-mesh: %d orders/s open loop, %s after %s warm-up, tenant %s, %d cores (shared)", o.Rate, o.Duration, o.Warmup, tn.ID, numCPU())
-	base := []string{"--rate", strconv.Itoa(o.Rate), "--duration", o.Duration.String(), "--warmup", o.Warmup.String(),
+	base := []string{"--rate", strconv.Itoa(o.Rate), "--duration", seconds(o.Duration), "--warmup", seconds(o.Warmup),
 		"--skus", sku, "--json", "--seed", "11", "--timeout", "15s"}
 	idlePlain, err := e.idleRate(tn.ID, true)
 	if err != nil {
@@ -113,11 +136,27 @@ func Bench(e *Env, o BenchOptions) error {
 	e.printLatency(plain, meshed)
 	e.printSplit(plainCPU, plain.Requests, meshCPU, meshed.Requests)
 	proxied, busyProxies := servedBetween(rq0, rq1)
-	httpPass := e.printCost(meshCPU, proxied, meshed.Requests, wall)
+	perPass, httpPass := e.printCost(meshCPU, proxied, meshed.Requests, wall)
 	if err := e.printBarePass(httpPass, proxied/wall.Seconds(), busyProxies); err != nil {
 		return err
 	}
 	e.say("  mTLS handshakes since the mesh started, per proxied request: %.3f (%.0f handshakes; connections are pooled and reused)", handshakes/max(sumValues(rq1), 1), handshakes)
+	if o.Workers > 0 {
+		e.printCapacity(capDirect, capMesh, directWorkers, meshWorkers)
+		e.say("  the runs at a fixed rate above offered %d orders/s = %.0f%% of the meshed capacity", o.Rate, 100*float64(o.Rate)/max(capMesh, 1e-9))
+	}
+	e.say("\nat %d orders/s:", o.Rate)
+	e.say("  Envoy CPU per proxy pass %.0f µs (without the database proxying %.0f µs)   goal ≤ %.0f µs: %s",
+		perPass, httpPass, 1000*goalPassMs, verdict(perPass <= 1000*goalPassMs))
+	e.say("  proxies' CPU per order %.1f× the apps'   goal ≤ 1×: %s", meshCPU.envoys/max(meshCPU.apps, 1e-9), verdict(meshCPU.envoys <= meshCPU.apps))
+	addedP50, addedP99 := meshed.LatencyMs["p50"]-plain.LatencyMs["p50"], meshed.LatencyMs["p99"]-plain.LatencyMs["p99"]
+	e.say("  latency added p50 %+.1f ms, p99 %+.1f ms   goal ≤ %.0f / %.0f ms: %s", addedP50, addedP99, goalAddedP50Ms, goalAddedP99Ms,
+		verdict(addedP50 <= goalAddedP50Ms && addedP99 <= goalAddedP99Ms))
+	if o.Workers > 0 && o.Overload > 0 {
+		if err := e.overload(tn.ID, sku, capMesh, meshed.LatencyMs["p99"], o.Overload); err != nil {
+			return err
+		}
+	}
 	if err := e.printMemory(); err != nil {
 		return err
 	}
@@ -133,6 +172,10 @@ func (e *Env) loadgenJSON(args []string) (summary, error) {
 	var s summary
 	out, err := exec.Command(e.Loadgen, args...).Output()
 	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			err = fmt.Errorf("%v: %s", err, strings.TrimSpace(string(exit.Stderr)))
+		}
 		return s, fmt.Errorf("loadgen %s: %v", strings.Join(args, " "), err)
 	}
 	return s, json.Unmarshal(out, &s)
@@ -149,9 +192,9 @@ func (e *Env) printLatency(plain, meshed summary) {
 		meshed.LatencyMs["p90"]-plain.LatencyMs["p90"], meshed.LatencyMs["p99"]-plain.LatencyMs["p99"])
 }
 
-// printCost prints what the proxies cost and returns the CPU of an HTTP pass without the
-// database connections' proxying, in µs.
-func (e *Env) printCost(cpu cpuSplit, proxied float64, orders int, wall time.Duration) float64 {
+// printCost prints what the proxies cost and returns, in µs, every Envoy's CPU per proxied HTTP
+// request (issue 19's "per proxy pass") and an HTTP pass without the database proxying.
+func (e *Env) printCost(cpu cpuSplit, proxied float64, orders int, wall time.Duration) (perPass, httpPass float64) {
 	hz := 100.0 // USER_HZ on Linux
 	cpuSec := cpu.envoys / hz
 	perOrder := func(ticks float64) float64 { return 1e6 * ticks / hz / float64(max(orders, 1)) }
@@ -170,7 +213,7 @@ func (e *Env) printCost(cpu cpuSplit, proxied float64, orders int, wall time.Dur
 		perOrder(cpu.gateway), db, perOrder(cpu.dbSidecars))
 	pass := (perOrder(cpu.envoys) - db) * float64(max(orders, 1)) / httpPasses
 	e.say("  an HTTP pass without the database proxying: %.0f µs (Istio's published figure: ≈200 µs per pass at 1,000 rps)", pass)
-	return pass
+	return 1e6 * cpuSec / max(proxied, 1), pass
 }
 
 // printBarePass measures a bare Envoy mTLS pass (barepass.go) at the rate each of the httpProxies

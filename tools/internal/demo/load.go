@@ -101,7 +101,7 @@ func (e *Env) startLoad(tenant, sku string, rate int, d time.Duration) (*loadRun
 		return nil, fmt.Errorf("no gateway host for %s", tenant)
 	}
 	args := []string{"--target", fmt.Sprintf("%s=http://%s:%d", tenant, gw.IP, mesh.GatewayPort),
-		"--host-header", host, "--allow-remote", "--rate", strconv.Itoa(rate), "--duration", d.String(),
+		"--host-header", host, "--allow-remote", "--rate", strconv.Itoa(rate), "--duration", seconds(d),
 		"--skus", sku, "--timeout", "15s", "--progress", "--seed", "8"}
 	return e.startLoadgen(args)
 }
