@@ -27,6 +27,24 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 
 const PROBLEM_REF: &str = "#/components/schemas/Problem";
 
+/// One required parameter with its description and schema, for an `IntoParams` that documents
+/// what a handler reads by hand (a header map, a raw path segment): utoipa's derive with
+/// `schema_with` would drop the requirement and the description.
+pub fn required_parameter(
+    name: &str,
+    location: utoipa::openapi::path::ParameterIn,
+    description: String,
+    schema: utoipa::openapi::schema::Object,
+) -> utoipa::openapi::path::Parameter {
+    utoipa::openapi::path::ParameterBuilder::new()
+        .name(name)
+        .parameter_in(location)
+        .required(utoipa::openapi::Required::True)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
 /// The finished document of the service `identity`, whose routes (API and infrastructure) are
 /// documented by `routes`.
 pub fn document(identity: ServiceIdentity, routes: utoipa::openapi::OpenApi) -> Value {

@@ -72,19 +72,12 @@ impl utoipa::IntoParams for SkuPath {
     fn into_params(
         _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
     ) -> Vec<utoipa::openapi::path::Parameter> {
-        use utoipa::openapi::{Required, path};
-        vec![
-            path::ParameterBuilder::new()
-                .name("sku")
-                .parameter_in(path::ParameterIn::Path)
-                .required(Required::True)
-                .description(Some(format!(
-                    "The SKU: `{}`",
-                    commerce::schemas::sku_pattern()
-                )))
-                .schema(Some(commerce::schemas::sku()))
-                .build(),
-        ]
+        vec![platform::openapi::required_parameter(
+            "sku",
+            utoipa::openapi::path::ParameterIn::Path,
+            format!("The SKU: `{}`", commerce::schemas::sku_pattern()),
+            commerce::schemas::sku(),
+        )]
     }
 }
 

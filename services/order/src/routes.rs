@@ -121,20 +121,16 @@ impl IntoParams for IdempotencyKeyHeader {
     fn into_params(
         _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
     ) -> Vec<utoipa::openapi::path::Parameter> {
-        use utoipa::openapi::{Required, path};
-        vec![
-            path::ParameterBuilder::new()
-                .name("Idempotency-Key")
-                .parameter_in(path::ParameterIn::Header)
-                .required(Required::True)
-                .description(Some(format!(
-                    "Required, exactly one: 1 to {} visible ASCII characters (`!` to `~`), \
-                     e.g. a UUID per order",
-                    domain::MAX_IDEMPOTENCY_KEY_LEN
-                )))
-                .schema(Some(domain::idempotency_key_schema()))
-                .build(),
-        ]
+        vec![platform::openapi::required_parameter(
+            "Idempotency-Key",
+            utoipa::openapi::path::ParameterIn::Header,
+            format!(
+                "Required, exactly one: 1 to {} visible ASCII characters (`!` to `~`), \
+                 e.g. a UUID per order",
+                domain::MAX_IDEMPOTENCY_KEY_LEN
+            ),
+            domain::idempotency_key_schema(),
+        )]
     }
 }
 
