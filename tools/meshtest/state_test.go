@@ -91,7 +91,7 @@ func testPasses() (int, error) {
 // seedTestSKU gives every tenant a new SKU for this pass.
 func seedTestSKU(pass int) error {
 	testSKU = fmt.Sprintf("MESHTEST-%d-%s", pass, strings.ToUpper(randomHex(4)))
-	for _, p := range inventoryPods() {
+	for _, p := range loaded.Topology.InventoryPods() {
 		if err := mesh.SetStock(loaded.Topology, p, testSKU, testStock, testPrice); err != nil {
 			return err
 		}
@@ -103,7 +103,7 @@ func seedTestSKU(pass int) error {
 // in the snapshot file.
 func drainCatalog(catalog []mesh.CatalogItem) error {
 	snap := catalogSnapshot{}
-	for _, p := range inventoryPods() {
+	for _, p := range loaded.Topology.InventoryPods() {
 		snap[p.Namespace] = map[string]int64{}
 		for _, item := range catalog {
 			have, found, err := mesh.Stock(loaded.Topology, p, item.SKU)
@@ -122,7 +122,7 @@ func drainCatalog(catalog []mesh.CatalogItem) error {
 	if err := os.WriteFile(snapshotPath(), raw, 0o644); err != nil {
 		return err
 	}
-	for _, p := range inventoryPods() {
+	for _, p := range loaded.Topology.InventoryPods() {
 		for _, item := range catalog {
 			if err := mesh.SetStock(loaded.Topology, p, item.SKU, 0, item.UnitPrice); err != nil {
 				return err
@@ -147,7 +147,7 @@ func restoreCatalog(catalog []mesh.CatalogItem) error {
 	if err := json.Unmarshal(raw, &snap); err != nil {
 		return fmt.Errorf("%s: %w", snapshotPath(), err)
 	}
-	for _, p := range inventoryPods() {
+	for _, p := range loaded.Topology.InventoryPods() {
 		for _, item := range catalog {
 			if have, ok := snap[p.Namespace][item.SKU]; ok {
 				if err := mesh.SetStock(loaded.Topology, p, item.SKU, have, item.UnitPrice); err != nil {
@@ -162,17 +162,4 @@ func restoreCatalog(catalog []mesh.CatalogItem) error {
 
 func snapshotPath() string {
 	return filepath.Join(layout.StateDir, "meshtest-catalog-before-drain.json")
-}
-
-// inventoryPods is one inventory pod per tenant (each tenant's pods share one database).
-func inventoryPods() []*mesh.Pod {
-	var out []*mesh.Pod
-	seen := map[string]bool{}
-	for _, p := range loaded.Topology.Pods {
-		if p.Role == mesh.RoleApp && p.Labels["app"] == "inventory-service" && !seen[p.Namespace] {
-			seen[p.Namespace] = true
-			out = append(out, p)
-		}
-	}
-	return out
 }

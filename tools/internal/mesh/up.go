@@ -445,12 +445,7 @@ func ReadCatalog(path string) ([]CatalogItem, error) {
 // its pod — the operator's `kubectl exec`, since no mesh identity may call that API. New SKUs get
 // 1000 units; existing ones keep the stock orders have left and get their catalog price back.
 func seedStock(t *Topology, catalog []CatalogItem) error {
-	done := map[string]bool{}
-	for _, p := range t.Pods {
-		if p.Role != RoleApp || p.Labels["app"] != "inventory-service" || done[p.Namespace] {
-			continue
-		}
-		done[p.Namespace] = true
+	for _, p := range t.InventoryPods() {
 		for _, item := range catalog {
 			if err := SetStock(t, p, item.SKU, -1, item.UnitPrice); err != nil {
 				return err
@@ -458,6 +453,20 @@ func seedStock(t *Topology, catalog []CatalogItem) error {
 		}
 	}
 	return nil
+}
+
+// InventoryPods is one inventory-service pod per namespace that runs it: a tenant's replicas
+// share one database, so any of them reads and sets the tenant's stock.
+func (t *Topology) InventoryPods() []*Pod {
+	var out []*Pod
+	seen := map[string]bool{}
+	for _, p := range t.Pods {
+		if p.Role == RoleApp && p.Labels["app"] == "inventory-service" && !seen[p.Namespace] {
+			seen[p.Namespace] = true
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Stock reads an item of the tenant of inventory pod p through inventory's admin API, from inside
