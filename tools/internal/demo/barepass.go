@@ -233,19 +233,20 @@ func staticCluster(name string, port int, transport map[string]any) map[string]a
 	return c
 }
 
-func hcm(prefix string, route map[string]any, extra map[string]any) map[string]any {
+// hcm is an HTTP connection manager whose one route matches every path and does action (a
+// `route` to a cluster or a `direct_response`), with extra settings merged in.
+func hcm(prefix string, action map[string]any, extra map[string]any) map[string]any {
+	route := map[string]any{"match": map[string]any{"prefix": "/"}}
+	for k, v := range action {
+		route[k] = v
+	}
 	cfg := map[string]any{
 		"@type":       "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
 		"stat_prefix": prefix,
 		"route_config": map[string]any{"virtual_hosts": []any{map[string]any{"name": "all", "domains": []any{"*"},
-			"routes": []any{map[string]any{"match": map[string]any{"prefix": "/"}, "route": nil}}}}},
+			"routes": []any{route}}}},
 		"http_filters": []any{map[string]any{"name": "envoy.filters.http.router",
 			"typed_config": map[string]any{"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}},
-	}
-	r := cfg["route_config"].(map[string]any)["virtual_hosts"].([]any)[0].(map[string]any)["routes"].([]any)[0].(map[string]any)
-	delete(r, "route")
-	for k, v := range route {
-		r[k] = v
 	}
 	for k, v := range extra {
 		cfg[k] = v

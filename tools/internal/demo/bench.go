@@ -103,7 +103,6 @@ func Bench(e *Env, o BenchOptions) error {
 	}
 	plainCPU := after.minus(before).minus(idlePlain.times(time.Since(t0).Seconds()))
 	stop()
-	gw := e.Loaded.Topology.Gateway()
 	rq0, err := e.proxiedRequests()
 	if err != nil {
 		return err
@@ -117,8 +116,7 @@ func Bench(e *Env, o BenchOptions) error {
 		return err
 	}
 	t0 = time.Now()
-	meshed, err := e.loadgenJSON(append([]string{"--target", fmt.Sprintf("%s=http://%s:%d", tn.ID, gw.IP, mesh.GatewayPort),
-		"--host-header", mesh.TenantHosts(e.Loaded)[tn.ID], "--allow-remote"}, base...))
+	meshed, err := e.loadgenJSON(append(e.gatewayTarget(tn.ID), base...))
 	if err != nil {
 		return err
 	}

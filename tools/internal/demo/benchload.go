@@ -26,14 +26,14 @@ const (
 
 // closedLoop is the orders/s the target confirms with workers each sending its next order
 // when the last one is answered, over d after a short warm-up.
-func (e *Env) closedLoop(target []string, sku string, workers int, d time.Duration) (float64, summary, error) {
+func (e *Env) closedLoop(target []string, sku string, workers int, d time.Duration) (float64, error) {
 	args := append(append([]string{}, target...), "--concurrency", strconv.Itoa(workers),
 		"--duration", seconds(d), "--warmup", "2s", "--skus", sku, "--json", "--timeout", "15s", "--seed", "12")
 	s, err := e.loadgenJSON(args)
 	if err != nil {
-		return 0, s, err
+		return 0, err
 	}
-	return float64(s.Status["201"]) / max(s.ElapsedS, 1e-9), s, nil
+	return float64(s.Status["201"]) / max(s.ElapsedS, 1e-9), nil
 }
 
 // capacity searches the closed loop's throughput: workers doubling from start until another
@@ -41,7 +41,7 @@ func (e *Env) closedLoop(target []string, sku string, workers int, d time.Durati
 func (e *Env) capacity(target []string, sku string, start int) (float64, int, error) {
 	best, bestWorkers := 0.0, start
 	for workers := start; workers <= 256; workers *= 2 {
-		rate, _, err := e.closedLoop(target, sku, workers, 8*time.Second)
+		rate, err := e.closedLoop(target, sku, workers, 8*time.Second)
 		if err != nil {
 			return 0, 0, err
 		}

@@ -95,14 +95,11 @@ type loadRun struct {
 
 // startLoad starts loadgen against tenant's host on the gateway: rate orders/s for d.
 func (e *Env) startLoad(tenant, sku string, rate int, d time.Duration) (*loadRun, error) {
-	gw := e.Loaded.Topology.Gateway()
-	host := mesh.TenantHosts(e.Loaded)[tenant]
-	if host == "" {
+	if mesh.TenantHosts(e.Loaded)[tenant] == "" {
 		return nil, fmt.Errorf("no gateway host for %s", tenant)
 	}
-	args := []string{"--target", fmt.Sprintf("%s=http://%s:%d", tenant, gw.IP, mesh.GatewayPort),
-		"--host-header", host, "--allow-remote", "--rate", strconv.Itoa(rate), "--duration", seconds(d),
-		"--skus", sku, "--timeout", "15s", "--progress", "--seed", "8"}
+	args := append(e.gatewayTarget(tenant), "--rate", strconv.Itoa(rate), "--duration", seconds(d),
+		"--skus", sku, "--timeout", "15s", "--progress", "--seed", "8")
 	return e.startLoadgen(args)
 }
 
