@@ -43,6 +43,14 @@ func Down(l Layout, out io.Writer) error {
 		}
 	}
 	var errs []error
+	// Host-side veths go before the namespaces: deleting one removes its peer at once, whereas
+	// the kernel removes a deleted namespace's interfaces asynchronously — a veth seen a moment
+	// ago can vanish before `ip link delete` reaches it.
+	for _, v := range st.Veths {
+		if err := removeLink(v); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, ns := range st.Netns {
 		if netnsExists(ns) {
 			if err := run("ip", "netns", "delete", ns); err != nil {
@@ -50,15 +58,8 @@ func Down(l Layout, out io.Writer) error {
 			}
 		}
 	}
-	for _, v := range st.Veths {
-		if linkExists(v) {
-			if err := run("ip", "link", "delete", v); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	if st.Bridge != "" && linkExists(st.Bridge) {
-		if err := run("ip", "link", "delete", st.Bridge); err != nil {
+	if st.Bridge != "" {
+		if err := removeLink(st.Bridge); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -82,4 +83,16 @@ func Down(l Layout, out io.Writer) error {
 		stopped, len(st.Netns), len(st.Veths))
 	st.Netns, st.Veths, st.EtcNetns, st.Bridge, st.RunDir = nil, nil, nil, "", ""
 	return os.Remove(l.statePath())
+}
+
+// removeLink deletes a host interface; one that is gone (before or during the call) counts as
+// removed, since the kernel may take it away with its peer's namespace at any moment.
+func removeLink(name string) error {
+	if !linkExists(name) {
+		return nil
+	}
+	if err := run("ip", "link", "delete", name); err != nil && linkExists(name) {
+		return err
+	}
+	return nil
 }

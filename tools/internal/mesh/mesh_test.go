@@ -207,3 +207,22 @@ func TestCheckoutClosedToThePodUsersIsRefused(t *testing.T) {
 		t.Fatalf("the same checkout once others may enter: %v", err)
 	}
 }
+
+// CI once failed in mesh-down with "ip link delete omv1: Cannot find device": the veth was
+// present when checked and gone (with its peer's namespace) when deleted. An interface that
+// is already gone counts as removed; one that is present is removed.
+func TestRemoveLinkToleratesAnInterfaceAlreadyGone(t *testing.T) {
+	if err := removeLink("omtest-gone"); err != nil {
+		t.Fatalf("removing an absent interface: %v", err)
+	}
+	if err := run("ip", "link", "add", "omtest-dummy", "type", "veth", "peer", "name", "omtest-peer"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = run("ip", "link", "delete", "omtest-dummy") })
+	if err := removeLink("omtest-dummy"); err != nil {
+		t.Fatalf("removing a present interface: %v", err)
+	}
+	if linkExists("omtest-dummy") {
+		t.Fatal("omtest-dummy is still present after removeLink")
+	}
+}
