@@ -103,6 +103,10 @@ func leftovers() []string {
 	if _, err := os.Stat(layout.RunDir); err == nil {
 		out = append(out, "socket directory "+layout.RunDir)
 	}
+	groups, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/cpu", filepath.Base(layout.RunDir)+".*"))
+	for _, g := range groups {
+		out = append(out, "cgroup "+g)
+	}
 	etc, _ := os.ReadDir("/etc/netns")
 	for _, e := range etc {
 		if strings.HasPrefix(e.Name(), "om-") {
@@ -122,6 +126,31 @@ func leftovers() []string {
 		}
 	}
 	return out
+}
+
+// The ingress gateway runs in its cgroup weighted as two CPUs (mesh/cpu.go); every app,
+// sidecar and PostgreSQL in none of the mesh's.
+func TestOnlyTheGatewayHasACPUGroupOfItsOwn(t *testing.T) {
+	st, err := mesh.LoadState(filepath.Join(layout.StateDir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gatewayGroup := "/" + filepath.Base(layout.RunDir) + "." + mesh.GatewayGroup
+	for key, proc := range st.Procs {
+		got := mesh.CPUGroupOf(proc.Pid)
+		switch {
+		case strings.HasPrefix(key, loaded.Topology.Gateway().Key()+"/"):
+			if got != gatewayGroup {
+				t.Errorf("the gateway (%s, pid %d) runs in cgroup %q, want %q", key, proc.Pid, got, gatewayGroup)
+			}
+		case strings.Contains(got, "ordermesh-"):
+			t.Errorf("%s (pid %d) runs in the mesh's cgroup %q: only the gateway has one", key, proc.Pid, got)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpu", gatewayGroup, "cpu.shares"))
+	if err != nil || strings.TrimSpace(string(b)) != "2048" {
+		t.Errorf("the gateway's cpu.shares = %q, %v; want 2048 (two CPUs)", b, err)
+	}
 }
 
 // gateway returns the gateway's URL and each tenant's Host.

@@ -10,9 +10,9 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -168,15 +168,16 @@ func numCPU() int {
 
 func (e *Env) loadgenJSON(args []string) (summary, error) {
 	var s summary
-	out, err := exec.Command(e.Loadgen, args...).Output()
-	if err != nil {
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			err = fmt.Errorf("%v: %s", err, strings.TrimSpace(string(exit.Stderr)))
-		}
-		return s, fmt.Errorf("loadgen %s: %v", strings.Join(args, " "), err)
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(e.Loadgen, args...)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := e.startInLoadGeneratorGroup(cmd); err != nil {
+		return s, err
 	}
-	return s, json.Unmarshal(out, &s)
+	if err := cmd.Wait(); err != nil {
+		return s, fmt.Errorf("loadgen %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return s, json.Unmarshal(out.Bytes(), &s)
 }
 
 func (e *Env) printLatency(plain, meshed summary) {
@@ -428,7 +429,9 @@ func (e *Env) startDirect(orders, payments string) (string, func(), error) {
 		}
 		cmd := exec.Command(filepath.Join(e.Layout.TargetDir, apps[app].Workload.Template.Spec.Containers[0].Name))
 		cmd.Env, cmd.Stdout, cmd.Stderr = env, log, log
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		// A session of its own, as the mesh starts every process: each app is its own scheduling
+		// autogroup, weighed like the meshed apps it is compared with (mesh/cpu.go).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true}
 		if err := cmd.Start(); err != nil {
 			log.Close()
 			return "", stop, err

@@ -70,6 +70,9 @@ func Down(l Layout, out io.Writer) error {
 			}
 		}
 	}
+	if err := removeCPUGroups(st); err != nil {
+		errs = append(errs, err)
+	}
 	if st.RunDir != "" && strings.HasPrefix(st.RunDir, "/run/ordermesh-") {
 		if err := os.RemoveAll(st.RunDir); err != nil {
 			errs = append(errs, err)
@@ -81,7 +84,7 @@ func Down(l Layout, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "mesh-down: stopped %d processes, removed %d network namespaces, %d interfaces and the bridge\n",
 		stopped, len(st.Netns), len(st.Veths))
-	st.Netns, st.Veths, st.EtcNetns, st.Bridge, st.RunDir = nil, nil, nil, "", ""
+	st.Netns, st.Veths, st.EtcNetns, st.Bridge, st.RunDir, st.Cgroups = nil, nil, nil, "", "", nil
 	return os.Remove(l.statePath())
 }
 

@@ -2,9 +2,12 @@ package mesh
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -224,5 +227,48 @@ func TestRemoveLinkToleratesAnInterfaceAlreadyGone(t *testing.T) {
 	}
 	if linkExists("omtest-dummy") {
 		t.Fatal("omtest-dummy is still present after removeLink")
+	}
+}
+
+// A group is created weighted as two CPUs, holds the process moved into it, and is removed —
+// the real cgroup v1 cpu controller, as mesh-up, the bench and mesh-down use it.
+func TestCPUGroupsHoldTheirProcessesAndAreRemoved(t *testing.T) {
+	if !cpuControllerMounted() {
+		t.Fatalf("no cgroup v1 cpu controller at %s (the mesh tests run on a machine that has it)", cpuControllerDir)
+	}
+	l := Layout{RunDir: fmt.Sprintf("/run/ordermesh-test%d", os.Getpid()), StateDir: t.TempDir()}
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	if err := JoinCPUGroup(l, LoadGeneratorGroup, sleeper.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	st, err := LoadState(l.statePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = removeCPUGroups(st) })
+	dir := l.cpuGroupDir(LoadGeneratorGroup)
+	if !slices.Equal(st.Cgroups, []string{dir}) {
+		t.Fatalf("recorded %v, want [%s]", st.Cgroups, dir)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "cpu.shares")); err != nil || strings.TrimSpace(string(b)) != "2048" {
+		t.Fatalf("cpu.shares = %q, %v; want 2048", b, err)
+	}
+	if got, want := CPUGroupOf(sleeper.Process.Pid), strings.TrimPrefix(dir, cpuControllerDir); got != want {
+		t.Errorf("the process is in %q, want %q", got, want)
+	}
+	if err := removeCPUGroups(st); err == nil {
+		t.Error("a group that still holds a process was removed without an error")
+	}
+	_ = sleeper.Process.Kill()
+	_ = sleeper.Wait()
+	if err := removeCPUGroups(st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is still there: %v", dir, err)
 	}
 }

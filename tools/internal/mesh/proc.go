@@ -37,7 +37,8 @@ type State struct {
 	Veths    []string         `json:"veths,omitempty"`
 	EtcNetns []string         `json:"etc_netns,omitempty"`
 	RunDir   string           `json:"run_dir,omitempty"`
-	Procs    map[string]*Proc `json:"procs,omitempty"` // "control-plane", "<ns>/<pod>/envoy", "<ns>/<pod>/app"
+	Cgroups  []string         `json:"cgroups,omitempty"` // parents before children (cpu.go)
+	Procs    map[string]*Proc `json:"procs,omitempty"`   // "control-plane", "<ns>/<pod>/envoy", "<ns>/<pod>/app"
 }
 
 // LoadState reads the record (an empty one when there is none).
@@ -77,7 +78,8 @@ func (s *State) Save() error {
 
 // Empty reports whether nothing is recorded.
 func (s *State) Empty() bool {
-	return s.Bridge == "" && len(s.Netns) == 0 && len(s.Veths) == 0 && len(s.EtcNetns) == 0 && s.RunDir == "" && len(s.Procs) == 0
+	return s.Bridge == "" && len(s.Netns) == 0 && len(s.Veths) == 0 && len(s.EtcNetns) == 0 && s.RunDir == "" &&
+		len(s.Procs) == 0 && len(s.Cgroups) == 0
 }
 
 // ProcKeys returns the recorded process keys, sorted.

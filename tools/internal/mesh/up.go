@@ -104,6 +104,11 @@ func Up(o UpOptions) error {
 				[]string{"PATH=/usr/bin:/bin"}, l.envoyLog(p), proxyUID); err != nil {
 				return err
 			}
+			if p.Role == RoleGateway {
+				if err := joinGatewayGroup(l, st, st.Procs[p.Key()+"/envoy"].Pid, out); err != nil {
+					return err
+				}
+			}
 		case p.Role == RoleJaeger:
 			argv, env := jaegerArgv(l, p)
 			if err := ensureProc(st, p.Key()+"/app", argv, env, l.appLog(p), -1); err != nil {
