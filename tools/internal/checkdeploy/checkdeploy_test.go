@@ -697,6 +697,30 @@ spec:
 			map[string]any{"http": map[string]any{"http2MaxRequests": int64(10)}})
 		expectFailure(t, b, invariants.IDCircuitBreaker, "tenant-a", "DestinationRule tenant-a-payments/payment-service", `subset "canary": connectionPool.tcp.maxConnections unset`)
 	}},
+	// ---- admission at the front door ----
+	{"AdmissionWindowTooWide", func(t *testing.T) {
+		b, _ := base(t)
+		dr := find(t, b, "DestinationRule", "tenant-a-orders", "order-service")
+		set(t, dr, "spec.trafficPolicy.connectionPool.tcp.maxConnections", int64(100))
+		set(t, dr, "spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests", int64(64))
+		expectFailure(t, b, invariants.IDAdmission, "tenant-a", "DestinationRule tenant-a-orders/order-service", "admits 100 in flight + 64 queued per gateway")
+	}},
+	{"AdmissionQueueLongerThanInFlight", func(t *testing.T) {
+		b, _ := base(t)
+		set(t, find(t, b, "DestinationRule", "tenant-b-orders", "order-service"), "spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests", int64(9))
+		expectFailure(t, b, invariants.IDAdmission, "tenant-b", "DestinationRule tenant-b-orders/order-service", "queues 9 behind 8 in flight")
+	}},
+	{"AdmissionLimitRemoved", func(t *testing.T) {
+		b, _ := base(t)
+		del(t, find(t, b, "DestinationRule", "tenant-a-orders", "order-service"), "spec.trafficPolicy.connectionPool.tcp.maxConnections")
+		expectFailure(t, b, invariants.IDAdmission, "tenant-a", "DestinationRule tenant-a-orders/order-service", "no admission window")
+		expectFailure(t, b, invariants.IDCircuitBreaker, "tenant-a", "DestinationRule tenant-a-orders/order-service", "connectionPool.tcp.maxConnections unset")
+	}},
+	{"RefusalWithoutRetryAfter", func(t *testing.T) {
+		b, _ := base(t)
+		remove(t, b, find(t, b, "EnvoyFilter", "istio-system", "gateway-admission"))
+		expectFailure(t, b, invariants.IDAdmission, "mesh", "carry no Retry-After")
+	}},
 	{"OutlierDetectionRemoved", func(t *testing.T) {
 		b, _ := base(t)
 		del(t, find(t, b, "DestinationRule", "tenant-b-orders", "inventory-service"), "spec.trafficPolicy.outlierDetection")

@@ -34,6 +34,7 @@ const (
 	IDGatewayHosts    = "gateway.tenant-hosts"
 	IDGatewayTracing  = "telemetry.gateway-sampling"
 	IDAppSampling     = "telemetry.app-sampling"
+	IDAdmission       = "gateway.admission"
 )
 
 const (
@@ -56,6 +57,7 @@ func checkPromises(m *model.Model, r *report.Report) {
 	checkGatewayHosts(m, r)
 	checkGatewayTracing(m, r)
 	checkAppSampling(m, r)
+	checkAdmission(m, r)
 }
 
 // hostEdge is one call-graph edge resolved for a tenant: the caller's namespace and app ("" for

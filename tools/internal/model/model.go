@@ -119,6 +119,7 @@ type Model struct {
 	VirtualServices       []*Istio[*networking.VirtualService]
 	Gateways              []*Istio[*networking.Gateway]
 	Sidecars              []*Istio[*networking.Sidecar]
+	EnvoyFilters          []*Istio[*networking.EnvoyFilter]
 	Telemetries           []*Istio[*telemetry.Telemetry]
 	NetworkPolicies       []*NetworkPolicy
 	// Secrets and ConfigMaps by "ns/name": key -> value (Secret data decoded).
@@ -261,6 +262,8 @@ func Build(decoded []Decoded, tenantOverlays []string, mesh *meshv1alpha1.MeshCo
 			m.Gateways = append(m.Gateways, &Istio[*networking.Gateway]{meta, s})
 		case *networking.Sidecar:
 			m.Sidecars = append(m.Sidecars, &Istio[*networking.Sidecar]{meta, s})
+		case *networking.EnvoyFilter:
+			m.EnvoyFilters = append(m.EnvoyFilters, &Istio[*networking.EnvoyFilter]{meta, s})
 		case *telemetry.Telemetry:
 			m.Telemetries = append(m.Telemetries, &Istio[*telemetry.Telemetry]{meta, s})
 		}
