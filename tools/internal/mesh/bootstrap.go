@@ -97,6 +97,11 @@ func bootstrapJSON(l Layout, p *Pod, proxy xds.Proxy) ([]byte, error) {
 		"static_resources": map[string]any{
 			"clusters": []any{pipeCluster("xds-grpc", l.xdsSocket()), pipeCluster("sds-grpc", l.sdsSocket(p))},
 		},
+		// Istio's stats tags (its bootstrap template, tools/packaging/common/envoy_bootstrap.json
+		// in the pinned istio.io/istio): Prometheus names and labels as a cluster's sidecars
+		// export them (envoy_cluster_upstream_rq_completed{cluster_name="outbound|8080|stable|..."}),
+		// instead of Envoy's defaults, which split a cluster name at its first dot.
+		"stats_config": map[string]any{"use_all_default_tags": false, "stats_tags": istioStatsTags},
 		// Istio's bootstrap sets these too: no overload from idle connections, long RE2 programs
 		// in generated routes are fine.
 		"layered_runtime": map[string]any{"layers": []any{
@@ -108,4 +113,24 @@ func bootstrapJSON(l Layout, p *Pod, proxy xds.Proxy) ([]byte, error) {
 		}},
 	}
 	return json.MarshalIndent(b, "", "  ")
+}
+
+// istioStatsTags are the static stats_tags of Istio's bootstrap template, in its order.
+var istioStatsTags = []map[string]string{
+	{"tag_name": "cluster_name", "regex": `^cluster(\.(.+);)`},
+	{"tag_name": "http_conn_manager_prefix", "regex": `^http\.(((?:[_.[:digit:]\w]*|[_\[\]aAbBcCdDeEfF[:digit:]\w\:]*));\.)`},
+	{"tag_name": "thread_name", "regex": `^server(\.(.+))\.watchdog`},
+	{"tag_name": "tcp_prefix", "regex": `^tcp\.((.*?)\.)\w+?$`},
+	{"tag_name": "response_code", "regex": `_rq(_(\d{3}))$`},
+	{"tag_name": "response_code_class", "regex": `_rq(_(\dxx))$`},
+	{"tag_name": "http_conn_manager_listener_prefix", "regex": `^listener(?=\.).*?\.http\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)`},
+	{"tag_name": "listener_address", "regex": `^listener\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)`},
+	{"tag_name": "mongo_prefix", "regex": `^mongo\.(.+?)\.(collection|cmd|cx_|op_|delays_|decoding_)(.*?)$`},
+	{"tag_name": "cache", "regex": `(cache\.(.+?)\.)`},
+	{"tag_name": "component", "regex": `(component\.(.+?)\.)`},
+	{"tag_name": "tag", "regex": `(tag\.(.+?);\.)`},
+	{"tag_name": "wasm_filter", "regex": `(wasm_filter\.(.+?)\.)`},
+	{"tag_name": "authz_enforce_result", "regex": `rbac(\.(allowed|denied))`},
+	{"tag_name": "authz_dry_run_action", "regex": `(\.istio_dry_run_(allow|deny)_)`},
+	{"tag_name": "authz_dry_run_result", "regex": `(\.shadow_(allowed|denied))`},
 }
