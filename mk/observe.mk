@@ -1,22 +1,48 @@
-# What people look at: Prometheus' rules and alerts (deploy/observability/prometheus), one source
-# for every Prometheus that watches the platform. Included by the Makefile.
+# What people look at: Prometheus' rules and alerts (deploy/observability/prometheus), Grafana's
+# dashboards (deploy/observability/grafana), one source for every Prometheus and Grafana that
+# watches the platform, and a local Prometheus to watch it with. Included by the Makefile.
 #
-#   make test-rules   promtool check rules + promtool test rules (synthetic series: every alert
-#                     has a case that must fire and one that must not); part of `make test`
+#   make observe        Debian's Prometheus on 127.0.0.1:9090 (OBSERVE_PORT) scraping whatever
+#                       runs — make up's services, the local mesh's Envoys and apps — found from
+#                       their records (scripts/observe.sh, scripts/observe-agent.py); data in
+#                       .local/observe. Stopped by make observe-down, make down and make mesh-down.
+#   make test-rules     promtool check rules + promtool test rules (synthetic series: every alert
+#                       has a case that must fire and one that must not), and every dashboard
+#                       query and rule parsed, naming only recorded series or metrics the apps
+#                       (their code), Envoy (a real one, configured as kind's sidecars) or Istio
+#                       (its pinned module) export; part of `make test`
+#   make test-observe   live: orders through make up's platform (started if not running), then
+#                       every rule and dashboard query evaluated on a Prometheus of its own;
+#                       OBSERVE_ON=mesh does the same through the running local mesh
 #
-# promtool is Debian's (package prometheus), installed when missing; nothing is started.
+# promtool and prometheus are Debian's (package prometheus), installed when missing.
 
 PROM_RULES := deploy/observability/prometheus/rules.yaml
 PROM_TESTS := $(wildcard deploy/observability/prometheus/tests/*.yaml)
+OBSERVE_ON ?= platform
 
-.PHONY: prometheus-deps test-rules
+.PHONY: prometheus-deps test-rules observe observe-down test-observe
 
-prometheus-deps: ## install Debian's Prometheus (promtool) when missing
-	@command -v promtool >/dev/null 2>&1 || { \
-	  echo "installing Prometheus (promtool) from Debian's packages" >&2; \
+prometheus-deps: ## install Debian's Prometheus (prometheus, promtool) when missing
+	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
+	  echo "installing Prometheus from Debian's packages" >&2; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-test-rules: prometheus-deps ## check deploy/'s Prometheus rules and run their unit tests (promtool)
+test-rules: prometheus-deps mesh-deps ## check deploy/'s Prometheus rules (promtool), their unit tests, and every dashboard query and metric name
 	promtool check rules $(PROM_RULES)
 	promtool test rules $(PROM_TESTS)
+	python3 scripts/check-observability.py
+
+observe: prometheus-deps ## a local Prometheus watching what runs (make up, the local mesh) with deploy/'s rules; prints its URL
+	@scripts/observe.sh start
+
+observe-down: ## stop make observe's Prometheus
+	@scripts/observe.sh stop
+
+# The platform's and the mesh's down targets stop the Prometheus watching them first.
+down: observe-down
+mesh-down: observe-down
+
+test-observe: prometheus-deps ## live: orders through make up (OBSERVE_ON=mesh: the local mesh), every rule and dashboard query evaluated on a local Prometheus
+	python3 scripts/test-observe.py --on $(OBSERVE_ON)
