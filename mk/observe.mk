@@ -11,9 +11,10 @@
 #                       query and rule parsed, naming only recorded series or metrics the apps
 #                       (their code), Envoy (a real one, configured as kind's sidecars) or Istio
 #                       (its pinned module) export; part of `make test`
-#   make test-observe   live: orders through make up's platform (started if not running), then
-#                       every rule and dashboard query evaluated on a Prometheus of its own;
-#                       OBSERVE_ON=mesh does the same through the running local mesh
+#   make test-observe   live: orders through make up's platform (started and stopped again if
+#                       not running), then every rule and dashboard query evaluated on a
+#                       Prometheus of its own; part of `make test`. OBSERVE_ON=mesh does the same
+#                       through the running local mesh (make mesh-up first)
 #
 # promtool and prometheus are Debian's (package prometheus), installed when missing.
 
@@ -21,7 +22,7 @@ PROM_RULES := deploy/observability/prometheus/rules.yaml
 PROM_TESTS := $(wildcard deploy/observability/prometheus/tests/*.yaml)
 OBSERVE_ON ?= platform
 
-.PHONY: prometheus-deps test-rules observe observe-down test-observe
+.PHONY: prometheus-deps observe-py-deps test-rules observe observe-down test-observe
 
 prometheus-deps: ## install Debian's Prometheus (prometheus, promtool) when missing
 	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
@@ -29,7 +30,10 @@ prometheus-deps: ## install Debian's Prometheus (prometheus, promtool) when miss
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-test-rules: prometheus-deps mesh-deps ## check deploy/'s Prometheus rules (promtool), their unit tests, and every dashboard query and metric name
+observe-py-deps: ## PyYAML for the checks (PyPI), when missing
+	@python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pyyaml
+
+test-rules: prometheus-deps observe-py-deps mesh-deps ## check deploy/'s Prometheus rules (promtool), their unit tests, and every dashboard query and metric name
 	promtool check rules $(PROM_RULES)
 	promtool test rules $(PROM_TESTS)
 	python3 scripts/check-observability.py
@@ -44,5 +48,5 @@ observe-down: ## stop make observe's Prometheus
 down: observe-down
 mesh-down: observe-down
 
-test-observe: prometheus-deps ## live: orders through make up (OBSERVE_ON=mesh: the local mesh), every rule and dashboard query evaluated on a local Prometheus
+test-observe: prometheus-deps observe-py-deps ## live: orders through make up (OBSERVE_ON=mesh: the local mesh), every rule and dashboard query evaluated on a local Prometheus
 	python3 scripts/test-observe.py --on $(OBSERVE_ON)

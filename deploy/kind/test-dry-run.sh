@@ -4,7 +4,9 @@
 # version, gateway port, Docker engine and image store, inotify limits, WSL, the Docker Hub
 # note), the kind node image by digest, the Istio release and its checksum, Istio's images
 # pre-pulled from its hub and kind-loaded, attestation-free builds loaded as single-platform
-# archives, content tags, no public pull left to the nodes; that the pin is the same everywhere
+# archives, content tags, no public pull left to the nodes; the addons (Jaeger, Prometheus with
+# deploy/observability's rules, Grafana with its three dashboards, Kiali) from the pinned release;
+# that the pin is the same everywhere
 # it is read or stated (tools/go.mod, the operator file, READMEs); and that up.sh refuses what
 # cannot work (a hub without the release, a node image without a digest, a GATEWAY_URL that is
 # not the cluster's port).
@@ -127,6 +129,34 @@ check "kind_load has no silent fallback (no docker save ... 2>/dev/null)" \
 check "istioctl analyze fails on errors only (warnings printed)" \
   has "analyze -n tenant-a-orders --failure-threshold Error --output-threshold Warning"
 check "the Jaeger port-forward does not take docker-compose's 16686" has "port-forward svc/tracing 16687:80"
+
+step "addons: Grafana with ordermesh's dashboards, Kiali, Prometheus with ordermesh's rules"
+addon_dir=".local/kind/istio-${ISTIO_VERSION}/samples/addons"
+for addon in jaeger prometheus grafana kiali; do
+  check "${addon} installed from the pinned release's samples/addons (${addon_dir}/${addon}.yaml)" \
+    grep -qE -- "^\+ kubectl --context kind-ordermesh apply( -f [^ ]+)* -f [^ ]*/${addon_dir}/${addon}\.yaml( |\$)" <<<"${out}"
+  check "... and its rollout waited for" has "-n istio-system rollout status deploy/${addon} --timeout=300s"
+done
+# The dashboards are the files of deploy/observability/grafana, rendered by its kustomization.
+want_dashboards="$(cd deploy/observability/grafana && printf '%s ' *.json)"
+check "the three dashboards (saga, SLO, mesh) are in deploy/observability/grafana: ${want_dashboards}" \
+  test "${want_dashboards}" = "mesh.json saga.json slo.json "
+check "Grafana gets every dashboard of deploy/observability/grafana (${want_dashboards}) as ConfigMap ordermesh-grafana-dashboards" \
+  has "Grafana dashboards: ${want_dashboards}-> ConfigMap istio-system/ordermesh-grafana-dashboards, folder ordermesh"
+check "... the dashboards and their provider are applied" has "Grafana dashboards and their provider: 2 objects"
+check "... and mounted into the addon's Grafana" \
+  has "-n istio-system patch deployment grafana --type strategic --patch-file deploy/observability/grafana/deployment-patch.yaml"
+check "... before Grafana's rollout is waited for" \
+  before "patch deployment grafana" "rollout status deploy/grafana"
+check "Prometheus gets deploy/observability's rules (merged into the addon's ConfigMap, key rules)" \
+  has "-n istio-system patch configmap prometheus --type merge --patch-file ${ORDERMESH_ROOT}/.local/kind/rendered/prometheus-rules-patch.yaml"
+# holds_whole PATCH FILE: the patch's block scalar (4-space indented) is FILE, blank lines aside.
+holds_whole() { diff <(sed -n 's/^    //p' "$1") <(grep -v '^$' "$2") >/dev/null; }
+check "... and that patch holds rules.yaml whole" \
+  holds_whole "${ORDERMESH_ROOT}/.local/kind/rendered/prometheus-rules-patch.yaml" deploy/observability/prometheus/rules.yaml
+check "the addons are applied after Istio is installed" before "${install_line}" "samples/addons/grafana.yaml"
+check "how to open Grafana is printed" has_all "port-forward svc/grafana 3000:3000" "http://127.0.0.1:3000/d/ordermesh-saga"
+check "how to open Kiali is printed" has_all "port-forward svc/kiali 20001:20001" "http://127.0.0.1:20001/kiali"
 
 step "the pin is the same everywhere"
 go_mod_istio="$(awk '$1 == "istio.io/istio" {print $2}' tools/go.mod)"

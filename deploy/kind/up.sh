@@ -3,7 +3,9 @@
 #
 #   1. kind cluster (reused when it exists)          5. render deploy/mesh + tenant overlays
 #   2. istioctl (pinned) + `istioctl install`        6. apply in a safe order (see below)
-#   3. Jaeger + Prometheus addons (same version)     7. wait for rollouts, seed stock
+#   3. addons (same version): Jaeger, Prometheus     7. wait for rollouts, seed stock
+#      with deploy/observability's rules, Grafana
+#      with its dashboards, Kiali
 #   4. pre-pull public images, build + load ours     8. smoke test + mesh checks, NetworkPolicies
 #
 # Versions: deploy/versions.env (ISTIO_VERSION, ISTIO_HUB, KIND_VERSION, KIND_NODE_IMAGE by
@@ -93,8 +95,12 @@ k -n istio-system rollout status deploy/istiod --timeout=300s
 k -n istio-system rollout status deploy/istio-ingressgateway --timeout=300s
 
 # ------------------------------------------------------------------------------------------ 3
-step "addons: Jaeger + Prometheus from Istio ${ISTIO_VERSION}'s samples/addons"
-addons=("${ISTIO_DIR}/samples/addons/jaeger.yaml" "${ISTIO_DIR}/samples/addons/prometheus.yaml")
+step "addons: Jaeger, Prometheus, Grafana and Kiali from Istio ${ISTIO_VERSION}'s samples/addons"
+WORK="${ORDERMESH_ROOT}/.local/kind/rendered"
+mkdir -p "${WORK}"
+addon_names=(jaeger prometheus grafana kiali)
+addons=()
+for a in "${addon_names[@]}"; do addons+=("${ISTIO_DIR}/samples/addons/${a}.yaml"); done
 # Their images (Docker Hub, quay.io, ...) are pre-pulled on the host, never by the nodes.
 if dry_run && [[ ! -e "${addons[0]}" ]]; then
   info "(the images named in ${addons[*]##*/} are pre-pulled and kind-loaded here)"
@@ -103,9 +109,27 @@ else
     prepull "${image}"
   done < <(sed -n 's/^[[:space:]]*image:[[:space:]]*"\{0,1\}\([^"[:space:]]*\)"\{0,1\}.*/\1/p' "${addons[@]}" | sort -u)
 fi
-k apply -f "${addons[0]}" -f "${addons[1]}" >/dev/null
-k -n istio-system rollout status deploy/jaeger --timeout=300s
-k -n istio-system rollout status deploy/prometheus --timeout=300s
+apply_args=()
+for f in "${addons[@]}"; do apply_args+=(-f "${f}"); done
+k apply "${apply_args[@]}" >/dev/null
+# ordermesh's rules and dashboards: deploy/observability's kustomization renders them from the
+# same files `make observe` loads and `make test-rules` checks (rendering changes nothing outside
+# .local/: it runs in a dry run too).
+OBS="${WORK}/observability.yaml"
+kubectl kustomize deploy/observability >"${OBS}"
+select_docs "${OBS}" ConfigMap 'name: prometheus\n' | sed '1{/^---$/d;}' >"${WORK}/prometheus-rules-patch.yaml"
+grep -q '^  rules: |' "${WORK}/prometheus-rules-patch.yaml" || die "deploy/observability renders no rules for Prometheus"
+dashboards="$(select_docs "${OBS}" ConfigMap "name: ordermesh-grafana-dashboards" | sed -n 's/^  \([a-z0-9-]*\.json\): |.*/\1/p' | tr '\n' ' ')"
+[[ -n "${dashboards}" ]] || die "deploy/observability renders no Grafana dashboards"
+info "Prometheus rules: deploy/observability/prometheus/rules.yaml -> ConfigMap istio-system/prometheus, key rules (/etc/config/rules)"
+k -n istio-system patch configmap prometheus --type merge --patch-file "${WORK}/prometheus-rules-patch.yaml" >/dev/null
+info "Grafana dashboards: ${dashboards}-> ConfigMap istio-system/ordermesh-grafana-dashboards, folder ordermesh"
+apply_phase "Grafana dashboards and their provider" "${OBS}" "ConfigMap" "name: ordermesh-grafana-"
+k -n istio-system patch deployment grafana --type strategic \
+  --patch-file deploy/observability/grafana/deployment-patch.yaml >/dev/null
+for a in "${addon_names[@]}"; do
+  k -n istio-system rollout status "deploy/${a}" --timeout=300s
+done
 k -n istio-system get svc jaeger-collector >/dev/null \
   || die "service istio-system/jaeger-collector missing: the OpenTelemetry provider points at it"
 
@@ -142,8 +166,6 @@ done
 
 # ------------------------------------------------------------------------------------------ 5
 step "render deploy/mesh and overlays: ${tenants[*]}"
-WORK="${ORDERMESH_ROOT}/.local/kind/rendered"
-mkdir -p "${WORK}"
 ALL="${WORK}/all.yaml"
 # Rendering changes nothing outside .local/: it runs in a dry run too.
 kubectl kustomize deploy/mesh >"${WORK}/mesh.yaml"
@@ -229,5 +251,11 @@ cat <<MSG
     Jaeger:     kubectl --context ${KCTX} -n istio-system port-forward svc/tracing 16687:80
                 then http://127.0.0.1:16687/jaeger  (16687: docker-compose's Jaeger has 16686)
     Prometheus: kubectl --context ${KCTX} -n istio-system port-forward svc/prometheus 9090:9090
+                then http://127.0.0.1:9090/rules and /alerts (deploy/observability's rules)
+    Grafana:    kubectl --context ${KCTX} -n istio-system port-forward svc/grafana 3000:3000
+                then http://127.0.0.1:3000/d/ordermesh-saga, /d/ordermesh-slo, /d/ordermesh-mesh
+                (folder ordermesh: ${dashboards% }; Istio's own dashboards in folder istio)
+    Kiali:      kubectl --context ${KCTX} -n istio-system port-forward svc/kiali 20001:20001
+                then http://127.0.0.1:20001/kiali  (Traffic Graph: namespaces <tenant>-orders, <tenant>-payments)
     Tear down:  make kind-down
 MSG
