@@ -11,7 +11,9 @@
 #                       query and rule parsed, naming only recorded series or metrics the apps
 #                       (their code), Envoy (a real one, configured as kind's sidecars) or Istio
 #                       (its pinned module) export; part of `make test`
-#   make test-observe   live: orders through make up's platform (started and stopped again if
+#   make test-observe   the discovery agent's mesh half on a pod of its own (a network namespace,
+#                       a real Envoy: scripts/test-observe-agent.py, root); then, live: orders
+#                       through make up's platform (started and stopped again if
 #                       not running), then every rule and dashboard query evaluated on a
 #                       Prometheus of its own; part of `make test`. OBSERVE_ON=mesh does the same
 #                       through the running local mesh (make mesh-up first)
@@ -48,5 +50,6 @@ observe-down: ## stop make observe's Prometheus
 down: observe-down
 mesh-down: observe-down
 
-test-observe: prometheus-deps observe-py-deps ## live: orders through make up (OBSERVE_ON=mesh: the local mesh), every rule and dashboard query evaluated on a local Prometheus
+test-observe: prometheus-deps observe-py-deps mesh-deps ## live: orders through make up (OBSERVE_ON=mesh: the local mesh), every rule and dashboard query evaluated on a local Prometheus
+	python3 scripts/test-observe-agent.py
 	python3 scripts/test-observe.py --on $(OBSERVE_ON)
