@@ -255,6 +255,10 @@ def main():
     else:
         if os.geteuid() != 0:
             sys.exit("test-observe --on mesh needs root (the pods' network namespaces)")
+        running = os.path.join(ROOT, ".local/observe/agent.pid")
+        if os.path.exists(running) and agent.alive(int(open(running).read().strip())):
+            sys.exit("test-observe --on mesh: make observe runs, and its agent already serves the pods' :15020: "
+                     "make observe-down first")
         tenants = mesh_tenants()
     print("tenants: " + ", ".join(f"{t.name} via {t.base}" + (f" (Host {t.host})" if t.host else "") for t in tenants))
 
@@ -279,6 +283,11 @@ def main():
         for e in not_required:
             print(f"  not required here ({'+'.join(sorted(fams[e.where]))}): {e} — evaluated without error only")
     finally:
+        if failures:
+            with open(os.path.join(env["OBSERVE_DIR"], "agent.log"), errors="replace") as f:
+                log = f.read().strip()
+            if log:
+                print("the discovery agent said:\n" + log[-3000:])
         subprocess.run([observe, "stop"], env=env)
         if started_platform:
             subprocess.run([os.path.join(ROOT, "scripts/down.sh")])
