@@ -283,8 +283,9 @@ def main():
         for e in not_required:
             print(f"  not required here ({'+'.join(sorted(fams[e.where]))}): {e} — evaluated without error only")
     finally:
-        if failures:
-            with open(os.path.join(env["OBSERVE_DIR"], "agent.log"), errors="replace") as f:
+        log_path = os.path.join(env["OBSERVE_DIR"], "agent.log")
+        if failures and os.path.exists(log_path):
+            with open(log_path, errors="replace") as f:
                 log = f.read().strip()
             if log:
                 print("the discovery agent said:\n" + log[-3000:])
