@@ -3,7 +3,9 @@
 //! commits — but the caller gets only the status line and a body that breaks off), or delay one.
 //! It also records the head of every request it forwards, so tests can see what crossed a hop;
 //! and it can reset requests before they reach the upstream, or partition it (requests are held
-//! unanswered, never forwarded, until the partition ends).
+//! unanswered, never forwarded, until the partition ends). Standing for the callee's sidecar, it
+//! can vouch for the caller as Envoy does: append the caller's element to
+//! `x-forwarded-client-cert` ([`FaultProxy::vouch_for`]).
 
 use std::{
     net::SocketAddr,
@@ -47,6 +49,8 @@ struct Shared {
     lost: Arc<Mutex<Vec<String>>>,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
     partitioned_until: Arc<Mutex<Option<tokio::time::Instant>>>,
+    /// The XFCC element appended to every forwarded request, if any.
+    vouched: Arc<Mutex<Option<String>>>,
 }
 
 /// The head of one request the proxy forwarded.
@@ -76,6 +80,7 @@ impl FaultProxy {
             lost: Arc::default(),
             seen: Arc::default(),
             partitioned_until: Arc::default(),
+            vouched: Arc::default(),
         };
         let app = Router::new().fallback(forward).with_state(shared.clone());
         // The proxy lives in a thread of its own, with its own runtime, so it outlives the
@@ -137,6 +142,15 @@ impl FaultProxy {
             Some(tokio::time::Instant::now() + duration);
     }
 
+    /// From now on, appends the element an Istio sidecar of `callee` writes for a verified
+    /// client certificate of `caller` (SPIFFE ids) to each request's `x-forwarded-client-cert`,
+    /// after whatever the request carried — Envoy's `APPEND_FORWARD`, Istio's default.
+    pub fn vouch_for(&self, caller: &str, callee: &str) {
+        *self.shared.vouched.lock().unwrap() = Some(format!(
+            "By={callee};Hash={CERT_HASH};Subject=\"\";URI={caller}"
+        ));
+    }
+
     /// Every request forwarded so far, in arrival order.
     pub fn seen(&self) -> Vec<SeenRequest> {
         self.shared.seen.lock().unwrap().clone()
@@ -166,6 +180,7 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         return broken(Response::builder().status(StatusCode::BAD_GATEWAY));
     }
     let mut headers = request.headers().clone();
+    append_vouched(&shared, &mut headers);
     shared.seen.lock().unwrap().push(SeenRequest {
         method: method.to_string(),
         path: path.clone(),
@@ -217,6 +232,24 @@ fn broken(builder: axum::http::response::Builder) -> Response {
     });
     builder.body(Body::from_stream(broken)).unwrap_or_default()
 }
+
+/// A SHA-256 in the form Envoy writes a certificate's `Hash` (the tests' certificates are
+/// notional: only the form matters to the services).
+const CERT_HASH: &str = "468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688";
+
+/// Appends the vouched-for caller's element, if any, as Envoy's `APPEND_FORWARD` does.
+fn append_vouched(shared: &Shared, headers: &mut HeaderMap) {
+    let Some(element) = shared.vouched.lock().unwrap().clone() else {
+        return;
+    };
+    let value = match headers.get(XFCC) {
+        Some(existing) => format!("{},{element}", existing.to_str().unwrap_or_default()),
+        None => element,
+    };
+    headers.insert(XFCC, value.parse().unwrap());
+}
+
+const XFCC: &str = "x-forwarded-client-cert";
 
 fn take_rule(shared: &Shared, method: &str, path: &str) -> Option<Fault> {
     let mut rules = shared.rules.lock().unwrap();

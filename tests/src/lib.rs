@@ -2,7 +2,8 @@
 //! processes on free loopback ports, each on a fresh database of the real local PostgreSQL, and
 //! gives tests what they need to drive the saga and to break things on purpose: stop and restart
 //! a service, put a [`FaultProxy`] between two services, read every database with SQL, and check
-//! the invariants of DESIGN.md.
+//! the invariants of DESIGN.md. [`Options::as_in_the_cluster`] runs the services as deploy/ does,
+//! each checking its callers' mesh identities, with proxies standing for the sidecars.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness: failing loudly is the point
 
 mod fault_proxy;
@@ -58,6 +59,37 @@ pub struct Options {
     pub proxy_payment: bool,
     /// Extra environment for every service (e.g. OTLP export settings).
     pub env: Vec<(String, String)>,
+    /// As in the cluster: `REQUIRE_PEER_IDENTITY=true` on every service, a proxy on each of the
+    /// three edges vouching for the caller in `x-forwarded-client-cert` as the callee's sidecar
+    /// would, and the test's own requests to order-service carrying the ingress gateway's
+    /// identity, as when they come through the mesh.
+    pub as_in_the_cluster: bool,
+}
+
+/// The ingress gateway's SPIFFE id (callgraph.json).
+pub const GATEWAY_ID: &str =
+    "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
+
+/// The SPIFFE id `svc` of `tenant` runs as in the cluster: its ServiceAccount, named after it, in
+/// `<tenant>-payments` (payment-service) or `<tenant>-orders` (the others).
+pub fn spiffe_id(tenant: &str, svc: Svc) -> String {
+    let role = match svc {
+        Svc::Payment => "payments",
+        Svc::Order | Svc::Inventory | Svc::Notify => "orders",
+    };
+    format!(
+        "spiffe://cluster.local/ns/{tenant}-{role}/sa/{}",
+        svc.binary()
+    )
+}
+
+/// The `x-forwarded-client-cert` a sidecar of `callee` writes for a request from `caller` (a
+/// SPIFFE id).
+pub fn xfcc_from(caller: &str, callee: &str) -> String {
+    format!(
+        "By={callee};Hash=468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688;\
+         Subject=\"\";URI={caller}"
+    )
 }
 
 /// One tenant's four services.
@@ -72,6 +104,8 @@ pub struct Cluster {
     pub notify_proxy: Option<FaultProxy>,
     pub payment_proxy: Option<FaultProxy>,
     logs: PathBuf,
+    /// The test's requests to order-service carry the gateway's identity.
+    through_gateway: bool,
 }
 
 impl Cluster {
@@ -79,28 +113,37 @@ impl Cluster {
         Self::start_with(tenant, Options::default()).await
     }
 
-    pub async fn start_with(tenant: &str, options: Options) -> Cluster {
+    pub async fn start_with(tenant: &str, mut options: Options) -> Cluster {
         let mut databases = BTreeMap::new();
         let mut ports = BTreeMap::new();
         for svc in Svc::ALL {
             databases.insert(svc, testkit::fresh_database(svc.binary()).await);
             ports.insert(svc, free_port());
         }
-        let inventory_proxy = if options.proxy_inventory {
-            Some(FaultProxy::start(ports[&Svc::Inventory]).await)
-        } else {
-            None
+        let cluster = options.as_in_the_cluster;
+        if cluster {
+            options
+                .env
+                .push(("REQUIRE_PEER_IDENTITY".into(), "true".into()));
+        }
+        // In the cluster each edge's proxy is the callee's sidecar, vouching for the caller.
+        let edge = |wanted: bool, caller: Svc, callee: Svc| {
+            let port = ports[&callee];
+            let (caller, callee) = (spiffe_id(tenant, caller), spiffe_id(tenant, callee));
+            async move {
+                if !wanted && !cluster {
+                    return None;
+                }
+                let proxy = FaultProxy::start(port).await;
+                if cluster {
+                    proxy.vouch_for(&caller, &callee);
+                }
+                Some(proxy)
+            }
         };
-        let notify_proxy = if options.proxy_notify {
-            Some(FaultProxy::start(ports[&Svc::Notify]).await)
-        } else {
-            None
-        };
-        let payment_proxy = if options.proxy_payment {
-            Some(FaultProxy::start(ports[&Svc::Payment]).await)
-        } else {
-            None
-        };
+        let inventory_proxy = edge(options.proxy_inventory, Svc::Payment, Svc::Inventory).await;
+        let notify_proxy = edge(options.proxy_notify, Svc::Order, Svc::Notify).await;
+        let payment_proxy = edge(options.proxy_payment, Svc::Order, Svc::Payment).await;
         let logs = target_dir()
             .join("e2e-logs")
             .join(format!("{tenant}-{}", uuid::Uuid::new_v4().simple()));
@@ -116,6 +159,7 @@ impl Cluster {
             notify_proxy,
             payment_proxy,
             logs,
+            through_gateway: cluster,
         };
         for svc in Svc::ALL {
             cluster.start_service(svc).await;
@@ -234,11 +278,18 @@ impl Cluster {
         std::fs::read_to_string(self.logs.join(format!("{}.log", svc.binary()))).unwrap_or_default()
     }
 
-    /// A request to `svc` with this cluster's tenant header.
+    /// A request to `svc` with this cluster's tenant header (and, [`Options::as_in_the_cluster`],
+    /// to order-service, the ingress gateway's identity).
     pub fn request(&self, svc: Svc, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
+        let request = self
+            .client
             .request(method, self.url(svc, path))
-            .header("x-tenant-id", &self.tenant)
+            .header("x-tenant-id", &self.tenant);
+        if self.through_gateway && svc == Svc::Order {
+            let xfcc = xfcc_from(GATEWAY_ID, &spiffe_id(&self.tenant, Svc::Order));
+            return request.header("x-forwarded-client-cert", xfcc);
+        }
+        request
     }
 
     /// Sets the available stock of `sku` at the default catalog price (`testkit::UNIT_PRICE`)

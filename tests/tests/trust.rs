@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use ordermesh_e2e::{
-    Cluster, Svc, assert_invariants, concurrently, eventually, json, order_body,
-    order_body_unpriced,
+    Cluster, GATEWAY_ID, Svc, assert_invariants, concurrently, eventually, json, order_body,
+    order_body_unpriced, spiffe_id, xfcc_from,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -351,16 +351,31 @@ async fn an_xfcc_header_not_in_envoys_form_is_refused_by_every_service() {
         String::new(),
         "garbage".to_owned(),
     ];
-    for (svc, path) in [
-        (Svc::Order, "/api/v1/orders"),
+    // Each route with the caller the call graph names for it, and what that caller gets.
+    for (svc, path, caller, answered) in [
+        (
+            Svc::Order,
+            "/api/v1/orders",
+            GATEWAY_ID.to_owned(),
+            StatusCode::OK,
+        ),
         (
             Svc::Payment,
             "/api/v1/payments?order_id=00000000-0000-0000-0000-000000000001",
+            spiffe_id("tenant-a", Svc::Order),
+            StatusCode::OK,
         ),
-        (Svc::Inventory, "/api/v1/items/SKU-1"),
+        (
+            Svc::Inventory,
+            "/api/v1/reservations/00000000-0000-0000-0000-000000000001",
+            spiffe_id("tenant-a", Svc::Payment),
+            StatusCode::NOT_FOUND,
+        ),
         (
             Svc::Notify,
             "/api/v1/notifications?order_id=00000000-0000-0000-0000-000000000001",
+            spiffe_id("tenant-a", Svc::Order),
+            StatusCode::OK,
         ),
     ] {
         for xfcc in &forged {
@@ -375,10 +390,8 @@ async fn an_xfcc_header_not_in_envoys_form_is_refused_by_every_service() {
             .await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{svc:?} {xfcc:?}: {problem}");
         }
-        // What the sidecar writes for a caller of the same tenant passes.
-        let genuine = "By=spiffe://cluster.local/ns/tenant-a-orders/sa/inventory-service;\
-            Hash=468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688;Subject=\"\";\
-            URI=spiffe://cluster.local/ns/tenant-a-payments/sa/payment-service";
+        // What the sidecar writes for the caller the call graph names passes.
+        let genuine = xfcc_from(&caller, &spiffe_id("tenant-a", svc));
         let (status, body) = json(
             cluster
                 .request(svc, Method::GET, path)
@@ -388,7 +401,7 @@ async fn an_xfcc_header_not_in_envoys_form_is_refused_by_every_service() {
                 .unwrap(),
         )
         .await;
-        assert_eq!(status, StatusCode::OK, "{svc:?}: {body}");
+        assert_eq!(status, answered, "{svc:?}: {body}");
     }
 }
 

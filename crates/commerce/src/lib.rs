@@ -8,8 +8,10 @@
 //! OpenAPI schema (`utoipa::ToSchema`), so the document each service publishes at
 //! `/openapi.json` is generated from these same types; [`schemas`] writes the values' limits into
 //! those schemas from the constants the parsers check, and [`json_integer`] reads integers as
-//! those schemas define them. No I/O here.
+//! those schemas define them. [`callgraph`] is who may call which operation of which service,
+//! compiled in from the file the mesh's tooling reads too. No I/O here.
 
+pub mod callgraph;
 pub mod contracts;
 pub mod json_integer;
 pub mod schemas;

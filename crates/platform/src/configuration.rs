@@ -6,7 +6,7 @@
 
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
-use crate::{server::ServerLimits, tenancy::TenantId};
+use crate::{callers::PeerIdentitySettings, server::ServerLimits, tenancy::TenantId};
 
 /// A configuration value that is missing or does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +74,8 @@ pub struct CommonSettings {
     /// Namespaces outside the tenant whose mesh identity may call this service (the ingress
     /// gateway's `istio-system` for order-service).
     pub trusted_peer_namespaces: Vec<String>,
+    /// How each route's caller is checked (`REQUIRE_PEER_IDENTITY`, `MESH_TRUST_DOMAIN`).
+    pub peer_identity: PeerIdentitySettings,
     /// `None` picks JSON unless standard error is a terminal.
     pub log_format: Option<LogFormat>,
     /// Connection limits of the HTTP server (`HTTP_*`).
@@ -117,6 +119,7 @@ impl CommonSettings {
                         .collect()
                 })
                 .unwrap_or_default(),
+            peer_identity: PeerIdentitySettings::from_env()?,
             log_format: optional("LOG_FORMAT")
                 .map(|v| {
                     v.parse().map_err(|reason| ConfigError::Invalid {

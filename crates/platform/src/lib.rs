@@ -2,11 +2,13 @@
 //!
 //! A service crate supplies its routes, domain rules and SQL; this crate supplies the rest, the
 //! same way for all four: [`configuration`] from the environment, [`problem`] (RFC 9457 errors and
-//! the JSON extractor), strict [`headers`], [`tenancy`] with [`xfcc`] parsing, [`health`], [`shutdown`], the pooled [`http_client`] that
+//! the JSON extractor), strict [`headers`], [`tenancy`] with [`xfcc`] parsing, the per-route
+//! caller check of [`callers`], [`health`], [`shutdown`], the pooled [`http_client`] that
 //! carries the headers contract, [`db`] (pool and migrations), [`telemetry`] with
 //! [`propagation`] (W3C by [`w3c`] + B3), [`metrics`], the bounded HTTP [`server`], the
 //! [`openapi`] document, and [`startup`], which assembles them into a running service.
 
+pub mod callers;
 pub mod configuration;
 pub mod context;
 pub mod db;

@@ -5,8 +5,9 @@
 //! wire types' derived schemas (`commerce`, [`Problem`]). [`document`] completes that with what
 //! the platform's router does to every route, written once here beside the code that does it:
 //! the tenancy and tracing request headers of the `/api` routes, the problem+json answers of its
-//! layers and extractors (missing or wrong tenant, malformed path, query or body, header limits,
-//! deadline, internal error), and the response headers every answer carries.
+//! layers and extractors (missing or wrong tenant, a caller the route is not for, malformed path,
+//! query or body, header limits, deadline, internal error), and the response headers every answer
+//! carries.
 //!
 //! Every `application/problem+json` answer of an operation lists the problem types it can have as
 //! named examples; the document turns them into the answer's schema (`type` one of those, `status`
@@ -124,7 +125,10 @@ fn add_components(doc: &mut Value) {
                 "name": crate::tenancy::XFCC_HEADER, "in": "header", "required": false,
                 "description": "Set by the mesh's sidecar, never by a client: at most one, in \
                     Envoy's exact form, naming callers of the same tenant (403 `wrong-tenant` \
-                    otherwise).",
+                    otherwise). Its last element is the caller, which must be one the call graph \
+                    names for the operation, in the mesh's trust domain (403 \
+                    `caller-not-allowed` otherwise; also without the header where the service \
+                    requires it, `REQUIRE_PEER_IDENTITY`).",
                 "schema": { "type": "string" }
             },
             "RequestId": {
@@ -203,6 +207,13 @@ fn complete_operation(path: &str, operation: &mut Value) {
             "wrong-tenant",
             "Wrong tenant",
             "this service serves tenant `tenant-a` only",
+        );
+        problem(
+            operation,
+            403,
+            crate::callers::CALLER_NOT_ALLOWED,
+            "Caller not allowed",
+            "`spiffe://cluster.local/ns/tenant-a-orders/sa/notify-service` may not call POST /api/v1/payments",
         );
     }
     // A route documents when it answers 404 (the description says why); the answer is always

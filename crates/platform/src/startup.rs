@@ -3,7 +3,8 @@
 //!
 //! A service contributes its `/api` routes (documented, as an `OpenApiRouter`) and background
 //! tasks; everything else — health, metrics, the OpenAPI document at `/openapi.json`, tenancy,
-//! header and body limits, request deadline, request ids, server spans, request metrics,
+//! each route's callers (from the call graph; a service whose routes and call-graph operations
+//! differ does not start), header and body limits, request deadline, request ids, server spans, request metrics,
 //! problem+json for unknown routes and panics, migrations, bounded connections, graceful drain —
 //! is assembled here the same way for all four.
 
@@ -29,7 +30,10 @@ use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use commerce::callgraph::CallGraph;
+
 use crate::{
+    callers::{self, CallerPolicy},
     configuration::{CommonSettings, ConfigError},
     context::{self, RequestContext},
     db::{self, Database, Migrated},
@@ -127,6 +131,12 @@ impl Application {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         };
+        let (api, api_doc) = api(&platform).split_for_parts();
+        let callers = caller_policy(service, &platform.settings, &api_doc)?;
+        let openapi = serde_json::to_vec(&document(service, api_doc))
+            .map(Bytes::from)
+            .map_err(StartupError::OpenApi)?;
+        let router = router(api, &platform, openapi.clone(), callers);
         platform.spawn(db::migrate_until_done(
             platform.db.clone(),
             service.migrator,
@@ -134,11 +144,6 @@ impl Application {
             platform.shutdown.clone(),
         ));
         platform.spawn(platform_metrics::run_upkeep(platform.shutdown.clone()));
-        let (api, api_doc) = api(&platform).split_for_parts();
-        let openapi = serde_json::to_vec(&document(service, api_doc))
-            .map(Bytes::from)
-            .map_err(StartupError::OpenApi)?;
-        let router = router(api, &platform, openapi.clone());
         Ok(Self {
             listener,
             router,
@@ -209,6 +214,61 @@ pub enum StartupError {
     Bind(SocketAddr, std::io::Error),
     #[error("writing the OpenAPI document: {0}")]
     OpenApi(serde_json::Error),
+    #[error("the caller table of {service}: {reason}")]
+    CallGraph {
+        service: &'static str,
+        reason: String,
+    },
+}
+
+/// The caller table of `service` for its tenant, from the compiled-in call graph; it must name
+/// callers for exactly the API routes the service serves (its document's operations), so no
+/// route is served without its callers being checked.
+fn caller_policy(
+    service: &Service,
+    settings: &CommonSettings,
+    api: &utoipa::openapi::OpenApi,
+) -> Result<CallerPolicy, StartupError> {
+    let refuse = |reason: String| StartupError::CallGraph {
+        service: service.identity.name,
+        reason,
+    };
+    let operations = CallGraph::compiled_in()
+        .and_then(|graph| graph.operations_of(service.identity.name))
+        .map_err(|e| refuse(e.to_string()))?;
+    let policy = CallerPolicy::new(
+        &operations,
+        &settings.tenant,
+        settings.peer_identity.clone(),
+    );
+    policy.covers_exactly(&served_routes(api)).map_err(refuse)?;
+    Ok(policy)
+}
+
+/// Every (method, route template) an API document lists.
+fn served_routes(api: &utoipa::openapi::OpenApi) -> Vec<(String, String)> {
+    let mut routes = Vec::new();
+    for (path, item) in &api.paths.paths {
+        let methods = [
+            ("GET", &item.get),
+            ("PUT", &item.put),
+            ("POST", &item.post),
+            ("DELETE", &item.delete),
+            ("OPTIONS", &item.options),
+            ("HEAD", &item.head),
+            ("PATCH", &item.patch),
+            ("TRACE", &item.trace),
+        ];
+        for (method, operation) in methods {
+            if operation.is_some() {
+                routes.push((method.to_owned(), path.clone()));
+            }
+        }
+        for method in item.additional_operations.keys() {
+            routes.push((method.to_ascii_uppercase(), path.clone()));
+        }
+    }
+    routes
 }
 
 /// The OpenAPI document of `service` with the API routes `api`: what it serves at
@@ -326,9 +386,9 @@ where
     }
 }
 
-/// The full router: the service's API behind tenancy, plus health, metrics and the OpenAPI
-/// document, inside the shared layers.
-fn router(api: Router, platform: &Platform, openapi: Bytes) -> Router {
+/// The full router: the service's API behind tenancy and the caller check (in that order),
+/// plus health, metrics and the OpenAPI document, inside the shared layers.
+fn router(api: Router, platform: &Platform, openapi: Bytes, callers: CallerPolicy) -> Router {
     let policy = TenantPolicy::new(
         platform.settings.tenant.clone(),
         platform.settings.trusted_peer_namespaces.clone(),
@@ -337,10 +397,16 @@ fn router(api: Router, platform: &Platform, openapi: Bytes) -> Router {
         db: platform.db.clone(),
         migrated: platform.migrated.clone(),
     };
-    let api = api.route_layer(middleware::from_fn_with_state(
-        policy,
-        tenancy::require_tenant,
-    ));
+    // The layer added last runs first: tenancy, then the caller.
+    let api = api
+        .route_layer(middleware::from_fn_with_state(
+            callers,
+            callers::require_caller,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            policy,
+            tenancy::require_tenant,
+        ));
     let (infrastructure, _) = infrastructure()
         .with_state(Infrastructure { readiness, openapi })
         .split_for_parts();
@@ -493,12 +559,7 @@ fn mesh_peer(headers: &axum::http::HeaderMap) -> String {
         .map(|peers| {
             peers
                 .iter()
-                .map(|p| {
-                    format!(
-                        "spiffe://{}/ns/{}/sa/{}",
-                        p.trust_domain, p.namespace, p.service_account
-                    )
-                })
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(",")
         })

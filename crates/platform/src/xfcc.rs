@@ -10,6 +10,13 @@
 //!
 //! A value in any other form is not something the sidecar wrote: the caller must treat it as a
 //! forgery (403), never as "no peer identity".
+//!
+//! **Which element is the caller.** Istio's sidecars forward the header with `APPEND_FORWARD`
+//! (Istio's default for inbound traffic; deploy/ keeps it and check-deploy's
+//! `identity.app-callers` proves it): the callee's own sidecar appends the element of the client
+//! certificate it has just verified *after* whatever the request already carried. So the last
+//! element is the immediate caller ([`immediate_caller`]); the elements before it were sent by
+//! that caller and prove nothing about it.
 
 use std::fmt;
 
@@ -27,15 +34,12 @@ impl SpiffeId {
         let bad = || XfccError(format!("`{}` is not a SPIFFE workload id", shorten(value)));
         let rest = value.strip_prefix("spiffe://").ok_or_else(bad)?;
         let (trust_domain, path) = rest.split_once('/').ok_or_else(bad)?;
-        let trust_domain_ok = !trust_domain.is_empty()
-            && trust_domain.len() <= 255
-            && trust_domain.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
-            });
         let segments: Vec<&str> = path.split('/').collect();
         match segments.as_slice() {
             ["ns", namespace, "sa", account]
-                if trust_domain_ok && is_dns_label(namespace) && is_dns_subdomain(account) =>
+                if is_trust_domain(trust_domain)
+                    && is_dns_label(namespace)
+                    && is_dns_subdomain(account) =>
             {
                 Ok(Self {
                     trust_domain: trust_domain.to_owned(),
@@ -46,6 +50,24 @@ impl SpiffeId {
             _ => Err(bad()),
         }
     }
+}
+
+impl fmt::Display for SpiffeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "spiffe://{}/ns/{}/sa/{}",
+            self.trust_domain, self.namespace, self.service_account
+        )
+    }
+}
+
+/// A SPIFFE trust domain as Istio spells one: 1-255 of `[a-z0-9._-]`.
+pub fn is_trust_domain(value: &str) -> bool {
+    (1..=255).contains(&value.len())
+        && value.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
 }
 
 /// A Kubernetes namespace name: 1-63 of `[a-z0-9-]`, starting and ending alphanumeric.
@@ -87,6 +109,14 @@ pub fn parse_peers(value: &str) -> Result<Vec<SpiffeId>, XfccError> {
         .into_iter()
         .map(parse_element)
         .collect()
+}
+
+/// The immediate caller an XFCC value names: its last element (see the module's comment), once
+/// the whole value is in Envoy's form.
+pub fn immediate_caller(value: &str) -> Result<SpiffeId, XfccError> {
+    parse_peers(value)?
+        .pop()
+        .ok_or_else(|| XfccError("the header names no peer".into()))
 }
 
 fn parse_element(element: &str) -> Result<SpiffeId, XfccError> {
@@ -208,6 +238,37 @@ mod tests {
         assert_eq!(namespaces(&two_hops).unwrap(), ["istio-system", "second"]);
         let subject = "Subject=\"/C=US/CN=a\\\"b; c,d\";URI=spiffe://cluster.local/ns/n/sa/s";
         assert_eq!(namespaces(subject).unwrap(), ["n"]);
+    }
+
+    #[test]
+    fn the_immediate_caller_is_the_element_the_callees_sidecar_appended_last() {
+        // order-service sent a header claiming to be the gateway; payment-service's sidecar
+        // (APPEND_FORWARD) appended the certificate it verified: order-service's.
+        let forwarded = format!(
+            "URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account,\
+             By=spiffe://cluster.local/ns/tenant-a-payments/sa/payment-service;Hash={HASH};\
+             URI=spiffe://cluster.local/ns/tenant-a-orders/sa/order-service"
+        );
+        let caller = immediate_caller(&forwarded).unwrap();
+        assert_eq!(
+            caller.to_string(),
+            "spiffe://cluster.local/ns/tenant-a-orders/sa/order-service"
+        );
+        let one = "URI=spiffe://evil.example/ns/tenant-a-orders/sa/order-service";
+        assert_eq!(immediate_caller(one).unwrap().trust_domain, "evil.example");
+        // A malformed element anywhere makes the whole header a forgery, never a caller.
+        assert!(immediate_caller(&format!("garbage,{one}")).is_err());
+        assert!(immediate_caller("").is_err());
+    }
+
+    #[test]
+    fn trust_domains_are_istios_spelling() {
+        for good in ["cluster.local", "td", "a-b_c.example"] {
+            assert!(is_trust_domain(good), "{good}");
+        }
+        for bad in ["", "Cluster.local", "a/b", "a b", &"x".repeat(256)] {
+            assert!(!is_trust_domain(bad), "{bad}");
+        }
     }
 
     #[test]

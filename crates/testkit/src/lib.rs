@@ -81,6 +81,7 @@ pub fn settings(tenant: &str, database_url: String) -> CommonSettings {
         request_timeout: Duration::from_secs(10),
         body_limit_bytes: 64 * 1024,
         trusted_peer_namespaces: vec!["istio-system".into()],
+        peer_identity: platform::callers::PeerIdentitySettings::default(),
         log_format: None,
         server: platform::server::ServerLimits::default(),
         service_version: "dev".into(),

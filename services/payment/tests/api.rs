@@ -820,3 +820,55 @@ async fn the_document_allows_exactly_what_payment_service_accepts() {
     assert_eq!(payment["items"][0]["quantity"], 2);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn callers_the_call_graph_does_not_name_are_refused_as_documented() {
+    // As deploy/ runs it: a request without the sidecar's header is refused too.
+    let inventory = start_inventory(None, None).await;
+    let mut common = testkit::settings(TENANT, testkit::fresh_database("payment").await);
+    common.peer_identity.require = true;
+    let settings = payment_service::Settings {
+        common,
+        inventory_url: inventory.base.clone(),
+    };
+    let payment = TestApp::start(payment_service::build(settings).await.unwrap(), TENANT).await;
+    let refund = format!("/api/v1/payments/{}/refund", Uuid::new_v4());
+    let xfcc = |caller: &str| {
+        format!(
+            "By=spiffe://cluster.local/ns/tenant-a-payments/sa/payment-service;URI=spiffe://{caller}"
+        )
+    };
+    let app = &payment;
+    let send = |header: Option<String>| {
+        let mut request = app.request(Method::POST, &refund);
+        if let Some(header) = header {
+            request = request.header("x-forwarded-client-cert", header);
+        }
+        async move {
+            let answer = json(request.send().await.unwrap()).await;
+            app.assert_contract_kept();
+            answer
+        }
+    };
+    for refused in [
+        None,
+        Some(xfcc("cluster.local/ns/tenant-a-orders/sa/notify-service")),
+        Some(xfcc("evil.example/ns/tenant-a-orders/sa/order-service")),
+    ] {
+        let (status, problem) = send(refused.clone()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{refused:?}: {problem}");
+        assert_eq!(
+            testkit::problem_slug(&problem),
+            "caller-not-allowed",
+            "{refused:?}"
+        );
+    }
+    // order-service is the route's caller: it gets past the check (to an unknown payment).
+    let (status, problem) = send(Some(xfcc(
+        "cluster.local/ns/tenant-a-orders/sa/order-service",
+    )))
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+    payment.stop().await;
+    inventory.stop().await;
+}

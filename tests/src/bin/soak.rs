@@ -790,6 +790,7 @@ async fn main() {
                 proxy_notify: true,
                 proxy_payment: true,
                 env: vec![("DATABASE_ACQUIRE_TIMEOUT_MS".into(), "1000".into())],
+                ..Options::default()
             },
         )
         .await;
