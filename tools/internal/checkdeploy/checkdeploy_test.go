@@ -66,7 +66,7 @@ func TestDeployPasses(t *testing.T) {
 		invariants.IDIsolation, invariants.IDSubsets, invariants.IDWeights, invariants.IDRetryTimeout, invariants.IDPostRetry,
 		invariants.IDTraceProvider, invariants.IDTenantTracing, invariants.IDNoOrderIDMetric, invariants.IDAppMetrics, invariants.IDIdentity, invariants.IDInjection,
 		invariants.IDCircuitBreaker, invariants.IDLeastRequest, invariants.IDCanaryFallback, invariants.IDVisibleToCaller, invariants.IDTimeoutVsCaller,
-		invariants.IDSidecarEgress, invariants.IDNetworkPolicy, invariants.IDGatewayHosts, invariants.IDGatewayTracing, invariants.IDAppSampling} {
+		invariants.IDSidecarEgress, invariants.IDNetworkPolicy, invariants.IDGatewayHosts, invariants.IDGatewayTracing, invariants.IDAppSampling, invariants.IDAppCallers} {
 		if len(r.Find(id)) == 0 {
 			t.Errorf("check %s did not run", id)
 		}
@@ -856,6 +856,57 @@ spec:
 		expectFailure(t, b, invariants.IDAppSampling, "tenant-b", "Deployment tenant-b-payments/payment-service-canary", "goes through the sidecar")
 	}},
 
+	// ---- the apps' own caller check ----
+	{"SourceAppWithoutPeerIdentity", func(t *testing.T) {
+		// A copy of deploy/ whose notify-service does not fail closed.
+		check := sourceCase(t, edit{"base/notify-service/deployment.yaml",
+			"            - name: REQUIRE_PEER_IDENTITY\n              value: \"true\"\n", ""})
+		r := expectFailureIn(t, check, invariants.IDAppCallers, "tenant-a", "Deployment tenant-a-orders/notify-service", `REQUIRE_PEER_IDENTITY is ""`, "past its sidecar")
+		if !failsIn(r, invariants.IDAppCallers, "tenant-b") {
+			t.Errorf("the base serves every tenant: %s [tenant-b] should fail too", invariants.IDAppCallers)
+		}
+	}},
+	{"PeerIdentityNotRequired", func(t *testing.T) {
+		b, _ := base(t)
+		setEnv(t, find(t, b, "Deployment", "tenant-b-payments", "payment-service-canary"), "REQUIRE_PEER_IDENTITY", "false")
+		expectFailure(t, b, invariants.IDAppCallers, "tenant-b", "Deployment tenant-b-payments/payment-service-canary", `REQUIRE_PEER_IDENTITY is "false"`)
+	}},
+	{"AppTrustDomainNotTheMeshs", func(t *testing.T) {
+		b, _ := base(t)
+		addEnv(t, find(t, b, "Deployment", "tenant-a-orders", "inventory-service"), "MESH_TRUST_DOMAIN", "evil.example")
+		expectFailure(t, b, invariants.IDAppCallers, "tenant-a", "Deployment tenant-a-orders/inventory-service", `trust domain "evil.example", the mesh's is "cluster.local"`)
+	}},
+	{"AppTenantNotTheNamespaces", func(t *testing.T) {
+		b, _ := base(t)
+		setEnv(t, find(t, b, "Deployment", "tenant-a-payments", "payment-service"), "TENANT_ID", "tenant-b")
+		expectFailure(t, b, invariants.IDAppCallers, "tenant-a", "Deployment tenant-a-payments/payment-service", "expects its callers in tenant-b-orders", "tenant-a-orders")
+	}},
+	{"SidecarsForwardTheCallersXFCC", func(t *testing.T) {
+		b, _ := base(t)
+		operatorEdit(t, b, func(spec map[string]any) {
+			mc := spec["meshConfig"].(map[string]any)
+			dc, _ := mc["defaultConfig"].(map[string]any)
+			if dc == nil {
+				dc = map[string]any{}
+				mc["defaultConfig"] = dc
+			}
+			dc["proxyHeaders"] = map[string]any{"forwardedClientCert": "FORWARD_ONLY"}
+		})
+		expectFailure(t, b, invariants.IDAppCallers, "mesh", "forwardedClientCert FORWARD_ONLY", "do not append the caller")
+	}},
+	{"PodOverridesXFCCForwarding", func(t *testing.T) {
+		b, _ := base(t)
+		d := find(t, b, "Deployment", "tenant-b-orders", "notify-service")
+		annotations := get(t, d, "spec.template.metadata.annotations").(map[string]any)
+		annotations["proxy.istio.io/config"] = "proxyHeaders:\n  forwardedClientCert: ALWAYS_FORWARD_ONLY\n"
+		expectFailure(t, b, invariants.IDAppCallers, "tenant-b", "Deployment tenant-b-orders/notify-service", "forwardedClientCert ALWAYS_FORWARD_ONLY")
+	}},
+	{"ServiceAccountNotTheCallGraphs", func(t *testing.T) {
+		b, _ := base(t)
+		set(t, find(t, b, "Deployment", "tenant-a-orders", "inventory-service"), "spec.template.spec.serviceAccountName", "inventory")
+		expectFailure(t, b, invariants.IDIdentity, "tenant-a", "Deployment tenant-a-orders/inventory-service", "runs as ServiceAccount inventory, but the call graph names inventory-service")
+	}},
+
 	// ---- the kustomize sources, not rendered objects ----
 	{"SourceOverlayWidensSidecar", func(t *testing.T) {
 		check := sourceCase(t, edit{"overlays/tenant-b/kustomization.yaml", "components:\n",
@@ -887,6 +938,40 @@ spec:
 		check := sourceCase(t, edit{"mesh/gateway.yaml", "        - tenant-b-orders/tenant-b.ordermesh.local\n", ""})
 		expectFailureIn(t, check, invariants.IDGatewayHosts, "tenant-b", "VirtualService tenant-b-orders/order-service-ingress", `host "tenant-b.ordermesh.local" is not granted`)
 	}},
+}
+
+// containerEnv is the first container's env list of a workload.
+func containerEnv(t *testing.T, o *manifest.Object) []any {
+	t.Helper()
+	return asSlice(get(t, o, "spec.template.spec.containers[0].env"))
+}
+
+// setEnv changes the value of an existing variable of a workload's first container.
+func setEnv(t *testing.T, o *manifest.Object, name, value string) {
+	t.Helper()
+	for _, e := range containerEnv(t, o) {
+		if e.(map[string]any)["name"] == name {
+			e.(map[string]any)["value"] = value
+			return
+		}
+	}
+	t.Fatalf("%s has no env %s", o.Ref(), name)
+}
+
+// addEnv adds a variable to a workload's first container.
+func addEnv(t *testing.T, o *manifest.Object, name, value string) {
+	t.Helper()
+	set(t, o, "spec.template.spec.containers[0].env", append(containerEnv(t, o), map[string]any{"name": name, "value": value}))
+}
+
+// failsIn reports whether check id fails in scope.
+func failsIn(r *report.Report, id, scope string) bool {
+	for _, c := range r.Find(id) {
+		if c.Scope == scope && c.Status != report.Pass {
+			return true
+		}
+	}
+	return false
 }
 
 // TestNegative runs the table, one subtest per case.

@@ -178,14 +178,15 @@ func allowedGrants(m *model.Model) []grantOrigin {
 // expectedGrants is the call graph of one tenant as grants.
 func expectedGrants(m *model.Model, t *model.Tenant) []grant {
 	var out []grant
+	// The call graph's own account, which the apps check callers against (identity.service-accounts
+	// proves that the workloads run as it).
 	saOf := func(app, role string) string {
-		ns := t.NamespaceFor(role)
-		for _, w := range m.AppWorkloads(ns, app) {
-			if w.ServiceAccount != "" {
-				return ns + "/" + w.ServiceAccount
+		for _, s := range callgraph.Services {
+			if s.Name == app {
+				return t.NamespaceFor(role) + "/" + s.ServiceAccount
 			}
 		}
-		return ns + "/" + app
+		return t.NamespaceFor(role) + "/" + app
 	}
 	for _, e := range callgraph.All() {
 		src := callgraph.Gateway.Namespace + "/" + callgraph.Gateway.ServiceAccount

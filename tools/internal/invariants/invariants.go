@@ -84,6 +84,7 @@ func (c *collector) emit(r *report.Report, id, title string, includeMesh bool) {
 // Run runs every invariant.
 func Run(m *model.Model, r *report.Report) {
 	checkIdentity(m, r)
+	checkAppCallers(m, r)
 	checkInjection(m, r)
 	checkMTLS(m, r)
 	checkAuthz(m, r)

@@ -15,7 +15,8 @@ import (
 )
 
 // checkIdentity: every service of the call graph (and each database) exists in its tenant
-// namespace with its own, declared ServiceAccount (per-service rules need one identity each).
+// namespace with its own, declared ServiceAccount (per-service rules need one identity each); a
+// service's is the one the call graph names, which its callers' apps check it by.
 func checkIdentity(m *model.Model, r *report.Report) {
 	c := newCollector(m)
 	for _, t := range m.Tenants {
@@ -40,6 +41,10 @@ func checkIdentity(m *model.Model, r *report.Report) {
 				if _, ok := m.ServiceAccounts[ns+"/"+sa]; !ok {
 					c.add(t.Overlay, w.Ref(), fmt.Sprintf("ServiceAccount %s/%s is not rendered", ns, sa),
 						"add the ServiceAccount to the service's base")
+				}
+				if svc.ServiceAccount != "" && sa != svc.ServiceAccount {
+					c.add(t.Overlay, w.Ref(), fmt.Sprintf("runs as ServiceAccount %s, but the call graph names %s: the apps and the policies check callers by that name", sa, svc.ServiceAccount),
+						"run it as "+svc.ServiceAccount+" (or change tools/internal/callgraph/callgraph.json, DESIGN.md and the policies together)")
 				}
 				sas[sa] = true
 			}
