@@ -48,6 +48,8 @@ create_database() { # name
   [ "$exists" = 1 ] || psql "$pg_url/postgres" -qc "CREATE DATABASE \"$1\"" >/dev/null
 }
 
+# REQUIRE_PEER_IDENTITY is off unless the caller's environment turns it on: no sidecar writes
+# x-forwarded-client-cert here (README, "Configuration": the one setting dev and cluster differ in).
 start_service() { # tenant service
   local tenant=$1 svc=$2 pidfile="$run/$1-$2.pid" db="${1//-/_}_$2"
   alive "$pidfile" && return 0
@@ -60,6 +62,7 @@ start_service() { # tenant service
     INVENTORY_SERVICE_URL="http://127.0.0.1:$(port_of "$tenant" inventory)" \
     OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 \
     OTEL_SERVICE_NAME="$svc-service" \
+    REQUIRE_PEER_IDENTITY="${REQUIRE_PEER_IDENTITY:-false}" \
     LOG_FORMAT=json RUST_LOG="${RUST_LOG:-info,sqlx=warn}" \
     nohup "target/$profile/$svc-service" >"$logs/$tenant-$svc.log" 2>&1 &
   echo $! >"$pidfile"
