@@ -167,7 +167,7 @@ impl CallerPolicy {
     /// Checks the caller of `method route` (the route's template) from the request's headers.
     pub fn check(&self, method: &str, route: &str, headers: &HeaderMap) -> Result<(), Refusal> {
         let access = self.routes.get(&(method.to_owned(), route.to_owned()));
-        let Some(caller) = self.caller(headers)? else {
+        let Some(caller) = immediate_caller(headers)? else {
             return match access {
                 Some(RouteAccess::Operator) => Ok(()),
                 _ if !self.settings.require => Ok(()),
@@ -204,25 +204,25 @@ impl CallerPolicy {
             refuse(format!("`{caller}` may not call {method} {route}"))
         }
     }
+}
 
-    /// The immediate caller, `None` without the header; a header not in Envoy's form (which
-    /// the tenancy check refuses first) is a refusal, never "no caller".
-    fn caller(&self, headers: &HeaderMap) -> Result<Option<SpiffeId>, Refusal> {
-        let refusal = |reason: String| Refusal {
-            caller: None,
-            reason,
-        };
-        let value = headers::single(headers, XFCC_HEADER)
-            .map_err(|_| refusal(format!("`{XFCC_HEADER}` appears more than once")))?;
-        let Some(value) = value else {
-            return Ok(None);
-        };
-        value
-            .to_str()
-            .map_err(|_| refusal(format!("`{XFCC_HEADER}` is not visible ASCII")))
-            .and_then(|v| xfcc::immediate_caller(v).map_err(|e| refusal(e.to_string())))
-            .map(Some)
-    }
+/// The immediate caller, `None` without the header; a header not in Envoy's form (which the
+/// tenancy check refuses first) is a refusal, never "no caller".
+fn immediate_caller(headers: &HeaderMap) -> Result<Option<SpiffeId>, Refusal> {
+    let refusal = |reason: String| Refusal {
+        caller: None,
+        reason,
+    };
+    let value = headers::single(headers, XFCC_HEADER)
+        .map_err(|_| refusal(format!("`{XFCC_HEADER}` appears more than once")))?;
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .map_err(|_| refusal(format!("`{XFCC_HEADER}` is not visible ASCII")))
+        .and_then(|v| xfcc::immediate_caller(v).map_err(|e| refusal(e.to_string())))
+        .map(Some)
 }
 
 /// A call-graph caller as (namespace, service account) for `tenant`.

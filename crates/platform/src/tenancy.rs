@@ -6,7 +6,8 @@
 //! in exactly Envoy's form (400 when repeated, 403 otherwise — see [`crate::xfcc`]) and every peer
 //! it names must come from a namespace of the same tenant (or one explicitly trusted, like the
 //! ingress gateway's). That check is defence in depth under Istio's AuthorizationPolicies, never a
-//! replacement for them.
+//! replacement for them; which identity may call which route is [`crate::callers`]'s check, made
+//! after this one.
 
 use std::sync::Arc;
 
