@@ -118,6 +118,11 @@ impl CallGraph {
         Ok(graph)
     }
 
+    /// The names of the tenant services, in the file's order.
+    pub fn services(&self) -> Vec<&str> {
+        self.file.services.iter().map(|s| s.name.as_str()).collect()
+    }
+
     /// Every operation of `service` with who may call it: the call graph's edges into it, then
     /// its operator operations.
     pub fn operations_of(&self, service: &str) -> Result<Vec<Operation>, CallGraphError> {
@@ -295,6 +300,20 @@ mod tests {
         );
         let notify = graph.operations_of("notify-service").unwrap();
         assert_eq!(notify.len(), 2);
+    }
+
+    #[test]
+    fn the_services_are_the_four() {
+        let graph = CallGraph::compiled_in().unwrap();
+        assert_eq!(
+            graph.services(),
+            [
+                "order-service",
+                "inventory-service",
+                "notify-service",
+                "payment-service"
+            ]
+        );
     }
 
     #[test]

@@ -164,6 +164,24 @@ impl CallerPolicy {
         }
     }
 
+    /// The table, one line per route and caller: `METHOD route namespace/service-account`, or
+    /// `METHOD route -` for a route no mesh identity may call; sorted.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .routes
+            .iter()
+            .flat_map(|((method, path), access)| match access {
+                RouteAccess::Operator => vec![format!("{method} {path} -")],
+                RouteAccess::Callers(callers) => callers
+                    .iter()
+                    .map(|(ns, sa)| format!("{method} {path} {ns}/{sa}"))
+                    .collect(),
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
     /// Checks the caller of `method route` (the route's template) from the request's headers.
     pub fn check(&self, method: &str, route: &str, headers: &HeaderMap) -> Result<(), Refusal> {
         let access = self.routes.get(&(method.to_owned(), route.to_owned()));
@@ -451,6 +469,31 @@ mod tests {
             error.contains("not in the call graph: [DELETE /api/v1/payments/{id}]")
                 && error.contains("not served: [POST /api/v1/payments/{id}/refund]"),
             "{error}"
+        );
+    }
+
+    /// `tools/internal/callgraph/testdata/app-callers-tenant-a.txt` is what these tables say for
+    /// tenant-a; check-deploy's tests prove deploy/'s policies admit exactly that, request by
+    /// request (tools/internal/invariants, TestPoliciesAdmitExactlyTheAppsCallers).
+    #[test]
+    fn the_tables_resolved_for_tenant_a_are_what_the_policies_are_tested_against() {
+        let golden =
+            include_str!("../../../tools/internal/callgraph/testdata/app-callers-tenant-a.txt");
+        let graph = CallGraph::compiled_in().unwrap();
+        let mut resolved: Vec<String> = Vec::new();
+        for service in graph.services() {
+            let table = policy(service, true).describe();
+            resolved.extend(table.iter().map(|line| format!("{service} {line}")));
+        }
+        let listed: Vec<&str> = golden
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .collect();
+        assert_eq!(
+            listed,
+            resolved,
+            "the apps' tables changed; the file's lines should read:\n{}",
+            resolved.join("\n")
         );
     }
 
