@@ -241,7 +241,14 @@ fn caller_policy(
         &settings.tenant,
         settings.peer_identity.clone(),
     );
-    policy.covers_exactly(&served_routes(api)).map_err(refuse)?;
+    let served = served_routes(api);
+    policy.covers_exactly(&served).map_err(refuse)?;
+    tracing::info!(
+        routes = served.len(),
+        require_peer_identity = settings.peer_identity.require,
+        trust_domain = %settings.peer_identity.trust_domain,
+        "each route answers the callers the call graph names"
+    );
     Ok(policy)
 }
 
