@@ -4,9 +4,9 @@
 //! A service contributes its `/api` routes (documented, as an `OpenApiRouter`) and background
 //! tasks; everything else — health, metrics, the OpenAPI document at `/openapi.json`, tenancy,
 //! each route's callers (from the call graph; a service whose routes and call-graph operations
-//! differ does not start), header and body limits, request deadline, request ids, server spans, request metrics,
-//! problem+json for unknown routes and panics, migrations, bounded connections, graceful drain —
-//! is assembled here the same way for all four.
+//! differ does not start), header and body limits, request deadline, request ids, server spans,
+//! request metrics, problem+json for unknown routes and panics, migrations, bounded connections,
+//! graceful drain — is assembled here the same way for all four.
 
 use std::{
     future::Future,
