@@ -1,7 +1,7 @@
 # Demos and the benchmark on the local mesh (tools/internal/demo). Included by the Makefile.
 # Each target brings the mesh up (or repairs it), runs, and leaves it up: `make mesh-down` ends.
 #
-#   make mesh-demo NAME=canary|circuit-breaker|retries|tenant-isolation
+#   make mesh-demo NAME=canary|circuit-breaker|retries|tenant-isolation|overload
 #                      a bounded (≤ 1 min), narrated scenario with a per-second chart, ending
 #                      with DESIGN.md's invariants checked in SQL on the mesh's databases
 #   make bench-mesh    closed-loop capacity without and with the mesh; the same open-loop order
@@ -20,8 +20,8 @@ BENCH_MESH_OVERLOAD ?= 60s
 mesh-demo-bins: ## build what the demos drive: loadgen and check-invariants (release)
 	cargo build --release -p loadgen -p ordermesh-e2e --bin loadgen --bin check-invariants
 
-mesh-demo: mesh-up mesh-demo-bins ## a narrated scenario on the local mesh: make mesh-demo NAME=canary|circuit-breaker|retries|tenant-isolation
-	@test -n "$(NAME)" || { echo "mesh-demo: NAME=canary|circuit-breaker|retries|tenant-isolation"; exit 2; }
+mesh-demo: mesh-up mesh-demo-bins ## a narrated scenario on the local mesh: make mesh-demo NAME=canary|circuit-breaker|retries|tenant-isolation|overload
+	@test -n "$(NAME)" || { echo "mesh-demo: NAME=canary|circuit-breaker|retries|tenant-isolation|overload"; exit 2; }
 	@$(MESH_BIN) demo -root $(CURDIR) -name $(NAME)
 
 bench-mesh: mesh-up mesh-demo-bins ## capacity, cost at half capacity and 2x overload, with and without the mesh; issue 19 goal verdicts

@@ -22,8 +22,8 @@ func TestGatewayRefusesPastTheAdmissionWindowWithRetryAfter(t *testing.T) {
 	base, hosts := gateway(t)
 	tn := loaded.Model.Tenants[0]
 	orders := tn.NamespaceFor("orders")
-	cp := destinationRule(t, orders, "order-service").GetTrafficPolicy().GetConnectionPool()
-	window := int(cp.GetTcp().GetMaxConnections() + cp.GetHttp().GetHttp1MaxPendingRequests())
+	// HTTP/2 to order-service: the gateway's cap on requests in flight (invariants/admission.go).
+	window := int(destinationRule(t, orders, "order-service").GetTrafficPolicy().GetConnectionPool().GetHttp().GetHttp2MaxRequests())
 	n := window + 12
 
 	// order-service frozen: the window fills and stays full until the apps go on.
@@ -91,10 +91,12 @@ func TestGatewayRefusesPastTheAdmissionWindowWithRetryAfter(t *testing.T) {
 			t.Errorf("answer %d: %s", a.status, a.detail)
 		}
 	}
-	if refused < n-window || admitted == 0 || admitted > window {
-		t.Errorf("%d concurrent orders against a window of %d: %d admitted, %d refused (want ≤ %d admitted, ≥ %d refused)",
-			n, window, admitted, refused, window, n-window)
+	// At most the window is admitted (fewer when a pod's connection was still being set up: a
+	// request waits for it only in the short pending queue); every other order is refused.
+	if admitted < 1 || admitted > window || refused != n-admitted {
+		t.Errorf("%d concurrent orders against a window of %d: %d admitted, %d refused (want 1..%d admitted, the rest refused)",
+			n, window, admitted, refused, window)
 	}
-	t.Logf("%d concurrent orders, order-service frozen, window %d in flight + queued per gateway: %d refused at once with 503 problem+json Retry-After: 1 (connection kept), %d admitted and answered 201 once it went on",
+	t.Logf("%d concurrent orders, order-service frozen, window %d in flight per gateway: %d refused at once with 503 problem+json Retry-After: 1 (connection kept), %d admitted and answered 201 once it went on",
 		n, window, refused, admitted)
 }

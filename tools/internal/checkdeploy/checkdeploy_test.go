@@ -700,21 +700,19 @@ spec:
 	// ---- admission at the front door ----
 	{"AdmissionWindowTooWide", func(t *testing.T) {
 		b, _ := base(t)
-		dr := find(t, b, "DestinationRule", "tenant-a-orders", "order-service")
-		set(t, dr, "spec.trafficPolicy.connectionPool.tcp.maxConnections", int64(100))
-		set(t, dr, "spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests", int64(64))
-		expectFailure(t, b, invariants.IDAdmission, "tenant-a", "DestinationRule tenant-a-orders/order-service", "admits 100 in flight + 64 queued per gateway")
+		set(t, find(t, b, "DestinationRule", "tenant-a-orders", "order-service"), "spec.trafficPolicy.connectionPool.http.http2MaxRequests", int64(256))
+		expectFailure(t, b, invariants.IDAdmission, "tenant-a", "DestinationRule tenant-a-orders/order-service", "admits 256 orders in flight per gateway")
 	}},
-	{"AdmissionQueueLongerThanInFlight", func(t *testing.T) {
+	{"AdmissionOverHTTP1", func(t *testing.T) {
 		b, _ := base(t)
-		set(t, find(t, b, "DestinationRule", "tenant-b-orders", "order-service"), "spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests", int64(9))
-		expectFailure(t, b, invariants.IDAdmission, "tenant-b", "DestinationRule tenant-b-orders/order-service", "queues 9 behind 8 in flight")
+		del(t, find(t, b, "DestinationRule", "tenant-b-orders", "order-service"), "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy")
+		expectFailure(t, b, invariants.IDAdmission, "tenant-b", "DestinationRule tenant-b-orders/order-service", "speaks HTTP/1.1 to order-service")
 	}},
 	{"AdmissionLimitRemoved", func(t *testing.T) {
 		b, _ := base(t)
-		del(t, find(t, b, "DestinationRule", "tenant-a-orders", "order-service"), "spec.trafficPolicy.connectionPool.tcp.maxConnections")
+		del(t, find(t, b, "DestinationRule", "tenant-a-orders", "order-service"), "spec.trafficPolicy.connectionPool.http.http2MaxRequests")
 		expectFailure(t, b, invariants.IDAdmission, "tenant-a", "DestinationRule tenant-a-orders/order-service", "no admission window")
-		expectFailure(t, b, invariants.IDCircuitBreaker, "tenant-a", "DestinationRule tenant-a-orders/order-service", "connectionPool.tcp.maxConnections unset")
+		expectFailure(t, b, invariants.IDCircuitBreaker, "tenant-a", "DestinationRule tenant-a-orders/order-service", "connectionPool.http.http2MaxRequests unset")
 	}},
 	{"RefusalWithoutRetryAfter", func(t *testing.T) {
 		b, _ := base(t)

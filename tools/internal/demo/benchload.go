@@ -115,7 +115,7 @@ func (e *Env) recovery(tenant, sku string, rate int, normalP99 float64) (time.Du
 	since := -1
 	for t := range l.ticks {
 		switch {
-		case t.Answered > 0 && t.P99ms > 2*normalP99:
+		case t.OK > 0 && t.OKP99ms > 2*normalP99:
 			since = -1
 		case since < 0:
 			since = t.T

@@ -42,12 +42,13 @@ type seeded struct {
 }
 
 // Names lists the demos.
-var Names = []string{"canary", "circuit-breaker", "retries", "tenant-isolation"}
+var Names = []string{"canary", "circuit-breaker", "retries", "tenant-isolation", "overload"}
 
 // Run runs the named demo.
 func Run(e *Env, name string) error {
 	demos := map[string]func(*Env) error{
 		"canary": canary, "circuit-breaker": circuitBreaker, "retries": retries, "tenant-isolation": tenantIsolation,
+		"overload": overload,
 	}
 	d, ok := demos[name]
 	if !ok {

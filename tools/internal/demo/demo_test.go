@@ -7,8 +7,8 @@ import (
 )
 
 func TestParseProgress(t *testing.T) {
-	got, ok := parseProgress("progress t=3s answered=20 ok=18 5xx=1 errors=1 p50_ms=12.3 p99_ms=40.1")
-	want := Tick{T: 3, Answered: 20, OK: 18, S5xx: 1, Errors: 1, P50ms: 12.3, P99ms: 40.1}
+	got, ok := parseProgress("progress t=3s answered=20 ok=18 5xx=1 errors=1 p50_ms=12.3 p99_ms=40.1 ok_p99_ms=38.5")
+	want := Tick{T: 3, Answered: 20, OK: 18, S5xx: 1, Errors: 1, P50ms: 12.3, P99ms: 40.1, OKP99ms: 38.5}
 	if !ok || got != want {
 		t.Fatalf("got %+v %v, want %+v", got, ok, want)
 	}

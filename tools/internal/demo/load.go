@@ -21,9 +21,10 @@ type Tick struct {
 	T                          int
 	Answered, OK, S5xx, Errors int
 	P50ms, P99ms               float64
+	OKP99ms                    float64 // the 2xx answers' alone
 }
 
-// parseProgress reads "progress t=3s answered=20 ok=19 5xx=1 errors=0 p50_ms=12.3 p99_ms=40.1".
+// parseProgress reads "progress t=3s answered=20 ok=19 5xx=1 errors=0 p50_ms=12.3 p99_ms=40.1 ok_p99_ms=38.2".
 func parseProgress(line string) (Tick, bool) {
 	f := strings.Fields(line)
 	if len(f) < 7 || f[0] != "progress" {
@@ -55,6 +56,8 @@ func parseProgress(line string) (Tick, bool) {
 			t.P50ms = n
 		case "p99_ms":
 			t.P99ms = n
+		case "ok_p99_ms":
+			t.OKP99ms = n
 		}
 	}
 	return t, true
@@ -73,8 +76,8 @@ func chartLine(t Tick, rate int, figure string) string {
 	if r := []rune(bar); len(r) > 30 {
 		bar = string(r[:29]) + "…"
 	}
-	return fmt.Sprintf("%3ds %-30s %3d/s 5xx %3d err %3d  p50 %6.1fms p99 %7.1fms │ %s",
-		t.T, bar, t.Answered, t.S5xx, t.Errors, t.P50ms, t.P99ms, figure)
+	return fmt.Sprintf("%3ds %-30s %3d/s 5xx %3d err %3d  p50 %6.1fms p99 %7.1fms 2xx p99 %7.1fms │ %s",
+		t.T, bar, t.Answered, t.S5xx, t.Errors, t.P50ms, t.P99ms, t.OKP99ms, figure)
 }
 
 // event happens at second At of the load.

@@ -3,10 +3,11 @@
 // queueing for seconds behind the work it should have refused.
 //
 //  1. Each tenant's public host (order-service, the gateway's only upstream) has a small
-//     admission window: what one gateway keeps in flight (connectionPool.tcp.maxConnections,
-//     HTTP/1.1 upstream) plus what it queues (http1MaxPendingRequests) is at most
-//     MaxAdmittedPerGateway, and the queue is no longer than what is in flight — so a queued
-//     order waits about one order's time at most.
+//     admission window: the gateway speaks HTTP/2 to it (h2UpgradePolicy UPGRADE), so that
+//     http2MaxRequests caps the requests in flight across all its pods, and that cap is at most
+//     MaxAdmittedPerGateway. (Over HTTP/1.1 the cap would be maxConnections, enforced across
+//     per-pod connection pools: an idle connection to one pod cannot serve a request sent to
+//     another, which waits as pending or is refused below the cap.)
 //  2. A refusal is an answer a client can act on: an EnvoyFilter on the ingress gateway maps
 //     Envoy's overflow reply (response flag UO) to one with a Retry-After header.
 package invariants
@@ -23,9 +24,9 @@ import (
 	"ordermesh.local/tools/internal/report"
 )
 
-// MaxAdmittedPerGateway bounds what one gateway admits to one tenant's order-service: in flight
-// plus queued. On the reference machine (2 cores) bench-mesh finds the knee at 8-16 orders in
-// flight; 32 leaves room for bigger nodes and still cannot queue seconds of work.
+// MaxAdmittedPerGateway bounds the orders one gateway keeps in flight to one tenant's
+// order-service. On the reference machine (2 cores) bench-mesh finds the knee at 8; 32 leaves
+// room for bigger nodes and still cannot queue seconds of work.
 const MaxAdmittedPerGateway = 32
 
 func checkAdmission(m *model.Model, r *report.Report) {
@@ -33,11 +34,11 @@ func checkAdmission(m *model.Model, r *report.Report) {
 	for _, t := range m.Tenants {
 		host := m.FQDN("order-service", t.NamespaceFor(callgraph.Orders))
 		for _, dr := range destinationRulesFor(m, host) {
-			for _, b := range admissionProblems(dr.Spec.GetTrafficPolicy().GetConnectionPool()) {
-				c.add(t.Overlay, dr.Ref(), b, fmt.Sprintf("size the gateway's pool to order-service from make bench-mesh's knee: maxConnections + http1MaxPendingRequests ≤ %d, the queue ≤ the connections", MaxAdmittedPerGateway))
-			}
 			cp := dr.Spec.GetTrafficPolicy().GetConnectionPool()
-			c.detail(t.Overlay, fmt.Sprintf("%d in flight + %d queued per gateway", cp.GetTcp().GetMaxConnections(), cp.GetHttp().GetHttp1MaxPendingRequests()))
+			for _, b := range admissionProblems(cp) {
+				c.add(t.Overlay, dr.Ref(), b, fmt.Sprintf("the gateway's pool to order-service: h2UpgradePolicy UPGRADE and http2MaxRequests ≤ %d, sized from make bench-mesh's knee", MaxAdmittedPerGateway))
+			}
+			c.detail(t.Overlay, fmt.Sprintf("%d orders in flight per gateway (HTTP/2)", cp.GetHttp().GetHttp2MaxRequests()))
 		}
 	}
 	if ref := overflowAnswer(m); ref == "" {
@@ -49,18 +50,18 @@ func checkAdmission(m *model.Model, r *report.Report) {
 	c.emit(r, IDAdmission, "the ingress gateway admits a bounded window and answers the rest with Retry-After", true)
 }
 
-// admissionProblems lists what makes the front door's pool an unbounded or long queue.
+// admissionProblems lists what keeps the front door's pool from being a small cap on the
+// requests in flight.
 func admissionProblems(cp *networking.ConnectionPoolSettings) []string {
-	inFlight, queued := cp.GetTcp().GetMaxConnections(), cp.GetHttp().GetHttp1MaxPendingRequests()
 	var bad []string
-	if inFlight <= 0 || queued <= 0 {
-		return []string{"no admission window (connectionPool.tcp.maxConnections or http.http1MaxPendingRequests unset: Istio's default is 2^32-1)"}
+	if cp.GetHttp().GetH2UpgradePolicy() != networking.ConnectionPoolSettings_HTTPSettings_UPGRADE {
+		bad = append(bad, "the gateway speaks HTTP/1.1 to order-service: its cap is per connection pool, not on the requests in flight (h2UpgradePolicy is not UPGRADE)")
 	}
-	if inFlight+queued > MaxAdmittedPerGateway {
-		bad = append(bad, fmt.Sprintf("admits %d in flight + %d queued per gateway (> %d): past capacity, admitted orders wait in the queue instead of being refused", inFlight, queued, MaxAdmittedPerGateway))
-	}
-	if queued > inFlight {
-		bad = append(bad, fmt.Sprintf("queues %d behind %d in flight: a queued order waits longer than an order takes", queued, inFlight))
+	switch n := cp.GetHttp().GetHttp2MaxRequests(); {
+	case n <= 0:
+		bad = append(bad, "no admission window (connectionPool.http.http2MaxRequests unset: Istio's default is 2^32-1)")
+	case n > MaxAdmittedPerGateway:
+		bad = append(bad, fmt.Sprintf("admits %d orders in flight per gateway (> %d): past capacity, admitted orders wait behind each other instead of the excess being refused", n, MaxAdmittedPerGateway))
 	}
 	return bad
 }
