@@ -12,7 +12,7 @@
 
 BENCH_MESH_RATE     ?= 0
 BENCH_MESH_DURATION ?= 20s
-BENCH_MESH_WORKERS  ?= 16
+BENCH_MESH_WORKERS  ?= 8
 BENCH_MESH_OVERLOAD ?= 60s
 
 .PHONY: mesh-demo-bins mesh-demo bench-mesh

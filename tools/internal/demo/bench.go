@@ -102,6 +102,12 @@ func Bench(e *Env, o BenchOptions) error {
 		return err
 	}
 	plainCPU := after.minus(before).minus(idlePlain.times(time.Since(t0).Seconds()))
+	var plainSweep, meshSweep []sweepPoint
+	if o.Workers > 0 {
+		if plainSweep, err = e.sweep(tn.ID, true, []string{"--target", tn.ID + "=" + direct}, sku, sweepRates(capMesh), idlePlain); err != nil {
+			return err
+		}
+	}
 	stop()
 	rq0, err := e.proxiedRequests()
 	if err != nil {
@@ -131,6 +137,11 @@ func Bench(e *Env, o BenchOptions) error {
 		return err
 	}
 	handshakes := e.handshakes()
+	if o.Workers > 0 {
+		if meshSweep, err = e.sweep(tn.ID, false, e.gatewayTarget(tn.ID), sku, sweepRates(capMesh), idleMesh); err != nil {
+			return err
+		}
+	}
 	e.printLatency(plain, meshed)
 	e.printSplit(plainCPU, plain.Requests, meshCPU, meshed.Requests)
 	proxied, busyProxies := servedBetween(rq0, rq1)
@@ -150,6 +161,11 @@ func Bench(e *Env, o BenchOptions) error {
 	addedP50, addedP99 := meshed.LatencyMs["p50"]-plain.LatencyMs["p50"], meshed.LatencyMs["p99"]-plain.LatencyMs["p99"]
 	e.say("  latency added p50 %+.1f ms, p99 %+.1f ms   goal ≤ %.0f / %.0f ms: %s", addedP50, addedP99, goalAddedP50Ms, goalAddedP99Ms,
 		verdict(addedP50 <= goalAddedP50Ms && addedP99 <= goalAddedP99Ms))
+	if o.Workers > 0 {
+		if _, err := e.printSweep(plainSweep, meshSweep); err != nil {
+			return err
+		}
+	}
 	if o.Workers > 0 && o.Overload > 0 {
 		if err := e.overload(tn.ID, sku, capMesh, meshed.LatencyMs["p99"], o.Overload); err != nil {
 			return err

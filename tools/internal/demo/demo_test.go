@@ -2,6 +2,7 @@
 package demo
 
 import (
+	"encoding/xml"
 	"strings"
 	"testing"
 )
@@ -33,5 +34,29 @@ func TestDelta(t *testing.T) {
 	d := delta()
 	if d(10) != 0 || d(15) != 5 || d(15) != 0 {
 		t.Error("delta is not per-call increments")
+	}
+}
+
+// The sweep's chart is well-formed SVG with one line per series, its points placed on the axes'
+// scale (the largest total at the top of a 1-2-5 scale, the largest rate at the right).
+func TestSweepChart(t *testing.T) {
+	plain := []sweepPoint{{rate: 40, total: 4}, {rate: 80, total: 3.5}, {rate: 120, total: 3.2}}
+	meshed := []sweepPoint{{rate: 40, envoys: 7, total: 14}, {rate: 80, envoys: 6, total: 12}, {rate: 120, envoys: 5, total: 11}}
+	svg := sweepSVG(plain, meshed)
+	if err := xml.Unmarshal([]byte(svg), new(struct{})); err != nil {
+		t.Fatalf("not XML: %v", err)
+	}
+	if n := strings.Count(svg, "<polyline"); n != 3 {
+		t.Errorf("%d lines, want 3 (without, with, the Envoys)", n)
+	}
+	// y axis 0..20 ms over 310 px from y=350: 14 ms at 350-310*14/20 = 133; x axis 0..200/s over
+	// 560 px from x=60: 40/s at 172.
+	if !strings.Contains(svg, `<circle cx="172.0" cy="133.0"`) {
+		t.Errorf("the meshed 40/s point is not at (172, 133):\n%s", svg)
+	}
+	for v, want := range map[float64]float64{0.3: 1, 1: 1, 3.2: 5, 14: 20, 120: 200, 500: 500} {
+		if got := niceCeil(v); got != want {
+			t.Errorf("niceCeil(%g) = %g, want %g", v, got, want)
+		}
 	}
 }
