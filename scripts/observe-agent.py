@@ -31,6 +31,7 @@ import http.server
 import json
 import os
 import re
+import socketserver
 import sys
 import threading
 import time
@@ -208,6 +209,12 @@ class MergedMetrics(http.server.ThreadingHTTPServer):
         self.pod = pod
         super().__init__((pod.ip, MERGED_PORT), MergedHandler)
 
+    def server_bind(self):
+        # HTTPServer's own looks the address up in DNS (socket.getfqdn), which in a mesh pod's
+        # namespace asks a resolver that is not there and waits out its timeouts: bind only.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.pod.ip, MERGED_PORT
+
 
 class MergedHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -248,15 +255,16 @@ class Agent:
             try:
                 enter_netns(pod.netns)
                 holder["server"] = MergedMetrics(pod)
-            except OSError as e:
-                holder["error"] = e
+            except Exception as e:  # noqa: BLE001 - reported to the caller, whatever it is
+                holder["error"] = e if isinstance(e, OSError) else OSError(f"{type(e).__name__}: {e}")
                 started.set()
                 return
             started.set()
             holder["server"].serve_forever(poll_interval=0.5)
 
         threading.Thread(target=run, name=pod.key, daemon=True).start()
-        started.wait(10)
+        if not started.wait(10):
+            raise OSError(f"no server for {pod.key} after 10 s")
         if "error" in holder:
             raise holder["error"]
         return holder["server"]

@@ -75,8 +75,10 @@ def main():
         sh("ip", "link", "set", POD_IF, "netns", NETNS)
         sh("ip", "addr", "add", f"{HOST_IP}/30", "dev", HOST_IF)
         sh("ip", "link", "set", HOST_IF, "up")
+        # Like a mesh pod's: a default route via the host, so a DNS lookup from inside (to the
+        # host's resolver, which answers no pod) waits out its timeouts instead of failing at once.
         for cmd in (["ip", "addr", "add", f"{POD_IP}/30", "dev", POD_IF], ["ip", "link", "set", POD_IF, "up"],
-                    ["ip", "link", "set", "lo", "up"]):
+                    ["ip", "link", "set", "lo", "up"], ["ip", "route", "add", "default", "via", HOST_IP]):
             sh("ip", "netns", "exec", NETNS, *cmd)
 
         # The pod's sidecar: a real Envoy with the local mesh's stats tags, admin on 127.0.0.1:15000.
