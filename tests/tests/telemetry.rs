@@ -302,6 +302,22 @@ async fn scrape(cluster: &Cluster, svc: Svc) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(lines).expect("/metrics parses as Prometheus text")
 }
 
+/// `service_info{version, tenant} 1` is set while the router is built, before any request:
+/// the metrics recorder must be installed by then, or the gauge goes nowhere (the dashboards'
+/// tenant list read it and found nothing on the local mesh's fresh processes).
+#[tokio::test]
+async fn every_service_publishes_service_info_from_its_first_scrape() {
+    let cluster = Cluster::start("tenant-a").await;
+    for svc in Svc::ALL {
+        let metrics = scrape(&cluster, svc).await;
+        assert_eq!(
+            sample(&metrics, "service_info", &[("tenant", "tenant-a")]),
+            1.0,
+            "{svc:?}: no service_info{{tenant=\"tenant-a\"}} 1 in its first scrape"
+        );
+    }
+}
+
 #[tokio::test]
 async fn metrics_count_requests_calls_and_saga_outcomes() {
     let cluster = Cluster::start("tenant-a").await;

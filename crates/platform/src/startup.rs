@@ -131,6 +131,9 @@ impl Application {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         };
+        // The metrics recorder first: what is recorded before it exists goes nowhere, and the
+        // router records `service_info` while it is built.
+        let _ = platform_metrics::handle();
         let (api, api_doc) = api(&platform).split_for_parts();
         let callers = caller_policy(service, &platform.settings, &api_doc)?;
         let openapi = serde_json::to_vec(&document(service, api_doc))
