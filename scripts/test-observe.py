@@ -57,11 +57,22 @@ def http(method, url, body=None, headers=None, timeout=30):
             return e.code, raw.decode(errors="replace")
 
 
-class Tenant:
-    """Where a tenant's orders go, and the processes of its payment-service."""
+SEED_PRICE = 1999  # minor units; the price every seeded item has
 
-    def __init__(self, name, base, host, payment_pids):
+
+class Tenant:
+    """Where a tenant's orders go, the processes of its payment-service, and how to set an item
+    of its catalog (`set_item(sku, body)`: inventory's operator API, from the host for make up,
+    from inside an inventory pod for the mesh)."""
+
+    def __init__(self, name, base, host, payment_pids, set_item):
         self.name, self.base, self.host, self.payment_pids = name, base, host, payment_pids
+        self.set_item = set_item
+
+    def seed(self, sku, available):
+        code, body = self.set_item(sku, {"available": available, "unit_price": SEED_PRICE, "currency": "EUR"})
+        if code != 200:
+            sys.exit(f"test-observe: seeding {sku} in {self.name}: {code} {body}")
 
     def call(self, method, path, body=None, key=None):
         h = {"x-tenant-id": self.name}
@@ -77,14 +88,33 @@ class Tenant:
 
 
 def platform_tenants():
+    groups = agent.platform_targets(ROOT)
     out = []
-    for g in agent.platform_targets(ROOT):
+    for g in groups:
         if g["labels"]["app"] != "order-service":
             continue
         tenant = g["labels"]["namespace"].rsplit("-", 1)[0]
         pidfile = os.path.join(ROOT, ".local/run", f"{tenant}-payment.pid")
-        out.append(Tenant(tenant, "http://" + g["targets"][0], None, [int(open(pidfile).read())]))
+        inventory = next(i["targets"][0] for i in groups
+                         if i["labels"]["app"] == "inventory-service" and i["labels"]["namespace"] == g["labels"]["namespace"])
+
+        def set_item(sku, body, tenant=tenant, inventory=inventory):
+            return http("PUT", f"http://{inventory}/api/v1/items/{sku}", body, {"x-tenant-id": tenant})
+        out.append(Tenant(tenant, "http://" + g["targets"][0], None, [int(open(pidfile).read())], set_item))
     return sorted(out, key=lambda t: t.name)
+
+
+def set_item_in_pod(pod, tenant):
+    """An item set through inventory's operator API from inside the pod (no sidecar in between,
+    as an operator's kubectl exec would)."""
+    def set_item(sku, body):
+        r = subprocess.run(["ip", "netns", "exec", pod.netns, "curl", "-sS", "-X", "PUT", "-w", "\n%{http_code}",
+                            f"http://127.0.0.1:8080/api/v1/items/{sku}", "-H", f"x-tenant-id: {tenant}",
+                            "-H", "content-type: application/json", "-d", json.dumps(body)],
+                           capture_output=True, text=True, timeout=30)
+        text, _, code = r.stdout.rpartition("\n")
+        return int(code or 0), text or r.stderr
+    return set_item
 
 
 def mesh_tenants():
@@ -104,7 +134,8 @@ def mesh_tenants():
     for tenant, host in sorted(hosts.items()):
         pids = [p["pid"] for k, p in state["procs"].items()
                 if k.startswith(f"{tenant}-payments/payment-service") and k.endswith("/app") and agent.alive(p["pid"], p["start_time"])]
-        out.append(Tenant(tenant, f"http://{gw.ip}:{port}", host, pids))
+        inventory = next(p for p in pods if p.namespace == f"{tenant}-orders" and p.labels.get("app") == "inventory-service")
+        out.append(Tenant(tenant, f"http://{gw.ip}:{port}", host, pids, set_item_in_pod(inventory, tenant)))
     return out
 
 
@@ -117,18 +148,24 @@ def gw_bootstrap(pod):
 def drive(tenants, deadline):
     """Orders through every outcome the rules and dashboards show; returns what went wrong."""
     problems = []
+    # SKUs of this run's own, so that no earlier run or demo can have drained what it orders.
+    run = uuid.uuid4().hex[:8].upper()
+    ok_sku, declined_sku, repriced_sku = f"OBSERVE-{run}-A", f"OBSERVE-{run}-B", f"OBSERVE-{run}-C"
+    for t in tenants:
+        for sku in (ok_sku, declined_sku, repriced_sku):
+            t.seed(sku, 1000)
     for t in tenants:
         for i in range(3):
-            code, o = t.order([{"sku": "SKU-001", "quantity": 1}])
+            code, o = t.order([{"sku": ok_sku, "quantity": 1}])
             if code != 201 or o.get("status") != "CONFIRMED":
                 problems.append(f"{t.name}: order {i}: {code} {o}")
-        code, o = t.order([{"sku": "SKU-002", "quantity": 1}], method="card_declined")
+        code, o = t.order([{"sku": declined_sku, "quantity": 1}], method="card_declined")
         if code != 201 or o.get("failure_reason") != "payment_declined":
             problems.append(f"{t.name}: declined card: {code} {o}")
-        code, o = t.order([{"sku": "SKU-003", "quantity": 1, "unit_price": 1}])
+        code, o = t.order([{"sku": repriced_sku, "quantity": 1, "unit_price": SEED_PRICE - 1}])
         if code != 201 or o.get("failure_reason") != "price_changed":
             problems.append(f"{t.name}: changed price: {code} {o}")
-        code, o = t.order([{"sku": "SKU-001", "quantity": 1}])
+        code, o = t.order([{"sku": ok_sku, "quantity": 1}])
         if code == 201:
             code, o = t.call("POST", f"/api/v1/orders/{o['id']}/cancel")
         if code != 200 or o.get("status") != "CANCELLED":
@@ -140,7 +177,7 @@ def drive(tenants, deadline):
         os.kill(pid, signal.SIGSTOP)
     try:
         code, o = t.call("POST", "/api/v1/orders", {"customer_id": "observe-reconciled", "currency": "EUR",
-                                                    "items": [{"sku": "SKU-001", "quantity": 1}]}, str(uuid.uuid4()))
+                                                    "items": [{"sku": ok_sku, "quantity": 1}]}, str(uuid.uuid4()))
     finally:
         for pid in t.payment_pids:
             os.kill(pid, signal.SIGCONT)
