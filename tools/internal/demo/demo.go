@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,10 +55,32 @@ func Run(e *Env, name string) error {
 	if !ok {
 		return fmt.Errorf("no demo %q (have: %s)", name, strings.Join(Names, ", "))
 	}
+	if q := graphs[name]; q != "" {
+		e.say("with make observe running, the graph of it: %s\n", prometheusGraph(q))
+	}
 	if err := d(e); err != nil {
 		return err
 	}
 	return e.checkInvariants()
+}
+
+// graphs is each demo's query for Prometheus' graph page (README § "Watching it"), tenant-a,
+// over 30 s windows: the demos last under a minute.
+var graphs = map[string]string{
+	"canary":           `sum by (cluster_name) (rate(envoy_cluster_upstream_rq_completed{namespace="tenant-a-orders", cluster_name=~"outbound.*(stable|canary).payment-service.*"}[30s]))`,
+	"circuit-breaker":  `sum by (pod) (envoy_cluster_outlier_detection_ejections_active{namespace="tenant-a-orders", cluster_name=~"outbound.*stable.payment-service.*"})`,
+	"retries":          `sum(rate(envoy_cluster_upstream_rq_timeout{namespace="tenant-a-payments", cluster_name=~".*inventory-service.*"}[30s]))`,
+	"tenant-isolation": `sum by (namespace, app) (increase(envoy_http_rbac{authz_enforce_result="denied"}[1m]))`,
+	"overload":         `sum by (cluster_name) (rate(envoy_cluster_upstream_rq_active_overflow{namespace="istio-system", cluster_name=~"outbound.*order-service.tenant-a-orders.*"}[30s]))`,
+}
+
+// prometheusGraph is the URL of `make observe`'s graph page for query q, over 5 minutes.
+func prometheusGraph(q string) string {
+	port := os.Getenv("OBSERVE_PORT")
+	if port == "" {
+		port = "9090"
+	}
+	return fmt.Sprintf("http://127.0.0.1:%s/graph?g0.expr=%s&g0.tab=0&g0.range_input=5m", port, url.QueryEscape(q))
 }
 
 func (e *Env) say(format string, args ...any) {

@@ -3,6 +3,7 @@ package demo
 
 import (
 	"encoding/xml"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -57,6 +58,21 @@ func TestSweepChart(t *testing.T) {
 	for v, want := range map[float64]float64{0.3: 1, 1: 1, 3.2: 5, 14: 20, 120: 200, 500: 500} {
 		if got := niceCeil(v); got != want {
 			t.Errorf("niceCeil(%g) = %g, want %g", v, got, want)
+		}
+	}
+}
+
+// Every demo has its graph, a URL of make observe's Prometheus whose query decodes back intact.
+func TestEveryDemoHasAPrometheusGraph(t *testing.T) {
+	for _, name := range Names {
+		q := graphs[name]
+		if q == "" {
+			t.Errorf("demo %s has no graph", name)
+			continue
+		}
+		u, err := url.Parse(prometheusGraph(q))
+		if err != nil || u.Query().Get("g0.expr") != q || u.Path != "/graph" {
+			t.Errorf("demo %s: %q does not carry its query (%v)", name, prometheusGraph(q), err)
 		}
 	}
 }

@@ -196,16 +196,17 @@ interval (5 s).
 func retries(e *Env) error {
 	tn := e.tenantA()
 	orders := tn.NamespaceFor("orders")
-	callers := e.podsOf(orders, "order-service", "")
+	// payment-service is inventory's caller (order → payment → inventory): its Envoys time out.
+	callers := e.podsOf(tn.NamespaceFor("payments"), "payment-service", "")
 	inv := e.podsOf(orders, "inventory-service", "")
 	victim := inv[len(inv)-1]
 	cluster := fmt.Sprintf("outbound|8080||inventory-service.%s.svc.cluster.local", orders)
 	e.say(`retries — load through the gateway; from 6 s to 30 s %s's app is frozen (SIGSTOP) for
 3 s, thawed (SIGCONT) for 3 s, and so on. A reservation sent to the frozen replica hangs until
 the route's timeout; POSTs are not retried on 5xx or timeouts (a retry could reserve twice), so
-order-service answers 503 and leaves the order PENDING; its reconciler finishes it. Watch the
-5xx column and the right-hand column (frozen or not; the caller Envoys' timeouts and retries to
-inventory that second). At the end: every order settled, no double charge (SQL).
+payment-service and then order-service answer 503 and the order stays PENDING; order-service's
+reconciler finishes it. Watch the 5xx column and the right-hand column (frozen or not; the
+payment pods' Envoys' timeouts and retries to inventory that second). At the end: every order settled, no double charge (SQL).
 `, victim.Key())
 	sku, err := e.demoSKU(tn.ID, 100000)
 	if err != nil {
