@@ -100,6 +100,7 @@ pub mod payment {
         "items": [{"sku": "SKU-001", "quantity": 2, "unit_price": 1999}]
     }))]
     pub struct CreatePayment {
+        #[schema(schema_with = schemas::order_id)]
         pub order_id: Uuid,
         #[serde(
             default,
@@ -111,6 +112,8 @@ pub mod payment {
         #[schema(schema_with = schemas::currency)]
         pub currency: String,
         pub payment_method: PaymentMethod,
+        /// 1 to 50 lines, each SKU at most once; when every line expects a price, Σ unit_price ×
+        /// quantity is at most 1000000000000 minor units.
         #[schema(min_items = 1, max_items = 50)]
         pub items: Vec<LineItem>,
     }
@@ -204,9 +207,11 @@ pub mod inventory {
         "commit": true
     }))]
     pub struct CreateReservation {
+        #[schema(schema_with = schemas::order_id)]
         pub order_id: Uuid,
         #[schema(schema_with = schemas::currency)]
         pub currency: String,
+        /// 1 to 50 lines, each SKU at most once.
         #[schema(min_items = 1, max_items = 50)]
         pub items: Vec<LineItem>,
         /// Sell the stock at once (`COMMITTED`) instead of holding it (`RESERVED`).
@@ -332,6 +337,7 @@ pub mod notify {
         "message": "Order 0190f3a2-5b7c-7d1e-8f20-3a4b5c6d7e8f is confirmed: 3998 EUR."
     }))]
     pub struct CreateNotification {
+        #[schema(schema_with = schemas::order_id)]
         pub order_id: Uuid,
         pub kind: NotificationKind,
         #[schema(schema_with = message_schema)]

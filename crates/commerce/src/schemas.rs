@@ -6,10 +6,16 @@
 //! Integers are JSON Schema integers: `2.0` is the integer 2, and the services accept it as such
 //! (see [`crate::json_integer`]).
 
-use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
+use serde_json::{Value, json};
+use utoipa::openapi::{
+    KnownFormat, RefOr,
+    extensions::Extensions,
+    schema::{ArrayBuilder, Object, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type},
+};
 
 use crate::values::{
-    CONTROL_CHARACTERS, CURRENCIES, MAX_AMOUNT, MAX_QUANTITY, MAX_STOCK, Sku, WHITE_SPACE,
+    CONTROL_CHARACTERS, CURRENCIES, MAX_AMOUNT, MAX_LINE_ITEMS, MAX_QUANTITY, MAX_STOCK, Sku,
+    WHITE_SPACE,
 };
 
 /// A SKU: `[A-Z0-9][A-Z0-9-]{0,63}`.
@@ -60,6 +66,51 @@ pub fn currency() -> Object {
             "An ISO 4217 code this platform settles in, e.g. `EUR`.",
         ))
         .build()
+}
+
+/// The order a request is about: a UUID, never the nil UUID (`00000000-…`), which names no order
+/// (the services refuse it with 422).
+pub fn order_id() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+        .description(Some("The order's id: a UUID other than the nil UUID."))
+        .extensions(Some(keyword(
+            "not",
+            json!({ "const": uuid::Uuid::nil().to_string() }),
+        )))
+        .build()
+}
+
+/// The `items` of a request: 1 to [`MAX_LINE_ITEMS`] lines, each of the schema `line` (written
+/// inline: a field's `schema_with` does not register the components it refers to).
+pub fn lines(line: RefOr<Schema>) -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(line)
+        .min_items(Some(1))
+        .max_items(Some(MAX_LINE_ITEMS))
+}
+
+/// The keyword that refuses lines which all expect the price 0 (an order's expected total must
+/// be more than 0): `not` every line has a `unit_price` of 0 (`null` is no expectation). Lines
+/// number at least one, so "every line" is never vacuous.
+pub fn not_every_price_zero() -> Extensions {
+    keyword(
+        "not",
+        json!({
+            "items": {
+                "required": ["unit_price"],
+                "properties": { "unit_price": { "const": 0 } }
+            }
+        }),
+    )
+}
+
+/// A JSON Schema keyword utoipa's schema types have no field for (`not`). An extension's entries
+/// are written as members of the schema object they belong to (utoipa flattens them), which is
+/// where JSON Schema reads a keyword.
+fn keyword(name: &str, value: Value) -> Extensions {
+    Extensions::from_iter([(name, value)])
 }
 
 /// Free text a client sends that must say something: 1 to `max_chars` characters (Unicode code

@@ -1,7 +1,7 @@
 //! The schemas `commerce::schemas` publishes, validated by the same JSON Schema implementation
 //! the contract tests use, against the parsers they describe: for every character, every
-//! three-letter code and the integer spellings, the schema allows a value exactly when the
-//! service's rule accepts it.
+//! three-letter code, the integer spellings, order ids and lines' expected prices, the schema
+//! allows a value exactly when the service's rule accepts it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use commerce::{
@@ -114,4 +114,62 @@ fn a_whole_number_with_a_fraction_part_is_an_integer_to_the_schema() {
     assert!(quantity.is_valid(&number("2.0")));
     assert!(quantity.is_valid(&number("2e0")));
     assert!(!quantity.is_valid(&number("2.5")));
+}
+
+/// `order_id` in a request: any UUID but the nil one, which every service refuses.
+#[test]
+fn the_order_id_schema_refuses_only_the_nil_uuid() {
+    let order_id = validator(schemas::order_id());
+    assert!(!order_id.is_valid(&json!(uuid::Uuid::nil())));
+    assert!(order_id.is_valid(&json!(uuid::Uuid::new_v4())));
+    assert!(order_id.is_valid(&json!(uuid::Uuid::max())));
+}
+
+/// The lines keyword refuses exactly the lines whose expected total is 0 (order-service's rule),
+/// however the prices are written, and allows a 0 beside any other expectation or none.
+#[test]
+fn lines_whose_expected_total_is_zero_are_refused() {
+    let line = serde_json::to_value(schemas::expected_unit_price()).unwrap();
+    let item = json!({
+        "type": "object",
+        "properties": { "sku": { "type": "string" }, "quantity": { "type": "integer" }, "unit_price": line },
+        "required": ["sku", "quantity"],
+    });
+    let mut lines = serde_json::to_value(
+        schemas::lines(utoipa::openapi::RefOr::T(
+            serde_json::from_value(item).unwrap(),
+        ))
+        .extensions(Some(schemas::not_every_price_zero()))
+        .build(),
+    )
+    .unwrap();
+    lines["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    let lines = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(&lines)
+        .unwrap();
+    for prices in [
+        vec![json!(0)],
+        vec![json!(0.0), json!(0)],
+        vec![json!(0), json!(null)],
+        vec![json!(0), json!(1)],
+        vec![json!(null)],
+        vec![json!(5), json!(7)],
+    ] {
+        let body: Vec<Value> = prices
+            .iter()
+            .enumerate()
+            .map(|(i, price)| json!({"sku": format!("S{i}"), "quantity": 2, "unit_price": price}))
+            .collect();
+        let raw: Vec<(String, i64, Option<i64>)> = prices
+            .iter()
+            .enumerate()
+            .map(|(i, price)| (format!("S{i}"), 2, price.as_f64().map(|p| p as i64)))
+            .collect();
+        let parsed = commerce::values::parse_stock_lines(&raw).unwrap();
+        let total_is_zero = commerce::values::expected_total(&parsed)
+            .unwrap()
+            .is_some_and(|total| total.get() == 0);
+        assert_eq!(lines.is_valid(&json!(body)), !total_is_zero, "{prices:?}");
+    }
 }

@@ -777,8 +777,8 @@ async fn reservation_outcomes_are_counted_in_metrics() {
 }
 
 /// The document refuses exactly what inventory-service refuses (issue 20): a catalog price of 0,
-/// a currency outside ISO 4217's list and a lower-case SKU are refused by both; stock of 0 is
-/// allowed by both, and integers written `7.0` are stored as 7.
+/// a currency outside ISO 4217's list, a lower-case SKU and a reservation for the nil UUID are
+/// refused by both; stock of 0 is allowed by both, and integers written `7.0` are stored as 7.
 #[tokio::test]
 async fn the_document_allows_exactly_what_inventory_service_accepts() {
     let app = spawn().await;
@@ -844,5 +844,18 @@ async fn the_document_allows_exactly_what_inventory_service_accepts() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
     assert_eq!(testkit::problem_slug(&problem), "price-changed");
+
+    // The nil UUID names no order: refused by both.
+    let nil = json!({
+        "order_id": Uuid::nil(),
+        "currency": "JPY",
+        "items": [{"sku": "DOC-1", "quantity": 1}],
+    });
+    let errors = contract.request_body_errors("POST", "/api/v1/reservations", &nil);
+    assert!(!errors.is_empty(), "the document allows the nil UUID");
+    let (status, problem) = app
+        .call(Method::POST, "/api/v1/reservations", Some(nil))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     app.stop().await;
 }

@@ -221,7 +221,7 @@ async fn every_response_says_which_build_served_it() {
 
 /// The document refuses exactly what notify-service refuses (issue 20): a message of white space
 /// only (Unicode's, beyond ASCII's) or with any control character (C0, DEL, C1) is refused by
-/// both; one with U+FEFF, neither, is allowed by both.
+/// both, and so is the nil UUID as `order_id`; a message with U+FEFF, neither, is allowed by both.
 #[tokio::test]
 async fn the_document_allows_exactly_what_notify_service_accepts() {
     let app = spawn().await;
@@ -248,6 +248,16 @@ async fn the_document_allows_exactly_what_notify_service_accepts() {
         );
         assert_eq!(problem["errors"][0]["field"], "message");
     }
+    let nil = json!({"order_id": Uuid::nil(), "kind": "order_confirmed", "message": "m"});
+    assert!(
+        !body_errors(&nil).is_empty(),
+        "the document allows the nil UUID"
+    );
+    let (status, problem) = app
+        .call(Method::POST, "/api/v1/notifications", Some(nil))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "order_id");
     for message in [
         "\u{feff}",
         "Zoë's order\u{a0}is confirmed",

@@ -35,8 +35,7 @@ pub struct CreateOrderRequest {
     /// An ISO 4217 code this platform settles in, e.g. `EUR`.
     #[schema(schema_with = schemas::currency)]
     pub currency: String,
-    /// 1 to 50 lines, each SKU at most once.
-    #[schema(min_items = 1, max_items = 50)]
+    #[schema(schema_with = order_items_schema)]
     pub items: Vec<OrderItemRequest>,
     /// Defaults to `card`; `card_declined` is the test method payment-service always declines.
     #[serde(default)]
@@ -60,6 +59,21 @@ pub struct OrderItemRequest {
 /// `customer_id`'s schema: the text rule [`NewOrder::parse`] checks.
 fn customer_id_schema() -> utoipa::openapi::schema::Object {
     schemas::required_text(MAX_CUSTOMER_ID_CHARS).build()
+}
+
+/// `items`' schema: the lines, and not every one of them expecting the price 0 (the expected total
+/// [`NewOrder::parse`] refuses).
+fn order_items_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::PartialSchema;
+    schemas::lines(OrderItemRequest::schema())
+        .description(Some(format!(
+            "1 to {} lines, each SKU at most once. When every line expects a price, not all of \
+             them are 0 and Σ unit_price × quantity is at most {} minor units.",
+            commerce::values::MAX_LINE_ITEMS,
+            commerce::values::MAX_AMOUNT
+        )))
+        .extensions(Some(schemas::not_every_price_zero()))
+        .build()
 }
 
 /// An order line's `unit_price` schema, with what it means.

@@ -364,7 +364,8 @@ async fn the_document_allows_exactly_what_order_service_accepts() {
     assert_eq!(status, StatusCode::CREATED, "{order}");
 
     // Bodies the document refuses: currency outside ISO 4217's list, blank or control-laden
-    // customer ids (C1 and Unicode white space included), a quantity of 0.
+    // customer ids (C1 and Unicode white space included), a quantity of 0, every line expecting
+    // the price 0.
     let refused = [
         json!({"customer_id": "c-1", "currency": "AAA", "items": [{"sku": "DOC-1", "quantity": 1}]}),
         json!({"customer_id": "\u{3000}", "currency": "EUR", "items": [{"sku": "DOC-1", "quantity": 1}]}),
@@ -373,6 +374,11 @@ async fn the_document_allows_exactly_what_order_service_accepts() {
         json!({"customer_id": "x".repeat(65), "currency": "EUR", "items": [{"sku": "DOC-1", "quantity": 1}]}),
         order_body(json!([{"sku": "DOC-1", "quantity": 0}])),
         order_body(json!([{"sku": "DOC-1", "quantity": 1.5}])),
+        order_body(json!([{"sku": "DOC-1", "quantity": 1, "unit_price": 0}])),
+        order_body(json!([
+            {"sku": "DOC-1", "quantity": 1, "unit_price": 0.0},
+            {"sku": "DOC-2", "quantity": 3, "unit_price": 0}
+        ])),
     ];
     for body in refused {
         assert!(!body_errors(&body).is_empty(), "the document allows {body}");
@@ -404,5 +410,17 @@ async fn the_document_allows_exactly_what_order_service_accepts() {
         )
         .await;
     assert_eq!(order["items"][0]["quantity"], 2, "{order}");
+
+    // One line expecting 0 beside one that does not is an order (0 is a price): the document
+    // allows it and the order is settled, failed on the price it did not find.
+    s.inventory.seed_item("DOC-2", 10, 1999).await;
+    let one_free = order_body(json!([
+        {"sku": "DOC-1", "quantity": 1, "unit_price": 0},
+        {"sku": "DOC-2", "quantity": 1, "unit_price": 1999}
+    ]));
+    assert_eq!(body_errors(&one_free), Vec::<String>::new());
+    let (status, order, _) = s.place(&key(), &one_free).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["failure_reason"], "price_changed", "{order}");
     s.stop().await;
 }

@@ -761,8 +761,8 @@ async fn payment_outcomes_are_counted_in_metrics() {
     s.stop().await;
 }
 
-/// The document refuses exactly what payment-service refuses (issue 20): an `amount` of 0 and a
-/// currency outside ISO 4217's list are refused by both (422); a line expecting a price of 0 is
+/// The document refuses exactly what payment-service refuses (issue 20): an `amount` of 0, a
+/// currency outside ISO 4217's list and the nil UUID as `order_id` are refused by both (422); a line expecting a price of 0 is
 /// allowed by both (the catalog's price differs: the payment is voided, `price_changed`), and
 /// integers written `2.0` are served as the integer 2.
 #[tokio::test]
@@ -781,10 +781,16 @@ async fn the_document_allows_exactly_what_payment_service_accepts() {
             "items": [{"sku": "DOC-1", "quantity": 1, "unit_price": unit_price}],
         })
     };
+    let nil_order = {
+        let mut body = priced(json!(price), "EUR", json!(price));
+        body["order_id"] = json!(Uuid::nil());
+        body
+    };
     for body in [
         priced(json!(0), "EUR", json!(0)),
         priced(json!(price), "AAA", json!(price)),
         priced(json!(price), "EUR", json!(price as f64 + 0.5)),
+        nil_order,
     ] {
         assert!(!body_errors(&body).is_empty(), "the document allows {body}");
         let (status, problem) = pay(&s.payment, &body).await;
