@@ -487,14 +487,81 @@ fn schema_examples(at: &str, schema: &Value, found: &mut Vec<Example>) {
     }
 }
 
+/// Where the document's links go wrong: a link must name an operation of the document
+/// (`operationId`), give only parameters that operation has (`path.id`, `query.order_id`), and
+/// take each from a property of the answer it hangs on (`$response.body#/<property>`). Returns
+/// one line per broken link; the number of links is the second value.
+pub fn link_errors(document: &Value) -> (Vec<String>, usize) {
+    let mut operations = BTreeMap::new();
+    for item in document["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, i)| i)
+    {
+        for operation in item.as_object().into_iter().flatten().map(|(_, o)| o) {
+            if let Some(id) = operation["operationId"].as_str() {
+                operations.insert(id.to_owned(), operation);
+            }
+        }
+    }
+    let (mut errors, mut links) = (Vec::new(), 0);
+    for (path, item) in document["paths"].as_object().into_iter().flatten() {
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+                let body = response["content"]["application/json"]["schema"].clone();
+                let body = resolve(document, &body);
+                for (name, link) in response["links"].as_object().into_iter().flatten() {
+                    links += 1;
+                    let at = format!("{method} {path} {status} link {name}");
+                    let target = link["operationId"].as_str().unwrap_or_default();
+                    let Some(target_operation) = operations.get(target) else {
+                        errors.push(format!("{at}: no operation `{target}`"));
+                        continue;
+                    };
+                    for (parameter, value) in link["parameters"].as_object().into_iter().flatten() {
+                        let (location, parameter_name) =
+                            parameter.split_once('.').unwrap_or(("", parameter));
+                        let exists = target_operation["parameters"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|p| resolve(document, p))
+                            .any(|p| {
+                                p["name"] == parameter_name
+                                    && (location.is_empty() || p["in"] == location)
+                            });
+                        if !exists {
+                            errors.push(format!("{at}: `{target}` has no parameter {parameter}"));
+                        }
+                        let property = value
+                            .as_str()
+                            .and_then(|v| v.strip_prefix("$response.body#/"))
+                            .unwrap_or_default();
+                        if body["properties"].get(property).is_none() {
+                            errors.push(format!(
+                                "{at}: {value} is not a property of the answer's body"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (errors, links)
+}
+
 /// What every service's OpenAPI test asserts: `document` (the service's `openapi()`) is
-/// OpenAPI 3.1 with every example valid, the tenant header on every `/api` operation, every error
-/// answer `application/problem+json` listing its problem types, and `app` serves exactly it at
-/// `GET /openapi.json` (200, `application/json`).
+/// OpenAPI 3.1 with every example valid and every link sound ([`link_errors`]), the tenant
+/// header on every `/api` operation, every error answer `application/problem+json` listing its
+/// problem types, and `app` serves exactly it at `GET /openapi.json` (200, `application/json`).
 pub async fn assert_published(app: &crate::TestApp, document: Value) {
     let contract = Contract::new(document.clone());
     let examples = contract.assert_examples_valid();
     assert!(examples > 0, "the document has no example");
+    let (broken, links) = link_errors(&document);
+    assert!(links > 0, "the document has no link for the stateful tests");
+    assert_eq!(broken, Vec::<String>::new(), "broken links");
     for (path, item) in document["paths"].as_object().into_iter().flatten() {
         for (method, operation) in item.as_object().into_iter().flatten() {
             let tenant_header = operation["parameters"]
@@ -552,4 +619,60 @@ pub async fn assert_published(app: &crate::TestApp, document: Value) {
         "the served document is the service's openapi()"
     );
     app.assert_contract_kept();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document(link: Value) -> Value {
+        json!({
+            "openapi": "3.1.0",
+            "paths": {
+                "/things": { "post": {
+                    "operationId": "create_thing",
+                    "responses": { "201": {
+                        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Thing" } } },
+                        "links": { "GetThing": link }
+                    } }
+                } },
+                "/things/{id}": { "get": {
+                    "operationId": "get_thing",
+                    "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                    "responses": { "200": { "description": "the thing" } }
+                } }
+            },
+            "components": { "schemas": { "Thing": {
+                "type": "object", "properties": { "id": { "type": "string" } }
+            } } }
+        })
+    }
+
+    #[test]
+    fn a_sound_link_passes_and_each_broken_part_is_named() {
+        let sound =
+            json!({"operationId": "get_thing", "parameters": {"path.id": "$response.body#/id"}});
+        assert_eq!(link_errors(&document(sound)), (vec![], 1));
+        for (link, broken) in [
+            (
+                json!({"operationId": "get_things", "parameters": {"path.id": "$response.body#/id"}}),
+                "no operation `get_things`",
+            ),
+            (
+                json!({"operationId": "get_thing", "parameters": {"query.id": "$response.body#/id"}}),
+                "has no parameter query.id",
+            ),
+            (
+                json!({"operationId": "get_thing", "parameters": {"path.id": "$response.body#/uuid"}}),
+                "is not a property of the answer's body",
+            ),
+        ] {
+            let (errors, links) = link_errors(&document(link));
+            assert_eq!(links, 1);
+            assert!(
+                errors.len() == 1 && errors[0].contains(broken),
+                "{errors:?}"
+            );
+        }
+    }
 }

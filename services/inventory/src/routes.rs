@@ -90,7 +90,8 @@ impl utoipa::IntoParams for SkuPath {
     tag = "items",
     params(SkuPath),
     request_body = SetItem,
-    responses((status = 200, description = "The item as set", body = Item)),
+    responses((status = 200, description = "The item as set", body = Item,
+        links(("GetItem" = (operation_id = "get_item", parameters(("path.sku" = "$response.body#/sku"))))))),
 )]
 async fn set_item(
     State(app): State<AppState>,
@@ -137,8 +138,18 @@ async fn get_item(
     tag = "reservations",
     request_body = CreateReservation,
     responses(
-        (status = 201, description = "Reserved now, priced: `RESERVED`, or `COMMITTED` when the request commits", body = Reservation),
-        (status = 200, description = "The order's stored reservation (a repeat; one that commits commits a held reservation first)", body = Reservation),
+        (status = 201, description = "Reserved now, priced: `RESERVED`, or `COMMITTED` when the request commits", body = Reservation,
+            links(
+                ("GetReservation" = (operation_id = "get_reservation", parameters(("path.order_id" = "$response.body#/order_id")))),
+                ("Commit" = (operation_id = "commit", parameters(("path.order_id" = "$response.body#/order_id")))),
+                ("Release" = (operation_id = "release", parameters(("path.order_id" = "$response.body#/order_id")))),
+            )),
+        (status = 200, description = "The order's stored reservation (a repeat; one that commits commits a held reservation first)", body = Reservation,
+            links(
+                ("GetReservation" = (operation_id = "get_reservation", parameters(("path.order_id" = "$response.body#/order_id")))),
+                ("Commit" = (operation_id = "commit", parameters(("path.order_id" = "$response.body#/order_id")))),
+                ("Release" = (operation_id = "release", parameters(("path.order_id" = "$response.body#/order_id")))),
+            )),
         (status = 404, description = "A repeat of a request whose reservation holds no stock"),
         (status = 409, description = "Refused, nothing reserved: stock short or SKU unknown, a price or currency that is not the catalog's (`sku` names the line), or the order's reservation has other terms",
             body = Problem, content_type = "application/problem+json",
@@ -300,7 +311,8 @@ async fn get_reservation(
     tag = "reservations",
     params(("order_id" = Uuid, Path, description = "The order the reservation is for")),
     responses(
-        (status = 200, description = "The reservation, `COMMITTED`", body = Reservation),
+        (status = 200, description = "The reservation, `COMMITTED`", body = Reservation,
+            links(("Release" = (operation_id = "release", parameters(("path.order_id" = "$response.body#/order_id")))))),
         (status = 404, description = "No reservation holds stock for the order"),
         (status = 409, description = "The reservation was released: nothing is held to sell",
             body = Problem, content_type = "application/problem+json",
@@ -327,7 +339,8 @@ async fn commit(
     tag = "reservations",
     params(("order_id" = Uuid, Path, description = "The order the reservation is for")),
     responses(
-        (status = 200, description = "The reservation, `RELEASED` or `RETURNED`", body = Reservation),
+        (status = 200, description = "The reservation, `RELEASED` or `RETURNED`", body = Reservation,
+            links(("GetReservation" = (operation_id = "get_reservation", parameters(("path.order_id" = "$response.body#/order_id")))))),
         (status = 404, description = "No reservation holds stock for the order"),
     ),
 )]

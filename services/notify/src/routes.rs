@@ -33,8 +33,10 @@ pub fn router(db: Database) -> OpenApiRouter {
     tag = "notifications",
     request_body = CreateNotification,
     responses(
-        (status = 201, description = "Recorded now", body = Notification),
-        (status = 200, description = "Delivered before: the stored notification", body = Notification),
+        (status = 201, description = "Recorded now", body = Notification,
+            links(("NotificationsOfOrder" = (operation_id = "list_for_order", parameters(("query.order_id" = "$response.body#/order_id")))))),
+        (status = 200, description = "Delivered before: the stored notification", body = Notification,
+            links(("NotificationsOfOrder" = (operation_id = "list_for_order", parameters(("query.order_id" = "$response.body#/order_id")))))),
     ),
 )]
 async fn deliver(

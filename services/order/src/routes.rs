@@ -58,6 +58,10 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
             headers(
                 ("location" = String, description = "The order's URL"),
                 ("idempotent-replayed" = String, description = "`true` when this answer replays an earlier request's")
+            ),
+            links(
+                ("GetOrder" = (operation_id = "get_order", parameters(("path.id" = "$response.body#/id")))),
+                ("CancelOrder" = (operation_id = "cancel_order", parameters(("path.id" = "$response.body#/id")))),
             )),
         (status = 400, description = "Missing or invalid `Idempotency-Key`", body = Problem,
             content_type = "application/problem+json",
@@ -177,7 +181,8 @@ fn created(order: Order, replayed: bool) -> Response {
     tag = "orders",
     params(("id" = Uuid, Path, description = "The order's id")),
     responses(
-        (status = 200, description = "The order, `CANCELLED`", body = Order),
+        (status = 200, description = "The order, `CANCELLED`", body = Order,
+            links(("GetOrder" = (operation_id = "get_order", parameters(("path.id" = "$response.body#/id")))))),
         (status = 404, description = "No such order"),
         (status = 409, description = "Only a `CONFIRMED` order can be cancelled", body = Problem,
             content_type = "application/problem+json",

@@ -66,8 +66,18 @@ pub fn router(state: AppState) -> OpenApiRouter {
     request_body = CreatePayment,
     responses(
         (status = 201, description = "Created: captured, declined or voided", body = Payment,
-            headers(("location" = String, description = "The payment's URL"))),
-        (status = 200, description = "The order's existing payment (replayed or resumed)", body = Payment),
+            headers(("location" = String, description = "The payment's URL")),
+            links(
+                ("GetPayment" = (operation_id = "get_payment", parameters(("path.id" = "$response.body#/id")))),
+                ("Refund" = (operation_id = "refund", parameters(("path.id" = "$response.body#/id")))),
+                ("PaymentOfOrder" = (operation_id = "list_for_order", parameters(("query.order_id" = "$response.body#/order_id")))),
+            )),
+        (status = 200, description = "The order's existing payment (replayed or resumed)", body = Payment,
+            links(
+                ("GetPayment" = (operation_id = "get_payment", parameters(("path.id" = "$response.body#/id")))),
+                ("Refund" = (operation_id = "refund", parameters(("path.id" = "$response.body#/id")))),
+                ("PaymentOfOrder" = (operation_id = "list_for_order", parameters(("query.order_id" = "$response.body#/order_id")))),
+            )),
         (status = 409, description = "The order already has a payment with other terms",
             body = Problem, content_type = "application/problem+json",
             examples(("payment-conflict" = (summary = "Conflict", value = json!({
@@ -214,7 +224,8 @@ async fn list_for_order(
     tag = "payments",
     params(("id" = Uuid, Path, description = "The payment's id")),
     responses(
-        (status = 200, description = "The payment, `REFUNDED`", body = Payment),
+        (status = 200, description = "The payment, `REFUNDED`", body = Payment,
+            links(("GetPayment" = (operation_id = "get_payment", parameters(("path.id" = "$response.body#/id")))))),
         (status = 404, description = "No such payment"),
         (status = 409, description = "Only a `CAPTURED` payment can be refunded", body = Problem,
             content_type = "application/problem+json",
