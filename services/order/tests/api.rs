@@ -422,5 +422,18 @@ async fn the_document_allows_exactly_what_order_service_accepts() {
     let (status, order, _) = s.place(&key(), &one_free).await;
     assert_eq!(status, StatusCode::CREATED, "{order}");
     assert_eq!(order["failure_reason"], "price_changed", "{order}");
+
+    // Lines whose expected prices add up past 10^12 beside one expecting none, in either order:
+    // no total is formed, so none is too large (the document states the limit only when every
+    // line expects a price); the order is settled.
+    let big = json!({"sku": "DOC-1", "quantity": 2, "unit_price": commerce::values::MAX_AMOUNT});
+    let unpriced = json!({"sku": "DOC-2", "quantity": 1});
+    for items in [json!([big, unpriced]), json!([unpriced, big])] {
+        let body = order_body(items);
+        assert_eq!(body_errors(&body), Vec::<String>::new(), "{body}");
+        let (status, order, _) = s.place(&key(), &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}: {order}");
+        assert_eq!(order["status"], "FAILED", "{order}");
+    }
     s.stop().await;
 }
