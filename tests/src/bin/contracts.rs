@@ -169,7 +169,12 @@ async fn schemathesis(
         .args(["--header", &format!("x-tenant-id: {tenant}")])
         .arg("--no-color")
         .current_dir(config_dir)
+        // Python's and Hypothesis' state stays out of the source tree, and none is carried
+        // from one run to the next: hash order fixed, no bytecode beside the hooks, Hypothesis'
+        // storage (caches of Unicode tables and constants) in a directory made anew per run.
         .env("PYTHONHASHSEED", "0")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("HYPOTHESIS_STORAGE_DIRECTORY", args.logs.join("hypothesis"))
         .stdin(Stdio::null())
         .stdout(output)
         .stderr(errors)
@@ -233,6 +238,11 @@ async fn run(args: Args) -> Result<Vec<Outcome>, String> {
     let config = std::fs::read_to_string(&args.config)
         .map_err(|e| format!("{}: {e}", args.config.display()))?;
     let catalog = catalog(&config)?;
+    let hypothesis = args.logs.join("hypothesis");
+    if hypothesis.exists() {
+        std::fs::remove_dir_all(&hypothesis)
+            .map_err(|e| format!("{}: {e}", hypothesis.display()))?;
+    }
     std::fs::create_dir_all(&args.logs).map_err(|e| format!("{}: {e}", args.logs.display()))?;
     let (a, b) = tokio::join!(
         test_tenant(&args, &catalog, TENANTS[0]),
