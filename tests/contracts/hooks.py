@@ -2,8 +2,8 @@
 Schema cannot state, applied to the bodies schemathesis generates as *valid*.
 
 The OpenAPI documents carry every rule that a schema can express (crates/commerce/src/schemas.rs).
-The few left are cross-field rules over an order's lines, listed in README ("the rules left
-outside the schemas") and in each field's description; without them a schema-valid body could
+The few left are cross-field rules over an order's lines, listed in README ("Three rules stay
+outside the schemas") and in the fields' descriptions; without them a schema-valid body could
 still be refused with 422 and schemathesis would report a positive case rejected. Each rule here
 repairs a generated valid body so that it keeps to that rule, the same way a correct client
 would; a body generated as invalid (negative mode) is left exactly as generated.
