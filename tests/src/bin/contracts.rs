@@ -7,7 +7,8 @@
 //! seed. Each tenant's four runs go one after another, the two tenants side by side; prints one
 //! line per run and the whole report of each that failed; exits 1 on any finding. Every process
 //! and database it started is gone when it returns, whether the runs passed, failed or it was
-//! interrupted (SIGINT, SIGTERM).
+//! interrupted (SIGINT, SIGTERM; only a tenant interrupted while its services start may leave
+//! databases, `test_…` ones, which `make clean-test-dbs` drops).
 //!
 //! Usage: contracts --schemathesis PATH --config PATH --logs DIR [--seed N]
 
@@ -187,9 +188,25 @@ async fn schemathesis(
     }
 }
 
-/// One tenant: its services, its catalog, then the four runs one after another.
-async fn test_tenant(args: &Args, catalog: &Catalog, tenant: &'static str) -> Vec<Outcome> {
+/// The databases of the clusters started so far, dropped once they have stopped.
+type Databases = std::sync::Mutex<Vec<String>>;
+
+/// One tenant: its services, its catalog, then the four runs one after another. The services
+/// stop when it returns (or is dropped); their databases are recorded in `databases`.
+async fn test_tenant(
+    args: &Args,
+    catalog: &Catalog,
+    tenant: &'static str,
+    databases: &Databases,
+) -> Vec<Outcome> {
     let cluster = Cluster::start(tenant).await;
+    if let Ok(mut databases) = databases.lock() {
+        databases.extend(
+            Svc::ALL
+                .iter()
+                .map(|svc| cluster.database_url(*svc).to_owned()),
+        );
+    }
     for sku in &catalog.skus {
         cluster.seed_item(sku, STOCK, catalog.unit_price).await;
     }
@@ -206,12 +223,6 @@ async fn test_tenant(args: &Args, catalog: &Catalog, tenant: &'static str) -> Ve
         );
         outcomes.push(outcome);
     }
-    let databases: Vec<String> = Svc::ALL
-        .iter()
-        .map(|svc| cluster.database_url(*svc).to_owned())
-        .collect();
-    drop(cluster);
-    drop_databases(&databases).await;
     outcomes
 }
 
@@ -234,7 +245,7 @@ async fn drop_databases(urls: &[String]) {
     }
 }
 
-async fn run(args: Args) -> Result<Vec<Outcome>, String> {
+async fn run(args: Args, databases: &Databases) -> Result<Vec<Outcome>, String> {
     let config = std::fs::read_to_string(&args.config)
         .map_err(|e| format!("{}: {e}", args.config.display()))?;
     let catalog = catalog(&config)?;
@@ -245,8 +256,8 @@ async fn run(args: Args) -> Result<Vec<Outcome>, String> {
     }
     std::fs::create_dir_all(&args.logs).map_err(|e| format!("{}: {e}", args.logs.display()))?;
     let (a, b) = tokio::join!(
-        test_tenant(&args, &catalog, TENANTS[0]),
-        test_tenant(&args, &catalog, TENANTS[1]),
+        test_tenant(&args, &catalog, TENANTS[0], databases),
+        test_tenant(&args, &catalog, TENANTS[1], databases),
     );
     Ok(a.into_iter().chain(b).collect())
 }
@@ -276,13 +287,21 @@ async fn main() -> ExitCode {
     };
     let seed = args.seed;
     let started = Instant::now();
-    // Dropping the run (when a stop is requested) kills every process it started.
+    let databases = Databases::default();
+    // The run ends by itself or is dropped when a stop is requested; either way every process it
+    // started is killed by then (the harness kills a cluster's services when it is dropped, and
+    // schemathesis is killed when its handle is).
     let outcomes = tokio::select! {
-        outcomes = run(args) => outcomes,
-        () = stop_requested() => {
-            eprintln!("contracts: interrupted; every service and schemathesis run was stopped");
-            return ExitCode::from(130);
-        }
+        outcomes = run(args, &databases) => Some(outcomes),
+        () = stop_requested() => None,
+    };
+    let databases = databases.into_inner().unwrap_or_default();
+    drop_databases(&databases).await;
+    let Some(outcomes) = outcomes else {
+        eprintln!(
+            "contracts: interrupted; every service and schemathesis run it started is stopped"
+        );
+        return ExitCode::from(130);
     };
     let outcomes = match outcomes {
         Ok(outcomes) => outcomes,
