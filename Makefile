@@ -29,7 +29,7 @@ jaeger: ## build Jaeger from its pinned Go module into .local/bin/jaeger
 build: ## build every Rust binary (debug)
 	cargo build --workspace --bins
 
-test: test-rust test-contracts check-deploy test-tools test-rules test-observe test-kind-dry-run test-mesh fuzz-short soak-short ## every test: Rust unit/integration/e2e, schemathesis against every service, check-deploy and its negative tests, Prometheus rules and dashboards (static and on live traffic), the kind dry run, the local mesh, short fuzz and soak runs
+test: test-rust test-contracts check-deploy test-tools test-rules test-observe test-kind-dry-run test-mesh test-observe-mesh fuzz-short soak-short ## every test: Rust unit/integration/e2e, schemathesis against every service, check-deploy and its negative tests, Prometheus rules and dashboards (static, and on live traffic through make up and the mesh), the kind dry run, the local mesh, short fuzz and soak runs
 
 test-rust: db-up jaeger build clean-test-dbs ## Rust unit, integration (real PostgreSQL) and end-to-end tests
 	JAEGER_BIN=$(CURDIR)/.local/bin/jaeger cargo test --workspace --no-fail-fast

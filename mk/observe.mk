@@ -17,6 +17,7 @@
 #                       not running), then every rule and dashboard query evaluated on a
 #                       Prometheus of its own; part of `make test`. OBSERVE_ON=mesh does the same
 #                       through the running local mesh (make mesh-up first)
+#   make test-observe-mesh  the mesh variant with the mesh brought up and down; part of `make test`
 #
 # promtool and prometheus are Debian's (package prometheus), installed when missing.
 
@@ -24,7 +25,7 @@ PROM_RULES := deploy/observability/prometheus/rules.yaml
 PROM_TESTS := $(wildcard deploy/observability/prometheus/tests/*.yaml)
 OBSERVE_ON ?= platform
 
-.PHONY: prometheus-deps observe-py-deps test-rules observe observe-down test-observe
+.PHONY: prometheus-deps observe-py-deps test-rules observe observe-down test-observe test-observe-mesh
 
 prometheus-deps: ## install Debian's Prometheus (prometheus, promtool) when missing
 	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
@@ -53,3 +54,9 @@ mesh-down: observe-down
 test-observe: prometheus-deps observe-py-deps mesh-deps ## live: orders through make up (OBSERVE_ON=mesh: the local mesh), every rule and dashboard query evaluated on a local Prometheus
 	python3 scripts/test-observe-agent.py
 	python3 scripts/test-observe.py --on $(OBSERVE_ON)
+
+# The same through the local mesh, where the Envoy series must have data too: brings the mesh
+# up and takes it down again, whatever the outcome (as test-mesh does). Part of `make test`.
+test-observe-mesh: prometheus-deps observe-py-deps mesh-deps mesh-build mesh-apps jaeger ## live: every rule and dashboard query on traffic through the local mesh (brings it up and down)
+	@$(MESH_BIN) up -root $(CURDIR)
+	@python3 scripts/test-observe.py --on mesh; rc=$$?; $(MESH_BIN) down -root $(CURDIR) || rc=1; exit $$rc
