@@ -185,7 +185,7 @@ func destinationRule(t *testing.T, ns, name string) *networking.DestinationRule 
 // caller's LEAST_REQUEST balancer sends the fast one clearly more. Envoy's least-request with two
 // hosts picks two at random and takes the one with fewer active requests: the slow host, nearly
 // always the busier one, gets about a quarter (when both picks are it); round robin would give
-// it half. Asserted: the fast replica gets at least 60%.
+// it half. Asserted: the fast replica gets more than round robin's 99.9% bound.
 func TestLeastRequest(t *testing.T) {
 	tn := loaded.Model.Tenants[0]
 	orders, payments := tn.NamespaceFor("orders"), tn.NamespaceFor("payments")
@@ -197,7 +197,7 @@ func TestLeastRequest(t *testing.T) {
 	pr := procOf(t, slow, "app")
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	go func() { // 80% frozen
+	go func() { // 90% frozen
 		defer close(done)
 		for {
 			select {
@@ -207,13 +207,14 @@ func TestLeastRequest(t *testing.T) {
 			default:
 			}
 			_ = syscall.Kill(pr.Pid, syscall.SIGSTOP)
-			time.Sleep(40 * time.Millisecond)
+			time.Sleep(45 * time.Millisecond)
 			_ = syscall.Kill(pr.Pid, syscall.SIGCONT)
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 	before := hostRequests(t, caller, cluster)
-	parallel(400, func(int) {
+	const n = 800
+	parallel(n, func(int) {
 		_ = fromPod(caller, invSvc, http.MethodGet, "/api/v1/reservations/0192d6a0-0000-7000-8000-00000000000e", map[string]string{"x-tenant-id": tn.ID}, "")
 	})
 	close(stop)
@@ -221,9 +222,15 @@ func TestLeastRequest(t *testing.T) {
 	after := hostRequests(t, caller, cluster)
 	s, f := after[slow.IP.String()]-before[slow.IP.String()], after[fast.IP.String()]-before[fast.IP.String()]
 	share := float64(f) / float64(s+f)
-	t.Logf("400 requests: fast replica %d, slow replica %d (fast share %.0f%%; expected ≈75%% under LEAST_REQUEST, 50%% under round robin)", f, s, share*100)
-	if s+f < 400 || share < 0.60 {
-		t.Errorf("the fast replica got %d of %d (%.0f%%): LEAST_REQUEST should give it at least 60%%", f, s+f, share*100)
+	// Round robin would split the requests as Binomial(n, 1/2): the fast replica's count must be
+	// above that distribution's 99.9% bound. (A fixed 60% failed once in CI at 239 of 400, with
+	// the slow replica frozen 80% of the time; it is frozen 90% now, over 800 requests: ≈68%
+	// against a bound of 56%. With two hosts, LEAST_REQUEST's two random choices are the same
+	// host half the time, so ≈75% is its ceiling.)
+	_, rrHigh := binomialBounds(s+f, 0.5)
+	t.Logf("%d requests: fast replica %d, slow replica %d (fast share %.0f%%; round robin's 99.9%% bound %d)", n, f, s, share*100, rrHigh)
+	if s+f < n || f <= rrHigh {
+		t.Errorf("the fast replica got %d of %d (%.0f%%): not above round robin's 99.9%% bound %d, as LEAST_REQUEST would be", f, s+f, share*100, rrHigh)
 	}
 }
 
