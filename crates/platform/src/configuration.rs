@@ -39,6 +39,34 @@ impl FromStr for LogFormat {
     }
 }
 
+/// What becomes of a request's work when its caller goes away before the answer (the client or
+/// the sidecar closed the connection, or a gateway gave up on the stream): `ON_CALLER_GONE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallerGone {
+    /// Drop the handler where it stands (hyper's default): open statements and transactions are
+    /// rolled back when sqlx flushes their connection, a saga cut mid-way is left to the
+    /// reconciler.
+    Abort,
+    /// Run the handler on to its answer, still bounded by `REQUEST_TIMEOUT_MS`; the answer is
+    /// dropped, a repeat with the same Idempotency-Key finds it. The default: measured against
+    /// `Abort` with callers giving up after 200 ms, it confirmed a third more orders for a
+    /// fifth less CPU and database work each, and left no order for the reconciler (README,
+    /// "Performance").
+    #[default]
+    Finish,
+}
+
+impl FromStr for CallerGone {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "abort" => Ok(Self::Abort),
+            "finish" => Ok(Self::Finish),
+            other => Err(format!("expected `abort` or `finish`, got `{other}`")),
+        }
+    }
+}
+
 /// Where the service's PostgreSQL database is and how many connections it may hold.
 #[derive(Clone)]
 pub struct DatabaseSettings {
@@ -69,6 +97,8 @@ pub struct CommonSettings {
     pub upstream_timeout: Duration,
     /// Deadline for handling one incoming request.
     pub request_timeout: Duration,
+    /// What becomes of a request's work when its caller goes away (`ON_CALLER_GONE`).
+    pub on_caller_gone: CallerGone,
     /// Largest accepted request body.
     pub body_limit_bytes: usize,
     /// Namespaces outside the tenant whose mesh identity may call this service (the ingress
@@ -108,6 +138,7 @@ impl CommonSettings {
             },
             upstream_timeout: millis_or("UPSTREAM_TIMEOUT_MS", 2_000)?,
             request_timeout: millis_or("REQUEST_TIMEOUT_MS", 10_000)?,
+            on_caller_gone: parsed_or("ON_CALLER_GONE", CallerGone::default())?,
             body_limit_bytes: parsed_or("BODY_LIMIT_BYTES", 64 * 1024usize)?,
             service_version: service_version()?,
             trusted_peer_namespaces: optional("TRUSTED_PEER_NAMESPACES")

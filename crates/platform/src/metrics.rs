@@ -15,6 +15,9 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 pub const HTTP_SERVER_REQUESTS: &str = "http_server_requests_total";
 pub const HTTP_SERVER_DURATION: &str = "http_server_request_duration_seconds";
+/// Requests whose handler did not run to its answer: `reason` is `caller_gone` (the connection
+/// or stream closed first) or `deadline` (`REQUEST_TIMEOUT_MS` passed).
+pub const HTTP_SERVER_CANCELLED: &str = "http_server_requests_cancelled_total";
 pub const HTTP_CLIENT_REQUESTS: &str = "http_client_requests_total";
 pub const HTTP_CLIENT_DURATION: &str = "http_client_request_duration_seconds";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
@@ -51,6 +54,10 @@ fn describe() {
         HTTP_SERVER_DURATION,
         metrics::Unit::Seconds,
         "Time to serve an HTTP request"
+    );
+    metrics::describe_counter!(
+        HTTP_SERVER_CANCELLED,
+        "Requests whose handler did not run to its answer, by reason (caller_gone, deadline) and route"
     );
     metrics::describe_counter!(
         HTTP_CLIENT_REQUESTS,

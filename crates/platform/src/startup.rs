@@ -34,7 +34,7 @@ use commerce::callgraph::CallGraph;
 
 use crate::{
     callers::{self, CallerPolicy},
-    configuration::{CommonSettings, ConfigError},
+    configuration::{CallerGone, CommonSettings, ConfigError},
     context::{self, RequestContext},
     db::{self, Database, Migrated},
     health::{self, Readiness},
@@ -434,6 +434,7 @@ fn router(api: Router, platform: &Platform, openapi: Bytes, callers: CallerPolic
                 identity: platform.identity,
                 tenant: platform.settings.tenant.as_str().into(),
                 request_timeout: platform.settings.request_timeout,
+                on_caller_gone: platform.settings.on_caller_gone,
                 version: service_version(
                     &platform.settings.service_version,
                     platform.settings.tenant.as_str(),
@@ -463,6 +464,7 @@ struct ServerContext {
     identity: ServiceIdentity,
     tenant: std::sync::Arc<str>,
     request_timeout: Duration,
+    on_caller_gone: CallerGone,
     /// `SERVICE_VERSION` (checked by the configuration: a valid header value).
     version: axum::http::HeaderValue,
 }
@@ -532,11 +534,20 @@ async fn observe_request(
         span: span.clone(),
     };
     let run = context::scope(cx, next.run(request)).instrument(span.clone());
-    let mut response = match tokio::time::timeout(server.request_timeout, run).await {
-        Ok(response) => response,
-        Err(_) => Problem::unavailable("the request did not complete within its deadline", 1)
-            .into_response(),
+    let bounded = answer_within(
+        server.request_timeout,
+        run,
+        route.clone(),
+        server.tenant.clone(),
+    );
+    let caller_gone = CallerGoneGuard::new(&route, &server.tenant);
+    let mut response = match server.on_caller_gone {
+        CallerGone::Abort => bounded.await,
+        CallerGone::Finish => tokio::spawn(bounded)
+            .await
+            .unwrap_or_else(|_| Problem::internal().into_response()),
     };
+    caller_gone.answered();
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
     log_request(&span, &method, &route, &peer, status, started.elapsed());
@@ -556,6 +567,61 @@ async fn observe_request(
     metrics::counter!(HTTP_SERVER_REQUESTS, &labels).increment(1);
     metrics::histogram!(HTTP_SERVER_DURATION, &labels).record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The handler's answer, or 503 at the deadline (the handler is dropped there, counted as
+/// cancelled for `deadline`).
+async fn answer_within(
+    deadline: Duration,
+    run: impl Future<Output = Response>,
+    route: String,
+    tenant: std::sync::Arc<str>,
+) -> Response {
+    match tokio::time::timeout(deadline, run).await {
+        Ok(response) => response,
+        Err(_) => {
+            count_cancelled("deadline", route, &tenant);
+            Problem::unavailable("the request did not complete within its deadline", 1)
+                .into_response()
+        }
+    }
+}
+
+fn count_cancelled(reason: &'static str, route: String, tenant: &str) {
+    metrics::counter!(
+        crate::metrics::HTTP_SERVER_CANCELLED,
+        "reason" => reason,
+        "route" => route,
+        "tenant" => tenant.to_owned()
+    )
+    .increment(1);
+}
+
+/// Counts a request whose caller went away before its answer: hyper drops the request's future
+/// when its connection closes, and with it this guard, unless [`CallerGoneGuard::answered`]
+/// disarmed it first. (With `ON_CALLER_GONE=finish` the handler itself runs on in its task.)
+struct CallerGoneGuard {
+    armed: Option<(String, std::sync::Arc<str>)>,
+}
+
+impl CallerGoneGuard {
+    fn new(route: &str, tenant: &std::sync::Arc<str>) -> Self {
+        Self {
+            armed: Some((route.to_owned(), tenant.clone())),
+        }
+    }
+
+    fn answered(mut self) {
+        self.armed = None;
+    }
+}
+
+impl Drop for CallerGoneGuard {
+    fn drop(&mut self) {
+        if let Some((route, tenant)) = self.armed.take() {
+            count_cancelled("caller_gone", route, &tenant);
+        }
+    }
 }
 
 /// The mesh caller's identity as the sidecar vouched for it in `x-forwarded-client-cert` (the

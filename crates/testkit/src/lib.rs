@@ -79,6 +79,7 @@ pub fn settings(tenant: &str, database_url: String) -> CommonSettings {
         },
         upstream_timeout: Duration::from_millis(1_500),
         request_timeout: Duration::from_secs(10),
+        on_caller_gone: platform::configuration::CallerGone::default(),
         body_limit_bytes: 64 * 1024,
         trusted_peer_namespaces: vec!["istio-system".into()],
         peer_identity: platform::callers::PeerIdentitySettings::default(),

@@ -20,11 +20,14 @@ struct Services {
     payment: TestApp,
     inventory: TestApp,
     notify: TestApp,
+    /// inventory-service's database, where a test may hold a row's lock.
+    inventory_db: String,
 }
 
 async fn spawn() -> Services {
     let common = |database| testkit::settings(TENANT, database);
-    let inventory = inventory_service::build(common(testkit::fresh_database("o_inv").await));
+    let inventory_db = testkit::fresh_database("o_inv").await;
+    let inventory = inventory_service::build(common(inventory_db.clone()));
     let inventory = TestApp::start(inventory.await.unwrap(), TENANT).await;
     let notify = notify_service::build(common(testkit::fresh_database("o_notify").await));
     let notify = TestApp::start(notify.await.unwrap(), TENANT).await;
@@ -49,6 +52,7 @@ async fn spawn() -> Services {
         payment,
         inventory,
         notify,
+        inventory_db,
     }
 }
 
@@ -435,5 +439,69 @@ async fn the_document_allows_exactly_what_order_service_accepts() {
         assert_eq!(status, StatusCode::CREATED, "{body}: {order}");
         assert_eq!(order["status"], "FAILED", "{order}");
     }
+    s.stop().await;
+}
+
+/// Orders whose handler order-service counted as cut short because the caller went away.
+async fn orders_cut_short(order: &TestApp) -> u64 {
+    let text = order
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| {
+            line.starts_with("http_server_requests_cancelled_total{")
+                && line.contains(r#"reason="caller_gone""#)
+                && line.contains(r#"route="/api/v1/orders""#)
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A caller that gives up mid-saga does not cut the order short: the handler runs on to its
+/// answer (`ON_CALLER_GONE`'s default, `finish`), so the order is settled at once rather than
+/// left PENDING for the reconciler (a minute away here), and the cut is counted.
+#[tokio::test]
+async fn an_order_whose_caller_gives_up_is_settled_all_the_same_and_counted() {
+    use sqlx::{Connection, Executor};
+    let s = spawn().await;
+    s.inventory.seed_item("GONE", 10, 1999).await;
+    // Hold the item's row: the order's stock step waits on PostgreSQL's lock.
+    let mut holder = sqlx::PgConnection::connect(&s.inventory_db).await.unwrap();
+    holder.execute("BEGIN").await.unwrap();
+    holder
+        .execute("SELECT 1 FROM items WHERE sku = 'GONE' FOR UPDATE")
+        .await
+        .unwrap();
+    let cut_before = orders_cut_short(&s.order).await;
+
+    let body = order_body(json!([{"sku": "GONE", "quantity": 1}]));
+    let gave_up = s
+        .order
+        .request(Method::POST, "/api/v1/orders")
+        .header("idempotency-key", key())
+        .json(&body)
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err_and(|e| e.is_timeout()), "the caller gave up");
+    testkit::eventually("the cut counted", Duration::from_secs(10), || async {
+        (orders_cut_short(&s.order).await > cut_before).then_some(())
+    })
+    .await;
+    holder.execute("ROLLBACK").await.unwrap();
+
+    let confirmed = testkit::eventually("the order settled", Duration::from_secs(10), || async {
+        let (_, list) = s.order.call(Method::GET, "/api/v1/orders", None).await;
+        let order = list["items"].as_array()?.first()?.clone();
+        (order["status"] != "PENDING").then_some(order)
+    })
+    .await;
+    assert_eq!(confirmed["status"], "CONFIRMED", "{confirmed}");
+    assert_eq!(s.inventory.stock("GONE").await, (9, 0, 1));
     s.stop().await;
 }

@@ -6,8 +6,12 @@
 package demo
 
 import (
+	"context"
 	"fmt"
+	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"ordermesh.local/tools/internal/mesh"
@@ -75,7 +79,15 @@ func (e *Env) overload(tenant, sku string, capacity float64, normalP99 float64, 
 	e.say("\noverload: %d orders/s offered for %s (2× the meshed capacity), then %d/s for 10 s", offered, d, int(capacity/2))
 	args := append(e.gatewayTarget(tenant), "--rate", strconv.Itoa(offered), "--duration", seconds(d),
 		"--skus", sku, "--json", "--timeout", "15s", "--seed", "13")
+	cutBefore, err := e.cutShort(tenant)
+	if err != nil {
+		return err
+	}
 	over, err := e.loadgenJSON(args)
+	if err != nil {
+		return err
+	}
+	cutAfter, err := e.cutShort(tenant)
 	if err != nil {
 		return err
 	}
@@ -95,6 +107,9 @@ func (e *Env) overload(tenant, sku string, capacity float64, normalP99 float64, 
 		goalAdmittedP99Ms, verdict(admitted <= goalAdmittedP99Ms))
 	e.say("  shed with 503: %d (their p99 %.0f ms); unanswered (reset, timeout): %d   goal 0: %s", over.Status["503"],
 		over.ShedMs["p99"], transport, verdict(transport == 0))
+	cut := cutAfter.minus(cutBefore)
+	e.say("  handlers cut short (caller gone or deadline; ON_CALLER_GONE=finish runs them on): %.0f; database sessions opened %.0f, abandoned %.0f   goal 0 discarded: %s",
+		cut.handlers, cut.sessions, cut.abandoned, verdict(cut.sessions == 0 && cut.abandoned == 0))
 	if recovery < 0 {
 		e.say("  latency back to normal (p99 ≤ 2× the %.1f ms of the normal run, every second after): not within 10 s   goal ≤ %s: %s",
 			normalP99, goalRecovery, verdict(false))
@@ -103,6 +118,58 @@ func (e *Env) overload(tenant, sku string, capacity float64, normalP99 float64, 
 			normalP99, recovery, goalRecovery, verdict(recovery <= goalRecovery))
 	}
 	return nil
+}
+
+// cutShortCounts is what a tenant's apps and databases count of work a caller did not wait for:
+// the apps' handlers cancelled before their answer (`http_server_requests_cancelled_total`), and
+// PostgreSQL's sessions opened and abandoned (`pg_stat_database`) — a pool opens a session only
+// to replace a connection it discarded once it is warm.
+type cutShortCounts struct{ handlers, sessions, abandoned float64 }
+
+func (a cutShortCounts) minus(b cutShortCounts) cutShortCounts {
+	return cutShortCounts{a.handlers - b.handlers, a.sessions - b.sessions, a.abandoned - b.abandoned}
+}
+
+func (e *Env) cutShort(tenant string) (cutShortCounts, error) {
+	var c cutShortCounts
+	var namespaces []string
+	for _, tn := range e.Loaded.Model.Tenants {
+		if tn.ID == tenant {
+			namespaces = tn.Namespaces
+		}
+	}
+	for _, p := range e.Loaded.Topology.Pods {
+		if !slices.Contains(namespaces, p.Namespace) {
+			continue
+		}
+		switch p.Role {
+		case mesh.RoleApp:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			n, err := mesh.AppCounter(ctx, p, "http_server_requests_cancelled_total")
+			cancel()
+			if err != nil {
+				return c, err
+			}
+			c.handlers += n
+		case mesh.RolePostgres:
+			u, err := e.dbURL(p.Namespace, "postgres")
+			if err != nil {
+				return c, err
+			}
+			out, err := exec.Command("psql", u, "-tAc", `SELECT coalesce(sum(sessions), 0), coalesce(sum(sessions_abandoned), 0)
+				FROM pg_stat_database WHERE datname NOT IN ('postgres', 'template0', 'template1')`).Output()
+			if err != nil {
+				return c, fmt.Errorf("pg_stat_database in %s: %v", p.Namespace, err)
+			}
+			var sessions, abandoned float64
+			if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "%g|%g", &sessions, &abandoned); err != nil {
+				return c, fmt.Errorf("pg_stat_database in %s: %q: %v", p.Namespace, out, err)
+			}
+			c.sessions += sessions
+			c.abandoned += abandoned
+		}
+	}
+	return c, nil
 }
 
 // recovery runs rate orders/s for 10 s with per-second progress and returns from which second

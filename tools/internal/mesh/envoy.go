@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -157,4 +159,46 @@ func (s EnvoyStatus) String() string {
 		return "unreachable: " + s.Err.Error()
 	}
 	return fmt.Sprintf("%s cds=%s lds=%s rejected=%d connections=%d", s.State, s.Versions["cds"], s.Versions["lds"], s.Rejected, s.Connections)
+}
+
+// AppCounter sums every series of one counter in the app's own /metrics (Prometheus text), read
+// on the pod's loopback as Istio's metrics merging would, e.g. all
+// `http_server_requests_cancelled_total{…}` lines of one pod.
+func AppCounter(ctx context.Context, p *Pod, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:8080/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := podClient(p, 5*time.Second).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: GET /metrics: %d", p.Key(), resp.StatusCode)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return sumSeries(string(body), name), nil
+}
+
+// sumSeries adds up the samples of metric name in a Prometheus text exposition.
+func sumSeries(text, name string) float64 {
+	sum := 0.0
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		fields := strings.Fields(rest[strings.LastIndexByte(rest, '}')+1:])
+		if len(fields) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(fields[0], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
 }
