@@ -17,21 +17,31 @@
 #                       not running), then every rule and dashboard query evaluated on a
 #                       Prometheus of its own; part of `make test`. OBSERVE_ON=mesh does the same
 #                       through the running local mesh (make mesh-up first)
-#   make test-observe-mesh  the mesh variant with the mesh brought up and down; part of `make test`
+#   make test-observe-mesh  the mesh variant with the mesh brought up and down; then the canary
+#                       demo run with its printed Prometheus graph opened in headless Chromium
+#                       (scripts/test-canary-screenshot.py): the page must draw both subsets;
+#                       part of `make test`
 #
-# promtool and prometheus are Debian's (package prometheus), installed when missing.
+# promtool and prometheus are Debian's (package prometheus), chromium-headless-shell Debian's
+# too; each installed when missing.
 
 PROM_RULES := deploy/observability/prometheus/rules.yaml
 PROM_TESTS := $(wildcard deploy/observability/prometheus/tests/*.yaml)
 OBSERVE_ON ?= platform
 
-.PHONY: prometheus-deps observe-py-deps test-rules observe observe-down test-observe test-observe-mesh
+.PHONY: prometheus-deps browser-deps observe-py-deps test-rules observe observe-down test-observe test-observe-mesh
 
 prometheus-deps: ## install Debian's Prometheus (prometheus, promtool) when missing
 	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
 	  echo "installing Prometheus from Debian's packages" >&2; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+browser-deps: ## install Debian's headless Chromium (chromium-headless-shell) when missing
+	@command -v chromium-headless-shell >/dev/null 2>&1 || { \
+	  echo "installing headless Chromium from Debian's packages" >&2; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium-headless-shell >/dev/null; }
 
 observe-py-deps: ## PyYAML for the checks (PyPI), when missing
 	@python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pyyaml
@@ -57,6 +67,7 @@ test-observe: prometheus-deps observe-py-deps mesh-deps ## live: orders through 
 
 # The same through the local mesh, where the Envoy series must have data too: brings the mesh
 # up and takes it down again, whatever the outcome (as test-mesh does). Part of `make test`.
-test-observe-mesh: prometheus-deps observe-py-deps mesh-deps mesh-build mesh-apps jaeger ## live: every rule and dashboard query on traffic through the local mesh (brings it up and down)
+test-observe-mesh: prometheus-deps browser-deps observe-py-deps mesh-deps mesh-build mesh-apps mesh-demo-bins jaeger ## live: every rule and dashboard query on traffic through the local mesh, and the canary demo's graph in headless Chromium (brings the mesh up and down)
 	@$(MESH_BIN) up -root $(CURDIR)
-	@python3 scripts/test-observe.py --on mesh; rc=$$?; $(MESH_BIN) down -root $(CURDIR) || rc=1; exit $$rc
+	@python3 scripts/test-observe.py --on mesh && python3 scripts/test-canary-screenshot.py --mesh $(MESH_BIN); \
+	  rc=$$?; $(MESH_BIN) down -root $(CURDIR) || rc=1; exit $$rc

@@ -107,9 +107,9 @@ func (e *Env) overload(tenant, sku string, capacity float64, normalP99 float64, 
 		goalAdmittedP99Ms, verdict(admitted <= goalAdmittedP99Ms))
 	e.say("  shed with 503: %d (their p99 %.0f ms); unanswered (reset, timeout): %d   goal 0: %s", over.Status["503"],
 		over.ShedMs["p99"], transport, verdict(transport == 0))
-	cut := cutAfter.minus(cutBefore)
-	e.say("  handlers cut short (caller gone or deadline; ON_CALLER_GONE=finish runs them on): %.0f; database sessions opened %.0f, abandoned %.0f   goal 0 discarded: %s",
-		cut.handlers, cut.sessions, cut.abandoned, verdict(cut.sessions == 0 && cut.abandoned == 0))
+	handlers, closed, abandoned := cutAfter.cut(cutBefore)
+	e.say("  handlers cut short (caller gone or deadline; ON_CALLER_GONE=finish runs them on): %.0f; database connections closed %.0f (abandoned %.0f)   goal 0 discarded: %s",
+		handlers, closed, abandoned, verdict(closed == 0 && abandoned == 0))
 	if recovery < 0 {
 		e.say("  latency back to normal (p99 ≤ 2× the %.1f ms of the normal run, every second after): not within 10 s   goal ≤ %s: %s",
 			normalP99, goalRecovery, verdict(false))
@@ -122,16 +122,41 @@ func (e *Env) overload(tenant, sku string, capacity float64, normalP99 float64, 
 
 // cutShortCounts is what a tenant's apps and databases count of work a caller did not wait for:
 // the apps' handlers cancelled before their answer (`http_server_requests_cancelled_total`), and
-// PostgreSQL's sessions opened and abandoned (`pg_stat_database`) — a pool opens a session only
-// to replace a connection it discarded once it is warm.
-type cutShortCounts struct{ handlers, sessions, abandoned float64 }
-
-func (a cutShortCounts) minus(b cutShortCounts) cutShortCounts {
-	return cutShortCounts{a.handlers - b.handlers, a.sessions - b.sessions, a.abandoned - b.abandoned}
+// PostgreSQL's client sessions — which are open (by backend pid), how many were ever opened
+// (`pg_stat_database.sessions`) and abandoned (the client vanished mid-session).
+type cutShortCounts struct {
+	handlers, opened, abandoned float64
+	open                        map[string]bool // "namespace/pid"
 }
 
+// cut is what happened between two readings: handlers cut, and database connections closed —
+// the open ones gone since, plus those opened and closed in between. A pool that grows opens
+// sessions without closing any; a connection discarded (by sqlx after a statement cut
+// mid-flight, or anything else) is a session closed.
+func (a cutShortCounts) cut(before cutShortCounts) (handlers, closed, abandoned float64) {
+	gone, born := 0, 0
+	for k := range before.open {
+		if !a.open[k] {
+			gone++
+		}
+	}
+	for k := range a.open {
+		if !before.open[k] {
+			born++
+		}
+	}
+	openedAndClosed := max(a.opened-before.opened-float64(born), 0)
+	return a.handlers - before.handlers, float64(gone) + openedAndClosed, a.abandoned - before.abandoned
+}
+
+const sessionsQuery = `SELECT
+  (SELECT coalesce(sum(sessions), 0) FROM pg_stat_database WHERE datname NOT IN ('postgres', 'template0', 'template1')),
+  (SELECT coalesce(sum(sessions_abandoned), 0) FROM pg_stat_database WHERE datname NOT IN ('postgres', 'template0', 'template1')),
+  (SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity
+     WHERE backend_type = 'client backend' AND datname NOT IN ('postgres', 'template0', 'template1'))`
+
 func (e *Env) cutShort(tenant string) (cutShortCounts, error) {
-	var c cutShortCounts
+	c := cutShortCounts{open: map[string]bool{}}
 	var namespaces []string
 	for _, tn := range e.Loaded.Model.Tenants {
 		if tn.ID == tenant {
@@ -156,17 +181,26 @@ func (e *Env) cutShort(tenant string) (cutShortCounts, error) {
 			if err != nil {
 				return c, err
 			}
-			out, err := exec.Command("psql", u, "-tAc", `SELECT coalesce(sum(sessions), 0), coalesce(sum(sessions_abandoned), 0)
-				FROM pg_stat_database WHERE datname NOT IN ('postgres', 'template0', 'template1')`).Output()
+			out, err := exec.Command("psql", u, "-tAc", sessionsQuery).Output()
 			if err != nil {
 				return c, fmt.Errorf("pg_stat_database in %s: %v", p.Namespace, err)
 			}
-			var sessions, abandoned float64
-			if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "%g|%g", &sessions, &abandoned); err != nil {
-				return c, fmt.Errorf("pg_stat_database in %s: %q: %v", p.Namespace, out, err)
+			fields := strings.Split(strings.TrimSpace(string(out)), "|")
+			if len(fields) != 3 {
+				return c, fmt.Errorf("pg_stat_database in %s: %q", p.Namespace, out)
 			}
-			c.sessions += sessions
+			opened, err1 := strconv.ParseFloat(fields[0], 64)
+			abandoned, err2 := strconv.ParseFloat(fields[1], 64)
+			if err1 != nil || err2 != nil {
+				return c, fmt.Errorf("pg_stat_database in %s: %q", p.Namespace, out)
+			}
+			c.opened += opened
 			c.abandoned += abandoned
+			for _, pid := range strings.Split(fields[2], ",") {
+				if pid != "" {
+					c.open[p.Namespace+"/"+pid] = true
+				}
+			}
 		}
 	}
 	return c, nil

@@ -76,3 +76,23 @@ func TestEveryDemoHasAPrometheusGraph(t *testing.T) {
 		}
 	}
 }
+
+func TestCutCountsClosedConnectionsNotPoolGrowth(t *testing.T) {
+	open := func(pids ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, p := range pids {
+			m["ns/"+p] = true
+		}
+		return m
+	}
+	before := cutShortCounts{handlers: 4, opened: 10, open: open("1", "2", "3")}
+	grown := cutShortCounts{handlers: 4, opened: 12, open: open("1", "2", "3", "4", "5")}
+	if h, closed, _ := grown.cut(before); h != 0 || closed != 0 {
+		t.Fatalf("a pool that grew: %v handlers, %v closed; want 0, 0", h, closed)
+	}
+	// 3 closed; 4 and 5 opened and still open; one more opened and closed in between.
+	churned := cutShortCounts{handlers: 7, opened: 13, abandoned: 1, open: open("1", "2", "4", "5")}
+	if h, closed, abandoned := churned.cut(before); h != 3 || closed != 2 || abandoned != 1 {
+		t.Fatalf("churned: %v handlers, %v closed, %v abandoned; want 3, 2, 1", h, closed, abandoned)
+	}
+}
