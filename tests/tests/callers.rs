@@ -144,18 +144,30 @@ async fn in_the_cluster_the_three_attacks_are_refused_and_the_saga_still_runs() 
         .await
         .unwrap();
     assert_eq!(payments, 1, "only the order's own payment exists");
-    // Each refusal is logged with the caller's SPIFFE id ("none" past the sidecar).
-    let logged = refusals_logged(&cluster, Svc::Payment);
+    // Each refusal is logged with the caller's SPIFFE id ("none" past the sidecar). The log
+    // reaches its file after the answer (a loaded machine once read it first): wait for the
+    // lines, and name what is missing if they never come.
     let notify = spiffe_id(TENANT, Svc::Notify);
-    for (caller, route) in [
+    let expected: Vec<(String, String)> = [
         ("none", "/api/v1/payments/{id}/refund"),
         (notify.as_str(), "/api/v1/payments/{id}/refund"),
         (notify.as_str(), "/api/v1/payments"),
-    ] {
+    ]
+    .into_iter()
+    .map(|(caller, route)| (caller.to_owned(), route.to_owned()))
+    .collect();
+    let missing = || {
+        let logged = refusals_logged(&cluster, Svc::Payment);
+        let missing: Vec<_> = expected.iter().filter(|e| !logged.contains(e)).collect();
+        (!missing.is_empty()).then(|| format!("missing {missing:?} in {logged:?}"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Some(missing) = missing() {
         assert!(
-            logged.contains(&(caller.to_owned(), route.to_owned())),
-            "payment-service did not log {caller} on {route}: {logged:?}"
+            std::time::Instant::now() < deadline,
+            "payment-service did not log its refusals: {missing}"
         );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
     // order-service's public API is the gateway's: no identity, or another one, is refused.
