@@ -26,6 +26,7 @@ use bytes::Bytes;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use trace_context::REQUEST_ID_HEADER;
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -42,7 +43,6 @@ use crate::{
     metrics::{self as platform_metrics, HTTP_SERVER_DURATION, HTTP_SERVER_REQUESTS},
     openapi::OPENAPI_PATH,
     problem::Problem,
-    propagation::{self, REQUEST_ID_HEADER},
     telemetry::{self, ServiceIdentity},
     tenancy::{self, TenantPolicy},
 };
@@ -499,9 +499,9 @@ async fn observe_request(
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
-    let request_id = propagation::request_id(request.headers());
+    let request_id = trace_context::request_id(request.headers());
     let peer = mesh_peer(request.headers());
-    let parent = propagation::extract(request.headers());
+    let parent = trace_context::extract(request.headers());
     let span = tracing::info_span!(
         "HTTP request",
         otel.name = format!("{method} {route}"),
