@@ -6,7 +6,9 @@
 //! caller check of [`callers`], [`health`], [`shutdown`], the pooled [`http_client`] that
 //! carries the headers contract, [`db`] (pool and migrations), [`telemetry`] (propagation itself,
 //! W3C + B3, is the `trace-context` crate's), [`metrics`], the bounded HTTP [`server`], the
-//! [`openapi`] document, and [`startup`], which assembles them into a running service.
+//! [`openapi`] document, the per-request middleware of [`observe`] (server span, request context,
+//! deadline, access log, request metrics), and [`startup`], which assembles them into a running
+//! service.
 
 pub mod callers;
 pub mod configuration;
@@ -17,6 +19,7 @@ pub mod headers;
 pub mod health;
 pub mod http_client;
 pub mod metrics;
+pub mod observe;
 pub mod openapi;
 pub mod problem;
 pub mod server;
