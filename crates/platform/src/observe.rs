@@ -2,7 +2,9 @@
 //! the caller's trace and opens the server span, sets the request context (request id,
 //! deadline), answers 503 at the deadline, counts requests — answered, and cancelled because the
 //! deadline passed or the caller went away — writes one access-log line with the mesh caller's
-//! identity, and answers `x-request-id` and `x-service-version` on every response.
+//! identity, and answers `x-request-id` and `x-service-version` on every response. It is the first
+//! to read `x-forwarded-client-cert`, and leaves its parse in the request's extensions for the
+//! tenancy and caller checks ([`crate::xfcc::ParsedXfcc`]).
 //! [`crate::startup`] puts it around the router.
 
 use std::{
@@ -27,6 +29,7 @@ use crate::{
     openapi::OPENAPI_PATH,
     problem::Problem,
     telemetry::ServiceIdentity,
+    xfcc::ParsedXfcc,
 };
 
 /// What [`observe_request`] needs of the process: its identity, tenant, deadline, what to do when
@@ -61,7 +64,7 @@ pub const SERVICE_VERSION_HEADER: &str = "x-service-version";
 /// `x-service-version` (which build — stable or canary — served it).
 pub(crate) async fn observe_request(
     State(server): State<ServerContext>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
@@ -72,7 +75,15 @@ pub(crate) async fn observe_request(
         .map_or("unmatched", MatchedPath::as_str)
         .to_owned();
     let request_id = trace_context::request_id(request.headers());
-    let peer = mesh_peer(request.headers());
+    let xfcc = request
+        .headers()
+        .get(crate::tenancy::XFCC_HEADER)
+        .map(ParsedXfcc::new);
+    let peer = mesh_peer(xfcc.as_ref());
+    if let Some(xfcc) = xfcc {
+        // Parsed once: the tenancy and caller checks read it here.
+        request.extensions_mut().insert(xfcc);
+    }
     let parent = trace_context::extract(request.headers());
     let span = tracing::info_span!(
         "HTTP request",
@@ -199,11 +210,8 @@ impl Drop for CallerGoneGuard {
 /// The mesh caller's identity as the sidecar vouched for it in `x-forwarded-client-cert` (the
 /// SPIFFE ids, comma-separated), or "-" when there is none or it is not in Envoy's form (the
 /// tenancy check answers that request).
-fn mesh_peer(headers: &axum::http::HeaderMap) -> String {
-    headers
-        .get(crate::tenancy::XFCC_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| crate::xfcc::parse_peers(v).ok())
+fn mesh_peer(xfcc: Option<&ParsedXfcc>) -> String {
+    xfcc.and_then(|xfcc| xfcc.peers().ok())
         .map(|peers| {
             peers
                 .iter()
