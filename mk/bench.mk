@@ -7,7 +7,7 @@
 #                         time; one table, plus JSON and an SVG chart in .local/bench/ (≈ 4 min)
 #   make bench-orders     end-to-end order saga on the local platform (`make up`): seeds stock,
 #                         then a closed-loop and an open-loop run of loadgen against tenant-a
-#   make bench-platform   criterion micro-benchmarks of platform's per-request hot paths
+#   make bench-platform   criterion micro-benchmarks of the per-request hot paths (trace-context, platform)
 #
 # Override any BENCH_* on the command line, e.g.
 #   make bench-orders BENCH_CONCURRENCY=32 BENCH_DURATION=30s BENCH_RATE=150
@@ -69,4 +69,5 @@ bench-orders: loadgen ## end-to-end saga throughput/latency on `make up`: closed
 	$(LOADGEN) $(bench_order_args) --rate $(BENCH_RATE) --duration $(BENCH_RATE_DURATION)
 
 bench-platform: ## criterion micro-benchmarks: trace propagation, tenant check, problem+json (< 2 min)
+	cargo bench -p trace-context --bench propagation -- $(BENCH_PLATFORM_ARGS)
 	cargo bench -p platform --bench hot_paths -- $(BENCH_PLATFORM_ARGS)

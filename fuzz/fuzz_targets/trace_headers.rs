@@ -7,9 +7,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use platform::{
-    propagation,
-    w3c::{BAGGAGE_MAX_BYTES, BAGGAGE_MAX_MEMBERS, Baggage, TraceParent, parse_tracestate},
+use trace_context::w3c::{
+    BAGGAGE_MAX_BYTES, BAGGAGE_MAX_MEMBERS, Baggage, TraceParent, parse_tracestate,
 };
 
 const NAMES: [&str; 9] = [
@@ -35,10 +34,10 @@ fuzz_target!(|data: &[u8]| {
             headers.append(name, value);
         }
     }
-    let cx = propagation::extract(&headers);
-    let cx = propagation::with_baggage_first(&cx, &[("tenant", "tenant-a"), ("order_id", "o-1")]);
+    let cx = trace_context::extract(&headers);
+    let cx = trace_context::with_baggage_first(&cx, &[("tenant", "tenant-a"), ("order_id", "o-1")]);
     let mut out = HeaderMap::new();
-    propagation::inject(&cx, &mut out);
+    trace_context::inject(&cx, &mut out);
     let sent = |name: &str| out.get(name).and_then(|v| v.to_str().ok());
 
     if let Some(tp) = sent("traceparent") {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use platform::w3c::{KNOWN_FLAGS, TraceParent};
+use trace_context::w3c::{KNOWN_FLAGS, TraceParent};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = std::str::from_utf8(data) else {

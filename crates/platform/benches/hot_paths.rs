@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the work every request does in every service, before any handler runs:
-//! trace-context extraction and injection (W3C and B3, `platform::propagation`), the tenant check
-//! (`platform::tenancy::TenantPolicy::check`), and turning a `Problem` into a problem+json answer.
+//! the tenant check (`platform::tenancy::TenantPolicy::check`) and turning a `Problem` into a
+//! problem+json answer. Trace-context extraction and injection are benchmarked in their own crate
+//! (`crates/trace-context/benches/propagation.rs`).
 //!
 //! Run with `make bench-platform` (or `cargo bench -p platform --bench hot_paths`). Sample sizes
 //! and times are kept small so the whole set finishes in well under two minutes on two cores;
@@ -12,17 +13,11 @@ use axum::{http::StatusCode, response::IntoResponse};
 use commerce::values::FieldError;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::{
-    Context,
-    trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState},
-};
 use platform::{
-    Problem, propagation,
+    Problem,
     tenancy::{TENANT_HEADER, TenantId, TenantPolicy, XFCC_HEADER},
 };
 
-const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-const B3_SINGLE: &str = "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1";
 const XFCC: &str = "By=spiffe://cluster.local/ns/tenant-a-payments/sa/payment-service;\
 Hash=4f2b1d0e9c8a7b6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d;\
 URI=spiffe://cluster.local/ns/tenant-a-orders/sa/order-service";
@@ -36,110 +31,6 @@ fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         );
     }
     map
-}
-
-/// What an incoming mesh request typically carries besides trace context.
-const COMMON: [(&str, &str); 5] = [
-    ("content-type", "application/json"),
-    ("x-tenant-id", "tenant-a"),
-    ("x-request-id", "5d2c1f0e-7a4b-4c3d-9e8f-1a2b3c4d5e6f"),
-    ("user-agent", "ordermesh-loadgen/0.1.0"),
-    ("accept", "*/*"),
-];
-
-fn with_common(extra: &[(&'static str, &'static str)]) -> HeaderMap {
-    let mut all: Vec<(&'static str, &'static str)> = COMMON.to_vec();
-    all.extend_from_slice(extra);
-    headers(&all)
-}
-
-fn propagation_benches(c: &mut Criterion) {
-    let mut group = c.benchmark_group("propagation/extract");
-    let cases = [
-        ("none", with_common(&[])),
-        ("w3c", with_common(&[("traceparent", TRACEPARENT)])),
-        (
-            "w3c+baggage",
-            with_common(&[
-                ("traceparent", TRACEPARENT),
-                ("tracestate", "congo=t61rcWkgMzE"),
-                (
-                    "baggage",
-                    "tenant=tenant-a,order_id=0192f0c1-7a4b-7c3d-9e8f-1a2b3c4d5e6f",
-                ),
-            ]),
-        ),
-        ("b3-single", with_common(&[("b3", B3_SINGLE)])),
-        (
-            "b3-multi",
-            with_common(&[
-                ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
-                ("x-b3-spanid", "e457b5a2e4d86bd1"),
-                ("x-b3-parentspanid", "05e3ac9a4f6e3b90"),
-                ("x-b3-sampled", "1"),
-            ]),
-        ),
-        (
-            // What Envoy sends when the mesh uses B3 and the client sent W3C: all of it.
-            "w3c+b3-both",
-            with_common(&[
-                ("traceparent", TRACEPARENT),
-                ("b3", B3_SINGLE),
-                ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
-                ("x-b3-spanid", "e457b5a2e4d86bd1"),
-                ("x-b3-sampled", "1"),
-            ]),
-        ),
-    ];
-    for (name, map) in &cases {
-        group.bench_function(*name, |b| {
-            b.iter(|| propagation::extract(black_box(map)));
-        });
-    }
-    group.finish();
-
-    let span = SpanContext::new(
-        TraceId::from_bytes([0x4b; 16]),
-        SpanId::from_bytes([0x0f; 8]),
-        TraceFlags::SAMPLED,
-        true,
-        TraceState::default(),
-    );
-    let cx = Context::new().with_remote_span_context(span);
-    let cx_baggage = propagation::with_baggage_first(
-        &cx,
-        &[
-            ("tenant", "tenant-a"),
-            ("order_id", "0192f0c1-7a4b-7c3d-9e8f-1a2b3c4d5e6f"),
-        ],
-    );
-    let mut group = c.benchmark_group("propagation/inject");
-    group.bench_function("w3c+b3", |b| {
-        b.iter(|| {
-            let mut map = HeaderMap::with_capacity(8);
-            propagation::inject(black_box(&cx), &mut map);
-            map
-        });
-    });
-    group.bench_function("w3c+b3+baggage", |b| {
-        b.iter(|| {
-            let mut map = HeaderMap::with_capacity(8);
-            propagation::inject(black_box(&cx_baggage), &mut map);
-            map
-        });
-    });
-    group.finish();
-
-    let mut group = c.benchmark_group("propagation/request_id");
-    let forwarded = with_common(&[]);
-    group.bench_function("forwarded", |b| {
-        b.iter(|| propagation::request_id(black_box(&forwarded)));
-    });
-    let absent = headers(&[("x-tenant-id", "tenant-a")]);
-    group.bench_function("generated", |b| {
-        b.iter(|| propagation::request_id(black_box(&absent)));
-    });
-    group.finish();
 }
 
 fn tenant(name: &str) -> TenantId {
@@ -205,6 +96,6 @@ fn quick() -> Criterion {
 criterion_group! {
     name = hot_paths;
     config = quick();
-    targets = propagation_benches, tenancy_benches, problem_benches
+    targets = tenancy_benches, problem_benches
 }
 criterion_main!(hot_paths);

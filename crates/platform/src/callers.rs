@@ -34,7 +34,7 @@ use crate::{
     headers,
     problem::Problem,
     tenancy::{TenantId, XFCC_HEADER},
-    xfcc::{self, SpiffeId},
+    xfcc::{self, ParsedXfcc, SpiffeId},
 };
 
 /// Problem type slug of a caller the route is not for.
@@ -184,8 +184,20 @@ impl CallerPolicy {
 
     /// Checks the caller of `method route` (the route's template) from the request's headers.
     pub fn check(&self, method: &str, route: &str, headers: &HeaderMap) -> Result<(), Refusal> {
+        self.check_parsed(method, route, headers, None)
+    }
+
+    /// [`Self::check`], with the request's `x-forwarded-client-cert` as already parsed (from its
+    /// extensions), if it was.
+    pub fn check_parsed(
+        &self,
+        method: &str,
+        route: &str,
+        headers: &HeaderMap,
+        parsed: Option<&ParsedXfcc>,
+    ) -> Result<(), Refusal> {
         let access = self.routes.get(&(method.to_owned(), route.to_owned()));
-        let Some(caller) = immediate_caller(headers)? else {
+        let Some(caller) = immediate_caller(headers, parsed)? else {
             return match access {
                 Some(RouteAccess::Operator) => Ok(()),
                 _ if !self.settings.require => Ok(()),
@@ -226,7 +238,10 @@ impl CallerPolicy {
 
 /// The immediate caller, `None` without the header; a header not in Envoy's form (which the
 /// tenancy check refuses first) is a refusal, never "no caller".
-fn immediate_caller(headers: &HeaderMap) -> Result<Option<SpiffeId>, Refusal> {
+fn immediate_caller(
+    headers: &HeaderMap,
+    parsed: Option<&ParsedXfcc>,
+) -> Result<Option<SpiffeId>, Refusal> {
     let refusal = |reason: String| Refusal {
         caller: None,
         reason,
@@ -236,11 +251,16 @@ fn immediate_caller(headers: &HeaderMap) -> Result<Option<SpiffeId>, Refusal> {
     let Some(value) = value else {
         return Ok(None);
     };
-    value
-        .to_str()
-        .map_err(|_| refusal(format!("`{XFCC_HEADER}` is not visible ASCII")))
-        .and_then(|v| xfcc::immediate_caller(v).map_err(|e| refusal(e.to_string())))
-        .map(Some)
+    if value.to_str().is_err() {
+        return Err(refusal(format!("`{XFCC_HEADER}` is not visible ASCII")));
+    }
+    let parsed = ParsedXfcc::peers_of(parsed, value);
+    match &*parsed {
+        Ok(peers) => xfcc::caller_of(peers)
+            .map(Some)
+            .map_err(|e| refusal(e.to_string())),
+        Err(e) => Err(refusal(e.to_string())),
+    }
 }
 
 /// A call-graph caller as (namespace, service account) for `tenant`.
@@ -269,7 +289,12 @@ pub async fn require_caller(
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
     let method = request.method().as_str();
-    match policy.check(method, route, request.headers()) {
+    match policy.check_parsed(
+        method,
+        route,
+        request.headers(),
+        request.extensions().get::<ParsedXfcc>(),
+    ) {
         Ok(()) => next.run(request).await,
         Err(refusal) => {
             let caller = refusal

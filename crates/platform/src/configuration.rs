@@ -160,9 +160,60 @@ impl CommonSettings {
                     })
                 })
                 .transpose()?,
-            server: ServerLimits::from_env()?,
+            server: server_limits()?,
         })
     }
+}
+
+/// The server's connection limits from `HTTP_*`; each unset variable keeps its default.
+fn server_limits() -> Result<ServerLimits, ConfigError> {
+    let d = ServerLimits::default();
+    let positive = |name: &str, value: usize| {
+        if value == 0 {
+            Err(ConfigError::Invalid {
+                name: name.into(),
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            })
+        } else {
+            Ok(value)
+        }
+    };
+    Ok(ServerLimits {
+        header_read_timeout: millis_or(
+            "HTTP_HEADER_READ_TIMEOUT_MS",
+            d.header_read_timeout.as_millis() as u64,
+        )?,
+        idle_timeout: millis_or("HTTP_IDLE_TIMEOUT_MS", d.idle_timeout.as_millis() as u64)?,
+        max_connections: positive(
+            "HTTP_MAX_CONNECTIONS",
+            parsed_or("HTTP_MAX_CONNECTIONS", d.max_connections)?,
+        )?,
+        connection_wait: millis_or(
+            "HTTP_CONNECTION_WAIT_MS",
+            d.connection_wait.as_millis() as u64,
+        )?,
+        max_header_bytes: positive(
+            "HTTP_MAX_HEADER_BYTES",
+            parsed_or("HTTP_MAX_HEADER_BYTES", d.max_header_bytes)?,
+        )?,
+        h2_max_concurrent_streams: positive(
+            "HTTP2_MAX_CONCURRENT_STREAMS",
+            parsed_or(
+                "HTTP2_MAX_CONCURRENT_STREAMS",
+                d.h2_max_concurrent_streams as usize,
+            )?,
+        )?
+        .try_into()
+        .unwrap_or(u32::MAX),
+        listen_backlog: positive(
+            "HTTP_LISTEN_BACKLOG",
+            parsed_or("HTTP_LISTEN_BACKLOG", d.listen_backlog as usize)?,
+        )?
+        .try_into()
+        .unwrap_or(u32::MAX),
+        refusal_linger: d.refusal_linger,
+    })
 }
 
 /// The value of `name`, treating an empty value as unset.

@@ -72,3 +72,16 @@ pub fn trace_id() -> Option<String> {
         .ok()
         .flatten()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn background_work_continuing_a_request_carries_its_id() {
+        let id = HeaderValue::from_static("req-42");
+        let seen = continuing_request(id.clone(), async { request_id() }).await;
+        assert_eq!(seen, Some(id));
+        assert_eq!(request_id(), None);
+    }
+}

@@ -1,7 +1,7 @@
 //! Strict request headers: the headers whose meaning depends on there being exactly one value
 //! (`x-tenant-id`, `Idempotency-Key`, `x-forwarded-client-cert`) are refused with 400 when a
 //! request repeats them, instead of silently using the first. (Trace headers are the exception:
-//! a repeated one is ignored as invalid, never an error — see `propagation`.)
+//! a repeated one is ignored as invalid, never an error — see the `trace-context` crate.)
 
 use http::{HeaderMap, HeaderValue, StatusCode};
 

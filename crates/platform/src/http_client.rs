@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::{Serialize, de::DeserializeOwned};
+use trace_context::REQUEST_ID_HEADER;
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
@@ -19,9 +20,11 @@ use crate::{
     context,
     metrics::{HTTP_CLIENT_DURATION, HTTP_CLIENT_REQUESTS, status_outcome},
     problem::Problem,
-    propagation::{self, ORDER_ID_HEADER, REQUEST_ID_HEADER},
     tenancy::{TENANT_HEADER, TenantId},
 };
+
+/// The order a call is about, on every call that has one.
+pub const ORDER_ID_HEADER: &str = "x-order-id";
 
 /// Time kept back from the caller's deadline so it can still answer after a call times out.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
@@ -234,11 +237,11 @@ impl HttpClient {
                 headers.insert(ORDER_ID_HEADER, value);
             }
         }
-        let cx = propagation::with_baggage_first(&span.context(), &baggage);
-        propagation::inject(&cx, &mut headers);
+        let cx = trace_context::with_baggage_first(&span.context(), &baggage);
+        trace_context::inject(&cx, &mut headers);
         headers.insert(
             REQUEST_ID_HEADER,
-            context::request_id().unwrap_or_else(propagation::new_request_id),
+            context::request_id().unwrap_or_else(trace_context::new_request_id),
         );
         if let Ok(tenant) = HeaderValue::from_str(self.tenant.as_str()) {
             headers.insert(TENANT_HEADER, tenant);

@@ -4,9 +4,11 @@
 //! same way for all four: [`configuration`] from the environment, [`problem`] (RFC 9457 errors and
 //! the JSON extractor), strict [`headers`], [`tenancy`] with [`xfcc`] parsing, the per-route
 //! caller check of [`callers`], [`health`], [`shutdown`], the pooled [`http_client`] that
-//! carries the headers contract, [`db`] (pool and migrations), [`telemetry`] with
-//! [`propagation`] (W3C by [`w3c`] + B3), [`metrics`], the bounded HTTP [`server`], the
-//! [`openapi`] document, and [`startup`], which assembles them into a running service.
+//! carries the headers contract, [`db`] (pool and migrations), [`telemetry`] (propagation itself,
+//! W3C + B3, is the `trace-context` crate's), [`metrics`], the bounded HTTP [`server`], the
+//! [`openapi`] document, the per-request middleware of [`observe`] (server span, request context,
+//! deadline, access log, request metrics), and [`startup`], which assembles them into a running
+//! service.
 
 pub mod callers;
 pub mod configuration;
@@ -17,15 +19,14 @@ pub mod headers;
 pub mod health;
 pub mod http_client;
 pub mod metrics;
+pub mod observe;
 pub mod openapi;
 pub mod problem;
-pub mod propagation;
 pub mod server;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
 pub mod tenancy;
-pub mod w3c;
 pub mod xfcc;
 
 pub use extract::{Path, Query};

@@ -132,7 +132,7 @@ fn add_components(doc: &mut Value) {
                 "schema": { "type": "string" }
             },
             "RequestId": {
-                "name": crate::propagation::REQUEST_ID_HEADER, "in": "header", "required": false,
+                "name": trace_context::REQUEST_ID_HEADER, "in": "header", "required": false,
                 "description": "Forwarded unchanged and echoed in the answer; generated when \
                     absent.",
                 "schema": { "type": "string" }

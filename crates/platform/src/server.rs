@@ -59,12 +59,10 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
 
-use crate::{
-    configuration::{ConfigError, millis_or, parsed_or},
-    problem::Problem,
-};
+use crate::problem::Problem;
 
-/// The connection limits of one process (`HTTP_*` environment variables).
+/// The connection limits of one process (`HTTP_*` environment variables, read by
+/// [`crate::configuration`]; the defaults are [`ServerLimits::default`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
     pub header_read_timeout: Duration,
@@ -94,58 +92,6 @@ impl Default for ServerLimits {
             listen_backlog: 4096,
             refusal_linger: Duration::from_millis(100),
         }
-    }
-}
-
-impl ServerLimits {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let d = Self::default();
-        let positive = |name: &str, value: usize| {
-            if value == 0 {
-                Err(ConfigError::Invalid {
-                    name: name.into(),
-                    value: "0".into(),
-                    reason: "must be at least 1".into(),
-                })
-            } else {
-                Ok(value)
-            }
-        };
-        Ok(Self {
-            header_read_timeout: millis_or(
-                "HTTP_HEADER_READ_TIMEOUT_MS",
-                d.header_read_timeout.as_millis() as u64,
-            )?,
-            idle_timeout: millis_or("HTTP_IDLE_TIMEOUT_MS", d.idle_timeout.as_millis() as u64)?,
-            max_connections: positive(
-                "HTTP_MAX_CONNECTIONS",
-                parsed_or("HTTP_MAX_CONNECTIONS", d.max_connections)?,
-            )?,
-            connection_wait: millis_or(
-                "HTTP_CONNECTION_WAIT_MS",
-                d.connection_wait.as_millis() as u64,
-            )?,
-            max_header_bytes: positive(
-                "HTTP_MAX_HEADER_BYTES",
-                parsed_or("HTTP_MAX_HEADER_BYTES", d.max_header_bytes)?,
-            )?,
-            h2_max_concurrent_streams: positive(
-                "HTTP2_MAX_CONCURRENT_STREAMS",
-                parsed_or(
-                    "HTTP2_MAX_CONCURRENT_STREAMS",
-                    d.h2_max_concurrent_streams as usize,
-                )?,
-            )?
-            .try_into()
-            .unwrap_or(u32::MAX),
-            listen_backlog: positive(
-                "HTTP_LISTEN_BACKLOG",
-                parsed_or("HTTP_LISTEN_BACKLOG", d.listen_backlog as usize)?,
-            )?
-            .try_into()
-            .unwrap_or(u32::MAX),
-            refusal_linger: d.refusal_linger,
-        })
     }
 }
 

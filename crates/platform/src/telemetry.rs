@@ -20,7 +20,9 @@ use opentelemetry_sdk::{
 };
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
-use crate::{configuration::LogFormat, propagation::PropagatorSet};
+use trace_context::PropagatorSet;
+
+use crate::configuration::LogFormat;
 
 mod json_log;
 
@@ -90,6 +92,17 @@ pub async fn in_span_linked<F: Future>(
     work.instrument(span).await
 }
 
+/// The current span's trace context (and the request's `x-request-id`) as header name → value
+/// pairs, to store beside work that another task finishes later (an outbox entry), so that work
+/// continues the same trace and the same request ([`trace_context::capture`]).
+pub fn capture_current() -> std::collections::BTreeMap<String, String> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    trace_context::capture(
+        &tracing::Span::current().context(),
+        crate::context::request_id(),
+    )
+}
+
 fn internal_span(name: &'static str, order_id: Option<uuid::Uuid>) -> tracing::Span {
     let (tenant, service_type) = TAGS.get().map_or(("", ""), |(t, s)| (t.as_str(), *s));
     let span = tracing::info_span!(
@@ -123,7 +136,7 @@ pub fn init(
         Some(list) => PropagatorSet::parse(&list).map_err(|e| format!("OTEL_PROPAGATORS: {e}"))?,
         None => PropagatorSet::ALL,
     };
-    crate::propagation::install(propagators);
+    trace_context::install(propagators);
 
     let provider = tracer_provider(service, tenant)?;
     let tracer = provider.tracer(service.name);

@@ -18,11 +18,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{
-    headers,
-    problem::Problem,
-    xfcc::{self, XfccError},
-};
+use crate::{headers, problem::Problem, xfcc::ParsedXfcc};
 
 pub const TENANT_HEADER: &str = "x-tenant-id";
 pub const XFCC_HEADER: &str = "x-forwarded-client-cert";
@@ -54,6 +50,16 @@ impl TenantPolicy {
 
     /// Checks one request's headers; `Err` is the problem to answer with.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), Problem> {
+        self.check_parsed(headers, None)
+    }
+
+    /// [`Self::check`], with the request's `x-forwarded-client-cert` as already parsed (from its
+    /// extensions), if it was.
+    pub fn check_parsed(
+        &self,
+        headers: &HeaderMap,
+        parsed: Option<&ParsedXfcc>,
+    ) -> Result<(), Problem> {
         let claimed = headers::single(headers, TENANT_HEADER)?;
         let xfcc = headers::single(headers, XFCC_HEADER)?;
         let Some(claimed) = claimed else {
@@ -71,11 +77,15 @@ impl TenantPolicy {
         let Some(xfcc) = xfcc else {
             return Ok(());
         };
-        let peers = xfcc
-            .to_str()
-            .map_err(|_| XfccError("the value is not visible ASCII".into()))
-            .and_then(xfcc::parse_peers)
-            .map_err(|e| wrong_tenant(format!("`{XFCC_HEADER}` is not in Envoy's form: {e}")))?;
+        let parsed = ParsedXfcc::peers_of(parsed, xfcc);
+        let peers = match &*parsed {
+            Ok(peers) => peers,
+            Err(e) => {
+                return Err(wrong_tenant(format!(
+                    "`{XFCC_HEADER}` is not in Envoy's form: {e}"
+                )));
+            }
+        };
         for peer in peers {
             let namespace = peer.namespace.as_str();
             let trusted = owns_namespace(&self.tenant, namespace)
@@ -101,7 +111,7 @@ pub async fn require_tenant(
     request: Request,
     next: Next,
 ) -> Response {
-    match policy.check(request.headers()) {
+    match policy.check_parsed(request.headers(), request.extensions().get::<ParsedXfcc>()) {
         Ok(()) => next.run(request).await,
         Err(problem) => problem.into_response(),
     }

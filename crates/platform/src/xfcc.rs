@@ -17,8 +17,14 @@
 //! certificate it has just verified *after* whatever the request already carried. So the last
 //! element is the immediate caller ([`immediate_caller`]); the elements before it were sent by
 //! that caller and prove nothing about it.
+//!
+//! **Parsed once per request.** The outermost middleware ([`crate::observe`]) parses the header
+//! for its access log and keeps the result in the request's extensions ([`ParsedXfcc`]); the
+//! tenancy and caller checks take it from there rather than parsing the same bytes again.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
+
+use http::HeaderValue;
 
 /// A workload identity from a SPIFFE id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,9 +120,58 @@ pub fn parse_peers(value: &str) -> Result<Vec<SpiffeId>, XfccError> {
 /// The immediate caller an XFCC value names: its last element (see the module's comment), once
 /// the whole value is in Envoy's form.
 pub fn immediate_caller(value: &str) -> Result<SpiffeId, XfccError> {
-    parse_peers(value)?
-        .pop()
+    caller_of(&parse_peers(value)?)
+}
+
+/// The immediate caller among `peers`, the peers of one XFCC value in order: the last.
+pub fn caller_of(peers: &[SpiffeId]) -> Result<SpiffeId, XfccError> {
+    peers
+        .last()
+        .cloned()
         .ok_or_else(|| XfccError("the header names no peer".into()))
+}
+
+/// The peers one XFCC header value names ([`parse_peers`]); a value that is not visible ASCII is
+/// not in Envoy's form.
+pub fn parse_header(value: &HeaderValue) -> Result<Vec<SpiffeId>, XfccError> {
+    value
+        .to_str()
+        .map_err(|_| XfccError("the value is not visible ASCII".into()))
+        .and_then(parse_peers)
+}
+
+/// One XFCC header value with its parse ([`parse_header`]), kept in a request's extensions by the
+/// first middleware that reads the header, so that the later ones do not parse it again. It
+/// answers only for the value it was parsed from: a reader that holds another value parses that.
+#[derive(Debug, Clone)]
+pub struct ParsedXfcc {
+    value: HeaderValue,
+    peers: Result<Vec<SpiffeId>, XfccError>,
+}
+
+impl ParsedXfcc {
+    pub fn new(value: &HeaderValue) -> Self {
+        Self {
+            value: value.clone(),
+            peers: parse_header(value),
+        }
+    }
+
+    /// The peers of the value it was parsed from, or why that value is not in Envoy's form.
+    pub fn peers(&self) -> Result<&[SpiffeId], &XfccError> {
+        self.peers.as_deref()
+    }
+
+    /// The peers `value` names: `parsed`'s when it was parsed from `value`, else a new parse.
+    pub fn peers_of<'a>(
+        parsed: Option<&'a Self>,
+        value: &HeaderValue,
+    ) -> Cow<'a, Result<Vec<SpiffeId>, XfccError>> {
+        match parsed {
+            Some(parsed) if parsed.value == value => Cow::Borrowed(&parsed.peers),
+            _ => Cow::Owned(parse_header(value)),
+        }
+    }
 }
 
 fn parse_element(element: &str) -> Result<SpiffeId, XfccError> {
@@ -221,6 +276,21 @@ mod tests {
     use super::*;
 
     const HASH: &str = "468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688";
+
+    #[test]
+    fn a_parse_answers_only_for_its_own_value() {
+        let a = HeaderValue::from_static("URI=spiffe://cluster.local/ns/tenant-a-orders/sa/a");
+        let b = HeaderValue::from_static("URI=spiffe://cluster.local/ns/tenant-a-orders/sa/b");
+        let parsed = ParsedXfcc::new(&a);
+        assert_eq!(*ParsedXfcc::peers_of(Some(&parsed), &a), parse_header(&a));
+        assert_eq!(*ParsedXfcc::peers_of(Some(&parsed), &b), parse_header(&b));
+        assert_eq!(*ParsedXfcc::peers_of(None, &b), parse_header(&b));
+        let not_ascii = HeaderValue::from_bytes(b"URI=\xff").unwrap();
+        assert_eq!(
+            ParsedXfcc::new(&not_ascii).peers(),
+            Err(&XfccError("the value is not visible ASCII".into()))
+        );
+    }
 
     fn namespaces(value: &str) -> Result<Vec<String>, XfccError> {
         parse_peers(value).map(|peers| peers.into_iter().map(|p| p.namespace).collect())

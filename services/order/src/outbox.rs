@@ -10,7 +10,7 @@ use std::{
 
 use commerce::contracts::notify::CreateNotification;
 use futures::StreamExt;
-use platform::{db::Migrated, http_client::HttpClient, propagation, telemetry::in_span_continuing};
+use platform::{db::Migrated, http_client::HttpClient, telemetry::in_span_continuing};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -166,7 +166,7 @@ async fn deliver(
     let delivery = in_span_continuing(
         "outbox.deliver",
         Some(entry.order_id),
-        propagation::extract_stored(&entry.trace_context),
+        trace_context::extract_stored(&entry.trace_context),
         http.post_json(
             NOTIFY_SERVICE,
             endpoint.clone(),
@@ -174,7 +174,7 @@ async fn deliver(
             &body,
         ),
     );
-    let reply = match propagation::stored_request_id(&entry.trace_context) {
+    let reply = match trace_context::stored_request_id(&entry.trace_context) {
         Some(request_id) => platform::context::continuing_request(request_id, delivery).await,
         None => delivery.await,
     }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use platform::{db::Migrated, propagation, telemetry::in_span_linked};
+use platform::{db::Migrated, telemetry::in_span_linked};
 use tokio_util::sync::CancellationToken;
 
 use crate::{AppState, domain::OrderStatus, store};
@@ -32,7 +32,7 @@ pub async fn run(
             Ok(orders) => {
                 for order in orders {
                     // A new trace, linked to the request that created the order.
-                    let parent = propagation::extract_stored(&order.trace_context);
+                    let parent = trace_context::extract_stored(&order.trace_context);
                     let result = if order.status() == OrderStatus::Cancelling {
                         in_span_linked(
                             "reconcile.cancel",

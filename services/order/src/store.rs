@@ -102,7 +102,7 @@ pub async fn insert_pending(
     .bind(Text(order.payment_method))
     .bind(Json(order.stored_lines()))
     .bind(trace_id)
-    .bind(Json(platform::propagation::capture_current()))
+    .bind(Json(platform::telemetry::capture_current()))
     .fetch_optional(db)
     .await?;
     match inserted {
@@ -203,7 +203,7 @@ pub async fn record_outcome(
         .bind(lines)
         .bind(Text(kind))
         .bind(message)
-        .bind(Json(platform::propagation::capture_current()))
+        .bind(Json(platform::telemetry::capture_current()))
         .fetch_optional(db)
         .await?;
     moved_or_current(db, id, moved).await
@@ -233,7 +233,7 @@ pub async fn finish_cancel(db: &Database, id: Uuid, message: &str) -> Result<Mov
         .bind(id)
         .bind(Text(NotificationKind::OrderCancelled))
         .bind(message)
-        .bind(Json(platform::propagation::capture_current()))
+        .bind(Json(platform::telemetry::capture_current()))
         .fetch_optional(db)
         .await?;
     moved_or_current(db, id, moved).await

@@ -1,13 +1,16 @@
-//! Trace-context propagation on every hop: W3C `traceparent`/`tracestate`, `baggage`, and B3 in
-//! both its single (`b3`) and multi-header (`x-b3-*`) forms, so the services continue the trace
-//! Envoy started whichever format the mesh uses.
+//! Trace-context propagation on every hop, as a crate of its own: W3C `traceparent`/`tracestate`,
+//! `baggage`, and B3 in both its single (`b3`) and multi-header (`x-b3-*`) forms, so the services
+//! continue the trace Envoy started whichever format the mesh uses; and the `x-request-id` that
+//! travels with it. It reads and writes header maps and OpenTelemetry contexts only — no server,
+//! no database — so the fuzz targets and the propagation benchmark build without the services'
+//! stack; `platform` wires it into the server middleware and the HTTP client.
 //!
 //! Precedence when a request carries both formats: a valid W3C `traceparent` wins; B3 is the
 //! fallback (single header before multi). Headers that are malformed, oversized, or repeated (even
 //! with the same value) are ignored — the request is served as if they were absent — never an error;
 //! except `tracestate` and `baggage`, whose repeated headers are one list (W3C). The W3C formats
-//! are this crate's own, exactly by the specifications ([`crate::w3c`]).
-//! `x-request-id` is forwarded byte for byte when it is sane, and generated when absent.
+//! are this crate's own, exactly by the specifications ([`w3c`]); B3 is OpenTelemetry's
+//! (`b3`). `x-request-id` is forwarded byte for byte when it is sane, and generated when absent.
 
 use std::sync::OnceLock;
 
@@ -16,16 +19,11 @@ use opentelemetry::{
     Context,
     propagation::{Extractor, TextMapCompositePropagator, TextMapPropagator},
 };
-// opentelemetry-zipkin 0.33 marks the whole crate deprecated because the Zipkin *exporter* is
-// retired in favour of OTLP; its B3 propagator is still OpenTelemetry's own implementation and the
-// only maintained one for Rust, so it is used here (without the exporter's features).
-#[allow(deprecated)]
-use opentelemetry_zipkin::{B3Encoding, Propagator as B3Propagator};
 
-use crate::w3c;
+mod b3;
+pub mod w3c;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-pub const ORDER_ID_HEADER: &str = "x-order-id";
 
 /// Largest value accepted per propagation header; anything longer is dropped unread.
 fn max_len(header: &str) -> usize {
@@ -43,7 +41,7 @@ fn max_len(header: &str) -> usize {
 /// and carries two is invalid, whether or not the two agree. `tracestate` and `baggage` are
 /// lists that may come in several headers: [`Extractor::get_all`] returns each of their values
 /// that is ASCII and within the limit, in order.
-pub struct GuardedExtractor<'a>(pub &'a HeaderMap);
+pub(crate) struct GuardedExtractor<'a>(pub(crate) &'a HeaderMap);
 
 /// Headers whose repetitions are one list.
 fn is_list(header: &str) -> bool {
@@ -125,17 +123,10 @@ impl PropagatorSet {
 
     /// The composite propagator. B3 comes first and W3C after it, so that when both are valid
     /// the W3C context — extracted last — is the one that stays.
-    #[allow(deprecated)] // see the import of the B3 propagator
     pub fn build(self) -> TextMapCompositePropagator {
         let mut parts: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
-        let b3 = match (self.b3_single, self.b3_multi) {
-            (true, true) => Some(B3Encoding::SingleAndMultiHeader),
-            (true, false) => Some(B3Encoding::SingleHeader),
-            (false, true) => Some(B3Encoding::MultipleHeader),
-            (false, false) => None,
-        };
-        if let Some(encoding) = b3 {
-            parts.push(Box::new(B3Propagator::with_encoding(encoding)));
+        if let Some(b3) = b3::propagator(self.b3_single, self.b3_multi) {
+            parts.push(b3);
         }
         if self.tracecontext {
             parts.push(Box::new(w3c::TraceContextPropagator));
@@ -178,14 +169,17 @@ pub fn inject(cx: &Context, headers: &mut HeaderMap) {
     propagator().inject_context(cx, &mut opentelemetry_http::HeaderInjector(headers));
 }
 
-/// The current span's trace context (and the request's `x-request-id`) as header name → value
-/// pairs, to store beside work that another task finishes later (an outbox entry), so that work
-/// continues the same trace and the same request.
-pub fn capture_current() -> std::collections::BTreeMap<String, String> {
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
+/// The trace context `cx` (and the request's `request_id`) as header name → value pairs, to
+/// store beside work that another task finishes later (an outbox entry), so that work continues
+/// the same trace and the same request. (`platform::telemetry::capture_current` passes the
+/// current span's context and request id.)
+pub fn capture(
+    cx: &Context,
+    request_id: Option<HeaderValue>,
+) -> std::collections::BTreeMap<String, String> {
     let mut headers = HeaderMap::new();
-    inject(&tracing::Span::current().context(), &mut headers);
-    if let Some(id) = crate::context::request_id() {
+    inject(cx, &mut headers);
+    if let Some(id) = request_id {
         headers.insert(REQUEST_ID_HEADER, id);
     }
     headers
@@ -194,7 +188,7 @@ pub fn capture_current() -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-/// The context stored by [`capture_current`] (empty when nothing usable was stored).
+/// The context stored by [`capture`] (empty when nothing usable was stored).
 pub fn extract_stored(stored: &std::collections::BTreeMap<String, String>) -> Context {
     let mut headers = HeaderMap::new();
     for (name, value) in stored {
@@ -208,7 +202,7 @@ pub fn extract_stored(stored: &std::collections::BTreeMap<String, String>) -> Co
     extract(&headers)
 }
 
-/// The `x-request-id` stored by [`capture_current`], if it is a valid one.
+/// The `x-request-id` stored by [`capture`], if it is a valid one.
 pub fn stored_request_id(
     stored: &std::collections::BTreeMap<String, String>,
 ) -> Option<HeaderValue> {
@@ -258,16 +252,6 @@ pub(crate) mod tests {
         assert_eq!(stored_request_id(&stored("has spaces")), None);
         assert_eq!(stored_request_id(&stored(&"x".repeat(201))), None);
         assert_eq!(stored_request_id(&Default::default()), None);
-    }
-
-    #[tokio::test]
-    async fn background_work_continuing_a_request_carries_its_id() {
-        let id = HeaderValue::from_static("req-42");
-        let seen =
-            crate::context::continuing_request(id.clone(), async { crate::context::request_id() })
-                .await;
-        assert_eq!(seen, Some(id));
-        assert_eq!(crate::context::request_id(), None);
     }
 
     /// A header map of `pairs`, repeats kept (also the W3C conformance tests' builder).

@@ -10,7 +10,7 @@
 //!   `-`). The `sampled` and `random` flags are kept and propagated — `random` exactly as received
 //!   for the received trace, also from this service's own spans, whichever way its sampler
 //!   decides; reserved bits are cleared.
-//!   More than one `traceparent` is invalid ([`crate::propagation::GuardedExtractor`]).
+//!   More than one `traceparent` is invalid (the crate's guarded extractor).
 //! - `tracestate`: several headers are one list, in order; empty members are skipped; at most 32
 //!   members, keys and values by the spec's grammar (`tenant@system` keys included), no duplicate
 //!   key — anything else discards the whole `tracestate` but never the `traceparent`. An empty
@@ -524,7 +524,8 @@ mod tests {
     use super::*;
     use http::HeaderMap;
 
-    use crate::propagation::{self, GuardedExtractor, tests::headers};
+    use crate as propagation;
+    use crate::{GuardedExtractor, tests::headers};
 
     const T: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const P: &str = "00f067aa0ba902b7";
