@@ -1,10 +1,11 @@
 //! Fuzzes `POST /api/v1/orders` bodies through the real JSON extractor and order-service's domain
 //! parsing. Property: a parsed order re-serialises to an equal order (the request, and the
-//! request rebuilt from the validated order, both parse to it, with the same fingerprint).
+//! request rebuilt from the validated order, both parse to it, with the same request hash).
 #![no_main]
 
+use commerce::contracts::LineItem;
 use libfuzzer_sys::fuzz_target;
-use order_service::domain::{CreateOrderRequest, NewOrder, OrderItemRequest};
+use order_service::domain::{CreateOrderRequest, NewOrder};
 
 fn extract(body: Vec<u8>) -> Option<CreateOrderRequest> {
     use axum::extract::FromRequest;
@@ -36,10 +37,10 @@ fuzz_target!(|data: &[u8]| {
         items: order
             .stored_lines()
             .into_iter()
-            .map(|l| OrderItemRequest {
+            .map(|l| LineItem {
                 sku: l.sku,
                 quantity: l.quantity,
-                unit_price: l.expected_unit_price,
+                expected_unit_price: l.expected_unit_price,
             })
             .collect(),
         payment_method: Some(order.payment_method),
@@ -47,5 +48,5 @@ fuzz_target!(|data: &[u8]| {
     let rebuilt = extract(serde_json::to_vec(&rebuilt).expect("serialises")).expect("extracts");
     let reparsed = NewOrder::parse(&rebuilt).expect("a validated order stays valid");
     assert_eq!(reparsed, order);
-    assert_eq!(reparsed.fingerprint(), order.fingerprint());
+    assert_eq!(reparsed.request_hash(), order.request_hash());
 });

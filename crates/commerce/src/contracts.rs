@@ -14,10 +14,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// A SKU and quantity as they travel on the wire (validated by the receiver), with the unit
-/// price the sender expects to pay, if it says: minor units of the request's currency. The
-/// price charged always comes from inventory-service's catalog; an expectation that differs
-/// from it stops the order (`price_changed`) instead of charging another price.
+/// A line item as it travels on the wire (validated by the receiver, into a
+/// [`ValidLineItem`](crate::values::ValidLineItem)): a SKU, a quantity, and the unit price the
+/// sender expects to pay, if it says — minor units of the request's currency, sent as
+/// `unit_price`. The price charged always comes from inventory-service's catalog; an
+/// expectation that differs from it stops the order (`price_changed`) instead of charging
+/// another price.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"sku": "SKU-001", "quantity": 2, "unit_price": 1999}))]
@@ -28,12 +30,13 @@ pub struct LineItem {
     #[schema(schema_with = schemas::quantity)]
     pub quantity: i64,
     #[serde(
+        rename = "unit_price",
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "json_integer::optional_integer"
     )]
     #[schema(schema_with = schemas::expected_unit_price)]
-    pub unit_price: Option<i64>,
+    pub expected_unit_price: Option<i64>,
 }
 
 /// A line as it was priced from the catalog when its stock was reserved: what is charged.
@@ -49,29 +52,38 @@ pub struct PricedLine {
     pub unit_price: i64,
 }
 
-/// Parses wire lines into validated stock lines (see [`crate::values::parse_stock_lines`]).
+/// Parses wire lines into valid ones (see [`crate::values::parse_lines`]).
 pub fn parse_line_items(
     items: &[LineItem],
-) -> Result<Vec<crate::values::StockLine>, Vec<crate::values::FieldError>> {
+) -> Result<Vec<crate::values::ValidLineItem>, Vec<crate::values::FieldError>> {
     let raw: Vec<(String, i64, Option<i64>)> = items
         .iter()
-        .map(|item| (item.sku.clone(), item.quantity, item.unit_price))
+        .map(|item| (item.sku.clone(), item.quantity, item.expected_unit_price))
         .collect();
-    crate::values::parse_stock_lines(&raw)
+    crate::values::parse_lines(&raw)
 }
 
-impl From<&crate::values::StockLine> for LineItem {
-    fn from(line: &crate::values::StockLine) -> Self {
+impl From<&crate::values::ValidLineItem> for LineItem {
+    fn from(line: &crate::values::ValidLineItem) -> Self {
         Self {
             sku: line.sku.as_str().to_owned(),
             quantity: line.quantity.get(),
-            unit_price: line.expected_price.map(crate::values::Amount::get),
+            expected_unit_price: line.expected_unit_price.map(crate::values::Amount::get),
         }
     }
 }
 
+pub mod order {
+    /// The service's name: its workload, ServiceAccount and Service in deploy/.
+    pub const SERVICE: &str = "order-service";
+}
+
 pub mod payment {
     use super::*;
+
+    /// The service's name: its workload, ServiceAccount and Service in deploy/, and the name its
+    /// callers count and trace their calls under.
+    pub const SERVICE: &str = "payment-service";
 
     crate::spelled_enum! {
         "snake_case",
@@ -189,6 +201,10 @@ pub mod payment {
 
 pub mod inventory {
     use super::*;
+
+    /// The service's name: its workload, ServiceAccount and Service in deploy/, and the name its
+    /// callers count and trace their calls under.
+    pub const SERVICE: &str = "inventory-service";
 
     /// `POST /api/v1/reservations` (payment-service → inventory-service): reserve stock for an
     /// order, all lines or none, and price it from the catalog in the same transaction.
@@ -313,6 +329,10 @@ pub mod inventory {
 
 pub mod notify {
     use super::*;
+
+    /// The service's name: its workload, ServiceAccount and Service in deploy/, and the name its
+    /// callers count and trace their calls under.
+    pub const SERVICE: &str = "notify-service";
 
     crate::spelled_enum! {
         "snake_case",

@@ -44,7 +44,15 @@ pub fn stock() -> Object {
 /// The unit price a sender expects (optional): 0 to [`MAX_AMOUNT`] minor units; 0 is a price
 /// (a free item), though an order whose every price is 0 is refused.
 pub fn expected_unit_price() -> Object {
-    nullable_integer(0, MAX_AMOUNT).build()
+    let mut schema = nullable_integer(0, MAX_AMOUNT).build();
+    schema.description = Some(
+        "The price of one unit the sender expects to pay, in minor units of the currency \
+         (optional; 0 is a price, but lines that all expect 0 are refused). The catalog's price \
+         is charged; when it differs from this one the request fails with `price_changed` and \
+         nothing is charged or reserved."
+            .into(),
+    );
+    schema
 }
 
 /// A catalog price of one unit: 1 to [`MAX_AMOUNT`] minor units (nothing is given away).

@@ -228,18 +228,18 @@ impl fmt::Display for Currency {
 
 /// One validated line: a SKU, how many, and the unit price the sender expects, if it said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StockLine {
+pub struct ValidLineItem {
     pub sku: Sku,
     pub quantity: Quantity,
-    pub expected_price: Option<Amount>,
+    pub expected_unit_price: Option<Amount>,
 }
 
 /// Σ expected price × quantity when every line carries an expected price; `Ok(None)` when one
 /// does not (wherever it is: no total, so none too large); `Err` past [`MAX_AMOUNT`].
-pub fn expected_total(lines: &[StockLine]) -> Result<Option<Amount>, String> {
+pub fn expected_total(lines: &[ValidLineItem]) -> Result<Option<Amount>, String> {
     let Some(priced) = lines
         .iter()
-        .map(|line| line.expected_price.map(|price| (price, line.quantity)))
+        .map(|line| line.expected_unit_price.map(|price| (price, line.quantity)))
         .collect::<Option<Vec<_>>>()
     else {
         return Ok(None);
@@ -256,9 +256,9 @@ pub fn expected_total(lines: &[StockLine]) -> Result<Option<Amount>, String> {
 
 /// Parses raw `(sku, quantity, expected unit price)` lines: 1 to [`MAX_LINE_ITEMS`] lines, each
 /// SKU at most once. Every invalid field is reported, e.g. `items[2].quantity`.
-pub fn parse_stock_lines(
+pub fn parse_lines(
     raw: &[(String, i64, Option<i64>)],
-) -> Result<Vec<StockLine>, Vec<FieldError>> {
+) -> Result<Vec<ValidLineItem>, Vec<FieldError>> {
     let mut errors = Vec::new();
     if raw.is_empty() {
         errors.push(FieldError::new("items", "must contain at least one item"));
@@ -269,7 +269,7 @@ pub fn parse_stock_lines(
             format!("must contain at most {MAX_LINE_ITEMS} items"),
         ));
     }
-    let mut lines: Vec<StockLine> = Vec::with_capacity(raw.len());
+    let mut lines: Vec<ValidLineItem> = Vec::with_capacity(raw.len());
     for (i, (sku, quantity, price)) in raw.iter().enumerate() {
         let sku =
             Sku::parse(sku).map_err(|e| errors.push(FieldError::new(format!("items[{i}].sku"), e)));
@@ -279,17 +279,17 @@ pub fn parse_stock_lines(
             .map(Amount::parse)
             .transpose()
             .map_err(|e| errors.push(FieldError::new(format!("items[{i}].unit_price"), e)));
-        if let (Ok(sku), Ok(quantity), Ok(expected_price)) = (sku, quantity, price) {
+        if let (Ok(sku), Ok(quantity), Ok(expected_unit_price)) = (sku, quantity, price) {
             if lines.iter().any(|l| l.sku == sku) {
                 errors.push(FieldError::new(
                     format!("items[{i}].sku"),
                     format!("`{sku}` appears twice"),
                 ));
             } else {
-                lines.push(StockLine {
+                lines.push(ValidLineItem {
                     sku,
                     quantity,
-                    expected_price,
+                    expected_unit_price,
                 });
             }
         }
@@ -382,7 +382,7 @@ mod tests {
             ("A".to_string(), 2, None),
             ("".to_string(), 0, Some(-1)),
         ];
-        let errors = parse_stock_lines(&raw).unwrap_err();
+        let errors = parse_lines(&raw).unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -393,10 +393,10 @@ mod tests {
                 "items[2].unit_price"
             ]
         );
-        assert!(parse_stock_lines(&[]).is_err());
+        assert!(parse_lines(&[]).is_err());
         let too_many: Vec<(String, i64, Option<i64>)> =
             (0..51).map(|i| (format!("S{i}"), 1, None)).collect();
-        assert!(parse_stock_lines(&too_many).is_err());
+        assert!(parse_lines(&too_many).is_err());
     }
 
     #[test]
@@ -406,7 +406,7 @@ mod tests {
                 ("A".to_string(), 2, prices[0]),
                 ("B".to_string(), 3, prices[1]),
             ];
-            parse_stock_lines(&raw).unwrap()
+            parse_lines(&raw).unwrap()
         };
         assert_eq!(
             expected_total(&lines([Some(100), Some(10)])).map(|t| t.map(Amount::get)),
@@ -428,7 +428,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, price)| (format!("S{i}"), 2, *price))
                 .collect();
-            let lines = parse_stock_lines(&raw).unwrap();
+            let lines = parse_lines(&raw).unwrap();
             assert_eq!(expected_total(&lines), Ok(None), "{prices:?}");
         }
     }

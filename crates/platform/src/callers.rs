@@ -30,7 +30,6 @@ use axum::{
 use commerce::callgraph::{Access, Caller, Operation};
 
 use crate::{
-    configuration::{ConfigError, optional, parsed_or},
     headers,
     problem::Problem,
     tenancy::{TenantId, XFCC_HEADER},
@@ -59,26 +58,6 @@ impl Default for PeerIdentitySettings {
             require: false,
             trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
         }
-    }
-}
-
-impl PeerIdentitySettings {
-    /// Reads `REQUIRE_PEER_IDENTITY` (`true` or `false`, default `false`) and
-    /// `MESH_TRUST_DOMAIN` (default `cluster.local`).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let trust_domain =
-            optional("MESH_TRUST_DOMAIN").unwrap_or_else(|| DEFAULT_TRUST_DOMAIN.to_owned());
-        if !xfcc::is_trust_domain(&trust_domain) {
-            return Err(ConfigError::Invalid {
-                name: "MESH_TRUST_DOMAIN".into(),
-                value: trust_domain,
-                reason: "a trust domain: 1 to 255 of a-z 0-9 . _ -".into(),
-            });
-        }
-        Ok(Self {
-            require: parsed_or("REQUIRE_PEER_IDENTITY", false)?,
-            trust_domain,
-        })
     }
 }
 

@@ -6,7 +6,13 @@
 
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
-use crate::{callers::PeerIdentitySettings, server::ServerLimits, tenancy::TenantId};
+use crate::{
+    callers::{DEFAULT_TRUST_DOMAIN, PeerIdentitySettings},
+    http_client::Peer,
+    server::ServerLimits,
+    tenancy::TenantId,
+    xfcc,
+};
 
 /// A configuration value that is missing or does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +156,7 @@ impl CommonSettings {
                         .collect()
                 })
                 .unwrap_or_default(),
-            peer_identity: PeerIdentitySettings::from_env()?,
+            peer_identity: peer_identity()?,
             log_format: optional("LOG_FORMAT")
                 .map(|v| {
                     v.parse().map_err(|reason| ConfigError::Invalid {
@@ -163,6 +169,24 @@ impl CommonSettings {
             server: server_limits()?,
         })
     }
+}
+
+/// How strictly callers are checked: `REQUIRE_PEER_IDENTITY` (`true` or `false`, default
+/// `false`) and `MESH_TRUST_DOMAIN` (default [`DEFAULT_TRUST_DOMAIN`]).
+fn peer_identity() -> Result<PeerIdentitySettings, ConfigError> {
+    let trust_domain =
+        optional("MESH_TRUST_DOMAIN").unwrap_or_else(|| DEFAULT_TRUST_DOMAIN.to_owned());
+    if !xfcc::is_trust_domain(&trust_domain) {
+        return Err(ConfigError::Invalid {
+            name: "MESH_TRUST_DOMAIN".into(),
+            value: trust_domain,
+            reason: "a trust domain: 1 to 255 of a-z 0-9 . _ -".into(),
+        });
+    }
+    Ok(PeerIdentitySettings {
+        require: parsed_or("REQUIRE_PEER_IDENTITY", false)?,
+        trust_domain,
+    })
 }
 
 /// The server's connection limits from `HTTP_*`; each unset variable keeps its default.
@@ -261,8 +285,13 @@ pub fn millis_or(name: &str, default_ms: u64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(ms))
 }
 
-/// An absolute `http://` or `https://` base URL, such as a peer service's address.
-pub fn required_url(name: &str, hint: &'static str) -> Result<url::Url, ConfigError> {
+/// A peer service's base URL (an absolute `http://` or `https://` URL), as the [`Peer`] whose
+/// calls go under `service`'s name.
+pub fn required_peer(
+    name: &str,
+    service: &'static str,
+    hint: &'static str,
+) -> Result<Peer, ConfigError> {
     let value = required(name, hint)?;
     let invalid = |reason: String| ConfigError::Invalid {
         name: name.into(),
@@ -270,10 +299,7 @@ pub fn required_url(name: &str, hint: &'static str) -> Result<url::Url, ConfigEr
         reason,
     };
     let url = url::Url::parse(&value).map_err(|e| invalid(e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(invalid("expected an absolute http(s) URL".into()));
-    }
-    Ok(url)
+    Peer::new(service, url).map_err(invalid)
 }
 
 /// `SERVICE_VERSION`, checked: it becomes a header value and a metric label.

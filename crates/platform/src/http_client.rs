@@ -29,6 +29,40 @@ pub const ORDER_ID_HEADER: &str = "x-order-id";
 /// Time kept back from the caller's deadline so it can still answer after a call times out.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
 
+/// A service this one calls: the name its calls are counted, traced and reported under, and the
+/// base URL of its API. Every endpoint is `<base>/api/v1/<segments…>`, keeping any path prefix
+/// the base has (a gateway that routes by prefix), and is built only here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    name: &'static str,
+    base: url::Url,
+}
+
+impl Peer {
+    /// `base` must be an absolute `http://` or `https://` URL with a host.
+    pub fn new(name: &'static str, base: url::Url) -> Result<Self, String> {
+        if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
+            return Err("expected an absolute http(s) URL".into());
+        }
+        Ok(Self { name, base })
+    }
+
+    /// The peer's service name (`payment-service`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// `<base>/api/v1/<segments…>`; each segment is percent-encoded as one path segment.
+    pub fn endpoint(&self, segments: &[&str]) -> url::Url {
+        let mut url = self.base.clone();
+        // An http(s) URL with a host always takes path segments (`new` admits no other).
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(["api", "v1"]).extend(segments);
+        }
+        url
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     inner: reqwest::Client,
@@ -118,14 +152,15 @@ impl HttpClient {
         }
     }
 
-    /// `POST url` with a JSON body.
+    /// `POST` a JSON body to the peer's `api/v1/<segments…>`.
     pub async fn post_json<B: Serialize + ?Sized>(
         &self,
-        target: &'static str,
-        url: url::Url,
+        peer: &Peer,
+        segments: &[&str],
         order_id: Option<Uuid>,
         body: &B,
     ) -> Result<Reply, CallError> {
+        let (target, url) = (peer.name, peer.endpoint(segments));
         let body = serde_json::to_vec(body).map_err(|e| CallError::BadResponse {
             target,
             status: StatusCode::OK,
@@ -266,4 +301,45 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(base: &str) -> Peer {
+        Peer::new("inventory-service", url::Url::parse(base).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn endpoints_keep_the_base_path_and_encode_each_segment() {
+        assert_eq!(
+            peer("http://inventory:8080")
+                .endpoint(&["reservations"])
+                .as_str(),
+            "http://inventory:8080/api/v1/reservations"
+        );
+        let id = Uuid::nil().to_string();
+        assert_eq!(
+            peer("http://gateway/inventory/")
+                .endpoint(&["reservations", &id, "release"])
+                .as_str(),
+            format!("http://gateway/inventory/api/v1/reservations/{id}/release")
+        );
+        assert_eq!(
+            peer("http://gateway/inventory")
+                .endpoint(&["items", "a/b?c"])
+                .as_str(),
+            "http://gateway/inventory/api/v1/items/a%2Fb%3Fc"
+        );
+    }
+
+    #[test]
+    fn a_peer_is_an_absolute_http_url_with_a_host() {
+        for refused in ["mailto:ops@example.com", "file:///tmp/x", "ftp://host/"] {
+            let url = url::Url::parse(refused).unwrap();
+            assert!(Peer::new("x", url).is_err(), "{refused} was accepted");
+        }
+        assert_eq!(peer("https://inventory").name(), "inventory-service");
+    }
 }

@@ -18,6 +18,11 @@ pub const HTTP_SERVER_DURATION: &str = "http_server_request_duration_seconds";
 /// Requests whose handler did not run to its answer: `reason` is `caller_gone` (the connection
 /// or stream closed first) or `deadline` (`REQUEST_TIMEOUT_MS` passed).
 pub const HTTP_SERVER_CANCELLED: &str = "http_server_requests_cancelled_total";
+/// Connections closed by the server: `reason` is `evicted` (an idle one made room at the cap)
+/// or why it ended.
+pub const HTTP_SERVER_CONNECTIONS_CLOSED: &str = "http_server_connections_closed_total";
+/// Connections refused at the cap (answered 503 `overloaded` when the server could write one).
+pub const HTTP_SERVER_CONNECTIONS_REFUSED: &str = "http_server_connections_refused_total";
 pub const HTTP_CLIENT_REQUESTS: &str = "http_client_requests_total";
 pub const HTTP_CLIENT_DURATION: &str = "http_client_request_duration_seconds";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";

@@ -59,7 +59,10 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
 
-use crate::problem::Problem;
+use crate::{
+    metrics::{HTTP_SERVER_CONNECTIONS_CLOSED, HTTP_SERVER_CONNECTIONS_REFUSED},
+    problem::Problem,
+};
 
 /// The connection limits of one process (`HTTP_*` environment variables, read by
 /// [`crate::configuration`]; the defaults are [`ServerLimits::default`]).
@@ -378,7 +381,7 @@ async fn run_connection(
     refusal: Bytes,
 ) {
     let Some(permit) = admit(&registry, &limits).await else {
-        metrics::counter!("http_server_connections_refused_total").increment(1);
+        metrics::counter!(HTTP_SERVER_CONNECTIONS_REFUSED).increment(1);
         refuse(stream, &refusal, limits.refusal_linger).await;
         return;
     };
@@ -556,7 +559,7 @@ async fn serve_connection(
                 return;
             }
             () = connection.evict.cancelled() => {
-                metrics::counter!("http_server_connections_closed_total", "reason" => "evicted").increment(1);
+                metrics::counter!(HTTP_SERVER_CONNECTIONS_CLOSED, "reason" => "evicted").increment(1);
                 return;
             }
             () = shutdown.cancelled(), if !draining => {
@@ -570,7 +573,7 @@ async fn serve_connection(
                         Phase::Idle(_) => "idle",
                         _ => "header_timeout",
                     };
-                    metrics::counter!("http_server_connections_closed_total", "reason" => reason).increment(1);
+                    metrics::counter!(HTTP_SERVER_CONNECTIONS_CLOSED, "reason" => reason).increment(1);
                     return;
                 }
             }

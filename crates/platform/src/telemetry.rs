@@ -95,7 +95,7 @@ pub async fn in_span_linked<F: Future>(
 /// The current span's trace context (and the request's `x-request-id`) as header name → value
 /// pairs, to store beside work that another task finishes later (an outbox entry), so that work
 /// continues the same trace and the same request ([`trace_context::capture`]).
-pub fn capture_current() -> std::collections::BTreeMap<String, String> {
+pub fn capture_current() -> trace_context::StoredContext {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     trace_context::capture(
         &tracing::Span::current().context(),

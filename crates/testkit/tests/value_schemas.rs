@@ -166,7 +166,7 @@ fn lines_whose_expected_total_is_zero_are_refused() {
             .enumerate()
             .map(|(i, price)| (format!("S{i}"), 2, price.as_f64().map(|p| p as i64)))
             .collect();
-        let parsed = commerce::values::parse_stock_lines(&raw).unwrap();
+        let parsed = commerce::values::parse_lines(&raw).unwrap();
         let total_is_zero = commerce::values::expected_total(&parsed)
             .unwrap()
             .is_some_and(|total| total.get() == 0);

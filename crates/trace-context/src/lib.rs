@@ -169,14 +169,14 @@ pub fn inject(cx: &Context, headers: &mut HeaderMap) {
     propagator().inject_context(cx, &mut opentelemetry_http::HeaderInjector(headers));
 }
 
-/// The trace context `cx` (and the request's `request_id`) as header name → value pairs, to
-/// store beside work that another task finishes later (an outbox entry), so that work continues
-/// the same trace and the same request. (`platform::telemetry::capture_current` passes the
-/// current span's context and request id.)
-pub fn capture(
-    cx: &Context,
-    request_id: Option<HeaderValue>,
-) -> std::collections::BTreeMap<String, String> {
+/// A trace context (and request id) as header name → value pairs, stored beside work that another
+/// task finishes later (an outbox entry, an order the reconciler may settle).
+pub type StoredContext = std::collections::BTreeMap<String, String>;
+
+/// The trace context `cx` (and the request's `request_id`) to store, so the work finished later
+/// continues the same trace and the same request. (`platform::telemetry::capture_current` passes
+/// the current span's context and request id.)
+pub fn capture(cx: &Context, request_id: Option<HeaderValue>) -> StoredContext {
     let mut headers = HeaderMap::new();
     inject(cx, &mut headers);
     if let Some(id) = request_id {
@@ -189,7 +189,7 @@ pub fn capture(
 }
 
 /// The context stored by [`capture`] (empty when nothing usable was stored).
-pub fn extract_stored(stored: &std::collections::BTreeMap<String, String>) -> Context {
+pub fn extract_stored(stored: &StoredContext) -> Context {
     let mut headers = HeaderMap::new();
     for (name, value) in stored {
         if let (Ok(name), Ok(value)) = (
@@ -203,9 +203,7 @@ pub fn extract_stored(stored: &std::collections::BTreeMap<String, String>) -> Co
 }
 
 /// The `x-request-id` stored by [`capture`], if it is a valid one.
-pub fn stored_request_id(
-    stored: &std::collections::BTreeMap<String, String>,
-) -> Option<HeaderValue> {
+pub fn stored_request_id(stored: &StoredContext) -> Option<HeaderValue> {
     let value = HeaderValue::from_str(stored.get(REQUEST_ID_HEADER)?).ok()?;
     let mut headers = HeaderMap::new();
     headers.insert(REQUEST_ID_HEADER, value.clone());

@@ -16,7 +16,7 @@ use commerce::{
         inventory::{CreateReservation, ReservationStatus, SetItem},
         parse_line_items,
     },
-    values::{Amount, Currency, FieldError, MAX_AMOUNT, MAX_STOCK, Sku, StockLine},
+    values::{Amount, Currency, FieldError, MAX_AMOUNT, MAX_STOCK, Sku, ValidLineItem},
 };
 use uuid::Uuid;
 
@@ -68,7 +68,7 @@ pub fn parse_item(body: &SetItem) -> Result<ItemUpdate, Vec<FieldError>> {
 pub struct ReservationRequest {
     pub order_id: Uuid,
     pub currency: Currency,
-    pub lines: Vec<StockLine>,
+    pub lines: Vec<ValidLineItem>,
     /// Sell the stock at once: the reservation is created (or moved) `COMMITTED`. Not one of
     /// the terms a repeat is compared on.
     pub commit: bool,
@@ -167,7 +167,7 @@ pub fn price_or_refuse(
             return refuse(Refusal::OutOfStock);
         };
         let expected_differs = line
-            .expected_price
+            .expected_unit_price
             .is_some_and(|expected| expected.get() != entry.unit_price);
         if entry.currency != request.currency.code() || expected_differs {
             return refuse(Refusal::PriceChanged);
@@ -348,13 +348,13 @@ mod tests {
         LineItem {
             sku: sku.into(),
             quantity,
-            unit_price: None,
+            expected_unit_price: None,
         }
     }
 
     fn priced(sku: &str, quantity: i64, unit_price: i64) -> LineItem {
         LineItem {
-            unit_price: Some(unit_price),
+            expected_unit_price: Some(unit_price),
             ..line(sku, quantity)
         }
     }

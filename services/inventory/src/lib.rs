@@ -18,7 +18,7 @@ use platform::{
 
 pub static SERVICE: Service = Service {
     identity: ServiceIdentity {
-        name: "inventory-service",
+        name: commerce::contracts::inventory::SERVICE,
         service_type: "inventory",
     },
     migrator: &MIGRATOR,

@@ -51,8 +51,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(release))
 }
 
-pub fn router(state: AppState) -> OpenApiRouter {
-    api().with_state(state)
+pub fn router(app: AppState) -> OpenApiRouter {
+    api().with_state(app)
 }
 
 /// 400, like every other malformed path parameter (see `platform::Path`).

@@ -16,7 +16,7 @@ use platform::{
 
 pub static SERVICE: Service = Service {
     identity: ServiceIdentity {
-        name: "notify-service",
+        name: commerce::contracts::notify::SERVICE,
         service_type: "notify",
     },
     migrator: &MIGRATOR,

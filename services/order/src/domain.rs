@@ -1,17 +1,15 @@
 //! Order rules, with no I/O: what a valid order request is (prices are only the client's
-//! expectation), the request fingerprint that makes idempotency keys safe, which outcome a
+//! expectation), the request hash that makes idempotency keys safe, which outcome a
 //! payment's answer gives an order (at the catalog prices it was charged), and when an order may
 //! be cancelled.
 
 use commerce::{
     contracts::{
-        LineItem,
+        LineItem, parse_line_items,
         payment::{FailureReason, Payment, PaymentMethod, PaymentStatus},
     },
-    json_integer, schemas,
-    values::{
-        Amount, Currency, FieldError, StockLine, check_text, expected_total, parse_stock_lines,
-    },
+    schemas,
+    values::{Amount, Currency, FieldError, ValidLineItem, check_text, expected_total},
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -36,24 +34,10 @@ pub struct CreateOrderRequest {
     #[schema(schema_with = schemas::currency)]
     pub currency: String,
     #[schema(schema_with = order_items_schema)]
-    pub items: Vec<OrderItemRequest>,
+    pub items: Vec<LineItem>,
     /// Defaults to `card`; `card_declined` is the test method payment-service always declines.
     #[serde(default)]
     pub payment_method: Option<PaymentMethod>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OrderItemRequest {
-    #[schema(schema_with = schemas::sku)]
-    pub sku: String,
-    #[serde(deserialize_with = "json_integer::integer")]
-    #[schema(schema_with = schemas::quantity)]
-    pub quantity: i64,
-    /// The price of one unit the client expects to pay (see [`expected_unit_price_schema`]).
-    #[serde(default, deserialize_with = "json_integer::optional_integer")]
-    #[schema(schema_with = expected_unit_price_schema)]
-    pub unit_price: Option<i64>,
 }
 
 /// `customer_id`'s schema: the text rule [`NewOrder::parse`] checks.
@@ -65,7 +49,7 @@ fn customer_id_schema() -> utoipa::openapi::schema::Object {
 /// [`NewOrder::parse`] refuses).
 fn order_items_schema() -> utoipa::openapi::schema::Array {
     use utoipa::PartialSchema;
-    schemas::lines(OrderItemRequest::schema())
+    schemas::lines(LineItem::schema())
         .description(Some(format!(
             "1 to {} lines, each SKU at most once. When every line expects a price, not all of \
              them are 0 and Σ unit_price × quantity is at most {} minor units.",
@@ -74,19 +58,6 @@ fn order_items_schema() -> utoipa::openapi::schema::Array {
         )))
         .extensions(Some(schemas::not_every_price_zero()))
         .build()
-}
-
-/// An order line's `unit_price` schema, with what it means.
-fn expected_unit_price_schema() -> utoipa::openapi::schema::Object {
-    let mut schema = schemas::expected_unit_price();
-    schema.description = Some(
-        "The price of one unit the client expects to pay, in minor units of the order's \
-         currency (optional; 0 is a price, but an order whose every line expects 0 is refused). \
-         The catalog's price is charged; when it differs from this one the order fails with \
-         `price_changed` and nothing is charged or reserved."
-            .into(),
-    );
-    schema
 }
 
 /// One line of an order as stored and shown.
@@ -111,7 +82,7 @@ pub struct OrderLine {
 pub struct NewOrder {
     pub customer_id: String,
     pub currency: Currency,
-    pub lines: Vec<StockLine>,
+    pub lines: Vec<ValidLineItem>,
     pub payment_method: PaymentMethod,
 }
 
@@ -135,12 +106,9 @@ impl NewOrder {
         let currency = Currency::parse(&request.currency)
             .map_err(|e| errors.push(FieldError::new("currency", e)))
             .ok();
-        let raw: Vec<(String, i64, Option<i64>)> = request
-            .items
-            .iter()
-            .map(|item| (item.sku.clone(), item.quantity, item.unit_price))
-            .collect();
-        let lines = parse_stock_lines(&raw).map_err(|e| errors.extend(e)).ok();
+        let lines = parse_line_items(&request.items)
+            .map_err(|e| errors.extend(e))
+            .ok();
         if let Some(lines) = &lines {
             match expected_total(lines) {
                 Ok(Some(total)) if total.get() == 0 => errors.push(FieldError::new(
@@ -169,15 +137,15 @@ impl NewOrder {
             .map(|line| OrderLine {
                 sku: line.sku.to_string(),
                 quantity: line.quantity.get(),
-                expected_unit_price: line.expected_price.map(Amount::get),
+                expected_unit_price: line.expected_unit_price.map(Amount::get),
                 unit_price: None,
             })
             .collect()
     }
 
-    /// A fingerprint of the validated order: the same key with the same fingerprint is a replay,
+    /// The request hash: SHA-256 of the validated order; the same key with the same hash is a replay,
     /// with another it is a conflict.
-    pub fn fingerprint(&self) -> String {
+    pub fn request_hash(&self) -> String {
         let canonical = serde_json::json!({
             "customer_id": self.customer_id,
             "currency": self.currency.code(),
@@ -197,7 +165,7 @@ pub fn payment_lines(lines: &[OrderLine]) -> (Vec<LineItem>, Option<i64>) {
         .map(|line| LineItem {
             sku: line.sku.clone(),
             quantity: line.quantity,
-            unit_price: line.expected_unit_price,
+            expected_unit_price: line.expected_unit_price,
         })
         .collect();
     let amount = lines.iter().try_fold(0i64, |total, line| {
@@ -353,18 +321,28 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// `u8::is_ascii_graphic` answers), as an inclusive range.
 const IDEMPOTENCY_KEY_BYTES: (u8, u8) = (b'!', b'~');
 
-/// A valid `Idempotency-Key`: 1–255 visible ASCII characters.
-pub fn parse_idempotency_key(value: &[u8]) -> Result<String, &'static str> {
-    let (first, last) = IDEMPOTENCY_KEY_BYTES;
-    let visible = value.iter().all(|b| (first..=last).contains(b));
-    if (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&value.len()) && visible {
-        Ok(String::from_utf8_lossy(value).into_owned())
-    } else {
-        Err("must be 1-255 visible ASCII characters")
+/// A valid `Idempotency-Key`: 1–255 visible ASCII characters. The only way to get one is
+/// [`IdempotencyKey::parse`], so the routes and the store never see another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(value: &[u8]) -> Result<Self, &'static str> {
+        let (first, last) = IDEMPOTENCY_KEY_BYTES;
+        let visible = value.iter().all(|b| (first..=last).contains(b));
+        if (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&value.len()) && visible {
+            Ok(Self(String::from_utf8_lossy(value).into_owned()))
+        } else {
+            Err("must be 1-255 visible ASCII characters")
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
-/// The `Idempotency-Key` header's schema: exactly what [`parse_idempotency_key`] accepts.
+/// The `Idempotency-Key` header's schema: exactly what [`IdempotencyKey::parse`] accepts.
 pub fn idempotency_key_schema() -> utoipa::openapi::schema::Object {
     let (first, last) = IDEMPOTENCY_KEY_BYTES;
     utoipa::openapi::schema::ObjectBuilder::new()
@@ -386,10 +364,10 @@ mod tests {
             currency: "EUR".into(),
             items: items
                 .into_iter()
-                .map(|(sku, quantity, unit_price)| OrderItemRequest {
+                .map(|(sku, quantity, expected_unit_price)| LineItem {
                     sku: sku.into(),
                     quantity,
-                    unit_price,
+                    expected_unit_price,
                 })
                 .collect(),
             payment_method: None,
@@ -409,7 +387,7 @@ mod tests {
         assert_eq!(lines[1].expected_unit_price, None);
         assert!(lines.iter().all(|l| l.unit_price.is_none()));
         let (items, amount) = payment_lines(&lines);
-        assert_eq!(items[0].unit_price, Some(1999));
+        assert_eq!(items[0].expected_unit_price, Some(1999));
         assert_eq!(amount, None, "no total unless every line says its price");
         let all =
             NewOrder::parse(&request(vec![("A", 2, Some(1999)), ("B", 1, Some(500))])).unwrap();
@@ -461,16 +439,16 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_tell_bodies_apart() {
+    fn request_hashes_tell_bodies_apart() {
         let a = NewOrder::parse(&request(vec![("A", 1, Some(100))])).unwrap();
         let same = NewOrder::parse(&request(vec![("A", 1, Some(100))])).unwrap();
         let other = NewOrder::parse(&request(vec![("A", 2, Some(100))])).unwrap();
         let other_price = NewOrder::parse(&request(vec![("A", 1, Some(99))])).unwrap();
         let no_price = NewOrder::parse(&request(vec![("A", 1, None)])).unwrap();
-        assert_eq!(a.fingerprint(), same.fingerprint());
-        assert_ne!(a.fingerprint(), other.fingerprint());
-        assert_ne!(a.fingerprint(), other_price.fingerprint());
-        assert_ne!(a.fingerprint(), no_price.fingerprint());
+        assert_eq!(a.request_hash(), same.request_hash());
+        assert_ne!(a.request_hash(), other.request_hash());
+        assert_ne!(a.request_hash(), other_price.request_hash());
+        assert_ne!(a.request_hash(), no_price.request_hash());
     }
 
     fn payment(
@@ -570,9 +548,12 @@ mod tests {
 
     #[test]
     fn idempotency_keys() {
-        assert!(parse_idempotency_key(b"order-123").is_ok());
-        assert!(parse_idempotency_key(b"").is_err());
-        assert!(parse_idempotency_key(b"has space").is_err());
-        assert!(parse_idempotency_key(&[b'k'; 256]).is_err());
+        assert_eq!(
+            IdempotencyKey::parse(b"order-123").map(|k| k.as_str().to_owned()),
+            Ok("order-123".to_owned())
+        );
+        assert!(IdempotencyKey::parse(b"").is_err());
+        assert!(IdempotencyKey::parse(b"has space").is_err());
+        assert!(IdempotencyKey::parse(&[b'k'; 256]).is_err());
     }
 }

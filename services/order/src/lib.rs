@@ -20,15 +20,17 @@ mod store;
 
 use std::{sync::Arc, time::Duration};
 
+use commerce::contracts::{notify, payment};
 use platform::{
-    configuration::{CommonSettings, ConfigError, millis_or, required_url},
+    configuration::{CommonSettings, ConfigError, millis_or, required_peer},
+    http_client::Peer,
     startup::{Application, Service, ServiceSettings, StartupError},
     telemetry::ServiceIdentity,
 };
 
 pub static SERVICE: Service = Service {
     identity: ServiceIdentity {
-        name: "order-service",
+        name: commerce::contracts::order::SERVICE,
         service_type: "order",
     },
     migrator: &MIGRATOR,
@@ -39,10 +41,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: CommonSettings,
-    /// Base URL of payment-service, e.g. `http://payment-service.tenant-a-payments.svc.cluster.local:8080`.
-    pub payment_url: url::Url,
-    /// Base URL of notify-service.
-    pub notify_url: url::Url,
+    /// payment-service (`PAYMENT_SERVICE_URL`, e.g.
+    /// `http://payment-service.tenant-a-payments.svc.cluster.local:8080`).
+    pub payment: Peer,
+    /// notify-service (`NOTIFY_SERVICE_URL`).
+    pub notify: Peer,
     /// Budget for one call to payment-service (which itself calls inventory-service once, to
     /// reserve and sell the stock).
     pub payment_timeout: Duration,
@@ -60,8 +63,16 @@ impl ServiceSettings for Settings {
     fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             common: CommonSettings::from_env()?,
-            payment_url: required_url("PAYMENT_SERVICE_URL", "payment-service's base URL")?,
-            notify_url: required_url("NOTIFY_SERVICE_URL", "notify-service's base URL")?,
+            payment: required_peer(
+                "PAYMENT_SERVICE_URL",
+                payment::SERVICE,
+                "payment-service's base URL",
+            )?,
+            notify: required_peer(
+                "NOTIFY_SERVICE_URL",
+                notify::SERVICE,
+                "notify-service's base URL",
+            )?,
             payment_timeout: millis_or("PAYMENT_TIMEOUT_MS", 5_000)?,
             outbox_poll_interval: millis_or("OUTBOX_POLL_INTERVAL_MS", 1_000)?,
             outbox_max_backoff: millis_or("OUTBOX_MAX_BACKOFF_MS", 30_000)?,
@@ -75,12 +86,11 @@ impl ServiceSettings for Settings {
     }
 }
 
-/// What the routes, the dispatcher and the reconciler share.
+/// What the routes use: the database and the saga (which the reconciler drives too).
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub db: platform::db::Database,
     pub saga: Arc<saga::Saga>,
-    pub outbox_wakeup: Arc<tokio::sync::Notify>,
 }
 
 /// The OpenAPI document this service serves at `/openapi.json`.
@@ -94,19 +104,15 @@ pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         let saga = Arc::new(saga::Saga::new(
             platform.db.clone(),
             platform.http.with_timeout(settings.payment_timeout),
-            settings.payment_url.clone(),
+            settings.payment.clone(),
             outbox_wakeup.clone(),
         ));
-        let state = AppState {
-            db: platform.db.clone(),
-            saga,
-            outbox_wakeup,
-        };
         platform.spawn(outbox::run_dispatcher(
-            state.clone(),
+            platform.db.clone(),
+            outbox_wakeup,
             outbox::DispatcherSettings {
                 http: platform.http.clone(),
-                notify_url: settings.notify_url.clone(),
+                notify: settings.notify.clone(),
                 poll_interval: settings.outbox_poll_interval,
                 max_backoff: settings.outbox_max_backoff,
             },
@@ -114,13 +120,17 @@ pub async fn build(settings: Settings) -> Result<Application, StartupError> {
             platform.shutdown.clone(),
         ));
         platform.spawn(reconciler::run(
-            state.clone(),
+            platform.db.clone(),
+            saga.clone(),
             settings.reconcile_interval,
             settings.reconcile_after,
             platform.migrated.clone(),
             platform.shutdown.clone(),
         ));
-        routes::router(state)
+        routes::router(AppState {
+            db: platform.db.clone(),
+            saga,
+        })
     })
     .await
 }

@@ -4,21 +4,27 @@
 //! it is back. Deliveries are idempotent per (order, kind) on the receiving side.
 
 use std::{
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use commerce::contracts::notify::CreateNotification;
 use futures::StreamExt;
-use platform::{db::Migrated, http_client::HttpClient, telemetry::in_span_continuing};
+use platform::{
+    db::{Database, Migrated},
+    http_client::{HttpClient, Peer},
+    telemetry::in_span_continuing,
+};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    AppState,
-    store::{self, OutboxEntry},
-};
+use crate::store::{self, OutboxEntry};
 
-pub const NOTIFY_SERVICE: &str = "notify-service";
+/// Deliveries by outcome (`delivered`, `retry`).
+const DELIVERIES: &str = "order_outbox_deliveries_total";
 const BATCH: i64 = 64;
 /// Deliveries in flight at once. One at a time, a dispatcher delivers a few hundred notifications
 /// a second, fewer than the orders a loaded service settles: its backlog grew without bound.
@@ -29,27 +35,25 @@ const LEASE: Duration = Duration::from_secs(60);
 
 pub struct DispatcherSettings {
     pub http: HttpClient,
-    pub notify_url: url::Url,
+    pub notify: Peer,
     pub poll_interval: Duration,
     pub max_backoff: Duration,
 }
 
-/// Runs until shutdown: wakes on a settled order or every poll interval, and delivers what is due.
+/// Runs until shutdown: wakes when the saga settles an order (`wakeup`) or every poll interval,
+/// and delivers what is due.
 pub async fn run_dispatcher(
-    state: AppState,
+    db: Database,
+    wakeup: Arc<Notify>,
     settings: DispatcherSettings,
     migrated: Migrated,
     shutdown: CancellationToken,
 ) {
-    let endpoint = settings
-        .notify_url
-        .join("api/v1/notifications")
-        .unwrap_or_else(|_| settings.notify_url.clone());
     let mut gauged: Option<Instant> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = state.outbox_wakeup.notified() => {}
+            () = wakeup.notified() => {}
             () = tokio::time::sleep(settings.poll_interval) => {}
         }
         if !migrated.is_done() {
@@ -57,7 +61,7 @@ pub async fn run_dispatcher(
         }
         // A full batch means more is due: go on without waiting for the next wake-up.
         loop {
-            match deliver_due(&state, &settings, &endpoint).await {
+            match deliver_due(&db, &settings).await {
                 Ok(claimed) if claimed == BATCH as usize && !shutdown.is_cancelled() => {}
                 Ok(_) => break,
                 Err(error) => {
@@ -70,7 +74,7 @@ pub async fn run_dispatcher(
         // much faster than anyone scrapes the gauge, so it is refreshed once per poll interval.
         if gauged.is_none_or(|at| at.elapsed() >= settings.poll_interval) {
             gauged = Some(Instant::now());
-            if let Ok(depth) = store::outbox_depth(&state.db).await {
+            if let Ok(depth) = store::outbox_depth(&db).await {
                 metrics::gauge!("order_outbox_pending").set(depth as f64);
             }
         }
@@ -82,18 +86,13 @@ pub async fn run_dispatcher(
 /// they were queued — then record every delivery in one statement. After the first delivery that
 /// fails, the deliveries not yet started are postponed too: notify-service is then most likely
 /// down, and hammering it helps nobody. Returns how many entries it claimed.
-async fn deliver_due(
-    state: &AppState,
-    settings: &DispatcherSettings,
-    endpoint: &url::Url,
-) -> Result<usize, sqlx::Error> {
-    let db = &state.db;
+async fn deliver_due(db: &Database, settings: &DispatcherSettings) -> Result<usize, sqlx::Error> {
     let entries = store::claim_due_outbox_entries(db, BATCH, LEASE).await?;
     let claimed = entries.len();
     let failing = AtomicBool::new(false);
     let outcomes: Vec<Vec<(OutboxEntry, Result<(), String>)>> =
         futures::stream::iter(by_order(entries))
-            .map(|entries| deliver_in_order(settings, endpoint, entries, &failing))
+            .map(|entries| deliver_in_order(settings, entries, &failing))
             .buffer_unordered(IN_FLIGHT)
             .collect()
             .await;
@@ -108,8 +107,7 @@ async fn deliver_due(
         }
     }
     store::mark_delivered(db, &delivered).await?;
-    metrics::counter!("order_outbox_deliveries_total", "outcome" => "delivered")
-        .increment(delivered.len() as u64);
+    metrics::counter!(DELIVERIES, "outcome" => "delivered").increment(delivered.len() as u64);
     Ok(claimed)
 }
 
@@ -129,7 +127,6 @@ fn by_order(entries: Vec<OutboxEntry>) -> Vec<Vec<OutboxEntry>> {
 /// failed, the rest are not tried (their outcome is that failure).
 async fn deliver_in_order(
     settings: &DispatcherSettings,
-    endpoint: &url::Url,
     entries: Vec<OutboxEntry>,
     failing: &AtomicBool,
 ) -> Vec<(OutboxEntry, Result<(), String>)> {
@@ -138,11 +135,10 @@ async fn deliver_in_order(
         let outcome = if failing.load(Ordering::Relaxed) {
             Err("postponed: an earlier delivery of this pass failed".to_owned())
         } else {
-            let outcome = deliver(&settings.http, endpoint, &entry).await;
+            let outcome = deliver(&settings.http, &settings.notify, &entry).await;
             if let Err(error) = &outcome {
                 failing.store(true, Ordering::Relaxed);
-                metrics::counter!("order_outbox_deliveries_total", "outcome" => "retry")
-                    .increment(1);
+                metrics::counter!(DELIVERIES, "outcome" => "retry").increment(1);
                 tracing::warn!(order_id = %entry.order_id, %error, "notification not delivered; will retry");
             }
             outcome
@@ -152,11 +148,7 @@ async fn deliver_in_order(
     outcomes
 }
 
-async fn deliver(
-    http: &HttpClient,
-    endpoint: &url::Url,
-    entry: &OutboxEntry,
-) -> Result<(), String> {
+async fn deliver(http: &HttpClient, notify: &Peer, entry: &OutboxEntry) -> Result<(), String> {
     let body = CreateNotification {
         order_id: entry.order_id,
         kind: entry.kind.0,
@@ -167,12 +159,7 @@ async fn deliver(
         "outbox.deliver",
         Some(entry.order_id),
         trace_context::extract_stored(&entry.trace_context),
-        http.post_json(
-            NOTIFY_SERVICE,
-            endpoint.clone(),
-            Some(entry.order_id),
-            &body,
-        ),
+        http.post_json(notify, &["notifications"], Some(entry.order_id), &body),
     );
     let reply = match trace_context::stored_request_id(&entry.trace_context) {
         Some(request_id) => platform::context::continuing_request(request_id, delivery).await,

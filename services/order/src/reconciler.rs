@@ -4,17 +4,21 @@
 //! id, refunds by the payment id): payment-service answers with the stored state, or resumes it
 //! where it stopped.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use platform::{db::Migrated, telemetry::in_span_linked};
+use platform::{
+    db::{Database, Migrated},
+    telemetry::in_span_linked,
+};
 use tokio_util::sync::CancellationToken;
 
-use crate::{AppState, domain::OrderStatus, store};
+use crate::{domain::OrderStatus, saga::Saga, store};
 
 const BATCH: i64 = 20;
 
 pub async fn run(
-    state: AppState,
+    db: Database,
+    saga: Arc<Saga>,
     interval: Duration,
     older_than: Duration,
     migrated: Migrated,
@@ -28,7 +32,7 @@ pub async fn run(
         if !migrated.is_done() {
             continue;
         }
-        match store::claim_stuck(&state.db, older_than, BATCH).await {
+        match store::claim_stuck(&db, older_than, BATCH).await {
             Ok(orders) => {
                 for order in orders {
                     // A new trace, linked to the request that created the order.
@@ -38,7 +42,7 @@ pub async fn run(
                             "reconcile.cancel",
                             Some(order.id),
                             parent,
-                            state.saga.cancel(&order),
+                            saga.cancel(&order),
                         )
                         .await
                     } else {
@@ -46,7 +50,7 @@ pub async fn run(
                             "reconcile.order",
                             Some(order.id),
                             parent,
-                            state.saga.drive(&order),
+                            saga.drive(&order),
                         )
                         .await
                     };

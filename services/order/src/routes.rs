@@ -9,7 +9,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use platform::{Json, Path, Problem, Query, context, headers};
+use platform::{Json, Path, Problem, Query, context, headers, telemetry::capture_current};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -17,9 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    domain::{
-        self, Cancellation, CreateOrderRequest, NewOrder, OrderStatus, parse_idempotency_key,
-    },
+    domain::{self, Cancellation, CreateOrderRequest, IdempotencyKey, NewOrder, OrderStatus},
     store::{self, Order, Stored},
 };
 
@@ -35,8 +33,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_order))
 }
 
-pub(crate) fn router(state: AppState) -> OpenApiRouter {
-    api().with_state(state)
+pub(crate) fn router(app: AppState) -> OpenApiRouter {
+    api().with_state(app)
 }
 
 /// Places an order: stores it under its `Idempotency-Key`, pays for it (which reserves its stock
@@ -91,27 +89,34 @@ pub(crate) fn router(state: AppState) -> OpenApiRouter {
     ),
 )]
 async fn create_order(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     headers: HeaderMap,
     Json(request): Json<CreateOrderRequest>,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
     let new_order = NewOrder::parse(&request).map_err(Problem::invalid_fields)?;
-    let (order, replayed) =
-        match store::insert_pending(&state.db, &key, &new_order, context::trace_id()).await? {
-            Stored::Created(order) => (order, false),
-            Stored::Existing(order) if order.request_hash != new_order.fingerprint() => {
-                return Err(Problem::conflict(
-                    "idempotency-key-reused",
-                    "this Idempotency-Key was used for a different request",
-                )
-                .with("order_id", order.id));
-            }
-            Stored::Existing(order) => (order, true),
-        };
+    let (order, replayed) = match store::insert_pending(
+        &app.db,
+        &key,
+        &new_order,
+        context::trace_id(),
+        &capture_current(),
+    )
+    .await?
+    {
+        Stored::Created(order) => (order, false),
+        Stored::Existing(order) if order.request_hash != new_order.request_hash() => {
+            return Err(Problem::conflict(
+                "idempotency-key-reused",
+                "this Idempotency-Key was used for a different request",
+            )
+            .with("order_id", order.id));
+        }
+        Stored::Existing(order) => (order, true),
+    };
     context::record_order_id(&order.id);
     let order = match order.status() {
-        OrderStatus::Pending => state.saga.drive(&order).await?,
+        OrderStatus::Pending => app.saga.drive(&order).await?,
         _ => order,
     };
     Ok(created(order, replayed))
@@ -138,7 +143,7 @@ impl IntoParams for IdempotencyKeyHeader {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
+fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, Problem> {
     let value = headers::single(headers, IDEMPOTENCY_KEY)?.ok_or_else(|| {
         Problem::new(
             StatusCode::BAD_REQUEST,
@@ -147,7 +152,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
         )
         .detail("order creation requires an `Idempotency-Key` header (e.g. a UUID per order)")
     })?;
-    parse_idempotency_key(value.as_bytes()).map_err(|reason| {
+    IdempotencyKey::parse(value.as_bytes()).map_err(|reason| {
         Problem::new(
             StatusCode::BAD_REQUEST,
             "invalid-idempotency-key",
@@ -196,20 +201,20 @@ fn created(order: Order, replayed: bool) -> Response {
     ),
 )]
 async fn cancel_order(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Order>, Problem> {
     context::record_order_id(&id);
-    let order = store::get(&state.db, id)
+    let order = store::get(&app.db, id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no order {id}")))?;
     let order = match domain::cancellation(order.status()) {
         Cancellation::Refuse => return Err(not_cancellable(&order)),
         Cancellation::Done | Cancellation::Resume => order,
-        Cancellation::Begin => store::begin_cancel(&state.db, id).await?.0,
+        Cancellation::Begin => store::begin_cancel(&app.db, id).await?.0,
     };
     match domain::cancellation(order.status()) {
-        Cancellation::Resume => state.saga.cancel(&order).await.map(axum::Json),
+        Cancellation::Resume => app.saga.cancel(&order).await.map(axum::Json),
         Cancellation::Done => Ok(axum::Json(order)),
         Cancellation::Begin | Cancellation::Refuse => Err(not_cancellable(&order)),
     }
@@ -238,11 +243,11 @@ fn not_cancellable(order: &Order) -> Problem {
     ),
 )]
 async fn get_order(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<axum::Json<Order>, Problem> {
     context::record_order_id(&id);
-    store::get(&state.db, id)
+    store::get(&app.db, id)
         .await?
         .map(axum::Json)
         .ok_or_else(|| Problem::not_found(format!("no order {id}")))
@@ -278,7 +283,7 @@ struct OrderPage {
     responses((status = 200, description = "A page of orders", body = OrderPage)),
 )]
 async fn list_orders(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<OrderPage>, Problem> {
     let limit = query.limit.unwrap_or(20);
@@ -290,7 +295,7 @@ async fn list_orders(
         )
         .detail("limit must be between 1 and 100"));
     }
-    let mut items = store::list(&state.db, query.status, query.cursor, limit + 1).await?;
+    let mut items = store::list(&app.db, query.status, query.cursor, limit + 1).await?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(|o| o.id)

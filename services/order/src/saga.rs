@@ -13,7 +13,12 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use commerce::contracts::payment::{CreatePayment, Payment, PaymentStatus};
-use platform::{Problem, db::Database, http_client::HttpClient};
+use platform::{
+    Problem,
+    db::Database,
+    http_client::{HttpClient, Peer},
+    telemetry::capture_current,
+};
 use tokio::sync::Notify;
 
 use crate::{
@@ -21,31 +26,19 @@ use crate::{
     store::{self, Order},
 };
 
-pub const PAYMENT_SERVICE: &str = "payment-service";
-
 pub struct Saga {
     db: Database,
     http: HttpClient,
-    payment_base: url::Url,
-    payments_url: url::Url,
+    payment: Peer,
     outbox_wakeup: Arc<Notify>,
 }
 
 impl Saga {
-    pub fn new(
-        db: Database,
-        http: HttpClient,
-        payment_base: url::Url,
-        outbox_wakeup: Arc<Notify>,
-    ) -> Self {
-        let payments_url = payment_base
-            .join("api/v1/payments")
-            .unwrap_or_else(|_| payment_base.clone());
+    pub fn new(db: Database, http: HttpClient, payment: Peer, outbox_wakeup: Arc<Notify>) -> Self {
         Self {
             db,
             http,
-            payment_base,
-            payments_url,
+            payment,
             outbox_wakeup,
         }
     }
@@ -59,7 +52,8 @@ impl Saga {
             return Err(still_pending(order, "the payment is not final yet"));
         }
         let (ended, transitioned) =
-            store::record_outcome(&self.db, order.id, &outcome, &message).await?;
+            store::record_outcome(&self.db, order.id, &outcome, &message, &capture_current())
+                .await?;
         if transitioned {
             count_outcome(&outcome);
             tracing::info!(status = %ended.status(), reason = ?ended.failure_reason, "order ended");
@@ -78,7 +72,8 @@ impl Saga {
             return Err(Problem::internal());
         }
         let message = domain::cancellation_message(order.id);
-        let (cancelled, transitioned) = store::finish_cancel(&self.db, order.id, &message).await?;
+        let (cancelled, transitioned) =
+            store::finish_cancel(&self.db, order.id, &message, &capture_current()).await?;
         if transitioned {
             metrics::counter!("orders_cancelled_total").increment(1);
             tracing::info!("order cancelled");
@@ -94,16 +89,15 @@ impl Saga {
             tracing::error!("a charged order without a payment id");
             return Err(Problem::internal());
         };
-        let url = self
-            .payment_base
-            .join(&format!("api/v1/payments/{payment_id}/refund"))
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot build the refund URL");
-                Problem::internal()
-            })?;
+        let payment_id = payment_id.to_string();
         let reply = self
             .http
-            .post_json(PAYMENT_SERVICE, url, Some(order.id), &serde_json::json!({}))
+            .post_json(
+                &self.payment,
+                &["payments", &payment_id, "refund"],
+                Some(order.id),
+                &serde_json::json!({}),
+            )
             .await
             .map_err(|error| {
                 tracing::warn!(%error, "refund call failed; the order stays CANCELLING");
@@ -129,12 +123,7 @@ impl Saga {
         let request = payment_request(order);
         let reply = self
             .http
-            .post_json(
-                PAYMENT_SERVICE,
-                self.payments_url.clone(),
-                Some(order.id),
-                &request,
-            )
+            .post_json(&self.payment, &["payments"], Some(order.id), &request)
             .await
             .map_err(|error| {
                 tracing::warn!(%error, "payment call failed; the order stays PENDING");

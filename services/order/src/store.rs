@@ -6,9 +6,12 @@ use commerce::contracts::{notify::NotificationKind, payment::PaymentMethod};
 use platform::db::{self, Database, Text};
 use serde::Serialize;
 use sqlx::types::Json;
+use trace_context::StoredContext;
 use uuid::Uuid;
 
-use crate::domain::{FailureCause, NewOrder, OrderLine, OrderStatus, PaymentOutcome};
+use crate::domain::{
+    FailureCause, IdempotencyKey, NewOrder, OrderLine, OrderStatus, PaymentOutcome,
+};
 
 /// What recording an outcome or cancelling did: the order as it now stands, and whether this call moved it
 /// (a concurrent caller may have got there first).
@@ -58,7 +61,7 @@ pub struct Order {
     /// The creating request's trace headers (see migration 0003).
     #[serde(skip)]
     #[sqlx(json)]
-    pub trace_context: std::collections::BTreeMap<String, String>,
+    pub trace_context: StoredContext,
 }
 
 impl Order {
@@ -81,9 +84,10 @@ pub enum Stored {
 #[tracing::instrument(name = "db.insert_order", skip_all, fields(order_id = tracing::field::Empty))]
 pub async fn insert_pending(
     db: &Database,
-    key: &str,
+    key: &IdempotencyKey,
     order: &NewOrder,
     trace_id: Option<String>,
+    trace_context: &StoredContext,
 ) -> Result<Stored, sqlx::Error> {
     let id = Uuid::now_v7();
     tracing::Span::current().record("order_id", tracing::field::display(id));
@@ -95,14 +99,14 @@ pub async fn insert_pending(
          RETURNING {ORDER_COLUMNS}"
     )))
     .bind(id)
-    .bind(key)
-    .bind(order.fingerprint())
+    .bind(key.as_str())
+    .bind(order.request_hash())
     .bind(&order.customer_id)
     .bind(order.currency.code())
     .bind(Text(order.payment_method))
     .bind(Json(order.stored_lines()))
     .bind(trace_id)
-    .bind(Json(platform::telemetry::capture_current()))
+    .bind(Json(trace_context))
     .fetch_optional(db)
     .await?;
     match inserted {
@@ -111,7 +115,7 @@ pub async fn insert_pending(
             let existing: Order = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {ORDER_COLUMNS} FROM orders WHERE idempotency_key = $1"
             )))
-            .bind(key)
+            .bind(key.as_str())
             .fetch_one(db)
             .await?;
             Ok(Stored::Existing(existing))
@@ -164,6 +168,7 @@ pub async fn record_outcome(
     id: Uuid,
     outcome: &PaymentOutcome,
     message: &str,
+    trace_context: &StoredContext,
 ) -> Result<Moved, sqlx::Error> {
     let (status, reason, payment_id, total, lines, kind) = match outcome {
         PaymentOutcome::Confirmed {
@@ -203,7 +208,7 @@ pub async fn record_outcome(
         .bind(lines)
         .bind(Text(kind))
         .bind(message)
-        .bind(Json(platform::telemetry::capture_current()))
+        .bind(Json(trace_context))
         .fetch_optional(db)
         .await?;
     moved_or_current(db, id, moved).await
@@ -227,13 +232,18 @@ pub async fn begin_cancel(db: &Database, id: Uuid) -> Result<Moved, sqlx::Error>
 /// `CANCELLING` → `CANCELLED` once the payment is refunded, and the cancellation notice queued,
 /// in one statement.
 #[tracing::instrument(name = "db.finish_cancel", skip_all, fields(order_id = %id))]
-pub async fn finish_cancel(db: &Database, id: Uuid, message: &str) -> Result<Moved, sqlx::Error> {
+pub async fn finish_cancel(
+    db: &Database,
+    id: Uuid,
+    message: &str,
+    trace_context: &StoredContext,
+) -> Result<Moved, sqlx::Error> {
     let sql = transition_sql("status = 'CANCELLED'", OrderStatus::Cancelling, 2);
     let moved: Option<Order> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(Text(NotificationKind::OrderCancelled))
         .bind(message)
-        .bind(Json(platform::telemetry::capture_current()))
+        .bind(Json(trace_context))
         .fetch_optional(db)
         .await?;
     moved_or_current(db, id, moved).await
@@ -307,7 +317,7 @@ pub struct OutboxEntry {
     pub attempts: i32,
     /// The settling request's trace headers.
     #[sqlx(json)]
-    pub trace_context: std::collections::BTreeMap<String, String>,
+    pub trace_context: StoredContext,
 }
 
 /// Claims up to `limit` entries due for delivery, oldest first, in one statement: each is leased

@@ -33,19 +33,18 @@ async fn spawn() -> Services {
     let notify = TestApp::start(notify.await.unwrap(), TENANT).await;
     let payment = payment_service::build(payment_service::Settings {
         common: common(testkit::fresh_database("o_pay").await),
-        inventory_url: inventory.base.clone(),
+        inventory: platform::http_client::Peer::new(
+            commerce::contracts::inventory::SERVICE,
+            inventory.base.clone(),
+        )
+        .unwrap(),
     });
     let payment = TestApp::start(payment.await.unwrap(), TENANT).await;
-    let order = order_service::build(order_service::Settings {
-        common: common(testkit::fresh_database("order").await),
-        payment_url: payment.base.clone(),
-        notify_url: notify.base.clone(),
-        payment_timeout: Duration::from_secs(5),
-        outbox_poll_interval: Duration::from_millis(100),
-        outbox_max_backoff: Duration::from_secs(1),
-        reconcile_interval: Duration::from_secs(60),
-        reconcile_after: Duration::from_secs(60),
-    });
+    let order = order_service::build(order_settings(
+        testkit::fresh_database("order").await,
+        &payment.base,
+        &notify.base,
+    ));
     let order = TestApp::start(order.await.unwrap(), TENANT).await;
     Services {
         order,
@@ -53,6 +52,27 @@ async fn spawn() -> Services {
         inventory,
         notify,
         inventory_db,
+    }
+}
+
+/// order-service's settings for a test: its reconciler a minute away unless the test says
+/// otherwise.
+fn order_settings(
+    database: String,
+    payment: &url::Url,
+    notify: &url::Url,
+) -> order_service::Settings {
+    use commerce::contracts::{notify, payment};
+    use platform::http_client::Peer;
+    order_service::Settings {
+        common: testkit::settings(TENANT, database),
+        payment: Peer::new(payment::SERVICE, payment.clone()).unwrap(),
+        notify: Peer::new(notify::SERVICE, notify.clone()).unwrap(),
+        payment_timeout: Duration::from_secs(5),
+        outbox_poll_interval: Duration::from_millis(100),
+        outbox_max_backoff: Duration::from_secs(1),
+        reconcile_interval: Duration::from_secs(60),
+        reconcile_after: Duration::from_secs(60),
     }
 }
 

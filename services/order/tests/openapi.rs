@@ -11,8 +11,16 @@ async fn the_openapi_document_is_served_and_its_examples_are_valid() {
     let database = testkit::fresh_database("order_openapi").await;
     let settings = order_service::Settings {
         common: testkit::settings(TENANT, database),
-        payment_url: url::Url::parse("http://127.0.0.1:1/").unwrap(),
-        notify_url: url::Url::parse("http://127.0.0.1:1/").unwrap(),
+        payment: platform::http_client::Peer::new(
+            commerce::contracts::payment::SERVICE,
+            url::Url::parse("http://127.0.0.1:1/").unwrap(),
+        )
+        .unwrap(),
+        notify: platform::http_client::Peer::new(
+            commerce::contracts::notify::SERVICE,
+            url::Url::parse("http://127.0.0.1:1/").unwrap(),
+        )
+        .unwrap(),
         payment_timeout: std::time::Duration::from_secs(1),
         outbox_poll_interval: std::time::Duration::from_secs(1),
         outbox_max_backoff: std::time::Duration::from_secs(1),

@@ -12,7 +12,7 @@ use commerce::{
         parse_line_items,
         payment::{CreatePayment, FailureReason, PaymentMethod, PaymentStatus},
     },
-    values::{Amount, Currency, FieldError, StockLine, expected_total},
+    values::{Amount, Currency, FieldError, ValidLineItem, expected_total},
 };
 use uuid::Uuid;
 
@@ -25,7 +25,7 @@ pub struct PaymentRequest {
     pub requested_amount: Option<Amount>,
     pub currency: Currency,
     pub method: PaymentMethod,
-    pub lines: Vec<StockLine>,
+    pub lines: Vec<ValidLineItem>,
 }
 
 impl PaymentRequest {
@@ -140,7 +140,9 @@ pub fn charge(terms: &Terms, reservation: &Reservation) -> Result<(i64, Vec<Pric
             .all(|(priced, asked)| {
                 priced.sku == asked.sku
                     && priced.quantity == asked.quantity
-                    && asked.unit_price.is_none_or(|p| p == priced.unit_price)
+                    && asked
+                        .expected_unit_price
+                        .is_none_or(|p| p == priced.unit_price)
             });
     if !same_lines {
         return Err("the reservation's lines are not the payment's".into());
@@ -225,10 +227,10 @@ mod tests {
             payment_method: PaymentMethod::Card,
             items: items
                 .into_iter()
-                .map(|(sku, quantity, unit_price)| LineItem {
+                .map(|(sku, quantity, expected_unit_price)| LineItem {
                     sku: sku.into(),
                     quantity,
-                    unit_price,
+                    expected_unit_price,
                 })
                 .collect(),
         }

@@ -11,17 +11,13 @@ use commerce::contracts::{
     LineItem,
     inventory::{self, CreateReservation, OUT_OF_STOCK, PRICE_CHANGED},
 };
-use platform::http_client::{CallError, HttpClient, Reply};
-use url::Url;
+use platform::http_client::{CallError, HttpClient, Peer, Reply};
 use uuid::Uuid;
-
-/// The name calls are counted and traced under.
-const TARGET: &str = "inventory-service";
 
 #[derive(Debug, Clone)]
 pub struct InventoryClient {
     http: HttpClient,
-    base: Url,
+    inventory: Peer,
 }
 
 /// What inventory-service said about selling an order's items.
@@ -50,9 +46,9 @@ pub enum InventoryError {
 }
 
 impl InventoryClient {
-    /// `base` is inventory-service's root URL (`INVENTORY_SERVICE_URL`).
-    pub fn new(http: HttpClient, base: Url) -> Self {
-        Self { http, base }
+    /// `inventory` is inventory-service (`INVENTORY_SERVICE_URL`).
+    pub fn new(http: HttpClient, inventory: Peer) -> Self {
+        Self { http, inventory }
     }
 
     /// `POST /api/v1/reservations` with `commit`: all the order's lines or none, once per order,
@@ -64,7 +60,6 @@ impl InventoryClient {
         currency: String,
         items: Vec<LineItem>,
     ) -> Result<Reservation, InventoryError> {
-        let url = self.endpoint(&["reservations"])?;
         let body = CreateReservation {
             order_id,
             currency,
@@ -73,7 +68,7 @@ impl InventoryClient {
         };
         let reply = self
             .http
-            .post_json(TARGET, url, Some(order_id), &body)
+            .post_json(&self.inventory, &["reservations"], Some(order_id), &body)
             .await?;
         match reply.status {
             StatusCode::CREATED | StatusCode::OK => Ok(Reservation::Made(reply.json()?)),
@@ -92,29 +87,20 @@ impl InventoryClient {
     /// `POST /api/v1/reservations/{order_id}/release`: gives the order's stock back — a
     /// committed reservation is returned. Done now or before, it answers 200 either way.
     pub async fn release(&self, order_id: Uuid) -> Result<(), InventoryError> {
-        let url = self.endpoint(&["reservations", &order_id.to_string(), "release"])?;
+        let order = order_id.to_string();
         let reply = self
             .http
-            .post_json(TARGET, url, Some(order_id), &serde_json::json!({}))
+            .post_json(
+                &self.inventory,
+                &["reservations", &order, "release"],
+                Some(order_id),
+                &serde_json::json!({}),
+            )
             .await?;
         match reply.status {
             StatusCode::OK => Ok(()),
             _ => Err(transient_or_unexpected(&reply)),
         }
-    }
-
-    /// `<base>/api/v1/<segments…>`, keeping any path prefix the base URL has.
-    fn endpoint(&self, segments: &[&str]) -> Result<Url, InventoryError> {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|()| InventoryError::Unexpected {
-                status: StatusCode::OK,
-                detail: format!("INVENTORY_SERVICE_URL {} cannot be a base URL", self.base),
-            })?
-            .pop_if_empty()
-            .extend(["api", "v1"])
-            .extend(segments);
-        Ok(url)
     }
 }
 
@@ -147,38 +133,5 @@ fn unexpected(reply: &Reply) -> InventoryError {
             .problem()
             .and_then(|p| p.detail.or(Some(p.title)))
             .unwrap_or_else(|| "no problem document".into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn client(base: &str) -> InventoryClient {
-        let http = HttpClient::new(
-            platform::tenancy::TenantId::parse("tenant-a").unwrap(),
-            "payment",
-            std::time::Duration::from_secs(1),
-        )
-        .unwrap();
-        InventoryClient::new(http, Url::parse(base).unwrap())
-    }
-
-    #[test]
-    fn endpoints_keep_the_base_path() {
-        let plain = client("http://inventory:8080");
-        assert_eq!(
-            plain.endpoint(&["reservations"]).unwrap().as_str(),
-            "http://inventory:8080/api/v1/reservations"
-        );
-        let prefixed = client("http://gateway/inventory/");
-        let id = Uuid::nil().to_string();
-        assert_eq!(
-            prefixed
-                .endpoint(&["reservations", &id, "commit"])
-                .unwrap()
-                .as_str(),
-            format!("http://gateway/inventory/api/v1/reservations/{id}/commit")
-        );
     }
 }

@@ -14,14 +14,15 @@ mod routes;
 mod store;
 
 use platform::{
-    configuration::{CommonSettings, ConfigError, required_url},
+    configuration::{CommonSettings, ConfigError, required_peer},
+    http_client::Peer,
     startup::{Application, Service, ServiceSettings, StartupError},
     telemetry::ServiceIdentity,
 };
 
 pub static SERVICE: Service = Service {
     identity: ServiceIdentity {
-        name: "payment-service",
+        name: commerce::contracts::payment::SERVICE,
         service_type: "payment",
     },
     migrator: &MIGRATOR,
@@ -33,16 +34,17 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: CommonSettings,
-    /// `INVENTORY_SERVICE_URL`, e.g. `http://inventory-service:8080`.
-    pub inventory_url: url::Url,
+    /// inventory-service (`INVENTORY_SERVICE_URL`, e.g. `http://inventory-service:8080`).
+    pub inventory: Peer,
 }
 
 impl ServiceSettings for Settings {
     fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             common: CommonSettings::from_env()?,
-            inventory_url: required_url(
+            inventory: required_peer(
                 "INVENTORY_SERVICE_URL",
+                commerce::contracts::inventory::SERVICE,
                 "inventory-service's base URL, e.g. http://inventory-service:8080",
             )?,
         })
@@ -59,11 +61,11 @@ pub fn openapi() -> serde_json::Value {
 }
 
 pub async fn build(settings: Settings) -> Result<Application, StartupError> {
-    let inventory_url = settings.inventory_url;
+    let inventory = settings.inventory;
     Application::build(&SERVICE, settings.common, |platform| {
         routes::router(routes::AppState {
             db: platform.db.clone(),
-            inventory: inventory::InventoryClient::new(platform.http.clone(), inventory_url),
+            inventory: inventory::InventoryClient::new(platform.http.clone(), inventory),
         })
     })
     .await

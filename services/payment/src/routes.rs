@@ -49,8 +49,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(refund))
 }
 
-pub fn router(state: AppState) -> OpenApiRouter {
-    api().with_state(state)
+pub fn router(app: AppState) -> OpenApiRouter {
+    api().with_state(app)
 }
 
 /// Pays for an order and reserves its stock, once per `order_id`.

@@ -36,7 +36,11 @@ async fn start_payment(inventory_url: url::Url) -> TestApp {
     let database = testkit::fresh_database("payment").await;
     let settings = payment_service::Settings {
         common: testkit::settings(TENANT, database),
-        inventory_url,
+        inventory: platform::http_client::Peer::new(
+            commerce::contracts::inventory::SERVICE,
+            inventory_url,
+        )
+        .unwrap(),
     };
     TestApp::start(payment_service::build(settings).await.unwrap(), TENANT).await
 }
@@ -835,7 +839,11 @@ async fn callers_the_call_graph_does_not_name_are_refused_as_documented() {
     common.peer_identity.require = true;
     let settings = payment_service::Settings {
         common,
-        inventory_url: inventory.base.clone(),
+        inventory: platform::http_client::Peer::new(
+            commerce::contracts::inventory::SERVICE,
+            inventory.base.clone(),
+        )
+        .unwrap(),
     };
     let payment = TestApp::start(payment_service::build(settings).await.unwrap(), TENANT).await;
     let refund = format!("/api/v1/payments/{}/refund", Uuid::new_v4());

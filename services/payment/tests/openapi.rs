@@ -11,7 +11,11 @@ async fn the_openapi_document_is_served_and_its_examples_are_valid() {
     let database = testkit::fresh_database("payment_openapi").await;
     let settings = payment_service::Settings {
         common: testkit::settings(TENANT, database),
-        inventory_url: url::Url::parse("http://127.0.0.1:1/").unwrap(),
+        inventory: platform::http_client::Peer::new(
+            commerce::contracts::inventory::SERVICE,
+            url::Url::parse("http://127.0.0.1:1/").unwrap(),
+        )
+        .unwrap(),
     };
     let app = TestApp::start(payment_service::build(settings).await.unwrap(), TENANT).await;
     testkit::openapi::assert_published(&app, payment_service::openapi()).await;
