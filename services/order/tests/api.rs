@@ -525,3 +525,62 @@ async fn an_order_whose_caller_gives_up_is_settled_all_the_same_and_counted() {
     assert_eq!(s.inventory.stock("GONE").await, (9, 0, 1));
     s.stop().await;
 }
+
+/// Orders left PENDING by an order-service whose payment-service was unreachable are all settled
+/// by the next order-service on the same database as soon as it starts: its reconciler's first
+/// pass runs at start-up (the next one is a minute away here) and drains more than one batch.
+#[tokio::test]
+async fn a_restarted_order_service_settles_every_stuck_order_at_once() {
+    const STUCK: usize = 45; // more than two of the reconciler's batches (20)
+    let s = spawn().await;
+    s.inventory.seed_item("STUCK", 100, 1999).await;
+    let database = testkit::fresh_database("o_stuck").await;
+    let unreachable = url::Url::parse("http://127.0.0.1:1/").unwrap();
+    let before = order_service::build(order_settings(
+        database.clone(),
+        &unreachable,
+        &s.notify.base,
+    ));
+    let before = TestApp::start(before.await.unwrap(), TENANT).await;
+    let body = order_body(json!([{"sku": "STUCK", "quantity": 1}]));
+    for _ in 0..STUCK {
+        let reply = before
+            .request(Method::POST, "/api/v1/orders")
+            .header("idempotency-key", key())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    before.stop().await;
+
+    let mut settings = order_settings(database, &s.payment.base, &s.notify.base);
+    settings.reconcile_after = Duration::ZERO;
+    let after = TestApp::start(order_service::build(settings).await.unwrap(), TENANT).await;
+    testkit::eventually(
+        "every stuck order confirmed",
+        Duration::from_secs(30),
+        || async {
+            let (_, list) = after
+                .call(
+                    Method::GET,
+                    "/api/v1/orders?status=CONFIRMED&limit=100",
+                    None,
+                )
+                .await;
+            (list["items"].as_array()?.len() == STUCK).then_some(())
+        },
+    )
+    .await;
+    let (_, pending) = after
+        .call(Method::GET, "/api/v1/orders?status=PENDING&limit=100", None)
+        .await;
+    assert_eq!(pending["items"], json!([]), "{pending}");
+    assert_eq!(
+        s.inventory.stock("STUCK").await,
+        (100 - STUCK as i64, 0, STUCK as i64)
+    );
+    after.stop().await;
+    s.stop().await;
+}
