@@ -18,9 +18,6 @@ import (
 	"ordermesh.local/tools/internal/report"
 )
 
-// IDAppCallers is the check id of checkAppCallers.
-const IDAppCallers = "identity.app-callers"
-
 // The apps' settings (README, "Configuration") and their defaults.
 const (
 	EnvRequirePeerIdentity = "REQUIRE_PEER_IDENTITY"

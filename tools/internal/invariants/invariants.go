@@ -1,6 +1,22 @@
-// Package invariants proves ordermesh's own rules on the rendered manifests: STRICT mTLS with
-// no override, default deny, the allowed edges equal the call graph, tenant isolation, sound
-// routing (subsets, weights, retries, timeouts) and the tracing setup.
+// Package invariants proves ordermesh's own rules on the rendered manifests, one file per
+// subject (as Istio's analyzers are split by resource):
+//
+//	mtls.go             each service's own ServiceAccount, sidecar injection, STRICT mTLS with
+//	                    no override
+//	appidentity.go      the apps' own caller check, as deploy/ configures it
+//	authz.go            default deny, the allowed edges equal the call graph, tenant isolation
+//	decide.go           Allows: the policies' decision for one request (the live tests compare)
+//	routing.go          subsets, weights, retries and timeouts
+//	telemetry.go        the mesh install, tracing providers, the tenants' tracing tags, metrics
+//	circuitbreakers.go  outlier detection, bounded connection pools, LEAST_REQUEST
+//	canary.go           a small weighted subset falls back to the others when ejected
+//	callers.go          each caller sees its callee's routes; route timeouts above the caller's
+//	egress.go           Sidecar egress scoped to the tenant, the mesh REGISTRY_ONLY
+//	networkpolicy.go    NetworkPolicies isolate each tenant at L3/L4
+//	gatewayhosts.go     the ingress Gateway grants each tenant its own host
+//	sampling.go         the gateway's sampling decision, the apps' own roots
+//	admission.go        the front door's admission window and its Retry-After
+//	lookup.go           lookups several checks share
 //
 // Every check reports per scope: one line per tenant overlay, and "mesh" for mesh-wide objects.
 package invariants
@@ -14,26 +30,51 @@ import (
 	"ordermesh.local/tools/internal/report"
 )
 
-// Check IDs (stable: tests and the JSON report use them).
+// Check IDs (stable: tests and the JSON report use them), by the file that checks them.
 const (
-	IDIdentity        = "identity.service-accounts"
-	IDInjection       = "mesh.sidecar-injection"
+	// mtls.go
+	IDIdentity    = "identity.service-accounts"
+	IDInjection   = "mesh.sidecar-injection"
+	IDStrictMesh  = "mtls.mesh-strict"
+	IDStrict      = "mtls.strict"
+	IDNoOverride  = "mtls.no-override"
+	IDDestRuleTLS = "mtls.destinationrule-tls"
+	// appidentity.go
+	IDAppCallers = "identity.app-callers"
+	// authz.go
+	IDAllowNothing = "authz.allow-nothing"
+	IDCallGraph    = "authz.call-graph"
+	IDIsolation    = "authz.tenant-isolation"
+	// routing.go
+	IDSubsets      = "routing.subsets"
+	IDWeights      = "routing.weights"
+	IDRetryTimeout = "routing.retry-timeout"
+	IDPostRetry    = "routing.post-no-5xx-retry"
+	// telemetry.go
 	IDMeshInstall     = "mesh.install"
-	IDStrictMesh      = "mtls.mesh-strict"
-	IDStrict          = "mtls.strict"
-	IDNoOverride      = "mtls.no-override"
-	IDDestRuleTLS     = "mtls.destinationrule-tls"
-	IDAllowNothing    = "authz.allow-nothing"
-	IDCallGraph       = "authz.call-graph"
-	IDIsolation       = "authz.tenant-isolation"
-	IDSubsets         = "routing.subsets"
-	IDWeights         = "routing.weights"
-	IDRetryTimeout    = "routing.retry-timeout"
-	IDPostRetry       = "routing.post-no-5xx-retry"
 	IDTraceProvider   = "telemetry.provider"
 	IDTenantTracing   = "telemetry.tenant-tracing"
 	IDNoOrderIDMetric = "telemetry.no-order-id-metric"
 	IDAppMetrics      = "telemetry.app-metrics-scraped"
+	// circuitbreakers.go
+	IDCircuitBreaker = "routing.circuit-breakers"
+	IDLeastRequest   = "routing.least-request"
+	// canary.go
+	IDCanaryFallback = "routing.canary-fallback"
+	// callers.go
+	IDVisibleToCaller = "routing.visible-to-callers"
+	IDTimeoutVsCaller = "routing.timeout-vs-caller"
+	// egress.go
+	IDSidecarEgress = "mesh.sidecar-egress"
+	// networkpolicy.go
+	IDNetworkPolicy = "netpol.tenant-isolation"
+	// gatewayhosts.go
+	IDGatewayHosts = "gateway.tenant-hosts"
+	// sampling.go
+	IDGatewayTracing = "telemetry.gateway-sampling"
+	IDAppSampling    = "telemetry.app-sampling"
+	// admission.go
+	IDAdmission = "gateway.admission"
 )
 
 // MeshScope is the scope of mesh-wide objects (outside every tenant namespace).
@@ -90,7 +131,15 @@ func Run(m *model.Model, r *report.Report) {
 	checkAuthz(m, r)
 	checkRouting(m, r)
 	checkTelemetry(m, r)
-	checkPromises(m, r)
+	checkDestinationRules(m, r)
+	checkCanaryFallback(m, r)
+	checkCallers(m, r)
+	checkSidecarEgress(m, r)
+	checkNetworkPolicies(m, r)
+	checkGatewayHosts(m, r)
+	checkGatewayTracing(m, r)
+	checkAppSampling(m, r)
+	checkAdmission(m, r)
 }
 
 func plural(n int, s string) string {
