@@ -14,8 +14,8 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"ordermesh.local/tools/internal/invariants"
 	"ordermesh.local/tools/internal/manifest"
+	"ordermesh.local/tools/internal/promises"
 	"ordermesh.local/tools/internal/report"
 )
 
@@ -60,19 +60,19 @@ func TestDeployPasses(t *testing.T) {
 	if !r.OK {
 		t.Fatalf("deploy/ fails check-deploy:\n%s", failuresText(r))
 	}
-	// Every stage and invariant ran, for the mesh and for each tenant overlay.
-	for _, id := range []string{IDRender, IDDecode, IDValidate, IDAnalyze, invariants.IDMeshInstall, invariants.IDStrictMesh,
-		invariants.IDStrict, invariants.IDNoOverride, invariants.IDDestRuleTLS, invariants.IDAllowNothing, invariants.IDCallGraph,
-		invariants.IDIsolation, invariants.IDSubsets, invariants.IDWeights, invariants.IDRetryTimeout, invariants.IDPostRetry,
-		invariants.IDTraceProvider, invariants.IDTenantTracing, invariants.IDNoOrderIDMetric, invariants.IDAppMetrics, invariants.IDIdentity, invariants.IDInjection,
-		invariants.IDCircuitBreaker, invariants.IDLeastRequest, invariants.IDCanaryFallback, invariants.IDVisibleToCaller, invariants.IDTimeoutVsCaller,
-		invariants.IDSidecarEgress, invariants.IDNetworkPolicy, invariants.IDGatewayHosts, invariants.IDGatewayTracing, invariants.IDAppSampling, invariants.IDAppCallers} {
+	// Every stage and promise ran, for the mesh and for each tenant overlay.
+	for _, id := range []string{IDRender, IDDecode, IDValidate, IDAnalyze, promises.IDMeshInstall, promises.IDStrictMesh,
+		promises.IDStrict, promises.IDNoOverride, promises.IDDestRuleTLS, promises.IDAllowNothing, promises.IDCallGraph,
+		promises.IDIsolation, promises.IDSubsets, promises.IDWeights, promises.IDRetryTimeout, promises.IDPostRetry,
+		promises.IDTraceProvider, promises.IDTenantTracing, promises.IDNoOrderIDMetric, promises.IDAppMetrics, promises.IDIdentity, promises.IDInjection,
+		promises.IDCircuitBreaker, promises.IDLeastRequest, promises.IDCanaryFallback, promises.IDVisibleToCaller, promises.IDTimeoutVsCaller,
+		promises.IDSidecarEgress, promises.IDNetworkPolicy, promises.IDGatewayHosts, promises.IDGatewayTracing, promises.IDAppSampling, promises.IDAppCallers} {
 		if len(r.Find(id)) == 0 {
 			t.Errorf("check %s did not run", id)
 		}
 	}
 	tenants := map[string]bool{}
-	for _, c := range r.Find(invariants.IDCallGraph) {
+	for _, c := range r.Find(promises.IDCallGraph) {
 		tenants[c.Scope] = true
 	}
 	for _, want := range []string{"mesh", "tenant-a", "tenant-b"} {
@@ -339,7 +339,7 @@ spec:
   selector: {matchLabels: {app: payment-service}}
   mtls: {mode: PERMISSIVE}
 `)
-		expectFailure(t, b, invariants.IDNoOverride, "tenant-a", "PeerAuthentication tenant-a-payments/payment-permissive", "workload-level mtls.mode PERMISSIVE")
+		expectFailure(t, b, promises.IDNoOverride, "tenant-a", "PeerAuthentication tenant-a-payments/payment-permissive", "workload-level mtls.mode PERMISSIVE")
 	}},
 	{"PortLevelDisable", func(t *testing.T) {
 		b, _ := base(t)
@@ -353,25 +353,25 @@ spec:
   portLevelMtls:
     8080: {mode: DISABLE}
 `)
-		expectFailure(t, b, invariants.IDNoOverride, "tenant-b", "portLevelMtls[8080] mode DISABLE")
+		expectFailure(t, b, promises.IDNoOverride, "tenant-b", "portLevelMtls[8080] mode DISABLE")
 	}},
 	{"NamespacePermissive", func(t *testing.T) {
 		b, _ := base(t)
 		set(t, find(t, b, "PeerAuthentication", "tenant-a-orders", "default"), "spec.mtls.mode", "PERMISSIVE")
-		expectFailure(t, b, invariants.IDStrict, "tenant-a", "tenant-a-orders", "no namespace-wide STRICT")
-		expectFailure(t, b, invariants.IDNoOverride, "tenant-a", "namespace-level mtls.mode PERMISSIVE")
+		expectFailure(t, b, promises.IDStrict, "tenant-a", "tenant-a-orders", "no namespace-wide STRICT")
+		expectFailure(t, b, promises.IDNoOverride, "tenant-a", "namespace-level mtls.mode PERMISSIVE")
 	}},
 	{"MeshWideStrictMissing", func(t *testing.T) {
 		b, _ := base(t)
 		for _, pa := range findAll(b, "PeerAuthentication", "istio-system") {
 			remove(t, b, pa)
 		}
-		expectFailure(t, b, invariants.IDStrictMesh, "mesh", "no mesh-wide STRICT PeerAuthentication")
+		expectFailure(t, b, promises.IDStrictMesh, "mesh", "no mesh-wide STRICT PeerAuthentication")
 	}},
 	{"DestinationRuleTLS", func(t *testing.T) {
 		b, _ := base(t)
 		set(t, find(t, b, "DestinationRule", "tenant-a-payments", "payment-service"), "spec.trafficPolicy.tls", map[string]any{"mode": "SIMPLE"})
-		expectFailure(t, b, invariants.IDDestRuleTLS, "tenant-a", "DestinationRule tenant-a-payments/payment-service", "trafficPolicy.tls.mode SIMPLE")
+		expectFailure(t, b, promises.IDDestRuleTLS, "tenant-a", "DestinationRule tenant-a-payments/payment-service", "trafficPolicy.tls.mode SIMPLE")
 	}},
 	{"InjectionOptOut", func(t *testing.T) {
 		b, _ := base(t)
@@ -383,7 +383,7 @@ spec:
 			meta["annotations"] = ann
 		}
 		ann["sidecar.istio.io/inject"] = "false"
-		expectFailure(t, b, invariants.IDInjection, "tenant-b", "notify-service", "disables sidecar injection")
+		expectFailure(t, b, promises.IDInjection, "tenant-b", "notify-service", "disables sidecar injection")
 	}},
 	// ---- authorization ----
 	{"CrossTenantAllow", func(t *testing.T) {
@@ -391,8 +391,8 @@ spec:
 		ap := find(t, b, "AuthorizationPolicy", "tenant-b-payments", "allow-order-service-to-payment-service")
 		sas := get(t, ap, "spec.rules[0].from[0].source.serviceAccounts").([]any)
 		set(t, ap, "spec.rules[0].from[0].source.serviceAccounts", append(sas, "tenant-a-orders/order-service"))
-		expectFailure(t, b, invariants.IDIsolation, "tenant-b", "allow-order-service-to-payment-service", "admits tenant-a-orders/order-service", "belongs to tenant tenant-a")
-		expectFailure(t, b, invariants.IDCallGraph, "tenant-b", "allows tenant-a-orders/order-service → tenant-b-payments/payment-service", "not in the call graph")
+		expectFailure(t, b, promises.IDIsolation, "tenant-b", "allow-order-service-to-payment-service", "admits tenant-a-orders/order-service", "belongs to tenant tenant-a")
+		expectFailure(t, b, promises.IDCallGraph, "tenant-b", "allows tenant-a-orders/order-service → tenant-b-payments/payment-service", "not in the call graph")
 	}},
 	{"CrossTenantPrincipalPolicy", func(t *testing.T) {
 		b, _ := base(t)
@@ -407,7 +407,7 @@ spec:
     - from: [{source: {principals: ["cluster.local/ns/tenant-b-orders/sa/order-service"]}}]
       to: [{operation: {methods: ["GET"], paths: ["/api/v1/notifications"]}}]
 `)
-		expectFailure(t, b, invariants.IDIsolation, "tenant-a", "let-b-in", "belongs to tenant tenant-b")
+		expectFailure(t, b, promises.IDIsolation, "tenant-a", "let-b-in", "belongs to tenant tenant-b")
 	}},
 	{"WildcardPrincipal", func(t *testing.T) {
 		b, _ := base(t)
@@ -421,7 +421,7 @@ spec:
     - from: [{source: {principals: ["*"]}}]
       to: [{operation: {methods: ["GET"], paths: ["/api/v1/reservations/{*}"]}}]
 `)
-		expectFailure(t, b, invariants.IDIsolation, "tenant-a", "anyone", "admits *", "wildcard")
+		expectFailure(t, b, promises.IDIsolation, "tenant-a", "anyone", "admits *", "wildcard")
 	}},
 	{"EmptyFrom", func(t *testing.T) {
 		b, _ := base(t)
@@ -434,13 +434,13 @@ spec:
   rules:
     - to: [{operation: {methods: ["GET"], paths: ["/api/v1/payments"]}}]
 `)
-		expectFailure(t, b, invariants.IDIsolation, "tenant-b", "no-from", "has no `from`")
-		expectFailure(t, b, invariants.IDCallGraph, "tenant-b", "allows * → tenant-b-payments/payment-service: GET /api/v1/payments")
+		expectFailure(t, b, promises.IDIsolation, "tenant-b", "no-from", "has no `from`")
+		expectFailure(t, b, promises.IDCallGraph, "tenant-b", "allows * → tenant-b-payments/payment-service: GET /api/v1/payments")
 	}},
 	{"MissingAllowNothing", func(t *testing.T) {
 		b, _ := base(t)
 		remove(t, b, find(t, b, "AuthorizationPolicy", "tenant-a-payments", "allow-nothing"))
-		expectFailure(t, b, invariants.IDAllowNothing, "tenant-a", "tenant-a-payments", "no allow-nothing")
+		expectFailure(t, b, promises.IDAllowNothing, "tenant-a", "tenant-a-payments", "no allow-nothing")
 	}},
 	{"PrefixPath", func(t *testing.T) {
 		b, _ := base(t)
@@ -453,13 +453,13 @@ spec:
 				}
 			}
 		}
-		expectFailure(t, b, invariants.IDCallGraph, "tenant-a", "GET /api/v1/payments/*", "not in the call graph")
-		expectFailure(t, b, invariants.IDCallGraph, "tenant-a", "edge not allowed", "GET /api/v1/payments/{*}")
+		expectFailure(t, b, promises.IDCallGraph, "tenant-a", "GET /api/v1/payments/*", "not in the call graph")
+		expectFailure(t, b, promises.IDCallGraph, "tenant-a", "edge not allowed", "GET /api/v1/payments/{*}")
 	}},
 	{"MissingEdge", func(t *testing.T) {
 		b, _ := base(t)
 		remove(t, b, find(t, b, "AuthorizationPolicy", "tenant-b-orders", "allow-order-service-to-notify-service"))
-		expectFailure(t, b, invariants.IDCallGraph, "tenant-b", "edge not allowed: tenant-b-orders/order-service → tenant-b-orders/notify-service: POST /api/v1/notifications")
+		expectFailure(t, b, promises.IDCallGraph, "tenant-b", "edge not allowed: tenant-b-orders/order-service → tenant-b-orders/notify-service: POST /api/v1/notifications")
 	}},
 	{"ExtraMethod", func(t *testing.T) {
 		b, _ := base(t)
@@ -468,13 +468,13 @@ spec:
 			op := to.(map[string]any)["operation"].(map[string]any)
 			op["methods"] = append(asSlice(op["methods"]), "DELETE")
 		}
-		expectFailure(t, b, invariants.IDCallGraph, "tenant-a", "DELETE /api/v1/notifications", "not in the call graph")
+		expectFailure(t, b, promises.IDCallGraph, "tenant-a", "DELETE /api/v1/notifications", "not in the call graph")
 	}},
 	{"PublicGatewayWidened", func(t *testing.T) {
 		b, _ := base(t)
 		ap := find(t, b, "AuthorizationPolicy", "istio-system", "allow-public-order-api")
 		set(t, ap, "spec.rules[0].to", []any{map[string]any{"operation": map[string]any{"methods": []any{"GET"}, "paths": []any{"/api/*"}}}})
-		expectFailure(t, b, invariants.IDCallGraph, "mesh", "allows * → istio-system/istio-ingressgateway: GET /api/*")
+		expectFailure(t, b, promises.IDCallGraph, "mesh", "allows * → istio-system/istio-ingressgateway: GET /api/*")
 	}},
 	// ---- routing ----
 	{"MissingSubset", func(t *testing.T) {
@@ -488,7 +488,7 @@ spec:
 				dest["subset"] = "canery"
 			}
 		}
-		expectFailure(t, b, invariants.IDSubsets, "tenant-a", "VirtualService tenant-a-payments/payment-service", `subset "canery"`, "no DestinationRule defines")
+		expectFailure(t, b, promises.IDSubsets, "tenant-a", "VirtualService tenant-a-payments/payment-service", `subset "canery"`, "no DestinationRule defines")
 	}},
 	{"SubsetSelectsNothing", func(t *testing.T) {
 		b, _ := base(t)
@@ -499,12 +499,12 @@ spec:
 				sm["labels"] = map[string]any{"version": "cannary"}
 			}
 		}
-		expectFailure(t, b, invariants.IDSubsets, "tenant-b", "DestinationRule tenant-b-payments/payment-service", `subset "canary"`, "select no workload")
+		expectFailure(t, b, promises.IDSubsets, "tenant-b", "DestinationRule tenant-b-payments/payment-service", `subset "canary"`, "select no workload")
 	}},
 	{"SubsetNotExportedToCaller", func(t *testing.T) {
 		b, _ := base(t)
 		set(t, find(t, b, "DestinationRule", "tenant-a-payments", "payment-service"), "spec.exportTo", []any{"."})
-		expectFailure(t, b, invariants.IDSubsets, "tenant-a", "VirtualService tenant-a-payments/payment-service",
+		expectFailure(t, b, promises.IDSubsets, "tenant-a", "VirtualService tenant-a-payments/payment-service",
 			"no DestinationRule defining it is exported to tenant-a-orders")
 	}},
 	{"WeightsNot100", func(t *testing.T) {
@@ -512,35 +512,35 @@ spec:
 		vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
 		i := httpRoute(t, vs, "POST")
 		set(t, vs, "spec.http["+strconv.Itoa(i)+"].route[1].weight", int64(20))
-		expectFailure(t, b, invariants.IDWeights, "tenant-a", "weights sum to 110, not 100")
+		expectFailure(t, b, promises.IDWeights, "tenant-a", "weights sum to 110, not 100")
 	}},
 	{"RetryWithoutTimeout", func(t *testing.T) {
 		b, _ := base(t)
 		vs := find(t, b, "VirtualService", "tenant-b-orders", "inventory-service")
 		i := httpRoute(t, vs, "GET")
 		del(t, vs, "spec.http["+strconv.Itoa(i)+"].timeout")
-		expectFailure(t, b, invariants.IDRetryTimeout, "tenant-b", "VirtualService tenant-b-orders/inventory-service", "has no route timeout")
+		expectFailure(t, b, promises.IDRetryTimeout, "tenant-b", "VirtualService tenant-b-orders/inventory-service", "has no route timeout")
 	}},
 	{"RetryingPOST", func(t *testing.T) {
 		b, _ := base(t)
 		vs := find(t, b, "VirtualService", "tenant-a-payments", "payment-service")
 		i := httpRoute(t, vs, "POST")
 		set(t, vs, "spec.http["+strconv.Itoa(i)+"].retries.retryOn", "5xx,connect-failure")
-		expectFailure(t, b, invariants.IDPostRetry, "tenant-a", "VirtualService tenant-a-payments/payment-service", "matches POST and retries on 5xx")
+		expectFailure(t, b, promises.IDPostRetry, "tenant-a", "VirtualService tenant-a-payments/payment-service", "matches POST and retries on 5xx")
 	}},
 	{"POSTWithDefaultRetries", func(t *testing.T) {
 		b, _ := base(t)
 		vs := find(t, b, "VirtualService", "tenant-b-orders", "inventory-service")
 		i := httpRoute(t, vs, "POST")
 		del(t, vs, "spec.http["+strconv.Itoa(i)+"].retries")
-		expectFailure(t, b, invariants.IDPostRetry, "tenant-b", "retries on retriable-status-codes", "Istio's default retry policy")
+		expectFailure(t, b, promises.IDPostRetry, "tenant-b", "retries on retriable-status-codes", "Istio's default retry policy")
 	}},
 	{"MatchAllRouteRetriesGatewayError", func(t *testing.T) {
 		b, _ := base(t)
 		vs := find(t, b, "VirtualService", "tenant-a-orders", "inventory-service")
 		i := httpRoute(t, vs, "GET")
 		del(t, vs, "spec.http["+strconv.Itoa(i)+"].match")
-		expectFailure(t, b, invariants.IDPostRetry, "tenant-a", "matches every method and retries on gateway-error")
+		expectFailure(t, b, promises.IDPostRetry, "tenant-a", "matches every method and retries on gateway-error")
 	}},
 	// ---- strict decoding and Istio validation ----
 	{"TypoKubernetesField", func(t *testing.T) {
@@ -606,14 +606,14 @@ spec:
 				tr.(map[string]any)["providers"] = []any{map[string]any{"name": "jaeger"}}
 			}
 		}
-		expectFailure(t, b, invariants.IDTraceProvider, "tenant-a", `tracing provider "jaeger" is not in the mesh install's extensionProviders`)
+		expectFailure(t, b, promises.IDTraceProvider, "tenant-a", `tracing provider "jaeger" is not in the mesh install's extensionProviders`)
 	}},
 	{"MeshInstallLacksProvider", func(t *testing.T) {
 		b, _ := base(t)
 		operatorEdit(t, b, func(spec map[string]any) {
 			delete(spec["meshConfig"].(map[string]any), "extensionProviders")
 		})
-		expectFailure(t, b, invariants.IDTraceProvider, "mesh", "default tracing provider", "is not in extensionProviders")
+		expectFailure(t, b, promises.IDTraceProvider, "mesh", "default tracing provider", "is not in extensionProviders")
 	}},
 	{"OperatorTypo", func(t *testing.T) {
 		b, _ := base(t)
@@ -622,14 +622,14 @@ spec:
 			mc["accessLogFlie"] = mc["accessLogFile"]
 			delete(mc, "accessLogFile")
 		})
-		expectFailure(t, b, invariants.IDMeshInstall, "mesh", "accessLogFlie")
+		expectFailure(t, b, promises.IDMeshInstall, "mesh", "accessLogFlie")
 	}},
 	{"PathNormalizationOff", func(t *testing.T) {
 		b, _ := base(t)
 		operatorEdit(t, b, func(spec map[string]any) {
 			spec["meshConfig"].(map[string]any)["pathNormalization"] = map[string]any{"normalization": "NONE"}
 		})
-		expectFailure(t, b, invariants.IDMeshInstall, "mesh", "pathNormalization is NONE")
+		expectFailure(t, b, promises.IDMeshInstall, "mesh", "pathNormalization is NONE")
 	}},
 	{"Sampling", func(t *testing.T) {
 		b, _ := base(t)
@@ -638,7 +638,7 @@ spec:
 				tr.(map[string]any)["randomSamplingPercentage"] = 100.0
 			}
 		}
-		expectFailure(t, b, invariants.IDTenantTracing, "tenant-b", "order-service", "trace sampling is 100%, want 10%")
+		expectFailure(t, b, promises.IDTenantTracing, "tenant-b", "order-service", "trace sampling is 100%, want 10%")
 	}},
 	{"WrongTenantTag", func(t *testing.T) {
 		b, _ := base(t)
@@ -649,7 +649,7 @@ spec:
 				}
 			}
 		}
-		expectFailure(t, b, invariants.IDTenantTracing, "tenant-a", "payment-service", `custom tag "tenant" must be the literal "tenant-a" (got literal "tenant-b")`)
+		expectFailure(t, b, promises.IDTenantTracing, "tenant-a", "payment-service", `custom tag "tenant" must be the literal "tenant-a" (got literal "tenant-b")`)
 	}},
 	{"OrderIDMetricLabel", func(t *testing.T) {
 		b, _ := base(t)
@@ -666,27 +666,27 @@ spec:
           tagOverrides:
             order_id: {value: "request.headers['x-order-id']"}
 `)
-		expectFailure(t, b, invariants.IDNoOrderIDMetric, "tenant-b", "Telemetry tenant-b-orders/order-metrics", `adds metric label "order_id"`)
+		expectFailure(t, b, promises.IDNoOrderIDMetric, "tenant-b", "Telemetry tenant-b-orders/order-metrics", `adds metric label "order_id"`)
 	}},
 	{"AppMetricsNotScraped", func(t *testing.T) {
 		b, _ := base(t)
 		d := find(t, b, "Deployment", "tenant-b-payments", "payment-service")
 		annotations := d.Obj["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["annotations"].(map[string]any)
 		delete(annotations, "prometheus.io/scrape")
-		expectFailure(t, b, invariants.IDAppMetrics, "tenant-b", "Deployment tenant-b-payments/payment-service", "the app's own metrics are never scraped")
+		expectFailure(t, b, promises.IDAppMetrics, "tenant-b", "Deployment tenant-b-payments/payment-service", "the app's own metrics are never scraped")
 	}},
 	{"AppMetricsWrongPort", func(t *testing.T) {
 		b, _ := base(t)
 		d := find(t, b, "Deployment", "tenant-a-orders", "order-service")
 		annotations := d.Obj["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["annotations"].(map[string]any)
 		annotations["prometheus.io/port"] = "9090"
-		expectFailure(t, b, invariants.IDAppMetrics, "tenant-a", "order-service", `prometheus.io/port is "9090", not a container port`)
+		expectFailure(t, b, promises.IDAppMetrics, "tenant-a", "order-service", `prometheus.io/port is "9090", not a container port`)
 	}},
 	{"SharedServiceAccount", func(t *testing.T) {
 		b, _ := base(t)
 		d := find(t, b, "Deployment", "tenant-a-orders", "notify-service")
 		set(t, d, "spec.template.spec.serviceAccountName", "order-service")
-		expectFailure(t, b, invariants.IDIdentity, "tenant-a", "ServiceAccount tenant-a-orders/order-service", "shared by")
+		expectFailure(t, b, promises.IDIdentity, "tenant-a", "ServiceAccount tenant-a-orders/order-service", "shared by")
 	}},
 
 	// ---- circuit breakers, load balancing, the canary ----
@@ -695,74 +695,74 @@ spec:
 		// A subset's connectionPool replaces the host's as a whole: here without tcp limits.
 		set(t, find(t, b, "DestinationRule", "tenant-a-payments", "payment-service"), "spec.subsets[1].trafficPolicy.connectionPool",
 			map[string]any{"http": map[string]any{"http2MaxRequests": int64(10)}})
-		expectFailure(t, b, invariants.IDCircuitBreaker, "tenant-a", "DestinationRule tenant-a-payments/payment-service", `subset "canary": connectionPool.tcp.maxConnections unset`)
+		expectFailure(t, b, promises.IDCircuitBreaker, "tenant-a", "DestinationRule tenant-a-payments/payment-service", `subset "canary": connectionPool.tcp.maxConnections unset`)
 	}},
 	// ---- admission at the front door ----
 	{"AdmissionWindowTooWide", func(t *testing.T) {
 		b, _ := base(t)
 		set(t, find(t, b, "DestinationRule", "tenant-a-orders", "order-service"), "spec.trafficPolicy.connectionPool.http.http2MaxRequests", int64(256))
-		expectFailure(t, b, invariants.IDAdmission, "tenant-a", "DestinationRule tenant-a-orders/order-service", "admits 256 orders in flight per gateway")
+		expectFailure(t, b, promises.IDAdmission, "tenant-a", "DestinationRule tenant-a-orders/order-service", "admits 256 orders in flight per gateway")
 	}},
 	{"AdmissionOverHTTP1", func(t *testing.T) {
 		b, _ := base(t)
 		del(t, find(t, b, "DestinationRule", "tenant-b-orders", "order-service"), "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy")
-		expectFailure(t, b, invariants.IDAdmission, "tenant-b", "DestinationRule tenant-b-orders/order-service", "speaks HTTP/1.1 to order-service")
+		expectFailure(t, b, promises.IDAdmission, "tenant-b", "DestinationRule tenant-b-orders/order-service", "speaks HTTP/1.1 to order-service")
 	}},
 	{"AdmissionLimitRemoved", func(t *testing.T) {
 		b, _ := base(t)
 		del(t, find(t, b, "DestinationRule", "tenant-a-orders", "order-service"), "spec.trafficPolicy.connectionPool.http.http2MaxRequests")
-		expectFailure(t, b, invariants.IDAdmission, "tenant-a", "DestinationRule tenant-a-orders/order-service", "no admission window")
-		expectFailure(t, b, invariants.IDCircuitBreaker, "tenant-a", "DestinationRule tenant-a-orders/order-service", "connectionPool.http.http2MaxRequests unset")
+		expectFailure(t, b, promises.IDAdmission, "tenant-a", "DestinationRule tenant-a-orders/order-service", "no admission window")
+		expectFailure(t, b, promises.IDCircuitBreaker, "tenant-a", "DestinationRule tenant-a-orders/order-service", "connectionPool.http.http2MaxRequests unset")
 	}},
 	{"RefusalWithoutRetryAfter", func(t *testing.T) {
 		b, _ := base(t)
 		remove(t, b, find(t, b, "EnvoyFilter", "istio-system", "gateway-admission"))
-		expectFailure(t, b, invariants.IDAdmission, "mesh", "carry no Retry-After")
+		expectFailure(t, b, promises.IDAdmission, "mesh", "carry no Retry-After")
 	}},
 	{"OutlierDetectionRemoved", func(t *testing.T) {
 		b, _ := base(t)
 		del(t, find(t, b, "DestinationRule", "tenant-b-orders", "inventory-service"), "spec.trafficPolicy.outlierDetection")
-		expectFailure(t, b, invariants.IDCircuitBreaker, "tenant-b", "DestinationRule tenant-b-orders/inventory-service", "trafficPolicy: no outlierDetection")
+		expectFailure(t, b, promises.IDCircuitBreaker, "tenant-b", "DestinationRule tenant-b-orders/inventory-service", "trafficPolicy: no outlierDetection")
 	}},
 	{"MaxEjectionPercentUnset", func(t *testing.T) {
 		b, _ := base(t)
 		del(t, find(t, b, "DestinationRule", "tenant-a-orders", "notify-service"), "spec.trafficPolicy.outlierDetection.maxEjectionPercent")
-		expectFailure(t, b, invariants.IDCircuitBreaker, "tenant-a", "DestinationRule tenant-a-orders/notify-service", "maxEjectionPercent 0")
+		expectFailure(t, b, promises.IDCircuitBreaker, "tenant-a", "DestinationRule tenant-a-orders/notify-service", "maxEjectionPercent 0")
 	}},
 	{"RoundRobin", func(t *testing.T) {
 		b, _ := base(t)
 		set(t, find(t, b, "DestinationRule", "tenant-a-orders", "order-service"), "spec.trafficPolicy.loadBalancer.simple", "ROUND_ROBIN")
-		expectFailure(t, b, invariants.IDLeastRequest, "tenant-a", "DestinationRule tenant-a-orders/order-service", "trafficPolicy: loadBalancer ROUND_ROBIN")
+		expectFailure(t, b, promises.IDLeastRequest, "tenant-a", "DestinationRule tenant-a-orders/order-service", "trafficPolicy: loadBalancer ROUND_ROBIN")
 	}},
 	{"CanaryLoadBalancerWithoutLeastRequest", func(t *testing.T) {
 		b, _ := base(t)
 		del(t, find(t, b, "DestinationRule", "tenant-b-payments", "payment-service"), "spec.subsets[1].trafficPolicy.loadBalancer.simple")
-		expectFailure(t, b, invariants.IDLeastRequest, "tenant-b", "DestinationRule tenant-b-payments/payment-service", `subset "canary": loadBalancer`, "want simple LEAST_REQUEST")
+		expectFailure(t, b, promises.IDLeastRequest, "tenant-b", "DestinationRule tenant-b-payments/payment-service", `subset "canary": loadBalancer`, "want simple LEAST_REQUEST")
 	}},
 	{"CanaryWithoutFallback", func(t *testing.T) {
 		b, _ := base(t)
 		dr := find(t, b, "DestinationRule", "tenant-a-payments", "payment-service")
 		set(t, dr, "spec.subsets[1].labels", map[string]any{"version": "canary"})
 		del(t, dr, "spec.subsets[1].trafficPolicy")
-		expectFailure(t, b, invariants.IDCanaryFallback, "tenant-a", "VirtualService tenant-a-payments/payment-service", `subset "canary"`, "1 replica(s) and has no failoverPriority")
+		expectFailure(t, b, promises.IDCanaryFallback, "tenant-a", "VirtualService tenant-a-payments/payment-service", `subset "canary"`, "1 replica(s) and has no failoverPriority")
 	}},
 	{"CanaryFailoverLabelFromCaller", func(t *testing.T) {
 		b, _ := base(t)
 		set(t, find(t, b, "DestinationRule", "tenant-a-payments", "payment-service"), "spec.subsets[1].trafficPolicy.loadBalancer.localityLbSetting.failoverPriority", []any{"version"})
-		expectFailure(t, b, invariants.IDCanaryFallback, "tenant-a", `failoverPriority "version" takes its value from each caller's labels`)
+		expectFailure(t, b, promises.IDCanaryFallback, "tenant-a", `failoverPriority "version" takes its value from each caller's labels`)
 	}},
 
 	// ---- visibility to callers and timeouts ----
 	{"VirtualServiceHiddenFromCaller", func(t *testing.T) {
 		b, _ := base(t)
 		set(t, find(t, b, "VirtualService", "tenant-a-payments", "payment-service"), "spec.exportTo", []any{"."})
-		expectFailure(t, b, invariants.IDVisibleToCaller, "tenant-a", "payment-service.tenant-a-payments.svc.cluster.local",
+		expectFailure(t, b, promises.IDVisibleToCaller, "tenant-a", "payment-service.tenant-a-payments.svc.cluster.local",
 			"no VirtualService for it is visible to order-service (tenant-a-orders)", "retriable-status-codes 503")
 	}},
 	{"RouteTimeoutShorterThanCaller", func(t *testing.T) {
 		b, _ := base(t)
 		set(t, find(t, b, "VirtualService", "tenant-b-payments", "payment-service"), "spec.http[0].timeout", "8s")
-		expectFailure(t, b, invariants.IDTimeoutVsCaller, "tenant-b", "VirtualService tenant-b-payments/payment-service",
+		expectFailure(t, b, promises.IDTimeoutVsCaller, "tenant-b", "VirtualService tenant-b-payments/payment-service",
 			`http[0] "write" timeout 8s is not longer than Deployment tenant-b-orders/order-service's UPSTREAM_TIMEOUT_MS 9000`)
 	}},
 	{"CallerTimeoutRaised", func(t *testing.T) {
@@ -772,7 +772,7 @@ spec:
 				e.(map[string]any)["value"] = "5500"
 			}
 		}
-		expectFailure(t, b, invariants.IDTimeoutVsCaller, "tenant-a", "VirtualService tenant-a-orders/inventory-service", `http[0] "write" timeout 5s`, "UPSTREAM_TIMEOUT_MS 5500")
+		expectFailure(t, b, promises.IDTimeoutVsCaller, "tenant-a", "VirtualService tenant-a-orders/inventory-service", `http[0] "write" timeout 5s`, "UPSTREAM_TIMEOUT_MS 5500")
 	}},
 
 	// ---- Sidecar egress, NetworkPolicies, the gateway ----
@@ -781,62 +781,62 @@ spec:
 		sc := find(t, b, "Sidecar", "tenant-b-payments", "default")
 		hosts := get(t, sc, "spec.egress[0].hosts").([]any)
 		set(t, sc, "spec.egress[0].hosts", append(hosts, "*/*"))
-		expectFailure(t, b, invariants.IDSidecarEgress, "tenant-b", "Sidecar tenant-b-payments/default", `host "*/*" lets the proxy reach every namespace`)
+		expectFailure(t, b, promises.IDSidecarEgress, "tenant-b", "Sidecar tenant-b-payments/default", `host "*/*" lets the proxy reach every namespace`)
 	}},
 	{"SidecarEgressOtherTenant", func(t *testing.T) {
 		b, _ := base(t)
 		sc := find(t, b, "Sidecar", "tenant-b-orders", "default")
 		hosts := get(t, sc, "spec.egress[0].hosts").([]any)
 		set(t, sc, "spec.egress[0].hosts", append(hosts, "tenant-a-orders/*"))
-		expectFailure(t, b, invariants.IDSidecarEgress, "tenant-b", "names namespace tenant-a-orders, outside tenant tenant-b")
+		expectFailure(t, b, promises.IDSidecarEgress, "tenant-b", "names namespace tenant-a-orders, outside tenant tenant-b")
 	}},
 	{"SidecarEgressMissesCallee", func(t *testing.T) {
 		b, _ := base(t)
 		set(t, find(t, b, "Sidecar", "tenant-a-orders", "default"), "spec.egress[0].hosts", []any{"./*", "istio-system/*"})
-		expectFailure(t, b, invariants.IDSidecarEgress, "tenant-a", "egress does not include tenant-a-payments, where order-service calls payment-service")
+		expectFailure(t, b, promises.IDSidecarEgress, "tenant-a", "egress does not include tenant-a-payments, where order-service calls payment-service")
 	}},
 	{"NetworkPolicyIPBlock", func(t *testing.T) {
 		b, _ := base(t)
 		np := find(t, b, "NetworkPolicy", "tenant-a-orders", "tenant-isolation")
 		egress := get(t, np, "spec.egress").([]any)
 		set(t, np, "spec.egress", append(egress, map[string]any{"to": []any{map[string]any{"ipBlock": map[string]any{"cidr": "0.0.0.0/0"}}}}))
-		expectFailure(t, b, invariants.IDNetworkPolicy, "tenant-a", "NetworkPolicy tenant-a-orders/tenant-isolation", "egress[2].to[0] is an ipBlock 0.0.0.0/0")
+		expectFailure(t, b, promises.IDNetworkPolicy, "tenant-a", "NetworkPolicy tenant-a-orders/tenant-isolation", "egress[2].to[0] is an ipBlock 0.0.0.0/0")
 	}},
 	{"NetworkPolicyMissing", func(t *testing.T) {
 		b, _ := base(t)
 		remove(t, b, find(t, b, "NetworkPolicy", "tenant-b-payments", "tenant-isolation"))
-		expectFailure(t, b, invariants.IDNetworkPolicy, "tenant-b", "namespace tenant-b-payments", "no NetworkPolicy with podSelector {}")
+		expectFailure(t, b, promises.IDNetworkPolicy, "tenant-b", "namespace tenant-b-payments", "no NetworkPolicy with podSelector {}")
 	}},
 	{"NetworkPolicyOtherTenantsLabel", func(t *testing.T) {
 		b, _ := base(t)
 		set(t, find(t, b, "NetworkPolicy", "tenant-b-orders", "tenant-isolation"), "spec.ingress[0].from[0].namespaceSelector.matchLabels.tenant", "tenant-a")
-		expectFailure(t, b, invariants.IDNetworkPolicy, "tenant-b", "ingress[0].from[0] selects namespaces labelled tenant=tenant-a, not this tenant's tenant-b")
+		expectFailure(t, b, promises.IDNetworkPolicy, "tenant-b", "ingress[0].from[0] selects namespaces labelled tenant=tenant-a, not this tenant's tenant-b")
 	}},
 	{"GatewayWildcardHost", func(t *testing.T) {
 		b, _ := base(t)
 		gw := find(t, b, "Gateway", "istio-system", "ordermesh-gateway")
 		hosts := get(t, gw, "spec.servers[0].hosts").([]any)
 		set(t, gw, "spec.servers[0].hosts", append(hosts, "*/*.ordermesh.local"))
-		expectFailure(t, b, invariants.IDGatewayHosts, "mesh", `host "*/*.ordermesh.local" is not bound to one namespace`)
+		expectFailure(t, b, promises.IDGatewayHosts, "mesh", `host "*/*.ordermesh.local" is not bound to one namespace`)
 	}},
 	{"GatewayHostOfOtherTenant", func(t *testing.T) {
 		b, _ := base(t)
 		gw := find(t, b, "Gateway", "istio-system", "ordermesh-gateway")
 		hosts := get(t, gw, "spec.servers[0].hosts").([]any)
 		set(t, gw, "spec.servers[0].hosts", append(hosts, "tenant-b-orders/tenant-a.ordermesh.local"))
-		expectFailure(t, b, invariants.IDGatewayHosts, "tenant-b", `host "tenant-b-orders/tenant-a.ordermesh.local"`, "not tenant-b.*")
+		expectFailure(t, b, promises.IDGatewayHosts, "tenant-b", `host "tenant-b-orders/tenant-a.ordermesh.local"`, "not tenant-b.*")
 	}},
 
 	// ---- tracing decisions ----
 	{"GatewaySamplesEverything", func(t *testing.T) {
 		b, _ := base(t)
 		set(t, find(t, b, "Telemetry", "istio-system", "ingress-gateway"), "spec.tracing[0].randomSamplingPercentage", 100.0)
-		expectFailure(t, b, invariants.IDGatewayTracing, "mesh", "the gateway samples 100%, want 10%")
+		expectFailure(t, b, promises.IDGatewayTracing, "mesh", "the gateway samples 100%, want 10%")
 	}},
 	{"GatewayTelemetryRemoved", func(t *testing.T) {
 		b, _ := base(t)
 		remove(t, b, find(t, b, "Telemetry", "istio-system", "ingress-gateway"))
-		expectFailure(t, b, invariants.IDGatewayTracing, "mesh", "the gateway samples 1%, want 10%")
+		expectFailure(t, b, promises.IDGatewayTracing, "mesh", "the gateway samples 1%, want 10%")
 	}},
 	{"AppSamplesItsRootsAlways", func(t *testing.T) {
 		b, _ := base(t)
@@ -845,13 +845,13 @@ spec:
 				e.(map[string]any)["value"] = "parentbased_always_on"
 			}
 		}
-		expectFailure(t, b, invariants.IDAppSampling, "tenant-a", "Deployment tenant-a-orders/order-service", `OTEL_TRACES_SAMPLER "parentbased_always_on"`)
+		expectFailure(t, b, promises.IDAppSampling, "tenant-a", "Deployment tenant-a-orders/order-service", `OTEL_TRACES_SAMPLER "parentbased_always_on"`)
 	}},
 	{"AppExportThroughSidecar", func(t *testing.T) {
 		b, _ := base(t)
 		d := find(t, b, "Deployment", "tenant-b-payments", "payment-service-canary")
 		delete(d.Obj["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["annotations"].(map[string]any), "traffic.sidecar.istio.io/excludeOutboundPorts")
-		expectFailure(t, b, invariants.IDAppSampling, "tenant-b", "Deployment tenant-b-payments/payment-service-canary", "goes through the sidecar")
+		expectFailure(t, b, promises.IDAppSampling, "tenant-b", "Deployment tenant-b-payments/payment-service-canary", "goes through the sidecar")
 	}},
 
 	// ---- the apps' own caller check ----
@@ -859,25 +859,25 @@ spec:
 		// A copy of deploy/ whose notify-service does not fail closed.
 		check := sourceCase(t, edit{"base/notify-service/deployment.yaml",
 			"            - name: REQUIRE_PEER_IDENTITY\n              value: \"true\"\n", ""})
-		r := expectFailureIn(t, check, invariants.IDAppCallers, "tenant-a", "Deployment tenant-a-orders/notify-service", `REQUIRE_PEER_IDENTITY is ""`, "past its sidecar")
-		if !failsIn(r, invariants.IDAppCallers, "tenant-b") {
-			t.Errorf("the base serves every tenant: %s [tenant-b] should fail too", invariants.IDAppCallers)
+		r := expectFailureIn(t, check, promises.IDAppCallers, "tenant-a", "Deployment tenant-a-orders/notify-service", `REQUIRE_PEER_IDENTITY is ""`, "past its sidecar")
+		if !failsIn(r, promises.IDAppCallers, "tenant-b") {
+			t.Errorf("the base serves every tenant: %s [tenant-b] should fail too", promises.IDAppCallers)
 		}
 	}},
 	{"PeerIdentityNotRequired", func(t *testing.T) {
 		b, _ := base(t)
 		setEnv(t, find(t, b, "Deployment", "tenant-b-payments", "payment-service-canary"), "REQUIRE_PEER_IDENTITY", "false")
-		expectFailure(t, b, invariants.IDAppCallers, "tenant-b", "Deployment tenant-b-payments/payment-service-canary", `REQUIRE_PEER_IDENTITY is "false"`)
+		expectFailure(t, b, promises.IDAppCallers, "tenant-b", "Deployment tenant-b-payments/payment-service-canary", `REQUIRE_PEER_IDENTITY is "false"`)
 	}},
 	{"AppTrustDomainNotTheMeshs", func(t *testing.T) {
 		b, _ := base(t)
 		addEnv(t, find(t, b, "Deployment", "tenant-a-orders", "inventory-service"), "MESH_TRUST_DOMAIN", "evil.example")
-		expectFailure(t, b, invariants.IDAppCallers, "tenant-a", "Deployment tenant-a-orders/inventory-service", `trust domain "evil.example", the mesh's is "cluster.local"`)
+		expectFailure(t, b, promises.IDAppCallers, "tenant-a", "Deployment tenant-a-orders/inventory-service", `trust domain "evil.example", the mesh's is "cluster.local"`)
 	}},
 	{"AppTenantNotTheNamespaces", func(t *testing.T) {
 		b, _ := base(t)
 		setEnv(t, find(t, b, "Deployment", "tenant-a-payments", "payment-service"), "TENANT_ID", "tenant-b")
-		expectFailure(t, b, invariants.IDAppCallers, "tenant-a", "Deployment tenant-a-payments/payment-service", "expects its callers in tenant-b-orders", "tenant-a-orders")
+		expectFailure(t, b, promises.IDAppCallers, "tenant-a", "Deployment tenant-a-payments/payment-service", "expects its callers in tenant-b-orders", "tenant-a-orders")
 	}},
 	{"SidecarsForwardTheCallersXFCC", func(t *testing.T) {
 		b, _ := base(t)
@@ -890,51 +890,51 @@ spec:
 			}
 			dc["proxyHeaders"] = map[string]any{"forwardedClientCert": "FORWARD_ONLY"}
 		})
-		expectFailure(t, b, invariants.IDAppCallers, "mesh", "forwardedClientCert FORWARD_ONLY", "do not append the caller")
+		expectFailure(t, b, promises.IDAppCallers, "mesh", "forwardedClientCert FORWARD_ONLY", "do not append the caller")
 	}},
 	{"PodOverridesXFCCForwarding", func(t *testing.T) {
 		b, _ := base(t)
 		d := find(t, b, "Deployment", "tenant-b-orders", "notify-service")
 		annotations := get(t, d, "spec.template.metadata.annotations").(map[string]any)
 		annotations["proxy.istio.io/config"] = "proxyHeaders:\n  forwardedClientCert: ALWAYS_FORWARD_ONLY\n"
-		expectFailure(t, b, invariants.IDAppCallers, "tenant-b", "Deployment tenant-b-orders/notify-service", "forwardedClientCert ALWAYS_FORWARD_ONLY")
+		expectFailure(t, b, promises.IDAppCallers, "tenant-b", "Deployment tenant-b-orders/notify-service", "forwardedClientCert ALWAYS_FORWARD_ONLY")
 	}},
 	{"ServiceAccountNotTheCallGraphs", func(t *testing.T) {
 		b, _ := base(t)
 		set(t, find(t, b, "Deployment", "tenant-a-orders", "inventory-service"), "spec.template.spec.serviceAccountName", "inventory")
-		expectFailure(t, b, invariants.IDIdentity, "tenant-a", "Deployment tenant-a-orders/inventory-service", "runs as ServiceAccount inventory, but the call graph names inventory-service")
+		expectFailure(t, b, promises.IDIdentity, "tenant-a", "Deployment tenant-a-orders/inventory-service", "runs as ServiceAccount inventory, but the call graph names inventory-service")
 	}},
 
 	// ---- the kustomize sources, not rendered objects ----
 	{"SourceOverlayWidensSidecar", func(t *testing.T) {
 		check := sourceCase(t, edit{"overlays/tenant-b/kustomization.yaml", "components:\n",
 			"patches:\n  - target: {kind: Sidecar, name: default}\n    patch: |-\n      - op: add\n        path: /spec/egress/0/hosts/-\n        value: \"*/*\"\ncomponents:\n"})
-		expectFailureIn(t, check, invariants.IDSidecarEgress, "tenant-b", "Sidecar tenant-b-orders/default", `host "*/*"`)
+		expectFailureIn(t, check, promises.IDSidecarEgress, "tenant-b", "Sidecar tenant-b-orders/default", `host "*/*"`)
 	}},
 	{"SourceOverlayNamesOtherTenant", func(t *testing.T) {
 		// A copy-pasted overlay: tenant-b's ConfigMap still says tenant-a's payments namespace.
 		check := sourceCase(t, edit{"overlays/tenant-b/kustomization.yaml", "- paymentsNamespace=tenant-b-payments", "- paymentsNamespace=tenant-a-payments"})
-		expectFailureIn(t, check, invariants.IDVisibleToCaller, "tenant-b", "payment-service.tenant-b-payments.svc.cluster.local", "no VirtualService for it is visible to order-service (tenant-b-orders)")
+		expectFailureIn(t, check, promises.IDVisibleToCaller, "tenant-b", "payment-service.tenant-b-payments.svc.cluster.local", "no VirtualService for it is visible to order-service (tenant-b-orders)")
 	}},
 	{"SourceTenantParamsNetworkPolicyNotReplaced", func(t *testing.T) {
 		check := sourceCase(t, edit{"components/tenant-params/kustomization.yaml",
 			"      - select: {kind: NetworkPolicy}\n        fieldPaths:\n          - spec.ingress.0.from.0.namespaceSelector.matchLabels.tenant\n          - spec.egress.0.to.0.namespaceSelector.matchLabels.tenant\n", ""})
-		expectFailureIn(t, check, invariants.IDNetworkPolicy, "tenant-a", "NetworkPolicy tenant-a-orders/tenant-isolation", "selects namespaces labelled tenant=TENANT, not this tenant's tenant-a")
+		expectFailureIn(t, check, promises.IDNetworkPolicy, "tenant-a", "NetworkPolicy tenant-a-orders/tenant-isolation", "selects namespaces labelled tenant=TENANT, not this tenant's tenant-a")
 	}},
 	{"SourceTenantParamsExportToNotReplaced", func(t *testing.T) {
 		check := sourceCase(t, edit{"components/tenant-params/kustomization.yaml",
 			"      - select: {kind: DestinationRule, name: payment-service}\n        fieldPaths: [spec.exportTo.1]\n        options: {delimiter: \"-\", index: 0}\n", ""})
-		expectFailureIn(t, check, invariants.IDVisibleToCaller, "tenant-a", "payment-service.tenant-a-payments.svc.cluster.local", "no DestinationRule for it is visible to order-service (tenant-a-orders)")
+		expectFailureIn(t, check, promises.IDVisibleToCaller, "tenant-a", "payment-service.tenant-a-payments.svc.cluster.local", "no DestinationRule for it is visible to order-service (tenant-a-orders)")
 	}},
 	{"SourceInjectionLabelRemoved", func(t *testing.T) {
 		check := sourceCase(t, edit{"base/namespaces/namespaces.yaml",
 			"    istio-injection: enabled\n    app.kubernetes.io/part-of: ordermesh\n    ordermesh.io/role: payments\n",
 			"    app.kubernetes.io/part-of: ordermesh\n    ordermesh.io/role: payments\n"})
-		expectFailureIn(t, check, invariants.IDInjection, "tenant-b", "Namespace tenant-b-payments", "not labelled for sidecar injection")
+		expectFailureIn(t, check, promises.IDInjection, "tenant-b", "Namespace tenant-b-payments", "not labelled for sidecar injection")
 	}},
 	{"SourceGatewayLosesTenantHost", func(t *testing.T) {
 		check := sourceCase(t, edit{"mesh/gateway.yaml", "        - tenant-b-orders/tenant-b.ordermesh.local\n", ""})
-		expectFailureIn(t, check, invariants.IDGatewayHosts, "tenant-b", "VirtualService tenant-b-orders/order-service-ingress", `host "tenant-b.ordermesh.local" is not granted`)
+		expectFailureIn(t, check, promises.IDGatewayHosts, "tenant-b", "VirtualService tenant-b-orders/order-service-ingress", `host "tenant-b.ordermesh.local" is not granted`)
 	}},
 }
 

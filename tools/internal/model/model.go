@@ -1,5 +1,5 @@
 // Package model turns rendered objects into typed Kubernetes objects (strictly decoded) and
-// Istio specs (decoded by the istioadapter), and indexes them for the invariant checks.
+// Istio specs (decoded by the istioadapter), and indexes them for the promise checks.
 package model
 
 import (

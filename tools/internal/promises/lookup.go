@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 // Lookups the promise checks share: a tenant's call-graph edges resolved to host names, the
 // DestinationRules of a host and a subset's effective policy as Istio merges it, whether a

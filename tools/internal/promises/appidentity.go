@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 // The apps' own caller check (crates/platform/src/callers.rs), as deploy/ configures it: each
 // app refuses every caller the call graph does not name for the route, from the last element of

@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 // NetworkPolicies (netpol.tenant-isolation): tenant isolation at L3/L4, beneath the mesh's
 // AuthorizationPolicies (authz.go) — every tenant namespace is closed by a podSelector-{}

@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 // The canary's fallback (routing.canary-fallback): a weighted subset too small to survive an
 // ejection (payment-service's one-replica canary) must fall back to the stable pods, through

@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 // Sidecar egress (mesh.sidecar-egress): each tenant namespace's proxies know only the tenant's
 // own namespaces and istio-system — one namespace-wide Sidecar, no other tenant, no "*", every

@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 // Circuit breakers and load balancing (routing.circuit-breakers, routing.least-request): every
 // service host has one DestinationRule, and its effective policy — for the host and for every

@@ -1,5 +1,6 @@
-// Package invariants proves ordermesh's own rules on the rendered manifests, one file per
-// subject (as Istio's analyzers are split by resource):
+// Package promises proves the promises deploy/ makes on the rendered manifests, one file per
+// subject (as Istio's analyzers are split by resource). (DESIGN.md's invariants, on the
+// data, are checked in SQL by tests/src/invariants.rs, not here.)
 //
 //	mtls.go             each service's own ServiceAccount, sidecar injection, STRICT mTLS with
 //	                    no override
@@ -19,7 +20,7 @@
 //	lookup.go           lookups several checks share
 //
 // Every check reports per scope: one line per tenant overlay, and "mesh" for mesh-wide objects.
-package invariants
+package promises
 
 import (
 	"fmt"
@@ -122,7 +123,7 @@ func (c *collector) emit(r *report.Report, id, title string, includeMesh bool) {
 	}
 }
 
-// Run runs every invariant.
+// Run proves every promise.
 func Run(m *model.Model, r *report.Report) {
 	checkIdentity(m, r)
 	checkAppCallers(m, r)

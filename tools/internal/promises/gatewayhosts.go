@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 // The ingress Gateway's hosts (gateway.tenant-hosts): the one shared gateway grants each tenant
 // its own host, bound to that tenant's orders namespace and never a wildcard, so no tenant's

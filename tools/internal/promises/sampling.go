@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 // Who decides to trace (telemetry.gateway-sampling, telemetry.app-sampling): the ingress
 // gateway, first on every public request, samples 10% with the tenant/service_type/order_id

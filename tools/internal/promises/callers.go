@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 // What each caller's proxy sees of its callee (routing.visible-to-callers,
 // routing.timeout-vs-caller): for every call-graph edge, the callee's VirtualService and
