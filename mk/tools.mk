@@ -26,7 +26,7 @@ check-deploy: tools-build ## verify deploy/ with Istio's own code + deploy/'s pr
 	@echo "JSON report: $(CHECK_DEPLOY_JSON)"
 
 test-tools: ## go vet, gofmt and go test in tools/ (adapter golden tests, check-deploy negative tests)
-	cd $(TOOLS_DIR) && $(GO) vet ./... && $(GO) vet -tags mesh ./meshtest/
-	@unformatted="$$(cd $(TOOLS_DIR) && gofmt -l $$($(GO) list -f '{{.Dir}}' ./...))"; \
+	cd $(TOOLS_DIR) && $(GO) vet ./... && $(GO) vet -tags mesh ./internal/meshtest/
+	@unformatted="$$(cd $(TOOLS_DIR) && gofmt -l $$($(GO) list -tags mesh -f '{{.Dir}}' ./...))"; \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	cd $(TOOLS_DIR) && $(GO) test ./...
