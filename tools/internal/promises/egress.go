@@ -25,65 +25,61 @@ func checkSidecarEgress(m *model.Model, r *report.Report) {
 		c.add(MeshScope, "IstioOperator spec.meshConfig.outboundTrafficPolicy", "not REGISTRY_ONLY: a proxy passes traffic to any destination its Sidecar does not list",
 			"set meshConfig.outboundTrafficPolicy.mode: REGISTRY_ONLY")
 	}
-	for _, t := range m.Tenants {
-		own := map[string]bool{m.RootNamespace: true}
-		for _, ns := range t.Namespaces {
-			own[ns] = true
-		}
-		for _, ns := range t.Namespaces {
-			var def []*model.Istio[*networking.Sidecar]
-			for _, sc := range m.Sidecars {
-				if sc.Namespace != ns {
-					continue
-				}
-				if sc.Spec.GetWorkloadSelector() == nil {
-					def = append(def, sc)
-				}
-				if sc.Spec.GetOutboundTrafficPolicy().GetMode() == networking.OutboundTrafficPolicy_ALLOW_ANY {
-					c.add(t.Overlay, sc.Ref(), "outboundTrafficPolicy ALLOW_ANY reopens every destination", "remove it (the mesh is REGISTRY_ONLY)")
-				}
-				for i, eg := range sc.Spec.GetEgress() {
-					for _, h := range eg.GetHosts() {
-						hns, _, _ := strings.Cut(h, "/")
-						switch {
-						case hns == "." || hns == "~":
-						case hns == "*":
-							c.add(t.Overlay, sc.Ref(), fmt.Sprintf("egress[%d] host %q lets the proxy reach every namespace, other tenants' included", i, h),
-								"list the tenant's own namespaces and istio-system only")
-						case !own[hns]:
-							c.add(t.Overlay, sc.Ref(), fmt.Sprintf("egress[%d] host %q names namespace %s, outside tenant %s", i, h, hns, t.ID),
-								"list the tenant's own namespaces and istio-system only")
-						}
-					}
-				}
-			}
-			if len(def) != 1 {
-				c.add(t.Overlay, "namespace "+ns, fmt.Sprintf("%d namespace-wide Sidecars (want 1): the proxies see every namespace's services", len(def)),
-					"keep one Sidecar `default` without workloadSelector per tenant namespace")
+	for t, ns := range m.Tenants.Namespaces() {
+		var def []*model.Istio[*networking.Sidecar]
+		for _, sc := range m.Sidecars {
+			if sc.Namespace != ns {
 				continue
 			}
-			reach := map[string]bool{}
-			for _, eg := range def[0].Spec.GetEgress() {
+			if sc.Spec.GetWorkloadSelector() == nil {
+				def = append(def, sc)
+			}
+			if sc.Spec.GetOutboundTrafficPolicy().GetMode() == networking.OutboundTrafficPolicy_ALLOW_ANY {
+				c.add(t.Overlay, sc.Ref(), "outboundTrafficPolicy ALLOW_ANY reopens every destination", "remove it (the mesh is REGISTRY_ONLY)")
+			}
+			for i, eg := range sc.Spec.GetEgress() {
 				for _, h := range eg.GetHosts() {
 					hns, _, _ := strings.Cut(h, "/")
-					if hns == "." {
-						hns = ns
+					switch {
+					case hns == "." || hns == "~":
+					case hns == "*":
+						c.add(t.Overlay, sc.Ref(), fmt.Sprintf("egress[%d] host %q lets the proxy reach every namespace, other tenants' included", i, h),
+							"list the tenant's own namespaces and istio-system only")
+					case hns != m.RootNamespace && m.TenantOf(hns) != t:
+						c.add(t.Overlay, sc.Ref(), fmt.Sprintf("egress[%d] host %q names namespace %s, outside tenant %s", i, h, hns, t.ID),
+							"list the tenant's own namespaces and istio-system only")
 					}
-					reach[hns] = true
-				}
-			}
-			for _, e := range tenantEdges(m, t) {
-				if e.callerNS != ns || e.callerApp == "" {
-					continue
-				}
-				calleeNS := strings.Split(e.host, ".")[1]
-				if !reach[calleeNS] {
-					c.add(t.Overlay, def[0].Ref(), fmt.Sprintf("egress does not include %s, where %s calls %s", calleeNS, e.callerApp, e.host),
-						"add \""+calleeNS+"/*\" to the egress hosts")
 				}
 			}
 		}
-		c.detail(t.Overlay, plural(len(t.Namespaces), "namespace")+" scoped to the tenant + istio-system")
+		if len(def) != 1 {
+			c.add(t.Overlay, "namespace "+ns, fmt.Sprintf("%d namespace-wide Sidecars (want 1): the proxies see every namespace's services", len(def)),
+				"keep one Sidecar `default` without workloadSelector per tenant namespace")
+			continue
+		}
+		reach := map[string]bool{}
+		for _, eg := range def[0].Spec.GetEgress() {
+			for _, h := range eg.GetHosts() {
+				hns, _, _ := strings.Cut(h, "/")
+				if hns == "." {
+					hns = ns
+				}
+				reach[hns] = true
+			}
+		}
+		for _, e := range tenantEdges(m, t) {
+			if e.callerNS != ns || e.callerApp == "" {
+				continue
+			}
+			calleeNS := strings.Split(e.host, ".")[1]
+			if !reach[calleeNS] {
+				c.add(t.Overlay, def[0].Ref(), fmt.Sprintf("egress does not include %s, where %s calls %s", calleeNS, e.callerApp, e.host),
+					"add \""+calleeNS+"/*\" to the egress hosts")
+			}
+		}
 	}
+	c.detailPerTenant(func(t *model.Tenant) string {
+		return plural(len(t.Namespaces), "namespace") + " scoped to the tenant + istio-system"
+	})
 	c.emit(r, IDSidecarEgress, "Sidecar egress is scoped to the tenant", true)
 }

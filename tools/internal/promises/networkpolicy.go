@@ -28,51 +28,53 @@ func checkNetworkPolicies(m *model.Model, r *report.Report) {
 					"label each namespace with its own tenant")
 			}
 		}
-		for _, ns := range t.Namespaces {
-			if n := m.Namespaces[ns]; n != nil && n.Labels["tenant"] != t.ID {
-				c.add(t.Overlay, n.Ref(), fmt.Sprintf("namespace lacks label tenant=%s: the tenant's own NetworkPolicies block its call-graph edges", t.ID),
-					"keep the tenant label on every tenant namespace (components/tenant-params)")
+	}
+	for t, ns := range m.Tenants.Namespaces() {
+		if n := m.Namespaces[ns]; n != nil && n.Labels["tenant"] != t.ID {
+			c.add(t.Overlay, n.Ref(), fmt.Sprintf("namespace lacks label tenant=%s: the tenant's own NetworkPolicies block its call-graph edges", t.ID),
+				"keep the tenant label on every tenant namespace (components/tenant-params)")
+		}
+		covered := false
+		for _, np := range m.NetworkPolicies {
+			if np.Namespace != ns {
+				continue
 			}
-			covered := false
-			for _, np := range m.NetworkPolicies {
-				if np.Namespace != ns {
-					continue
+			types := map[netv1.PolicyType]bool{}
+			for _, pt := range np.Spec.PolicyTypes {
+				types[pt] = true
+			}
+			if len(np.Spec.PodSelector.MatchLabels) == 0 && len(np.Spec.PodSelector.MatchExpressions) == 0 && types[netv1.PolicyTypeIngress] && types[netv1.PolicyTypeEgress] {
+				covered = true
+			}
+			for i, rule := range np.Spec.Ingress {
+				if len(rule.From) == 0 {
+					c.add(t.Overlay, np.Ref(), fmt.Sprintf("ingress[%d] has no `from`: it admits every source", i), "name the tenant's namespaces and istio-system")
 				}
-				types := map[netv1.PolicyType]bool{}
-				for _, pt := range np.Spec.PolicyTypes {
-					types[pt] = true
-				}
-				if len(np.Spec.PodSelector.MatchLabels) == 0 && len(np.Spec.PodSelector.MatchExpressions) == 0 && types[netv1.PolicyTypeIngress] && types[netv1.PolicyTypeEgress] {
-					covered = true
-				}
-				for i, rule := range np.Spec.Ingress {
-					if len(rule.From) == 0 {
-						c.add(t.Overlay, np.Ref(), fmt.Sprintf("ingress[%d] has no `from`: it admits every source", i), "name the tenant's namespaces and istio-system")
-					}
-					for j, p := range rule.From {
-						if msg := peerProblem(p, t, false); msg != "" {
-							c.add(t.Overlay, np.Ref(), fmt.Sprintf("ingress[%d].from[%d] %s", i, j, msg), "admit only namespaceSelector tenant="+t.ID+" or kubernetes.io/metadata.name=istio-system")
-						}
-					}
-				}
-				for i, rule := range np.Spec.Egress {
-					if len(rule.To) == 0 {
-						c.add(t.Overlay, np.Ref(), fmt.Sprintf("egress[%d] has no `to`: it allows every destination", i), "name the tenant's namespaces, istio-system and kube-dns")
-					}
-					for j, p := range rule.To {
-						if msg := peerProblem(p, t, true); msg != "" {
-							c.add(t.Overlay, np.Ref(), fmt.Sprintf("egress[%d].to[%d] %s", i, j, msg), "allow only namespaceSelector tenant="+t.ID+", istio-system and kube-system DNS")
-						}
+				for j, p := range rule.From {
+					if msg := peerProblem(p, t, false); msg != "" {
+						c.add(t.Overlay, np.Ref(), fmt.Sprintf("ingress[%d].from[%d] %s", i, j, msg), "admit only namespaceSelector tenant="+t.ID+" or kubernetes.io/metadata.name=istio-system")
 					}
 				}
 			}
-			if !covered {
-				c.add(t.Overlay, "namespace "+ns, "no NetworkPolicy with podSelector {} and policyTypes [Ingress, Egress]: pods are open at L3/L4",
-					"add the tenant-isolation NetworkPolicy (deploy/components/istio-tenant/multi-tenant-isolation.yaml)")
+			for i, rule := range np.Spec.Egress {
+				if len(rule.To) == 0 {
+					c.add(t.Overlay, np.Ref(), fmt.Sprintf("egress[%d] has no `to`: it allows every destination", i), "name the tenant's namespaces, istio-system and kube-dns")
+				}
+				for j, p := range rule.To {
+					if msg := peerProblem(p, t, true); msg != "" {
+						c.add(t.Overlay, np.Ref(), fmt.Sprintf("egress[%d].to[%d] %s", i, j, msg), "allow only namespaceSelector tenant="+t.ID+", istio-system and kube-system DNS")
+					}
+				}
 			}
 		}
-		c.detail(t.Overlay, plural(len(t.Namespaces), "namespace")+" isolated to tenant="+t.ID+" + istio-system")
+		if !covered {
+			c.add(t.Overlay, "namespace "+ns, "no NetworkPolicy with podSelector {} and policyTypes [Ingress, Egress]: pods are open at L3/L4",
+				"add the tenant-isolation NetworkPolicy (deploy/components/istio-tenant/multi-tenant-isolation.yaml)")
+		}
 	}
+	c.detailPerTenant(func(t *model.Tenant) string {
+		return plural(len(t.Namespaces), "namespace") + " isolated to tenant=" + t.ID + " + istio-system"
+	})
 	c.emit(r, IDNetworkPolicy, "NetworkPolicies isolate each tenant", false)
 }
 

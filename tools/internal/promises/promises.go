@@ -106,6 +106,14 @@ func (c *collector) add(scope string, obj, msg, fix string) {
 
 func (c *collector) detail(scope, d string) { c.details[scope] = append(c.details[scope], d) }
 
+// detailPerTenant adds one detail to every tenant's scope: the summary a check writes after
+// walking m.Tenants.Namespaces().
+func (c *collector) detailPerTenant(line func(t *model.Tenant) string) {
+	for _, t := range c.m.Tenants {
+		c.detail(t.Overlay, line(t))
+	}
+}
+
 // emit produces one check per scope: every tenant, plus "mesh" when includeMesh or when a
 // mesh-scoped finding exists.
 func (c *collector) emit(r *report.Report, id, title string, includeMesh bool) {

@@ -71,47 +71,47 @@ func checkGatewayTracing(m *model.Model, r *report.Report) {
 // their own trace export bypasses the sidecar (else each export is itself a traced request).
 func checkAppSampling(m *model.Model, r *report.Report) {
 	c := newCollector(m)
-	for _, t := range m.Tenants {
-		ok := 0
-		for _, ns := range t.Namespaces {
-			for _, w := range m.WorkloadsIn(ns) {
-				if !isHTTPService(w.App()) {
-					continue
+	sampled := map[*model.Tenant]int{}
+	for t, ns := range m.Tenants.Namespaces() {
+		for _, w := range m.WorkloadsIn(ns) {
+			if !isHTTPService(w.App()) {
+				continue
+			}
+			before := len(c.findings[t.Overlay])
+			want := TenantSampling
+			if tr := workloadTracing(m, ns, w); tr.sampling != nil {
+				want = *tr.sampling
+			}
+			sampler, _ := env(w, "OTEL_TRACES_SAMPLER")
+			arg, _ := env(w, "OTEL_TRACES_SAMPLER_ARG")
+			ratio, err := strconv.ParseFloat(arg, 64)
+			switch {
+			case sampler != AppSampler:
+				c.add(t.Overlay, w.Ref(), fmt.Sprintf("OTEL_TRACES_SAMPLER %q: the app's own root traces (outbox, reconciler) must sample like the mesh", sampler),
+					"set OTEL_TRACES_SAMPLER="+AppSampler+" and OTEL_TRACES_SAMPLER_ARG to the proxies' ratio")
+			case err != nil || fmt.Sprintf("%.6f", ratio*100) != fmt.Sprintf("%.6f", want):
+				c.add(t.Overlay, w.Ref(), fmt.Sprintf("OTEL_TRACES_SAMPLER_ARG %q, but its proxy samples %g%%", arg, want),
+					fmt.Sprintf("set OTEL_TRACES_SAMPLER_ARG=%g", want/100))
+			}
+			if ep, set := env(w, "OTEL_EXPORTER_OTLP_ENDPOINT"); set && ep != "" {
+				port := exportPort(ep)
+				excluded := false
+				for _, p := range strings.Split(w.Template.Annotations[annotationExcludeOutbound], ",") {
+					excluded = excluded || strings.TrimSpace(p) == port
 				}
-				before := len(c.findings[t.Overlay])
-				want := TenantSampling
-				if tr := workloadTracing(m, ns, w); tr.sampling != nil {
-					want = *tr.sampling
-				}
-				sampler, _ := env(w, "OTEL_TRACES_SAMPLER")
-				arg, _ := env(w, "OTEL_TRACES_SAMPLER_ARG")
-				ratio, err := strconv.ParseFloat(arg, 64)
-				switch {
-				case sampler != AppSampler:
-					c.add(t.Overlay, w.Ref(), fmt.Sprintf("OTEL_TRACES_SAMPLER %q: the app's own root traces (outbox, reconciler) must sample like the mesh", sampler),
-						"set OTEL_TRACES_SAMPLER="+AppSampler+" and OTEL_TRACES_SAMPLER_ARG to the proxies' ratio")
-				case err != nil || fmt.Sprintf("%.6f", ratio*100) != fmt.Sprintf("%.6f", want):
-					c.add(t.Overlay, w.Ref(), fmt.Sprintf("OTEL_TRACES_SAMPLER_ARG %q, but its proxy samples %g%%", arg, want),
-						fmt.Sprintf("set OTEL_TRACES_SAMPLER_ARG=%g", want/100))
-				}
-				if ep, set := env(w, "OTEL_EXPORTER_OTLP_ENDPOINT"); set && ep != "" {
-					port := exportPort(ep)
-					excluded := false
-					for _, p := range strings.Split(w.Template.Annotations[annotationExcludeOutbound], ",") {
-						excluded = excluded || strings.TrimSpace(p) == port
-					}
-					if !excluded {
-						c.add(t.Overlay, w.Ref(), fmt.Sprintf("trace export to %s goes through the sidecar: every export is a request the mesh traces", ep),
-							fmt.Sprintf("annotate the pod template %s: %q", annotationExcludeOutbound, port))
-					}
-				}
-				if len(c.findings[t.Overlay]) == before {
-					ok++
+				if !excluded {
+					c.add(t.Overlay, w.Ref(), fmt.Sprintf("trace export to %s goes through the sidecar: every export is a request the mesh traces", ep),
+						fmt.Sprintf("annotate the pod template %s: %q", annotationExcludeOutbound, port))
 				}
 			}
+			if len(c.findings[t.Overlay]) == before {
+				sampled[t]++
+			}
 		}
-		c.detail(t.Overlay, plural(ok, "workload")+": "+AppSampler+" at the proxy's ratio, export past the sidecar")
 	}
+	c.detailPerTenant(func(t *model.Tenant) string {
+		return plural(sampled[t], "workload") + ": " + AppSampler + " at the proxy's ratio, export past the sidecar"
+	})
 	c.emit(r, IDAppSampling, "apps sample their own roots like the mesh; their export is not traced", false)
 }
 
