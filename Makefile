@@ -39,7 +39,7 @@ clean-test-dbs: ## drop databases left by earlier test runs
 	  | while read -r db; do psql "$(TEST_DATABASE_URL)" -qc "DROP DATABASE IF EXISTS \"$$db\" WITH (FORCE)"; done
 
 lint: fmt clippy deny lint-deploy ## formatting, clippy, cargo deny, go vet, shellcheck, hadolint, compose-spec check
-	cd tools && go vet ./... && go vet -tags mesh ./meshtest/
+	cd tools && go vet ./... && go vet -tags mesh ./internal/meshtest/
 
 fmt:
 	cargo fmt --all -- --check

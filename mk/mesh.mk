@@ -31,7 +31,7 @@ mesh-status: ## the local mesh, per pod: Envoy state, config versions, rejected 
 	@$(MESH_BIN) status -root $(CURDIR)
 
 test-mesh: mesh-deps mesh-build mesh-apps jaeger ## smoke test of the local mesh (brings it up and down itself)
-	cd $(TOOLS_DIR) && MESH_BIN=$(MESH_BIN) MESH_ROOT=$(CURDIR) $(GO) test -tags mesh -count=1 -v -timeout 20m ./meshtest/
+	cd $(TOOLS_DIR) && MESH_BIN=$(MESH_BIN) MESH_ROOT=$(CURDIR) $(GO) test -tags mesh -count=1 -v -timeout 20m ./internal/meshtest/
 
 mesh-breaks: mesh-deps mesh-build mesh-apps jaeger ## break each promise of deploy/ on the running mesh; its live test must fail
 	@flock /tmp/ordermesh-mesh.lock scripts/mesh-breaks.sh

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # `make mesh-breaks`: shows that each live promise test of the local mesh fails when deploy/
-# breaks that promise. For every file in tools/meshtest/testdata/breaks (an Istio object that
-# replaces one of deploy/'s, as a `kubectl apply` would), it applies the file to the running mesh
-# (.local/mesh/extra + mesh up), runs the matching test, expects it to FAIL, and restores.
+# breaks that promise. For every file in tools/internal/meshtest/testdata/breaks (an Istio object
+# that replaces one of deploy/'s, as a `kubectl apply` would), it applies the file to the running
+# mesh (.local/mesh/extra + mesh up), runs the matching test, expects it to FAIL, and restores.
 # Exits non-zero if a broken promise goes unnoticed. Brings the mesh up and takes it down.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 mesh=.local/bin/mesh
-breaks=tools/meshtest/testdata/breaks
+breaks=tools/internal/meshtest/testdata/breaks
 extra=.local/mesh/extra/break.yaml
 declare -A tests=(
   [permissive]='TestPlaintextToPodRefused'
@@ -30,7 +30,7 @@ for name in "${!tests[@]}"; do
   "$mesh" up -root "$root" | grep 'reload:'
   echo "=== $name: go test -run '${tests[$name]}' (must fail)"
   if MESH_KEEP=1 MESHTEST_PASSES=1 MESH_BIN="$root/$mesh" MESH_ROOT="$root" go -C tools test -tags mesh -count=1 -v \
-       -run "${tests[$name]}" ./meshtest/ >".local/mesh/break-$name.log" 2>&1; then
+       -run "${tests[$name]}" ./internal/meshtest/ >".local/mesh/break-$name.log" 2>&1; then
     unnoticed+=("$name")
     echo "    NOT NOTICED: the test passed with the promise broken"
   else

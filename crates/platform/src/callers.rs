@@ -478,7 +478,7 @@ mod tests {
 
     /// `tools/internal/callgraph/testdata/app-callers-tenant-a.txt` is what these tables say for
     /// tenant-a; check-deploy's tests prove deploy/'s policies admit exactly that, request by
-    /// request (tools/internal/invariants, TestPoliciesAdmitExactlyTheAppsCallers).
+    /// request (tools/internal/promises, TestPoliciesAdmitExactlyTheAppsCallers).
     #[test]
     fn the_tables_resolved_for_tenant_a_are_what_the_policies_are_tested_against() {
         let golden =

@@ -1,5 +1,5 @@
-// Command check-deploy verifies deploy/ with Kubernetes' and Istio's own code plus ordermesh's
-// invariants (see tools/README.md). It prints one line per check and exits 1 on any failure.
+// Command check-deploy verifies deploy/ with Kubernetes' and Istio's own code plus the
+// promises deploy/ makes (see tools/README.md). It prints one line per check and exits 1 on any failure.
 //
 //	check-deploy [-deploy DIR] [-format text|json] [-json FILE]
 package main

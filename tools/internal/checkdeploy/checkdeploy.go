@@ -1,6 +1,6 @@
 // Package checkdeploy is `make check-deploy`: it renders deploy/, decodes and validates every
 // object with Kubernetes' and Istio's own code, runs the istioctl analyzers and proves the
-// project's invariants, producing one report.
+// promises deploy/ makes (internal/promises), producing one report.
 package checkdeploy
 
 import (
@@ -12,10 +12,10 @@ import (
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	"istio.io/istio/pkg/config/analysis/local"
 
-	"ordermesh.local/tools/internal/invariants"
 	"ordermesh.local/tools/internal/istioadapter"
 	"ordermesh.local/tools/internal/manifest"
 	"ordermesh.local/tools/internal/model"
+	"ordermesh.local/tools/internal/promises"
 	"ordermesh.local/tools/internal/report"
 )
 
@@ -153,12 +153,12 @@ func Check(b *manifest.Bundle) *report.Report {
 		}
 	}
 	m := model.Build(decoded, overlayNames, meshConfigOf(mesh))
-	invariants.CheckMeshInstall(m, r, opFindings)
+	promises.CheckMeshInstall(m, r, opFindings)
 
 	// istioctl analyze, per overlay (with the mesh-wide objects) and over everything.
 	analyze(b, m, mesh, r)
 
-	invariants.Run(m, r)
+	promises.Run(m, r)
 	return r
 }
 

@@ -158,10 +158,8 @@ const sessionsQuery = `SELECT
 func (e *Env) cutShort(tenant string) (cutShortCounts, error) {
 	c := cutShortCounts{open: map[string]bool{}}
 	var namespaces []string
-	for _, tn := range e.Loaded.Model.Tenants {
-		if tn.ID == tenant {
-			namespaces = tn.Namespaces
-		}
+	if tn := e.Loaded.Model.Tenants.ByID(tenant); tn != nil {
+		namespaces = tn.Namespaces
 	}
 	for _, p := range e.Loaded.Topology.Pods {
 		if !slices.Contains(namespaces, p.Namespace) {

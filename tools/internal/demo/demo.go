@@ -7,7 +7,9 @@
 // check-invariants (tests/src/invariants.rs, the end-to-end tests' own checks).
 //
 // Files: load.go (loadgen and the chart), scenarios.go (canary, circuit-breaker, retries),
-// isolation.go (tenant-isolation), invariants.go, bench.go.
+// isolation.go (tenant-isolation), overload.go (overload), invariants.go (the SQL check at the
+// end); the bench: bench.go (fixed rate, without and with the mesh), benchload.go (capacity and
+// overload), sweep.go (CPU per order by rate), barepass.go (one bare Envoy mTLS pass).
 package demo
 
 import (

@@ -74,10 +74,8 @@ func fromPod(src *mesh.Pod, svc *mesh.Service, method, path, tenant string) prob
 func tenantIsolation(e *Env) error {
 	t := e.Loaded.Topology
 	tenantOf := map[string]string{}
-	for _, tn := range e.Loaded.Model.Tenants {
-		for _, ns := range tn.Namespaces {
-			tenantOf[ns] = tn.ID
-		}
+	for tn, ns := range e.Loaded.Model.Tenants.Namespaces() {
+		tenantOf[ns] = tn.ID
 	}
 	a := e.Loaded.Model.Tenants[0].ID
 	e.say(`tenant-isolation — every workload identity of %s (one pod each: apps and PostgreSQL, each

@@ -179,21 +179,19 @@ func indent(s string) string {
 // (initial = available + committed) can be checked for it exactly.
 func (e *Env) demoSKU(tenant string, stock int64) (string, error) {
 	sku := fmt.Sprintf("DEMO-%d", time.Now().Unix()%1_000_000_000)
-	for _, tn := range e.Loaded.Model.Tenants {
-		if tn.ID != tenant {
-			continue
-		}
-		inv := e.podsOf(tn.NamespaceFor("orders"), "inventory-service", "")
-		if len(inv) == 0 {
-			return "", fmt.Errorf("no inventory pod in %s", tenant)
-		}
-		if err := mesh.SetStock(e.Loaded.Topology, inv[0], sku, stock, 1999); err != nil {
-			return "", err
-		}
-		e.seeded = append(e.seeded, seeded{tenant: tenant, sku: sku, stock: stock})
-		return sku, nil
+	tn := e.Loaded.Model.Tenants.ByID(tenant)
+	if tn == nil {
+		return "", fmt.Errorf("no tenant %s", tenant)
 	}
-	return "", fmt.Errorf("no tenant %s", tenant)
+	inv := e.podsOf(tn.NamespaceFor("orders"), "inventory-service", "")
+	if len(inv) == 0 {
+		return "", fmt.Errorf("no inventory pod in %s", tenant)
+	}
+	if err := mesh.SetStock(e.Loaded.Topology, inv[0], sku, stock, 1999); err != nil {
+		return "", err
+	}
+	e.seeded = append(e.seeded, seeded{tenant: tenant, sku: sku, stock: stock})
+	return sku, nil
 }
 
 // startInLoadGeneratorGroup starts a loadgen in the load generator's cgroup: it stands for

@@ -66,21 +66,23 @@ func (o *Object) YAML() ([]byte, error) { return yaml.Marshal(o.Obj) }
 
 // Clone deep-copies the object.
 func (o *Object) Clone() *Object {
-	return &Object{Source: o.Source, Obj: deepCopy(o.Obj).(map[string]any)}
+	return &Object{Source: o.Source, Obj: DeepCopy(o.Obj).(map[string]any)}
 }
 
-func deepCopy(v any) any {
+// DeepCopy copies a decoded YAML value: its maps and lists are new, so a change to the copy
+// never reaches the original.
+func DeepCopy(v any) any {
 	switch t := v.(type) {
 	case map[string]any:
 		m := make(map[string]any, len(t))
 		for k, x := range t {
-			m[k] = deepCopy(x)
+			m[k] = DeepCopy(x)
 		}
 		return m
 	case []any:
 		s := make([]any, len(t))
 		for i, x := range t {
-			s[i] = deepCopy(x)
+			s[i] = DeepCopy(x)
 		}
 		return s
 	default:

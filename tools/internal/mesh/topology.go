@@ -90,7 +90,7 @@ type Topology struct {
 	Services   []*Service
 	Namespaces []string
 	SAs        []string // "ns/name"
-	Tenants    []*model.Tenant
+	Tenants    model.Tenants
 	Secrets    map[string]map[string]string // "ns/name" -> key -> value (decoded)
 	ConfigMaps map[string]map[string]string
 }
@@ -412,11 +412,9 @@ func ptr[T any](v T) *T { return &v }
 
 // tenantOfNamespace names the tenant owning ns ("" for istio-system).
 func (t *Topology) tenantOfNamespace(ns string) string {
-	for _, tn := range t.Tenants {
-		for _, n := range tn.Namespaces {
-			if n == ns {
-				return tn.ID
-			}
+	for tn, n := range t.Tenants.Namespaces() {
+		if n == ns {
+			return tn.ID
 		}
 	}
 	return ""

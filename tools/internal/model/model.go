@@ -1,9 +1,10 @@
 // Package model turns rendered objects into typed Kubernetes objects (strictly decoded) and
-// Istio specs (decoded by the istioadapter), and indexes them for the invariant checks.
+// Istio specs (decoded by the istioadapter), and indexes them for the promise checks.
 package model
 
 import (
 	"fmt"
+	"iter"
 	"k8s.io/apimachinery/pkg/labels"
 	"slices"
 	"sort"
@@ -97,6 +98,33 @@ type Tenant struct {
 	Namespaces []string // sorted
 }
 
+// Tenants are the tenant overlays, in overlay order.
+type Tenants []*Tenant
+
+// Namespaces yields every tenant namespace with its tenant: tenant by tenant, each one's
+// namespaces sorted. It is the one walk over "each namespace of each tenant".
+func (ts Tenants) Namespaces() iter.Seq2[*Tenant, string] {
+	return func(yield func(*Tenant, string) bool) {
+		for _, t := range ts {
+			for _, ns := range t.Namespaces {
+				if !yield(t, ns) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// ByID returns the tenant whose ID (its namespaces' `tenant` label) is id, or nil.
+func (ts Tenants) ByID(id string) *Tenant {
+	for _, t := range ts {
+		if t.ID == id {
+			return t
+		}
+	}
+	return nil
+}
+
 // NamespaceFor returns the tenant's namespace with the given role suffix ("orders"), or "".
 func (t *Tenant) NamespaceFor(role string) string {
 	for _, ns := range t.Namespaces {
@@ -131,7 +159,7 @@ type Model struct {
 	TrustDomain   string
 	DomainSuffix  string
 
-	Tenants  []*Tenant
+	Tenants  Tenants
 	tenantOf map[string]*Tenant
 
 	// IngressGateway is the gateway istioctl installs (not rendered from deploy/), so that
@@ -277,10 +305,10 @@ func Build(decoded []Decoded, tenantOverlays []string, mesh *meshv1alpha1.MeshCo
 				break
 			}
 		}
-		for _, ns := range t.Namespaces {
-			m.tenantOf[ns] = t
-		}
 		m.Tenants = append(m.Tenants, t)
+	}
+	for t, ns := range m.Tenants.Namespaces() {
+		m.tenantOf[ns] = t
 	}
 	return m
 }

@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 import (
 	"fmt"
@@ -78,37 +78,35 @@ func orUnknown(s string) string {
 // no tenant workload opts out; without a sidecar neither STRICT mTLS nor the policies apply.
 func checkInjection(m *model.Model, r *report.Report) {
 	c := newCollector(m)
-	for _, t := range m.Tenants {
-		n := 0
-		for _, ns := range t.Namespaces {
-			nsObj := m.Namespaces[ns]
-			if nsObj == nil {
-				c.add(t.Overlay, "Namespace "+ns, "namespace used but not rendered", "add the Namespace to the overlay")
-				continue
-			}
-			_, legacy := nsObj.Labels["istio-injection"]
-			_, rev := nsObj.Labels["istio.io/rev"]
-			if legacy && rev {
-				c.add(t.Overlay, nsObj.Ref(), "both istio-injection and istio.io/rev are set",
-					"use istio-injection=enabled for the default revision, or istio.io/rev alone")
-			}
-			if !m.InjectionEnabled(ns) {
-				c.add(t.Overlay, nsObj.Ref(), "not labelled for sidecar injection",
-					"label it istio-injection=enabled (or istio.io/rev=<revision>)")
-			}
-			if nsObj.Labels["tenant"] == "" {
-				c.add(t.Overlay, nsObj.Ref(), "has no `tenant` label", "label it tenant=<tenant id>")
-			}
-			for _, w := range m.WorkloadsIn(ns) {
-				n++
-				if w.OptsOut() {
-					c.add(t.Overlay, w.Ref(), "pod template disables sidecar injection",
-						"remove sidecar.istio.io/inject=false: without a sidecar STRICT mTLS and the AuthorizationPolicies do not apply")
-				}
+	injected := map[*model.Tenant]int{}
+	for t, ns := range m.Tenants.Namespaces() {
+		nsObj := m.Namespaces[ns]
+		if nsObj == nil {
+			c.add(t.Overlay, "Namespace "+ns, "namespace used but not rendered", "add the Namespace to the overlay")
+			continue
+		}
+		_, legacy := nsObj.Labels["istio-injection"]
+		_, rev := nsObj.Labels["istio.io/rev"]
+		if legacy && rev {
+			c.add(t.Overlay, nsObj.Ref(), "both istio-injection and istio.io/rev are set",
+				"use istio-injection=enabled for the default revision, or istio.io/rev alone")
+		}
+		if !m.InjectionEnabled(ns) {
+			c.add(t.Overlay, nsObj.Ref(), "not labelled for sidecar injection",
+				"label it istio-injection=enabled (or istio.io/rev=<revision>)")
+		}
+		if nsObj.Labels["tenant"] == "" {
+			c.add(t.Overlay, nsObj.Ref(), "has no `tenant` label", "label it tenant=<tenant id>")
+		}
+		for _, w := range m.WorkloadsIn(ns) {
+			injected[t]++
+			if w.OptsOut() {
+				c.add(t.Overlay, w.Ref(), "pod template disables sidecar injection",
+					"remove sidecar.istio.io/inject=false: without a sidecar STRICT mTLS and the AuthorizationPolicies do not apply")
 			}
 		}
-		c.detail(t.Overlay, plural(n, "workload")+" injected")
 	}
+	c.detailPerTenant(func(t *model.Tenant) string { return plural(injected[t], "workload") + " injected" })
 	c.emit(r, IDInjection, "tenant namespaces and workloads get sidecars", false)
 }
 
@@ -144,22 +142,20 @@ func checkMTLS(m *model.Model, r *report.Report) {
 
 	// Namespace-level STRICT in every tenant namespace.
 	c := newCollector(m)
-	for _, t := range m.Tenants {
-		for _, ns := range t.Namespaces {
-			ok := false
-			for _, pa := range m.PeerAuthentications {
-				if pa.Namespace == ns && len(pa.Spec.GetSelector().GetMatchLabels()) == 0 &&
-					paMode(pa.Spec.GetMtls()) == security.PeerAuthentication_MutualTLS_STRICT {
-					ok = true
-				}
-			}
-			if !ok {
-				c.add(t.Overlay, "Namespace "+ns, "no namespace-wide STRICT PeerAuthentication",
-					"add PeerAuthentication `default` (no selector) in "+ns+" with mtls.mode STRICT")
+	for t, ns := range m.Tenants.Namespaces() {
+		ok := false
+		for _, pa := range m.PeerAuthentications {
+			if pa.Namespace == ns && len(pa.Spec.GetSelector().GetMatchLabels()) == 0 &&
+				paMode(pa.Spec.GetMtls()) == security.PeerAuthentication_MutualTLS_STRICT {
+				ok = true
 			}
 		}
-		c.detail(t.Overlay, plural(len(t.Namespaces), "namespace")+" STRICT")
+		if !ok {
+			c.add(t.Overlay, "Namespace "+ns, "no namespace-wide STRICT PeerAuthentication",
+				"add PeerAuthentication `default` (no selector) in "+ns+" with mtls.mode STRICT")
+		}
 	}
+	c.detailPerTenant(func(t *model.Tenant) string { return plural(len(t.Namespaces), "namespace") + " STRICT" })
 	c.emit(r, IDStrict, "every tenant namespace is STRICT", false)
 
 	// No PERMISSIVE/DISABLE anywhere: namespace, workload or port level.

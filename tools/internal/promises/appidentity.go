@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 // The apps' own caller check (crates/platform/src/callers.rs), as deploy/ configures it: each
 // app refuses every caller the call graph does not name for the route, from the last element of
@@ -17,9 +17,6 @@ import (
 	"ordermesh.local/tools/internal/model"
 	"ordermesh.local/tools/internal/report"
 )
-
-// IDAppCallers is the check id of checkAppCallers.
-const IDAppCallers = "identity.app-callers"
 
 // The apps' settings (README, "Configuration") and their defaults.
 const (

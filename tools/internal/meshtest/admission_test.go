@@ -22,7 +22,7 @@ func TestGatewayRefusesPastTheAdmissionWindowWithRetryAfter(t *testing.T) {
 	base, hosts := gateway(t)
 	tn := loaded.Model.Tenants[0]
 	orders := tn.NamespaceFor("orders")
-	// HTTP/2 to order-service: the gateway's cap on requests in flight (invariants/admission.go).
+	// HTTP/2 to order-service: the gateway's cap on requests in flight (promises/admission.go).
 	window := int(destinationRule(t, orders, "order-service").GetTrafficPolicy().GetConnectionPool().GetHttp().GetHttp2MaxRequests())
 	n := window + 12
 

@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 import (
 	"fmt"
@@ -251,22 +251,22 @@ func compareGrants(c *collector, scope string, grants []grantOrigin, dests map[s
 func checkAuthz(m *model.Model, r *report.Report) {
 	// allow-nothing in every tenant namespace.
 	an := newCollector(m)
-	for _, t := range m.Tenants {
-		for _, ns := range t.Namespaces {
-			ok := false
-			for _, ap := range m.AuthorizationPolicies {
-				if ap.Namespace == ns && isAllow(ap) && len(ap.Spec.GetRules()) == 0 &&
-					len(ap.Spec.GetSelector().GetMatchLabels()) == 0 && ap.Spec.GetTargetRef() == nil && len(ap.Spec.GetTargetRefs()) == 0 {
-					ok = true
-				}
-			}
-			if !ok {
-				an.add(t.Overlay, "Namespace "+ns, "no allow-nothing AuthorizationPolicy: Istio allows all traffic by default",
-					"add AuthorizationPolicy `allow-nothing` with `spec: {}` in "+ns)
+	for t, ns := range m.Tenants.Namespaces() {
+		ok := false
+		for _, ap := range m.AuthorizationPolicies {
+			if ap.Namespace == ns && isAllow(ap) && len(ap.Spec.GetRules()) == 0 &&
+				len(ap.Spec.GetSelector().GetMatchLabels()) == 0 && ap.Spec.GetTargetRef() == nil && len(ap.Spec.GetTargetRefs()) == 0 {
+				ok = true
 			}
 		}
-		an.detail(t.Overlay, fmt.Sprintf("deny-by-default in %s", strings.Join(t.Namespaces, ", ")))
+		if !ok {
+			an.add(t.Overlay, "Namespace "+ns, "no allow-nothing AuthorizationPolicy: Istio allows all traffic by default",
+				"add AuthorizationPolicy `allow-nothing` with `spec: {}` in "+ns)
+		}
 	}
+	an.detailPerTenant(func(t *model.Tenant) string {
+		return fmt.Sprintf("deny-by-default in %s", strings.Join(t.Namespaces, ", "))
+	})
 	an.emit(r, IDAllowNothing, "allow-nothing in every tenant namespace", false)
 
 	grants := allowedGrants(m)

@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 // The apps' caller tables against deploy/'s AuthorizationPolicies, request by request.
 

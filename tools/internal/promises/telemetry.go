@@ -1,4 +1,4 @@
-package invariants
+package promises
 
 import (
 	"fmt"
@@ -153,50 +153,50 @@ func checkTelemetry(m *model.Model, r *report.Report) {
 
 	// Per tenant workload: 10% sampling and the tenant/service_type/order_id tags.
 	tc := newCollector(m)
-	for _, t := range m.Tenants {
-		ok := 0
-		for _, ns := range t.Namespaces {
-			var nsLevel []*model.Istio[*telemetry.Telemetry]
-			for _, tel := range m.Telemetries {
-				if tel.Namespace == ns && len(tel.Spec.GetSelector().GetMatchLabels()) == 0 && tel.Spec.GetTargetRef() == nil && len(tel.Spec.GetTargetRefs()) == 0 {
-					nsLevel = append(nsLevel, tel)
-				}
-			}
-			if len(nsLevel) > 1 {
-				refs := []string{}
-				for _, x := range nsLevel {
-					refs = append(refs, x.Ref())
-				}
-				tc.add(t.Overlay, strings.Join(refs, ", "), "more than one namespace-wide Telemetry: Istio picks one arbitrarily",
-					"keep a single Telemetry without selector per namespace")
-			}
-			for _, w := range m.WorkloadsIn(ns) {
-				if !isHTTPService(w.App()) {
-					continue // the databases speak TCP: no spans, no tags
-				}
-				var tr tracing
-				for _, tel := range m.Telemetries {
-					if tel.Namespace == m.RootNamespace && len(tel.Spec.GetSelector().GetMatchLabels()) == 0 {
-						tr.apply(tel)
-					}
-				}
-				for _, tel := range nsLevel {
-					tr.apply(tel)
-				}
-				for _, tel := range m.Telemetries {
-					if tel.Namespace == ns && len(tel.Spec.GetSelector().GetMatchLabels()) > 0 && model.Selects(tel.Spec.GetSelector().GetMatchLabels(), w.PodLabels) {
-						tr.apply(tel)
-					}
-				}
-				before := len(tc.findings[t.Overlay])
-				checkWorkloadTracing(tc, t, w, &tr)
-				if len(tc.findings[t.Overlay]) == before {
-					ok++
-				}
+	traced := map[*model.Tenant]int{}
+	for t, ns := range m.Tenants.Namespaces() {
+		var nsLevel []*model.Istio[*telemetry.Telemetry]
+		for _, tel := range m.Telemetries {
+			if tel.Namespace == ns && len(tel.Spec.GetSelector().GetMatchLabels()) == 0 && tel.Spec.GetTargetRef() == nil && len(tel.Spec.GetTargetRefs()) == 0 {
+				nsLevel = append(nsLevel, tel)
 			}
 		}
-		tc.detail(t.Overlay, fmt.Sprintf("%s: %.0f%% sampling, tags tenant=%q, service_type, order_id←%s", plural(ok, "workload"), TenantSampling, t.ID, OrderIDHeader))
+		if len(nsLevel) > 1 {
+			refs := []string{}
+			for _, x := range nsLevel {
+				refs = append(refs, x.Ref())
+			}
+			tc.add(t.Overlay, strings.Join(refs, ", "), "more than one namespace-wide Telemetry: Istio picks one arbitrarily",
+				"keep a single Telemetry without selector per namespace")
+		}
+		for _, w := range m.WorkloadsIn(ns) {
+			if !isHTTPService(w.App()) {
+				continue // the databases speak TCP: no spans, no tags
+			}
+			var tr tracing
+			for _, tel := range m.Telemetries {
+				if tel.Namespace == m.RootNamespace && len(tel.Spec.GetSelector().GetMatchLabels()) == 0 {
+					tr.apply(tel)
+				}
+			}
+			for _, tel := range nsLevel {
+				tr.apply(tel)
+			}
+			for _, tel := range m.Telemetries {
+				if tel.Namespace == ns && len(tel.Spec.GetSelector().GetMatchLabels()) > 0 && model.Selects(tel.Spec.GetSelector().GetMatchLabels(), w.PodLabels) {
+					tr.apply(tel)
+				}
+			}
+			before := len(tc.findings[t.Overlay])
+			checkWorkloadTracing(tc, t, w, &tr)
+			if len(tc.findings[t.Overlay]) == before {
+				traced[t]++
+			}
+		}
 	}
+	tc.detailPerTenant(func(t *model.Tenant) string {
+		return fmt.Sprintf("%s: %.0f%% sampling, tags tenant=%q, service_type, order_id←%s", plural(traced[t], "workload"), TenantSampling, t.ID, OrderIDHeader)
+	})
 	tc.emit(r, IDTenantTracing, "tenant tracing: 10% sampling, tenant/service_type/order_id tags", false)
 
 	// Never order_id as a metric label (unbounded cardinality).
@@ -243,34 +243,32 @@ func checkAppMetrics(m *model.Model, r *report.Report) {
 	c := newCollector(m)
 	fix := fmt.Sprintf("annotate the pod template: %s: \"true\", %s: \"<container port>\", %s: %s",
 		annotationScrape, annotationPort, annotationPath, appMetricsPath)
-	for _, t := range m.Tenants {
-		ok := 0
-		for _, ns := range t.Namespaces {
-			for _, w := range m.WorkloadsIn(ns) {
-				if !isHTTPService(w.App()) {
-					continue
-				}
-				a := w.Template.Annotations
-				ports := map[string]bool{}
-				for _, ctr := range w.Template.Spec.Containers {
-					for _, p := range ctr.Ports {
-						ports[fmt.Sprint(p.ContainerPort)] = true
-					}
-				}
-				switch {
-				case a[annotationScrape] != "true":
-					c.add(t.Overlay, w.Ref(), fmt.Sprintf("%s is %q: the app's own metrics are never scraped", annotationScrape, a[annotationScrape]), fix)
-				case !ports[a[annotationPort]]:
-					c.add(t.Overlay, w.Ref(), fmt.Sprintf("%s is %q, not a container port", annotationPort, a[annotationPort]), fix)
-				case a[annotationPath] != appMetricsPath:
-					c.add(t.Overlay, w.Ref(), fmt.Sprintf("%s is %q, want %s", annotationPath, a[annotationPath], appMetricsPath), fix)
-				default:
-					ok++
+	scraped := map[*model.Tenant]int{}
+	for t, ns := range m.Tenants.Namespaces() {
+		for _, w := range m.WorkloadsIn(ns) {
+			if !isHTTPService(w.App()) {
+				continue
+			}
+			a := w.Template.Annotations
+			ports := map[string]bool{}
+			for _, ctr := range w.Template.Spec.Containers {
+				for _, p := range ctr.Ports {
+					ports[fmt.Sprint(p.ContainerPort)] = true
 				}
 			}
+			switch {
+			case a[annotationScrape] != "true":
+				c.add(t.Overlay, w.Ref(), fmt.Sprintf("%s is %q: the app's own metrics are never scraped", annotationScrape, a[annotationScrape]), fix)
+			case !ports[a[annotationPort]]:
+				c.add(t.Overlay, w.Ref(), fmt.Sprintf("%s is %q, not a container port", annotationPort, a[annotationPort]), fix)
+			case a[annotationPath] != appMetricsPath:
+				c.add(t.Overlay, w.Ref(), fmt.Sprintf("%s is %q, want %s", annotationPath, a[annotationPath], appMetricsPath), fix)
+			default:
+				scraped[t]++
+			}
 		}
-		c.detail(t.Overlay, fmt.Sprintf("%s expose /metrics for merging", plural(ok, "workload")))
 	}
+	c.detailPerTenant(func(t *model.Tenant) string { return plural(scraped[t], "workload") + " expose /metrics for merging" })
 	c.emit(r, IDAppMetrics, "every service's /metrics is scraped (Istio metrics merging)", false)
 }
 

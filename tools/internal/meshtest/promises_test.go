@@ -14,8 +14,8 @@ import (
 	"testing"
 
 	"ordermesh.local/tools/internal/callgraph"
-	"ordermesh.local/tools/internal/invariants"
 	"ordermesh.local/tools/internal/mesh"
+	"ordermesh.local/tools/internal/promises"
 )
 
 // route is one operation of DESIGN.md's API with a concrete path.
@@ -139,7 +139,7 @@ func TestDefaultDenyIsTheCallGraph(t *testing.T) {
 					src, svc, m, path := src, svc, m, path
 					cases = append(cases, decision{
 						Source: src.Namespace + "/" + src.ServiceAccount, Dest: svc.Namespace + "/" + app, Method: m, Path: path,
-						Static: invariants.Allows(loaded.Model, src.Namespace+"/"+src.ServiceAccount, svc.Namespace, app, m, path),
+						Static: promises.Allows(loaded.Model, src.Namespace+"/"+src.ServiceAccount, svc.Namespace, app, m, path),
 						Graph:  graphAllows(src.Namespace+"/"+src.ServiceAccount, svc.Namespace, app, m, path),
 					})
 					send = append(send, func() reply {
@@ -157,8 +157,8 @@ func TestDefaultDenyIsTheCallGraph(t *testing.T) {
 				tenant, host, m, path := tenant, host, m, path
 				cases = append(cases, decision{
 					Source: "(outside, via the gateway)", Dest: ordersNS + "/order-service", Method: m, Path: path,
-					Static: invariants.Allows(loaded.Model, "", gwID.Namespace, gwID.App(), m, path) &&
-						invariants.Allows(loaded.Model, gwID.Namespace+"/"+gwID.ServiceAccount, ordersNS, "order-service", m, path),
+					Static: promises.Allows(loaded.Model, "", gwID.Namespace, gwID.App(), m, path) &&
+						promises.Allows(loaded.Model, gwID.Namespace+"/"+gwID.ServiceAccount, ordersNS, "order-service", m, path),
 					Graph: graphAllows("", ordersNS, "order-service", m, path),
 				})
 				send = append(send, func() reply {

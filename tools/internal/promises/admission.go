@@ -10,7 +10,7 @@
 //     another, which waits as pending or is refused below the cap.)
 //  2. A refusal is an answer a client can act on: an EnvoyFilter on the ingress gateway maps
 //     Envoy's overflow reply (response flag UO) to one with a Retry-After header.
-package invariants
+package promises
 
 import (
 	"fmt"
