@@ -744,16 +744,7 @@ async fn payment_outcomes_are_counted_in_metrics() {
         &payment_body(Uuid::new_v4(), "card", json!([{"sku": "A", "quantity": 1}])),
     )
     .await;
-    let text = s
-        .payment
-        .client
-        .get(s.payment.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.payment.metrics_text().await;
     assert!(
         text.contains("payments_total{outcome=\"captured\"}"),
         "{text}"
