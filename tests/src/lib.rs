@@ -24,7 +24,7 @@ pub use jaeger::Jaeger;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-pub use testkit::{concurrently, eventually, json};
+pub use testkit::{concurrently, eventually, json, poll};
 
 /// The four services, in start-up order (callees first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -167,8 +167,20 @@ impl Cluster {
         cluster
     }
 
+    /// `svc`'s API as this cluster's tenant calls it (and, [`Options::as_in_the_cluster`],
+    /// order-service's with the ingress gateway's identity, as when it comes through the mesh).
+    pub fn api(&self, svc: Svc) -> testkit::Api {
+        let base = url::Url::parse(&format!("http://127.0.0.1:{}/", self.ports[&svc])).unwrap();
+        let api = testkit::Api::new(self.client.clone(), base, &self.tenant);
+        if self.through_gateway && svc == Svc::Order {
+            let xfcc = xfcc_from(GATEWAY_ID, &spiffe_id(&self.tenant, Svc::Order));
+            return api.with_header("x-forwarded-client-cert", &xfcc);
+        }
+        api
+    }
+
     pub fn url(&self, svc: Svc, path: &str) -> url::Url {
-        url::Url::parse(&format!("http://127.0.0.1:{}{}", self.ports[&svc], path)).unwrap()
+        self.api(svc).url(path)
     }
 
     /// The environment `svc` runs with.
@@ -278,52 +290,33 @@ impl Cluster {
         std::fs::read_to_string(self.logs.join(format!("{}.log", svc.binary()))).unwrap_or_default()
     }
 
-    /// A request to `svc` with this cluster's tenant header (and, [`Options::as_in_the_cluster`],
-    /// to order-service, the ingress gateway's identity).
+    /// A request to `svc` with this cluster's tenant header (see [`Cluster::api`]).
     pub fn request(&self, svc: Svc, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self
-            .client
-            .request(method, self.url(svc, path))
-            .header("x-tenant-id", &self.tenant);
-        if self.through_gateway && svc == Svc::Order {
-            let xfcc = xfcc_from(GATEWAY_ID, &spiffe_id(&self.tenant, Svc::Order));
-            return request.header("x-forwarded-client-cert", xfcc);
-        }
-        request
+        self.api(svc).request(method, path)
     }
 
     /// Sets the available stock of `sku` at the default catalog price (`testkit::UNIT_PRICE`)
     /// through inventory-service's API.
     pub async fn seed_stock(&self, sku: &str, available: i64) {
-        self.seed_item(sku, available, testkit::UNIT_PRICE).await;
+        self.api(Svc::Inventory).seed_stock(sku, available).await;
     }
 
     /// Sets the available stock and catalog price of `sku` through inventory-service's API.
     pub async fn seed_item(&self, sku: &str, available: i64, unit_price: i64) {
-        let (status, body) = json(
-            self.request(Svc::Inventory, Method::PUT, &format!("/api/v1/items/{sku}"))
-                .json(&testkit::item_body(available, unit_price))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert!(status.is_success(), "seeding {sku}: {status} {body}");
+        self.api(Svc::Inventory)
+            .seed_item(sku, available, unit_price)
+            .await;
+    }
+
+    /// `(available, reserved, committed)` of `sku`, through inventory-service's items API.
+    pub async fn stock(&self, sku: &str) -> (i64, i64, i64) {
+        self.api(Svc::Inventory).stock(sku).await
     }
 
     /// `POST /api/v1/orders/{id}/cancel`; returns the status and JSON body.
     pub async fn cancel_order(&self, id: &str) -> (reqwest::StatusCode, Value) {
-        json(
-            self.request(
-                Svc::Order,
-                Method::POST,
-                &format!("/api/v1/orders/{id}/cancel"),
-            )
-            .send()
-            .await
-            .unwrap(),
-        )
-        .await
+        let path = format!("/api/v1/orders/{id}/cancel");
+        self.api(Svc::Order).call(Method::POST, &path, None).await
     }
 
     /// `POST /api/v1/orders` with `key` and `body`; returns the status and JSON body.
@@ -340,7 +333,7 @@ impl Cluster {
     }
 
     pub async fn get_json(&self, svc: Svc, path: &str) -> (reqwest::StatusCode, Value) {
-        json(self.request(svc, Method::GET, path).send().await.unwrap()).await
+        self.api(svc).call(Method::GET, path, None).await
     }
 
     /// A pool on `svc`'s database, for assertions in SQL.

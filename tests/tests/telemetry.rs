@@ -5,7 +5,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use ordermesh_e2e::{Cluster, Jaeger, Options, Svc, eventually, json, order_body};
+use ordermesh_e2e::{Cluster, Jaeger, Options, Svc, eventually, json, order_body, poll};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -265,35 +265,27 @@ fn sample(metrics: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)
 }
 
 /// Scrapes until `ready` holds for what the service reports, for at most 10 s; fails the test
-/// with the last scrape's value otherwise.
+/// otherwise.
 async fn scrape_until(
     cluster: &Cluster,
     svc: Svc,
     ready: impl Fn(&prometheus_parse::Scrape) -> bool,
 ) -> prometheus_parse::Scrape {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let scraped = poll(Duration::from_secs(10), || async {
         let metrics = scrape(cluster, svc).await;
         if ready(&metrics) {
-            return metrics;
+            Ok(metrics)
+        } else {
+            Err(())
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the condition on {svc:?}'s /metrics did not hold within 10 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    scraped
+        .unwrap_or_else(|()| panic!("the condition on {svc:?}'s /metrics did not hold within 10 s"))
 }
 
 async fn scrape(cluster: &Cluster, svc: Svc) -> prometheus_parse::Scrape {
-    let response = cluster
-        .client
-        .get(cluster.url(svc, "/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let text = response.text().await.unwrap();
+    let text = cluster.api(svc).metrics_text().await;
     assert!(
         !text.contains("order_id="),
         "no metric is labelled by order id"

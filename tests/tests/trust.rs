@@ -18,14 +18,6 @@ fn key() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-async fn stock(cluster: &Cluster, sku: &str) -> (i64, i64, i64) {
-    let (_, item) = cluster
-        .get_json(Svc::Inventory, &format!("/api/v1/items/{sku}"))
-        .await;
-    let n = |k: &str| item[k].as_i64().unwrap();
-    (n("available"), n("reserved"), n("committed"))
-}
-
 async fn payment_of(cluster: &Cluster, order_id: &str) -> Value {
     let (_, list) = cluster
         .get_json(
@@ -73,11 +65,7 @@ async fn a_client_price_other_than_the_catalogs_is_never_charged() {
         let payment = payment_of(&cluster, order["id"].as_str().unwrap()).await;
         assert_eq!(payment["status"], "VOIDED", "{direction}: {payment}");
         assert_eq!(payment["amount"], Value::Null, "{direction}");
-        assert_eq!(
-            stock(&cluster, "SKU-003").await,
-            (1000, 0, 0),
-            "{direction}"
-        );
+        assert_eq!(cluster.stock("SKU-003").await, (1000, 0, 0), "{direction}");
     }
     // Without an expectation, or with the right one, the catalog's price is charged.
     let (_, unpriced) = cluster
@@ -100,7 +88,7 @@ async fn a_client_price_other_than_the_catalogs_is_never_charged() {
     assert_eq!(fetched["total_amount"], 999, "GET shows the charged total");
     assert_eq!(fetched["items"][0]["unit_price"], 999);
     // A price change applies to the next order only (997 units are left after 3 were sold).
-    assert_eq!(stock(&cluster, "SKU-003").await, (997, 0, 3));
+    assert_eq!(cluster.stock("SKU-003").await, (997, 0, 3));
     cluster.seed_item("SKU-003", 997, 1500).await;
     let (_, repriced) = cluster
         .place_order(&key(), &order_body_unpriced(&[("SKU-003", 1)]))
@@ -126,7 +114,7 @@ async fn cancelling_a_confirmed_order_returns_the_money_and_the_stock_with_a_not
         .await;
     assert_eq!(order["status"], "CONFIRMED", "{order}");
     let id = order["id"].as_str().unwrap().to_owned();
-    assert_eq!(stock(&cluster, "SKU-1").await, (6, 0, 4));
+    assert_eq!(cluster.stock("SKU-1").await, (6, 0, 4));
 
     let (status, cancelled) = cluster.cancel_order(&id).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
@@ -142,7 +130,7 @@ async fn cancelling_a_confirmed_order_returns_the_money_and_the_stock_with_a_not
         .get_json(Svc::Inventory, &format!("/api/v1/reservations/{id}"))
         .await;
     assert_eq!(reservation["status"], "RETURNED");
-    assert_eq!(stock(&cluster, "SKU-1").await, (10, 0, 0), "stock is back");
+    assert_eq!(cluster.stock("SKU-1").await, (10, 0, 0), "stock is back");
     let kinds = eventually(
         "the cancellation notification",
         Duration::from_secs(10),
@@ -162,7 +150,7 @@ async fn cancelling_a_confirmed_order_returns_the_money_and_the_stock_with_a_not
     let (status, again) = cluster.cancel_order(&id).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["status"], "CANCELLED");
-    assert_eq!(stock(&cluster, "SKU-1").await, (10, 0, 0));
+    assert_eq!(cluster.stock("SKU-1").await, (10, 0, 0));
 
     // Only a confirmed order can be cancelled.
     let mut declined = order_body_unpriced(&[("SKU-1", 1)]);
@@ -205,7 +193,7 @@ async fn concurrent_cancels_of_one_order_refund_it_once() {
         assert_eq!(*status, StatusCode::OK, "{body}");
         assert_eq!(body["status"], "CANCELLED");
     }
-    assert_eq!(stock(&cluster, "SKU-1").await, (10, 0, 0), "returned once");
+    assert_eq!(cluster.stock("SKU-1").await, (10, 0, 0), "returned once");
     assert_invariants(&cluster, &initial).await;
 }
 
@@ -240,7 +228,7 @@ async fn a_cancel_during_a_payment_outage_is_503_and_is_finished_later() {
     )
     .await;
     assert_eq!(order["status"], "CANCELLED");
-    assert_eq!(stock(&cluster, "SKU-1").await, (5, 0, 0));
+    assert_eq!(cluster.stock("SKU-1").await, (5, 0, 0));
     assert_invariants(&cluster, &initial).await;
 }
 
