@@ -66,6 +66,9 @@ pub struct Options {
     pub as_in_the_cluster: bool,
 }
 
+/// How long [`Cluster::wait_for`] and its kin wait for a state to be reached.
+pub const WAIT_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The ingress gateway's SPIFFE id (callgraph.json).
 pub const GATEWAY_ID: &str =
     "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
@@ -334,6 +337,41 @@ impl Cluster {
 
     pub async fn get_json(&self, svc: Svc, path: &str) -> (reqwest::StatusCode, Value) {
         self.api(svc).call(Method::GET, path, None).await
+    }
+
+    /// Polls `GET path` on `svc` until `until` holds for the JSON body (at most
+    /// [`WAIT_TIMEOUT`]) and returns it; fails the test with the body as last seen otherwise.
+    pub async fn wait_for(&self, svc: Svc, path: &str, until: impl Fn(&Value) -> bool) -> Value {
+        testkit::poll(WAIT_TIMEOUT, || async {
+            let (_, body) = self.get_json(svc, path).await;
+            if until(&body) { Ok(body) } else { Err(body) }
+        })
+        .await
+        .unwrap_or_else(|body| {
+            panic!("GET {path} on {svc:?}: not as awaited after {WAIT_TIMEOUT:?}; last seen {body}")
+        })
+    }
+
+    /// Polls order `id` until `until` holds for it and returns it (see [`Cluster::wait_for`]).
+    pub async fn wait_for_order(&self, id: &str, until: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(Svc::Order, &format!("/api/v1/orders/{id}"), until)
+            .await
+    }
+
+    /// Polls notify-service's notifications of order `id` until `until` holds for them and
+    /// returns them (see [`Cluster::wait_for`]).
+    pub async fn wait_for_notifications(
+        &self,
+        id: &str,
+        until: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let path = format!("/api/v1/notifications?order_id={id}");
+        let list = self
+            .wait_for(Svc::Notify, &path, |list| {
+                list["items"].as_array().is_some_and(|items| until(items))
+            })
+            .await;
+        list["items"].as_array().cloned().unwrap_or_default()
     }
 
     /// A pool on `svc`'s database, for assertions in SQL.

@@ -5,10 +5,8 @@
 //! a 422 — never a 5xx. The invariants of DESIGN.md are checked in SQL after each scenario.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use ordermesh_e2e::{
-    Cluster, GATEWAY_ID, Svc, assert_invariants, concurrently, eventually, json, order_body,
+    Cluster, GATEWAY_ID, Svc, assert_invariants, concurrently, json, order_body,
     order_body_unpriced, spiffe_id, xfcc_from,
 };
 use reqwest::{Method, StatusCode};
@@ -26,23 +24,6 @@ async fn payment_of(cluster: &Cluster, order_id: &str) -> Value {
         )
         .await;
     list["items"][0].clone()
-}
-
-async fn notification_kinds(cluster: &Cluster, order_id: &str) -> Vec<String> {
-    let (_, list) = cluster
-        .get_json(
-            Svc::Notify,
-            &format!("/api/v1/notifications?order_id={order_id}"),
-        )
-        .await;
-    let mut kinds: Vec<String> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["kind"].as_str().unwrap().to_owned())
-        .collect();
-    kinds.sort();
-    kinds
 }
 
 #[tokio::test]
@@ -131,19 +112,9 @@ async fn cancelling_a_confirmed_order_returns_the_money_and_the_stock_with_a_not
         .await;
     assert_eq!(reservation["status"], "RETURNED");
     assert_eq!(cluster.stock("SKU-1").await, (10, 0, 0), "stock is back");
-    let kinds = eventually(
-        "the cancellation notification",
-        Duration::from_secs(10),
-        || {
-            let cluster = &cluster;
-            let id = id.clone();
-            async move {
-                let kinds = notification_kinds(cluster, &id).await;
-                (kinds.len() == 2).then_some(kinds)
-            }
-        },
-    )
-    .await;
+    let notes = cluster.wait_for_notifications(&id, |n| n.len() == 2).await;
+    let mut kinds: Vec<&str> = notes.iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    kinds.sort();
     assert_eq!(kinds, ["order_cancelled", "order_confirmed"]);
 
     // Repeating the cancel answers the cancelled order and moves nothing.
@@ -212,21 +183,9 @@ async fn a_cancel_during_a_payment_outage_is_503_and_is_finished_later() {
     assert_eq!(problem["order_status"], "CANCELLING");
     cluster.start_service(Svc::Payment).await;
     // Left alone, the reconciler finishes the cancel.
-    let order = eventually(
-        "the reconciler finishes the cancel",
-        Duration::from_secs(20),
-        || {
-            let cluster = &cluster;
-            let id = id.clone();
-            async move {
-                let (_, order) = cluster
-                    .get_json(Svc::Order, &format!("/api/v1/orders/{id}"))
-                    .await;
-                (order["status"] == "CANCELLED").then_some(order)
-            }
-        },
-    )
-    .await;
+    let order = cluster
+        .wait_for_order(&id, |o| o["status"] == "CANCELLED")
+        .await;
     assert_eq!(order["status"], "CANCELLED");
     assert_eq!(cluster.stock("SKU-1").await, (5, 0, 0));
     assert_invariants(&cluster, &initial).await;
