@@ -324,15 +324,24 @@ impl Cluster {
 
     /// `POST /api/v1/orders` with `key` and `body`; returns the status and JSON body.
     pub async fn place_order(&self, key: &str, body: &Value) -> (reqwest::StatusCode, Value) {
-        json(
-            self.request(Svc::Order, Method::POST, "/api/v1/orders")
-                .header("idempotency-key", key)
-                .json(body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.place_order_with(key, body, &[]).await
+    }
+
+    /// [`Cluster::place_order`] with `headers` besides (a name repeated is sent repeated).
+    pub async fn place_order_with(
+        &self,
+        key: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> (reqwest::StatusCode, Value) {
+        let mut request = self
+            .request(Svc::Order, Method::POST, "/api/v1/orders")
+            .header("idempotency-key", key)
+            .json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        json(request.send().await.unwrap()).await
     }
 
     pub async fn get_json(&self, svc: Svc, path: &str) -> (reqwest::StatusCode, Value) {
@@ -407,6 +416,11 @@ impl Drop for Cluster {
 /// A command that runs `svc`'s binary (as built by cargo).
 pub fn service_command(svc: Svc) -> Command {
     Command::new(bin_dir().join(svc.binary()))
+}
+
+/// A fresh `Idempotency-Key`.
+pub fn key() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// An order body for `items` given as `(sku, quantity, expected unit_price)`.

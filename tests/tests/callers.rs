@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ordermesh_e2e::{
-    Cluster, GATEWAY_ID, Options, Svc, assert_invariants, json, order_body_unpriced, poll,
+    Cluster, GATEWAY_ID, Options, Svc, assert_invariants, json, key, order_body_unpriced, poll,
     spiffe_id, xfcc_from,
 };
 use reqwest::{Method, StatusCode};
@@ -17,10 +17,6 @@ use serde_json::{Value, json};
 
 const TENANT: &str = "tenant-a";
 const CALLER_NOT_ALLOWED: &str = "https://ordermesh.dev/problems/caller-not-allowed";
-
-fn key() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
 
 /// One attack: a request straight to a service's port, as a caller past its sidecar would send it.
 struct Attack {

@@ -5,14 +5,10 @@
 use std::time::Duration;
 
 use ordermesh_e2e::{
-    Cluster, Options, Svc, assert_invariants, concurrently, eventually, order_body,
+    Cluster, Options, Svc, assert_invariants, concurrently, eventually, key, order_body,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-fn key() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
 
 async fn cluster_with_stock(tenant: &str, stock: &[(&str, i64)]) -> Cluster {
     let cluster = Cluster::start(tenant).await;

@@ -6,15 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ordermesh_e2e::{
-    Cluster, GATEWAY_ID, Svc, assert_invariants, concurrently, json, order_body,
+    Cluster, GATEWAY_ID, Svc, assert_invariants, concurrently, json, key, order_body,
     order_body_unpriced, spiffe_id, xfcc_from,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-fn key() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
 
 async fn payment_of(cluster: &Cluster, order_id: &str) -> Value {
     let (_, list) = cluster
@@ -218,14 +214,8 @@ async fn repeated_single_valued_headers_are_refused_and_repeated_trace_headers_i
     ];
     for (name, extra) in cases {
         // `request` already sets one x-tenant-id; `header` appends.
-        let mut request = cluster
-            .request(Svc::Order, Method::POST, "/api/v1/orders")
-            .header("idempotency-key", key())
-            .json(&body);
-        for (header, value) in &extra {
-            request = request.header(*header, value.as_str());
-        }
-        let (status, problem) = json(request.send().await.unwrap()).await;
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(h, v)| (*h, v.as_str())).collect();
+        let (status, problem) = cluster.place_order_with(&key(), &body, &extra).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {problem}");
         assert_eq!(
             problem["type"], "https://ordermesh.dev/problems/duplicate-header",
