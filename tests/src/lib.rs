@@ -19,7 +19,10 @@ use std::{
 };
 
 pub use fault_proxy::{FaultProxy, SeenRequest};
-pub use invariants::{Databases, assert_invariants, assert_invariants_in, wait_until_settled};
+pub use invariants::{
+    Databases, Subject, Unsettled, Violation, assert_invariants, check_invariants,
+    wait_until_settled,
+};
 pub use jaeger::Jaeger;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -392,15 +395,29 @@ impl Cluster {
             .expect("connect to service database")
     }
 
-    /// Waits until no order is `PENDING` or `CANCELLING` and the outbox is empty, so the invariants may be checked.
-    pub async fn wait_until_settled(&self) {
-        self.wait_until_settled_within(Duration::from_secs(30))
-            .await;
+    /// The four services' databases, for the invariants.
+    pub async fn databases(&self) -> Databases {
+        Databases {
+            orders: self.db(Svc::Order).await,
+            payments: self.db(Svc::Payment).await,
+            inventory: self.db(Svc::Inventory).await,
+            notify: self.db(Svc::Notify).await,
+        }
     }
 
-    /// [`Self::wait_until_settled`], waiting at most `timeout`.
-    pub async fn wait_until_settled_within(&self, timeout: Duration) {
-        invariants::wait_until_settled(&self.db(Svc::Order).await, timeout).await;
+    /// Waits until no order is `PENDING` or `CANCELLING` and the outbox is empty (at most 30 s),
+    /// so the invariants may be checked; fails the test otherwise.
+    pub async fn wait_until_settled(&self) {
+        let within = Duration::from_secs(30);
+        if let Err(left) = self.settled_within(within).await {
+            panic!("not settled within {within:?}: {left}");
+        }
+    }
+
+    /// Waits until no order is `PENDING` or `CANCELLING` and the outbox is empty, for at most
+    /// `within`; what was left otherwise.
+    pub async fn settled_within(&self, within: Duration) -> Result<(), Unsettled> {
+        invariants::wait_until_settled(&self.db(Svc::Order).await, within).await
     }
 }
 

@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ordermesh_e2e::{Cluster, Options, Svc, assert_invariants};
+use ordermesh_e2e::{Cluster, Options, Svc, check_invariants};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Mutex as AsyncMutex;
@@ -38,6 +38,8 @@ const SCARCE_STOCK: i64 = 40;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(4);
 /// A client stops resending after this (the reconciler finishes the order anyway).
 const CLIENT_PATIENCE: Duration = Duration::from_secs(90);
+/// After the load, how long every order has to settle and every notification to be delivered.
+const SETTLE_WITHIN: Duration = Duration::from_secs(180);
 
 /// SplitMix64: small, seeded, reproducible.
 #[derive(Clone)]
@@ -898,45 +900,15 @@ async fn main() {
         })
         .collect();
     for (t, cluster) in clusters.iter().enumerate() {
-        let settled = tokio::spawn({
-            let db = cluster.db(Svc::Order).await;
-            async move {
-                let deadline = Instant::now() + Duration::from_secs(180);
-                loop {
-                    let left: i64 = sqlx::query_scalar(
-                        "SELECT (SELECT count(*) FROM orders WHERE status IN ('PENDING', 'CANCELLING'))
-                              + (SELECT count(*) FROM outbox WHERE delivered_at IS NULL)",
-                    )
-                    .fetch_one(&db)
-                    .await
-                    .unwrap_or(-1);
-                    if left == 0 || Instant::now() > deadline {
-                        return left;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        })
-        .await
-        .unwrap();
-        if settled != 0 {
+        if let Err(left) = cluster.settled_within(SETTLE_WITHIN).await {
             violations.push(format!(
-                "{}: {settled} orders or notifications still unsettled",
+                "{}: not settled within {SETTLE_WITHIN:?}: {left}",
                 TENANTS[t]
             ));
         }
-        let checked = {
-            use futures::FutureExt;
-            std::panic::AssertUnwindSafe(assert_invariants(cluster, &initial))
-                .catch_unwind()
-                .await
-        };
-        if let Err(panic) = checked {
-            let message = panic
-                .downcast::<String>()
-                .map(|s| *s)
-                .unwrap_or_else(|_| "invariant check failed".into());
-            violations.push(format!("{}: {message}", TENANTS[t]));
+        match check_invariants(&cluster.databases().await, &initial).await {
+            Ok(found) => violations.extend(found.iter().map(|v| format!("{}: {v}", TENANTS[t]))),
+            Err(e) => violations.push(format!("{}: a database did not answer: {e}", TENANTS[t])),
         }
         violations.extend(check_answers(cluster, t, &ledger).await);
         violations.extend(check_isolation(&clusters[1 - t], t, &ledger).await);
