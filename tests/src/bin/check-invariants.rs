@@ -9,56 +9,42 @@
 
 use std::{process::ExitCode, time::Duration};
 
+use clap::Parser;
 use ordermesh_e2e::{Databases, check_invariants, wait_until_settled};
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
-#[derive(Default)]
+#[derive(Debug, Parser)]
+#[command(
+    name = "check-invariants",
+    about = "Checks DESIGN.md's invariants in SQL on one tenant's four databases, once every order settled."
+)]
 struct Args {
+    /// order-service's database
+    #[arg(long, value_name = "URL")]
     orders: String,
+    /// payment-service's database
+    #[arg(long, value_name = "URL")]
     payments: String,
+    /// inventory-service's database
+    #[arg(long, value_name = "URL")]
     inventory: String,
+    /// notify-service's database
+    #[arg(long, value_name = "URL")]
     notify: String,
+    /// What SKU was seeded with (N units), for the stock invariants; repeat for each SKU
+    #[arg(long, value_name = "SKU=N", value_parser = parse_stock)]
     stock: Vec<(String, i64)>,
+    /// How long to wait for every order to settle and every notification to be delivered
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     settle_within: u64,
 }
 
-fn parse_args(argv: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut args = Args {
-        settle_within: 60,
-        ..Args::default()
-    };
-    let mut argv = argv.peekable();
-    while let Some(flag) = argv.next() {
-        let value = argv.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--orders" => args.orders = value,
-            "--payments" => args.payments = value,
-            "--inventory" => args.inventory = value,
-            "--notify" => args.notify = value,
-            "--stock" => {
-                let (sku, n) = value
-                    .split_once('=')
-                    .and_then(|(s, n)| Some((s.to_owned(), n.parse().ok()?)))
-                    .ok_or_else(|| format!("--stock {value}: want SKU=N"))?;
-                args.stock.push((sku, n));
-            }
-            "--settle-within" => {
-                args.settle_within = value.parse().map_err(|_| "--settle-within SECONDS")?
-            }
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    for (name, url) in [
-        ("--orders", &args.orders),
-        ("--payments", &args.payments),
-        ("--inventory", &args.inventory),
-        ("--notify", &args.notify),
-    ] {
-        if url.is_empty() {
-            return Err(format!("{name} URL is required"));
-        }
-    }
-    Ok(args)
+/// `SKU=N` → `(SKU, N)`.
+fn parse_stock(value: &str) -> Result<(String, i64), String> {
+    value
+        .split_once('=')
+        .and_then(|(sku, n)| Some((sku.to_owned(), n.parse().ok()?)))
+        .ok_or_else(|| format!("{value}: want SKU=N"))
 }
 
 async fn pool(url: &str) -> Result<PgPool, String> {
@@ -110,13 +96,7 @@ async fn check(args: Args) -> Result<usize, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("check-invariants: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -143,5 +123,53 @@ fn main() -> ExitCode {
             eprintln!("check-invariants: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command line tools/internal/demo/invariants.go builds.
+    #[test]
+    fn the_demos_command_line_parses() {
+        let args = Args::try_parse_from([
+            "check-invariants",
+            "--orders",
+            "postgres://o",
+            "--inventory",
+            "postgres://i",
+            "--notify",
+            "postgres://n",
+            "--payments",
+            "postgres://p",
+            "--stock",
+            "SKU-1=5",
+            "--stock",
+            "SKU-2=0",
+            "--settle-within",
+            "90",
+        ])
+        .unwrap();
+        assert_eq!(args.orders, "postgres://o");
+        assert_eq!(args.payments, "postgres://p");
+        assert_eq!(args.stock, [("SKU-1".into(), 5), ("SKU-2".into(), 0)]);
+        assert_eq!(args.settle_within, 90);
+    }
+
+    #[test]
+    fn every_database_is_required_and_stock_is_sku_equals_n() {
+        assert!(Args::try_parse_from(["check-invariants", "--orders", "o"]).is_err());
+        assert_eq!(parse_stock("A=x"), Err("A=x: want SKU=N".into()));
+        let defaults = Args::try_parse_from([
+            "check-invariants",
+            "--orders=o",
+            "--payments=p",
+            "--inventory=i",
+            "--notify=n",
+        ])
+        .unwrap();
+        assert_eq!(defaults.settle_within, 60);
+        assert!(defaults.stock.is_empty());
     }
 }

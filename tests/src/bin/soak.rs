@@ -18,6 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use clap::Parser;
 use ordermesh_e2e::{Cluster, Options, Svc, check_invariants};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -61,35 +62,27 @@ impl Rng {
     }
 }
 
+#[derive(Debug, Parser)]
+#[command(
+    name = "soak",
+    about = "The saga under faults, measured: two tenants' services on a PostgreSQL of its own, bounded open-loop order load, faults on a seeded schedule, every invariant checked at the end."
+)]
 struct Args {
+    /// How many orders to place
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     orders: usize,
+    /// Orders started per second (open loop)
+    #[arg(long, value_name = "PER_SEC", default_value_t = 60.0)]
     rate: f64,
+    /// Seeds every choice and the fault schedule; the same seed replays a run
+    #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
+    /// The port of the soak's own PostgreSQL (TEST_DATABASE_URL must point at it)
+    #[arg(long, value_name = "P", default_value_t = 56432)]
     pg_port: u16,
+    /// Where PostgreSQL's binaries (initdb, pg_ctl) are
+    #[arg(long, value_name = "DIR", default_value = "/usr/lib/postgresql/15/bin")]
     pg_bin: PathBuf,
-}
-
-fn args() -> Args {
-    let mut args = Args {
-        orders: 10_000,
-        rate: 60.0,
-        seed: 1,
-        pg_port: 56432,
-        pg_bin: PathBuf::from("/usr/lib/postgresql/15/bin"),
-    };
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    for pair in raw.chunks(2) {
-        let value = pair.get(1).map(String::as_str).unwrap_or_default();
-        match pair[0].as_str() {
-            "--orders" => args.orders = value.parse().expect("--orders N"),
-            "--rate" => args.rate = value.parse().expect("--rate PER_SEC"),
-            "--seed" => args.seed = value.parse().expect("--seed S"),
-            "--pg-port" => args.pg_port = value.parse().expect("--pg-port P"),
-            "--pg-bin" => args.pg_bin = PathBuf::from(value),
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    args
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -756,7 +749,7 @@ fn percentile(values: &mut [u64], p: f64) -> String {
 
 #[tokio::main]
 async fn main() {
-    let args = args();
+    let args = Args::parse();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.local/soak");
     std::fs::create_dir_all(&root).unwrap();
     let load_secs = args.orders as f64 / args.rate;
@@ -960,4 +953,43 @@ async fn main() {
     drop(clusters);
     drop(pg);
     std::process::exit(i32::from(!violations.is_empty()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command line mk/soak.mk builds, and the defaults a bare `soak` runs with.
+    #[test]
+    fn the_makefiles_command_line_parses() {
+        let args = Args::try_parse_from([
+            "soak",
+            "--pg-port",
+            "56433",
+            "--pg-bin",
+            "/usr/lib/postgresql/17/bin",
+            "--seed",
+            "3",
+            "--orders",
+            "500",
+            "--rate",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(
+            (args.orders, args.rate, args.seed, args.pg_port),
+            (500, 10.0, 3, 56433)
+        );
+        assert_eq!(args.pg_bin, PathBuf::from("/usr/lib/postgresql/17/bin"));
+        let defaults = Args::try_parse_from(["soak"]).unwrap();
+        assert_eq!(
+            (
+                defaults.orders,
+                defaults.rate,
+                defaults.seed,
+                defaults.pg_port
+            ),
+            (10_000, 60.0, 1, 56432)
+        );
+    }
 }
