@@ -271,14 +271,16 @@ fn schedule(rng: &mut Rng, load_secs: f64) -> Vec<(f64, Fault, usize)> {
         .collect()
 }
 
-struct Platform {
+/// What the faults are injected into: both tenants' clusters and the soak's own PostgreSQL, with
+/// the times each fault was active (to tell the latencies measured during faults from the rest).
+struct Testbed {
     clusters: Vec<AsyncMutex<Cluster>>,
     pg: Postgres,
     /// Intervals during which a fault was active (open while it still is).
     windows: Mutex<Vec<(Instant, Option<Instant>)>>,
 }
 
-impl Platform {
+impl Testbed {
     async fn inject(&self, fault: Fault, tenant: usize, partition: Duration) {
         let started = Instant::now();
         let window = {
@@ -438,7 +440,7 @@ struct Ledger {
 struct Client {
     http: reqwest::Client,
     order_urls: Vec<String>,
-    platform: Arc<Platform>,
+    testbed: Arc<Testbed>,
     ledger: Arc<Mutex<Ledger>>,
 }
 
@@ -483,7 +485,7 @@ impl Client {
         };
         let micros = started.elapsed().as_micros() as u64;
         {
-            let during = self.platform.during_fault(started, Instant::now());
+            let during = self.testbed.during_fault(started, Instant::now());
             let mut ledger = self.ledger.lock().unwrap();
             if during {
                 ledger.latency_fault.push(micros);
@@ -802,7 +804,7 @@ async fn main() {
         );
         clusters.push(AsyncMutex::new(cluster));
     }
-    let platform = Arc::new(Platform {
+    let testbed = Arc::new(Testbed {
         clusters,
         pg,
         windows: Mutex::new(Vec::new()),
@@ -814,14 +816,14 @@ async fn main() {
             .build()
             .unwrap(),
         order_urls,
-        platform: platform.clone(),
+        testbed: testbed.clone(),
         ledger: ledger.clone(),
     });
 
     // Faults, on their schedule.
     let load_started = Instant::now();
     let injector = {
-        let platform = platform.clone();
+        let testbed = testbed.clone();
         let plan = plan.clone();
         tokio::spawn(async move {
             let mut injected: BTreeMap<String, usize> = BTreeMap::new();
@@ -833,7 +835,7 @@ async fn main() {
                     fault.name(),
                     TENANTS[tenant]
                 );
-                platform.inject(fault, tenant, partition).await;
+                testbed.inject(fault, tenant, partition).await;
                 *injected.entry(fault.name()).or_default() += 1;
             }
             injected
@@ -877,7 +879,7 @@ async fn main() {
             ledger.gave_up
         ));
     }
-    let Platform { clusters, pg, .. } = Arc::try_unwrap(platform).ok().unwrap();
+    let Testbed { clusters, pg, .. } = Arc::try_unwrap(testbed).ok().unwrap();
     let clusters: Vec<Cluster> = clusters.into_iter().map(AsyncMutex::into_inner).collect();
     let initial: Vec<(&str, i64)> = SKUS
         .iter()
