@@ -19,12 +19,15 @@ use std::{
 };
 
 pub use fault_proxy::{FaultProxy, SeenRequest};
-pub use invariants::{Databases, assert_invariants, assert_invariants_in, wait_until_settled};
+pub use invariants::{
+    Databases, Subject, Unsettled, Violation, assert_invariants, check_invariants,
+    wait_until_settled,
+};
 pub use jaeger::Jaeger;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-pub use testkit::{concurrently, eventually, json};
+pub use testkit::{concurrently, eventually, json, poll};
 
 /// The four services, in start-up order (callees first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,6 +68,9 @@ pub struct Options {
     /// identity, as when they come through the mesh.
     pub as_in_the_cluster: bool,
 }
+
+/// How long [`Cluster::wait_for`] and its kin wait for a state to be reached.
+pub const WAIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The ingress gateway's SPIFFE id (callgraph.json).
 pub const GATEWAY_ID: &str =
@@ -167,8 +173,20 @@ impl Cluster {
         cluster
     }
 
+    /// `svc`'s API as this cluster's tenant calls it (and, [`Options::as_in_the_cluster`],
+    /// order-service's with the ingress gateway's identity, as when it comes through the mesh).
+    pub fn api(&self, svc: Svc) -> testkit::Api {
+        let base = url::Url::parse(&format!("http://127.0.0.1:{}/", self.ports[&svc])).unwrap();
+        let api = testkit::Api::new(self.client.clone(), base, &self.tenant);
+        if self.through_gateway && svc == Svc::Order {
+            let xfcc = xfcc_from(GATEWAY_ID, &spiffe_id(&self.tenant, Svc::Order));
+            return api.with_header("x-forwarded-client-cert", &xfcc);
+        }
+        api
+    }
+
     pub fn url(&self, svc: Svc, path: &str) -> url::Url {
-        url::Url::parse(&format!("http://127.0.0.1:{}{}", self.ports[&svc], path)).unwrap()
+        self.api(svc).url(path)
     }
 
     /// The environment `svc` runs with.
@@ -278,69 +296,94 @@ impl Cluster {
         std::fs::read_to_string(self.logs.join(format!("{}.log", svc.binary()))).unwrap_or_default()
     }
 
-    /// A request to `svc` with this cluster's tenant header (and, [`Options::as_in_the_cluster`],
-    /// to order-service, the ingress gateway's identity).
+    /// A request to `svc` with this cluster's tenant header (see [`Cluster::api`]).
     pub fn request(&self, svc: Svc, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self
-            .client
-            .request(method, self.url(svc, path))
-            .header("x-tenant-id", &self.tenant);
-        if self.through_gateway && svc == Svc::Order {
-            let xfcc = xfcc_from(GATEWAY_ID, &spiffe_id(&self.tenant, Svc::Order));
-            return request.header("x-forwarded-client-cert", xfcc);
-        }
-        request
+        self.api(svc).request(method, path)
     }
 
     /// Sets the available stock of `sku` at the default catalog price (`testkit::UNIT_PRICE`)
     /// through inventory-service's API.
     pub async fn seed_stock(&self, sku: &str, available: i64) {
-        self.seed_item(sku, available, testkit::UNIT_PRICE).await;
+        self.api(Svc::Inventory).seed_stock(sku, available).await;
     }
 
     /// Sets the available stock and catalog price of `sku` through inventory-service's API.
     pub async fn seed_item(&self, sku: &str, available: i64, unit_price: i64) {
-        let (status, body) = json(
-            self.request(Svc::Inventory, Method::PUT, &format!("/api/v1/items/{sku}"))
-                .json(&testkit::item_body(available, unit_price))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert!(status.is_success(), "seeding {sku}: {status} {body}");
+        self.api(Svc::Inventory)
+            .seed_item(sku, available, unit_price)
+            .await;
+    }
+
+    /// `(available, reserved, committed)` of `sku`, through inventory-service's items API.
+    pub async fn stock(&self, sku: &str) -> (i64, i64, i64) {
+        self.api(Svc::Inventory).stock(sku).await
     }
 
     /// `POST /api/v1/orders/{id}/cancel`; returns the status and JSON body.
     pub async fn cancel_order(&self, id: &str) -> (reqwest::StatusCode, Value) {
-        json(
-            self.request(
-                Svc::Order,
-                Method::POST,
-                &format!("/api/v1/orders/{id}/cancel"),
-            )
-            .send()
-            .await
-            .unwrap(),
-        )
-        .await
+        let path = format!("/api/v1/orders/{id}/cancel");
+        self.api(Svc::Order).call(Method::POST, &path, None).await
     }
 
     /// `POST /api/v1/orders` with `key` and `body`; returns the status and JSON body.
     pub async fn place_order(&self, key: &str, body: &Value) -> (reqwest::StatusCode, Value) {
-        json(
-            self.request(Svc::Order, Method::POST, "/api/v1/orders")
-                .header("idempotency-key", key)
-                .json(body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.place_order_with(key, body, &[]).await
+    }
+
+    /// [`Cluster::place_order`] with `headers` besides (a name repeated is sent repeated).
+    pub async fn place_order_with(
+        &self,
+        key: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> (reqwest::StatusCode, Value) {
+        let mut request = self
+            .request(Svc::Order, Method::POST, "/api/v1/orders")
+            .header("idempotency-key", key)
+            .json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        json(request.send().await.unwrap()).await
     }
 
     pub async fn get_json(&self, svc: Svc, path: &str) -> (reqwest::StatusCode, Value) {
-        json(self.request(svc, Method::GET, path).send().await.unwrap()).await
+        self.api(svc).call(Method::GET, path, None).await
+    }
+
+    /// Polls `GET path` on `svc` until `until` holds for the JSON body (at most
+    /// [`WAIT_TIMEOUT`]) and returns it; fails the test with the body as last seen otherwise.
+    pub async fn wait_for(&self, svc: Svc, path: &str, until: impl Fn(&Value) -> bool) -> Value {
+        testkit::poll(WAIT_TIMEOUT, || async {
+            let (_, body) = self.get_json(svc, path).await;
+            if until(&body) { Ok(body) } else { Err(body) }
+        })
+        .await
+        .unwrap_or_else(|body| {
+            panic!("GET {path} on {svc:?}: not as awaited after {WAIT_TIMEOUT:?}; last seen {body}")
+        })
+    }
+
+    /// Polls order `id` until `until` holds for it and returns it (see [`Cluster::wait_for`]).
+    pub async fn wait_for_order(&self, id: &str, until: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(Svc::Order, &format!("/api/v1/orders/{id}"), until)
+            .await
+    }
+
+    /// Polls notify-service's notifications of order `id` until `until` holds for them and
+    /// returns them (see [`Cluster::wait_for`]).
+    pub async fn wait_for_notifications(
+        &self,
+        id: &str,
+        until: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let path = format!("/api/v1/notifications?order_id={id}");
+        let list = self
+            .wait_for(Svc::Notify, &path, |list| {
+                list["items"].as_array().is_some_and(|items| until(items))
+            })
+            .await;
+        list["items"].as_array().cloned().unwrap_or_default()
     }
 
     /// A pool on `svc`'s database, for assertions in SQL.
@@ -352,15 +395,29 @@ impl Cluster {
             .expect("connect to service database")
     }
 
-    /// Waits until no order is `PENDING` or `CANCELLING` and the outbox is empty, so the invariants may be checked.
-    pub async fn wait_until_settled(&self) {
-        self.wait_until_settled_within(Duration::from_secs(30))
-            .await;
+    /// The four services' databases, for the invariants.
+    pub async fn databases(&self) -> Databases {
+        Databases {
+            orders: self.db(Svc::Order).await,
+            payments: self.db(Svc::Payment).await,
+            inventory: self.db(Svc::Inventory).await,
+            notify: self.db(Svc::Notify).await,
+        }
     }
 
-    /// [`Self::wait_until_settled`], waiting at most `timeout`.
-    pub async fn wait_until_settled_within(&self, timeout: Duration) {
-        invariants::wait_until_settled(&self.db(Svc::Order).await, timeout).await;
+    /// Waits until no order is `PENDING` or `CANCELLING` and the outbox is empty (at most 30 s),
+    /// so the invariants may be checked; fails the test otherwise.
+    pub async fn wait_until_settled(&self) {
+        let within = Duration::from_secs(30);
+        if let Err(left) = self.settled_within(within).await {
+            panic!("not settled within {within:?}: {left}");
+        }
+    }
+
+    /// Waits until no order is `PENDING` or `CANCELLING` and the outbox is empty, for at most
+    /// `within`; what was left otherwise.
+    pub async fn settled_within(&self, within: Duration) -> Result<(), Unsettled> {
+        invariants::wait_until_settled(&self.db(Svc::Order).await, within).await
     }
 }
 
@@ -376,6 +433,11 @@ impl Drop for Cluster {
 /// A command that runs `svc`'s binary (as built by cargo).
 pub fn service_command(svc: Svc) -> Command {
     Command::new(bin_dir().join(svc.binary()))
+}
+
+/// A fresh `Idempotency-Key`.
+pub fn key() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// An order body for `items` given as `(sku, quantity, expected unit_price)`.

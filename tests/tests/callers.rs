@@ -9,18 +9,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ordermesh_e2e::{
-    Cluster, GATEWAY_ID, Options, Svc, assert_invariants, json, order_body_unpriced, spiffe_id,
-    xfcc_from,
+    Cluster, GATEWAY_ID, Options, Svc, assert_invariants, json, key, order_body_unpriced, poll,
+    spiffe_id, xfcc_from,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const TENANT: &str = "tenant-a";
 const CALLER_NOT_ALLOWED: &str = "https://ordermesh.dev/problems/caller-not-allowed";
-
-fn key() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
 
 /// One attack: a request straight to a service's port, as a caller past its sidecar would send it.
 struct Attack {
@@ -85,16 +81,6 @@ fn assert_refused(answer: &(StatusCode, Value), what: &str) {
     assert_eq!(answer.1["type"], CALLER_NOT_ALLOWED, "{what}: {}", answer.1);
 }
 
-/// `(available, reserved, committed)` of `sku`, through the operators' items API (no identity).
-async fn stock(cluster: &Cluster, sku: &str) -> (i64, i64, i64) {
-    let (status, item) = cluster
-        .get_json(Svc::Inventory, &format!("/api/v1/items/{sku}"))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{item}");
-    let n = |k: &str| item[k].as_i64().unwrap();
-    (n("available"), n("reserved"), n("committed"))
-}
-
 /// The `caller not allowed` lines `svc` has logged, as (caller, route).
 fn refusals_logged(cluster: &Cluster, svc: Svc) -> Vec<(String, String)> {
     cluster
@@ -126,7 +112,7 @@ async fn in_the_cluster_the_three_attacks_are_refused_and_the_saga_still_runs() 
         .await;
     assert_eq!(status, StatusCode::CREATED, "{order}");
     assert_eq!(order["status"], "CONFIRMED", "{order}");
-    assert_eq!(stock(&cluster, "SKU-1").await, (8, 0, 2));
+    assert_eq!(cluster.stock("SKU-1").await, (8, 0, 2));
 
     for attack in attacks(&order) {
         let what = format!("{:?} POST {}", attack.svc, attack.path);
@@ -138,7 +124,7 @@ async fn in_the_cluster_the_three_attacks_are_refused_and_the_saga_still_runs() 
     }
     // Nothing moved: the payment is still captured, the stock still sold, no payment was made
     // for the invented order.
-    assert_eq!(stock(&cluster, "SKU-1").await, (8, 0, 2));
+    assert_eq!(cluster.stock("SKU-1").await, (8, 0, 2));
     let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments")
         .fetch_one(&cluster.db(Svc::Payment).await)
         .await
@@ -156,18 +142,17 @@ async fn in_the_cluster_the_three_attacks_are_refused_and_the_saga_still_runs() 
     .into_iter()
     .map(|(caller, route)| (caller.to_owned(), route.to_owned()))
     .collect();
-    let missing = || {
+    let all_logged = || async {
         let logged = refusals_logged(&cluster, Svc::Payment);
         let missing: Vec<_> = expected.iter().filter(|e| !logged.contains(e)).collect();
-        (!missing.is_empty()).then(|| format!("missing {missing:?} in {logged:?}"))
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("missing {missing:?} in {logged:?}"))
+        }
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while let Some(missing) = missing() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "payment-service did not log its refusals: {missing}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    if let Err(missing) = poll(std::time::Duration::from_secs(10), all_logged).await {
+        panic!("payment-service did not log its refusals: {missing}");
     }
 
     // order-service's public API is the gateway's: no identity, or another one, is refused.
@@ -204,7 +189,7 @@ async fn in_the_cluster_the_three_attacks_are_refused_and_the_saga_still_runs() 
     let (status, cancelled) = cluster.cancel_order(order["id"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["status"], "CANCELLED", "{cancelled}");
-    assert_eq!(stock(&cluster, "SKU-1").await, (10, 0, 0));
+    assert_eq!(cluster.stock("SKU-1").await, (10, 0, 0));
     assert_invariants(&cluster, &[("SKU-1", 10)]).await;
 }
 
@@ -222,7 +207,7 @@ async fn a_wrong_identity_is_refused_without_the_cluster_setting_too() {
             assert_refused(&send(&cluster, &attack, Some(&xfcc)).await, &xfcc);
         }
     }
-    assert_eq!(stock(&cluster, "SKU-1").await, (8, 0, 2));
+    assert_eq!(cluster.stock("SKU-1").await, (8, 0, 2));
     // The identity the call graph names is served, and so — without the setting, where there is
     // no mesh to vouch for anyone — is a request with none.
     let payment = spiffe_id(TENANT, Svc::Payment);

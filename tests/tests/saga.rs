@@ -5,14 +5,10 @@
 use std::time::Duration;
 
 use ordermesh_e2e::{
-    Cluster, Options, Svc, assert_invariants, concurrently, eventually, order_body,
+    Cluster, Options, Svc, assert_invariants, concurrently, eventually, key, order_body,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-fn key() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
 
 async fn cluster_with_stock(tenant: &str, stock: &[(&str, i64)]) -> Cluster {
     let cluster = Cluster::start(tenant).await;
@@ -61,21 +57,8 @@ async fn an_order_is_confirmed_with_a_payment_a_reservation_and_a_notification_f
             .get_json(Svc::Inventory, "/api/v1/items/SKU-1")
             .await;
         assert_eq!(item["available"], 8);
-        let notes = eventually(
-            "the confirmation notification",
-            Duration::from_secs(10),
-            || {
-                let cluster = &cluster;
-                async move {
-                    let (_, list) = cluster
-                        .get_json(Svc::Notify, &format!("/api/v1/notifications?order_id={id}"))
-                        .await;
-                    (list["items"].as_array()?.len() == 1).then_some(list)
-                }
-            },
-        )
-        .await;
-        assert_eq!(notes["items"][0]["kind"], "order_confirmed");
+        let notes = cluster.wait_for_notifications(id, |n| n.len() == 1).await;
+        assert_eq!(notes[0]["kind"], "order_confirmed");
         assert_invariants(&cluster, &stock).await;
     }
 }
@@ -282,22 +265,8 @@ async fn orders_confirm_while_notify_is_down_and_the_notification_arrives_when_i
     .await;
 
     cluster.start_service(Svc::Notify).await;
-    let list = eventually(
-        "the notification is delivered",
-        Duration::from_secs(15),
-        || {
-            let cluster = &cluster;
-            let id = id.clone();
-            async move {
-                let (_, list) = cluster
-                    .get_json(Svc::Notify, &format!("/api/v1/notifications?order_id={id}"))
-                    .await;
-                (!list["items"].as_array()?.is_empty()).then_some(list)
-            }
-        },
-    )
-    .await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let notes = cluster.wait_for_notifications(&id, |n| !n.is_empty()).await;
+    assert_eq!(notes.len(), 1);
     assert_invariants(&cluster, &stock).await;
 }
 
@@ -326,21 +295,9 @@ async fn a_lost_inventory_response_still_converges_to_one_reservation() {
     let id = problem["order_id"].as_str().unwrap().to_owned();
 
     // Left alone, the reconciler finishes the order.
-    let order = eventually(
-        "the reconciler confirms the order",
-        Duration::from_secs(20),
-        || {
-            let cluster = &cluster;
-            let id = id.clone();
-            async move {
-                let (_, order) = cluster
-                    .get_json(Svc::Order, &format!("/api/v1/orders/{id}"))
-                    .await;
-                (order["status"] != "PENDING").then_some(order)
-            }
-        },
-    )
-    .await;
+    let order = cluster
+        .wait_for_order(&id, |o| o["status"] != "PENDING")
+        .await;
     assert_eq!(order["status"], "CONFIRMED");
     assert!(
         proxy.lost().len() >= 2,

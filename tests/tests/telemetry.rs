@@ -5,7 +5,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use ordermesh_e2e::{Cluster, Jaeger, Options, Svc, eventually, json, order_body};
+use ordermesh_e2e::{Cluster, Jaeger, Options, Svc, eventually, json, key, order_body, poll};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -33,19 +33,15 @@ fn random_hex(len: usize) -> String {
 
 /// Places an order carrying a B3 multi-header context with the given sampled flag.
 async fn order_with_b3(cluster: &Cluster, trace_id: &str, sampled: &str) -> Value {
-    let (status, order) = json(
-        cluster
-            .request(Svc::Order, Method::POST, "/api/v1/orders")
-            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-            .header("x-b3-traceid", trace_id)
-            .header("x-b3-spanid", random_hex(16))
-            .header("x-b3-sampled", sampled)
-            .json(&order_body(&[("SKU-1", 1, 100)]))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let span_id = random_hex(16);
+    let b3 = [
+        ("x-b3-traceid", trace_id),
+        ("x-b3-spanid", span_id.as_str()),
+        ("x-b3-sampled", sampled),
+    ];
+    let (status, order) = cluster
+        .place_order_with(&key(), &order_body(&[("SKU-1", 1, 100)]), &b3)
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{order}");
     order
 }
@@ -265,35 +261,27 @@ fn sample(metrics: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)
 }
 
 /// Scrapes until `ready` holds for what the service reports, for at most 10 s; fails the test
-/// with the last scrape's value otherwise.
+/// otherwise.
 async fn scrape_until(
     cluster: &Cluster,
     svc: Svc,
     ready: impl Fn(&prometheus_parse::Scrape) -> bool,
 ) -> prometheus_parse::Scrape {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let scraped = poll(Duration::from_secs(10), || async {
         let metrics = scrape(cluster, svc).await;
         if ready(&metrics) {
-            return metrics;
+            Ok(metrics)
+        } else {
+            Err(())
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the condition on {svc:?}'s /metrics did not hold within 10 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    scraped
+        .unwrap_or_else(|()| panic!("the condition on {svc:?}'s /metrics did not hold within 10 s"))
 }
 
 async fn scrape(cluster: &Cluster, svc: Svc) -> prometheus_parse::Scrape {
-    let response = cluster
-        .client
-        .get(cluster.url(svc, "/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let text = response.text().await.unwrap();
+    let text = cluster.api(svc).metrics_text().await;
     assert!(
         !text.contains("order_id="),
         "no metric is labelled by order id"
@@ -332,10 +320,7 @@ async fn metrics_count_requests_calls_and_saga_outcomes() {
     // Three confirmed, then one out of stock, then one client mistake.
     for _ in 0..4 {
         let (status, _) = cluster
-            .place_order(
-                &uuid::Uuid::new_v4().to_string(),
-                &order_body(&[("SKU-1", 1, 100)]),
-            )
+            .place_order(&key(), &order_body(&[("SKU-1", 1, 100)]))
             .await;
         assert_eq!(status, StatusCode::CREATED);
     }
@@ -420,7 +405,7 @@ async fn x_request_id_is_forwarded_byte_for_byte_on_every_hop() {
     let request_id = format!("req-{}/A.b_c", uuid::Uuid::new_v4().simple());
     let response = cluster
         .request(Svc::Order, Method::POST, "/api/v1/orders")
-        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+        .header("idempotency-key", key())
         .header("x-request-id", &request_id)
         .json(&order_body(&[("SKU-1", 1, 100)]))
         .send()
@@ -481,14 +466,10 @@ async fn malformed_oversized_or_conflicting_trace_headers_are_ignored() {
         vec![("x-request-id", "has spaces and ünïcode".into())],
     ];
     for headers in cases {
-        let mut request = cluster
-            .request(Svc::Order, Method::POST, "/api/v1/orders")
-            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-            .json(&order_body(&[("SKU-1", 1, 100)]));
-        for (name, value) in &headers {
-            request = request.header(*name, value.as_str());
-        }
-        let (status, order) = json(request.send().await.unwrap()).await;
+        let sent: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let (status, order) = cluster
+            .place_order_with(&key(), &order_body(&[("SKU-1", 1, 100)]), &sent)
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{headers:?}: {order}");
         assert_eq!(order["status"], "CONFIRMED");
         let trace_id = order["trace_id"].as_str().unwrap();
@@ -507,7 +488,7 @@ async fn a_reconciled_order_is_a_new_trace_linked_to_the_request_that_created_it
     let (status, problem) = json(
         cluster
             .request(Svc::Order, Method::POST, "/api/v1/orders")
-            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+            .header("idempotency-key", key())
             .header(
                 "traceparent",
                 format!("00-{trace_id}-{}-01", random_hex(16)),

@@ -5,26 +5,12 @@
 //! a 422 — never a 5xx. The invariants of DESIGN.md are checked in SQL after each scenario.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use ordermesh_e2e::{
-    Cluster, GATEWAY_ID, Svc, assert_invariants, concurrently, eventually, json, order_body,
+    Cluster, GATEWAY_ID, Svc, assert_invariants, concurrently, json, key, order_body,
     order_body_unpriced, spiffe_id, xfcc_from,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-fn key() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-async fn stock(cluster: &Cluster, sku: &str) -> (i64, i64, i64) {
-    let (_, item) = cluster
-        .get_json(Svc::Inventory, &format!("/api/v1/items/{sku}"))
-        .await;
-    let n = |k: &str| item[k].as_i64().unwrap();
-    (n("available"), n("reserved"), n("committed"))
-}
 
 async fn payment_of(cluster: &Cluster, order_id: &str) -> Value {
     let (_, list) = cluster
@@ -34,23 +20,6 @@ async fn payment_of(cluster: &Cluster, order_id: &str) -> Value {
         )
         .await;
     list["items"][0].clone()
-}
-
-async fn notification_kinds(cluster: &Cluster, order_id: &str) -> Vec<String> {
-    let (_, list) = cluster
-        .get_json(
-            Svc::Notify,
-            &format!("/api/v1/notifications?order_id={order_id}"),
-        )
-        .await;
-    let mut kinds: Vec<String> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["kind"].as_str().unwrap().to_owned())
-        .collect();
-    kinds.sort();
-    kinds
 }
 
 #[tokio::test]
@@ -73,11 +42,7 @@ async fn a_client_price_other_than_the_catalogs_is_never_charged() {
         let payment = payment_of(&cluster, order["id"].as_str().unwrap()).await;
         assert_eq!(payment["status"], "VOIDED", "{direction}: {payment}");
         assert_eq!(payment["amount"], Value::Null, "{direction}");
-        assert_eq!(
-            stock(&cluster, "SKU-003").await,
-            (1000, 0, 0),
-            "{direction}"
-        );
+        assert_eq!(cluster.stock("SKU-003").await, (1000, 0, 0), "{direction}");
     }
     // Without an expectation, or with the right one, the catalog's price is charged.
     let (_, unpriced) = cluster
@@ -100,7 +65,7 @@ async fn a_client_price_other_than_the_catalogs_is_never_charged() {
     assert_eq!(fetched["total_amount"], 999, "GET shows the charged total");
     assert_eq!(fetched["items"][0]["unit_price"], 999);
     // A price change applies to the next order only (997 units are left after 3 were sold).
-    assert_eq!(stock(&cluster, "SKU-003").await, (997, 0, 3));
+    assert_eq!(cluster.stock("SKU-003").await, (997, 0, 3));
     cluster.seed_item("SKU-003", 997, 1500).await;
     let (_, repriced) = cluster
         .place_order(&key(), &order_body_unpriced(&[("SKU-003", 1)]))
@@ -126,7 +91,7 @@ async fn cancelling_a_confirmed_order_returns_the_money_and_the_stock_with_a_not
         .await;
     assert_eq!(order["status"], "CONFIRMED", "{order}");
     let id = order["id"].as_str().unwrap().to_owned();
-    assert_eq!(stock(&cluster, "SKU-1").await, (6, 0, 4));
+    assert_eq!(cluster.stock("SKU-1").await, (6, 0, 4));
 
     let (status, cancelled) = cluster.cancel_order(&id).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
@@ -142,27 +107,17 @@ async fn cancelling_a_confirmed_order_returns_the_money_and_the_stock_with_a_not
         .get_json(Svc::Inventory, &format!("/api/v1/reservations/{id}"))
         .await;
     assert_eq!(reservation["status"], "RETURNED");
-    assert_eq!(stock(&cluster, "SKU-1").await, (10, 0, 0), "stock is back");
-    let kinds = eventually(
-        "the cancellation notification",
-        Duration::from_secs(10),
-        || {
-            let cluster = &cluster;
-            let id = id.clone();
-            async move {
-                let kinds = notification_kinds(cluster, &id).await;
-                (kinds.len() == 2).then_some(kinds)
-            }
-        },
-    )
-    .await;
+    assert_eq!(cluster.stock("SKU-1").await, (10, 0, 0), "stock is back");
+    let notes = cluster.wait_for_notifications(&id, |n| n.len() == 2).await;
+    let mut kinds: Vec<&str> = notes.iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    kinds.sort();
     assert_eq!(kinds, ["order_cancelled", "order_confirmed"]);
 
     // Repeating the cancel answers the cancelled order and moves nothing.
     let (status, again) = cluster.cancel_order(&id).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["status"], "CANCELLED");
-    assert_eq!(stock(&cluster, "SKU-1").await, (10, 0, 0));
+    assert_eq!(cluster.stock("SKU-1").await, (10, 0, 0));
 
     // Only a confirmed order can be cancelled.
     let mut declined = order_body_unpriced(&[("SKU-1", 1)]);
@@ -205,7 +160,7 @@ async fn concurrent_cancels_of_one_order_refund_it_once() {
         assert_eq!(*status, StatusCode::OK, "{body}");
         assert_eq!(body["status"], "CANCELLED");
     }
-    assert_eq!(stock(&cluster, "SKU-1").await, (10, 0, 0), "returned once");
+    assert_eq!(cluster.stock("SKU-1").await, (10, 0, 0), "returned once");
     assert_invariants(&cluster, &initial).await;
 }
 
@@ -224,23 +179,11 @@ async fn a_cancel_during_a_payment_outage_is_503_and_is_finished_later() {
     assert_eq!(problem["order_status"], "CANCELLING");
     cluster.start_service(Svc::Payment).await;
     // Left alone, the reconciler finishes the cancel.
-    let order = eventually(
-        "the reconciler finishes the cancel",
-        Duration::from_secs(20),
-        || {
-            let cluster = &cluster;
-            let id = id.clone();
-            async move {
-                let (_, order) = cluster
-                    .get_json(Svc::Order, &format!("/api/v1/orders/{id}"))
-                    .await;
-                (order["status"] == "CANCELLED").then_some(order)
-            }
-        },
-    )
-    .await;
+    let order = cluster
+        .wait_for_order(&id, |o| o["status"] == "CANCELLED")
+        .await;
     assert_eq!(order["status"], "CANCELLED");
-    assert_eq!(stock(&cluster, "SKU-1").await, (5, 0, 0));
+    assert_eq!(cluster.stock("SKU-1").await, (5, 0, 0));
     assert_invariants(&cluster, &initial).await;
 }
 
@@ -271,14 +214,8 @@ async fn repeated_single_valued_headers_are_refused_and_repeated_trace_headers_i
     ];
     for (name, extra) in cases {
         // `request` already sets one x-tenant-id; `header` appends.
-        let mut request = cluster
-            .request(Svc::Order, Method::POST, "/api/v1/orders")
-            .header("idempotency-key", key())
-            .json(&body);
-        for (header, value) in &extra {
-            request = request.header(*header, value.as_str());
-        }
-        let (status, problem) = json(request.send().await.unwrap()).await;
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(h, v)| (*h, v.as_str())).collect();
+        let (status, problem) = cluster.place_order_with(&key(), &body, &extra).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {problem}");
         assert_eq!(
             problem["type"], "https://ordermesh.dev/problems/duplicate-header",

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use ordermesh_e2e::{Cluster, Options, SeenRequest, Svc, eventually, json, order_body};
-use reqwest::{Method, StatusCode};
+use ordermesh_e2e::{Cluster, Options, SeenRequest, eventually, key, order_body};
+use reqwest::StatusCode;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -74,20 +74,9 @@ async fn order_and_its_hops(
     cluster: &Cluster,
     headers: &[(&str, &str)],
 ) -> (serde_json::Value, Vec<SeenRequest>, Vec<SeenRequest>) {
-    let mut request = cluster
-        .request(Svc::Order, Method::POST, "/api/v1/orders")
-        .header("idempotency-key", uuid::Uuid::new_v4().to_string());
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let (status, order) = json(
-        request
-            .json(&order_body(&[("SKU-1", 1, 100)]))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, order) = cluster
+        .place_order_with(&key(), &order_body(&[("SKU-1", 1, 100)]), headers)
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{order}");
     let inventory = cluster.inventory_proxy.as_ref().unwrap().seen();
     assert!(

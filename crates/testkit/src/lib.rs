@@ -7,12 +7,16 @@
 //! Every answer a [`TestApp`] gives — to the test, or to another service under test — is checked
 //! against the service's own OpenAPI document ([`openapi::Contract`]); an answer the document
 //! does not allow fails the test.
+//!
+//! A test calls a service through its [`Api`] (a [`TestApp`] is one; the end-to-end cluster hands
+//! out one per service process), and waits on a condition with [`poll`] or [`eventually`].
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test support: failing loudly is the point
 
+mod api;
 pub mod openapi;
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -29,6 +33,9 @@ use platform::{
 };
 use sqlx::{Connection, Executor, PgConnection};
 use tokio_util::sync::CancellationToken;
+
+pub use crate::api::Api;
+use crate::api::Violations;
 
 /// The catalog price tests seed items at unless they say otherwise, in minor units of
 /// [`CURRENCY`].
@@ -89,20 +96,22 @@ pub fn settings(tenant: &str, database_url: String) -> CommonSettings {
     }
 }
 
-/// A service running in this test process.
+/// A service running in this test process; its [`Api`] (through `Deref`) is how a test calls it.
 pub struct TestApp {
-    pub base: url::Url,
-    pub tenant: String,
-    pub client: reqwest::Client,
+    api: Api,
     /// The service's OpenAPI document, which every answer it gives is checked against.
     pub contract: Arc<openapi::Contract>,
-    violations: Violations,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
-/// The answers that broke the contract, as messages.
-type Violations = Arc<Mutex<Vec<String>>>;
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
 
 impl TestApp {
     /// Runs `app` in the background and waits until `/readyz` answers 200.
@@ -126,149 +135,11 @@ impl TestApp {
         let task = tokio::spawn(app.run_until_stopped());
         let base = url::Url::parse(&format!("http://{addr}/")).expect("base url");
         TestApp {
-            base,
-            tenant: tenant.into(),
-            client: reqwest::Client::new(),
+            api: Api::new(reqwest::Client::new(), base, tenant).checked_by(violations),
             contract,
-            violations,
             shutdown,
             task: Some(task),
         }
-    }
-
-    /// Fails the test if any answer so far broke the service's OpenAPI document.
-    pub fn assert_contract_kept(&self) {
-        let violations = std::mem::take(&mut *self.violations.lock().unwrap());
-        assert!(
-            violations.is_empty(),
-            "answers that the service's OpenAPI document does not allow:\n{}",
-            violations.join("\n")
-        );
-    }
-
-    pub fn url(&self, path: &str) -> url::Url {
-        self.base
-            .join(path.trim_start_matches('/'))
-            .expect("path joins")
-    }
-
-    /// A request builder with this app's tenant header set.
-    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .header("x-tenant-id", &self.tenant)
-    }
-
-    /// Sends `method path` (with an optional JSON body) and returns the status and JSON body.
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> (reqwest::StatusCode, serde_json::Value) {
-        let mut request = self.request(method, path);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let answer = json(request.send().await.expect("request is sent")).await;
-        self.assert_contract_kept();
-        answer
-    }
-
-    /// Sets `sku`'s available stock at the default catalog price ([`UNIT_PRICE`] [`CURRENCY`])
-    /// through inventory-service's items API (this app must be inventory-service).
-    pub async fn seed_stock(&self, sku: &str, available: i64) {
-        self.seed_item(sku, available, UNIT_PRICE).await;
-    }
-
-    /// Sets `sku`'s available stock and catalog price (in [`CURRENCY`]).
-    pub async fn seed_item(&self, sku: &str, available: i64, unit_price: i64) {
-        let (status, item) = self
-            .call(
-                reqwest::Method::PUT,
-                &format!("/api/v1/items/{sku}"),
-                Some(item_body(available, unit_price)),
-            )
-            .await;
-        assert_eq!(status, reqwest::StatusCode::OK, "seeding {sku}: {item}");
-    }
-
-    /// `(available, reserved, committed)` of `sku`, from inventory-service's items API.
-    pub async fn stock(&self, sku: &str) -> (i64, i64, i64) {
-        let (status, item) = self
-            .call(reqwest::Method::GET, &format!("/api/v1/items/{sku}"), None)
-            .await;
-        assert_eq!(status, reqwest::StatusCode::OK, "reading {sku}: {item}");
-        let field = |name: &str| {
-            item[name]
-                .as_i64()
-                .unwrap_or_else(|| panic!("{name} in {item}"))
-        };
-        (field("available"), field("reserved"), field("committed"))
-    }
-
-    /// `POST /api/v1/reservations` for `order_id` in [`CURRENCY`] (this app must be
-    /// inventory-service).
-    pub async fn reserve(
-        &self,
-        order_id: uuid::Uuid,
-        items: serde_json::Value,
-    ) -> (reqwest::StatusCode, serde_json::Value) {
-        let body =
-            serde_json::json!({ "order_id": order_id, "currency": CURRENCY, "items": items });
-        self.call(reqwest::Method::POST, "/api/v1/reservations", Some(body))
-            .await
-    }
-
-    /// `GET /api/v1/reservations/{order_id}` (this app must be inventory-service).
-    pub async fn reservation(
-        &self,
-        order_id: uuid::Uuid,
-    ) -> (reqwest::StatusCode, serde_json::Value) {
-        let path = format!("/api/v1/reservations/{order_id}");
-        self.call(reqwest::Method::GET, &path, None).await
-    }
-
-    /// `POST /api/v1/reservations/{order_id}/{action}`, `action` being `commit` or `release`
-    /// (this app must be inventory-service).
-    pub async fn commit_or_release(
-        &self,
-        order_id: uuid::Uuid,
-        action: &str,
-    ) -> (reqwest::StatusCode, serde_json::Value) {
-        let path = format!("/api/v1/reservations/{order_id}/{action}");
-        self.call(reqwest::Method::POST, &path, None).await
-    }
-
-    /// Asserts that `method path` without `x-tenant-id` is a 400 `missing-tenant` and with
-    /// another tenant's a 403 `wrong-tenant`.
-    pub async fn assert_tenant_enforced(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: serde_json::Value,
-    ) {
-        let send = |tenant: Option<&str>| {
-            let mut request = self
-                .client
-                .request(method.clone(), self.url(path))
-                .json(&body);
-            if let Some(tenant) = tenant {
-                request = request.header("x-tenant-id", tenant);
-            }
-            async move { json(request.send().await.expect("request is sent")).await }
-        };
-        let (status, problem) = send(None).await;
-        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{problem}");
-        assert_eq!(problem_slug(&problem), "missing-tenant");
-        let other = if self.tenant == "tenant-b" {
-            "tenant-a"
-        } else {
-            "tenant-b"
-        };
-        let (status, problem) = send(Some(other)).await;
-        assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{problem}");
-        assert_eq!(problem_slug(&problem), "wrong-tenant");
     }
 
     /// Stops the server (graceful drain), waits for it to finish, and fails the test if any
@@ -333,21 +204,40 @@ async fn check_answer(
     Response::from_parts(parts, Body::from(body))
 }
 
+/// How often [`poll`] checks again.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Checks `check` every [`POLL_INTERVAL`] until it returns `Ok`, for at most `timeout`; returns
+/// that `Ok`, or the last `Err` (what was seen instead) once the time is up. Waiting on a
+/// condition with a deadline, for tests and the tools that check a run's outcome alike.
+pub async fn poll<T, E, F, Fut>(timeout: Duration, mut check: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let result = check().await;
+        if result.is_ok() || Instant::now() >= deadline {
+            return result;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
 /// Polls `GET /readyz` until it answers 200 (at most 30 s).
 pub async fn wait_ready(client: &reqwest::Client, base: &url::Url) {
     let url = base.join("readyz").expect("readyz url");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = client.get(url.clone()).send().await
-            && response.status().is_success()
-        {
-            return;
+    let ready = poll(Duration::from_secs(30), || async {
+        match client.get(url.clone()).send().await {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(response.status().to_string()),
+            Err(e) => Err(e.to_string()),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{url} did not become ready within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    })
+    .await;
+    if let Err(last) = ready {
+        panic!("{url} did not become ready within 30 s (last answer: {last})");
     }
 }
 
@@ -357,17 +247,12 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let checked = poll(timeout, || {
+        let check = check();
+        async move { check.await.ok_or(()) }
+    })
+    .await;
+    checked.unwrap_or_else(|()| panic!("timed out after {timeout:?} waiting for: {what}"))
 }
 
 /// The JSON body of a response, with its status.

@@ -756,15 +756,7 @@ async fn reservation_outcomes_are_counted_in_metrics() {
         .await;
     app.reserve(Uuid::new_v4(), json!([{"sku": "A", "quantity": 1}]))
         .await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains("inventory_reservations_total{outcome=\"reserved\"}"),
         "{text}"

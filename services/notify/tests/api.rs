@@ -203,14 +203,7 @@ async fn every_response_says_which_build_served_it() {
             response.status()
         );
     }
-    let metrics = app
-        .request(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.lines().any(|l| l.starts_with("service_info{")
             && l.contains(r#"version="canary""#)

@@ -464,15 +464,10 @@ async fn the_document_allows_exactly_what_order_service_accepts() {
 
 /// Orders whose handler order-service counted as cut short because the caller went away.
 async fn orders_cut_short(order: &TestApp) -> u64 {
-    let text = order
-        .request(Method::GET, "/metrics")
-        .send()
+    order
+        .metrics_text()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter(|line| {
             line.starts_with("http_server_requests_cancelled_total{")
                 && line.contains(r#"reason="caller_gone""#)

@@ -311,11 +311,7 @@ async fn inventory_going_down_between_calls_is_resumed_from_the_stored_state() {
     // An earlier attempt's reservation went through but its answer was lost.
     let order = Uuid::new_v4();
     let (status, _) = inventory
-        .call(
-            Method::POST,
-            "/api/v1/reservations",
-            Some(json!({"order_id": order, "currency": "EUR", "items": [{"sku": "A", "quantity": 2}]})),
-        )
+        .reserve(order, json!([{"sku": "A", "quantity": 2}]))
         .await;
     assert_eq!(status, StatusCode::CREATED);
     inventory.stop().await;
@@ -343,21 +339,8 @@ async fn a_reservation_committed_before_a_lost_response_is_captured_on_repeat() 
     s.inventory.seed_stock("A", 5).await;
     let order = Uuid::new_v4();
     let items = json!([{"sku": "A", "quantity": 1}]);
-    s.inventory
-        .call(
-            Method::POST,
-            "/api/v1/reservations",
-            Some(json!({"order_id": order, "currency": "EUR", "items": items})),
-        )
-        .await;
-    let (status, _) = s
-        .inventory
-        .call(
-            Method::POST,
-            &format!("/api/v1/reservations/{order}/commit"),
-            None,
-        )
-        .await;
+    s.inventory.reserve(order, items.clone()).await;
+    let (status, _) = s.inventory.commit_or_release(order, "commit").await;
     assert_eq!(status, StatusCode::OK);
 
     let (status, payment) = pay(&s.payment, &payment_body(order, "card", items)).await;
@@ -393,20 +376,8 @@ async fn a_reservation_released_before_commit_voids_the_payment() {
     s.inventory.seed_stock("A", 5).await;
     let order = Uuid::new_v4();
     let items = json!([{"sku": "A", "quantity": 1}]);
-    s.inventory
-        .call(
-            Method::POST,
-            "/api/v1/reservations",
-            Some(json!({"order_id": order, "currency": "EUR", "items": items})),
-        )
-        .await;
-    s.inventory
-        .call(
-            Method::POST,
-            &format!("/api/v1/reservations/{order}/release"),
-            None,
-        )
-        .await;
+    s.inventory.reserve(order, items.clone()).await;
+    s.inventory.commit_or_release(order, "release").await;
 
     let (status, payment) = pay(&s.payment, &payment_body(order, "card", items)).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -748,16 +719,7 @@ async fn payment_outcomes_are_counted_in_metrics() {
         &payment_body(Uuid::new_v4(), "card", json!([{"sku": "A", "quantity": 1}])),
     )
     .await;
-    let text = s
-        .payment
-        .client
-        .get(s.payment.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.payment.metrics_text().await;
     assert!(
         text.contains("payments_total{outcome=\"captured\"}"),
         "{text}"

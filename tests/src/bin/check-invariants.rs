@@ -1,63 +1,50 @@
 //! check-invariants: DESIGN.md's invariants (`tests/src/invariants.rs`, the same checks the
 //! end-to-end tests run) against one tenant's four databases anywhere, e.g. the local mesh's
 //! PostgreSQL pods after a demo. Waits until every order settled, prints what the databases
-//! hold, then checks; exits 1 on the first violation.
+//! hold, then checks; prints every violation and exits 1 when there is any (or when the orders
+//! did not settle, or a database did not answer), 2 on a usage error.
 //!
 //! check-invariants --orders URL --payments URL --inventory URL --notify URL
 //!                  [--stock SKU=N]... [--settle-within SECONDS]
 
 use std::{process::ExitCode, time::Duration};
 
-use ordermesh_e2e::{Databases, assert_invariants_in, wait_until_settled};
+use clap::Parser;
+use ordermesh_e2e::{Databases, check_invariants, wait_until_settled};
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
-#[derive(Default)]
+#[derive(Debug, Parser)]
+#[command(
+    name = "check-invariants",
+    about = "Checks DESIGN.md's invariants in SQL on one tenant's four databases, once every order settled."
+)]
 struct Args {
+    /// order-service's database
+    #[arg(long, value_name = "URL")]
     orders: String,
+    /// payment-service's database
+    #[arg(long, value_name = "URL")]
     payments: String,
+    /// inventory-service's database
+    #[arg(long, value_name = "URL")]
     inventory: String,
+    /// notify-service's database
+    #[arg(long, value_name = "URL")]
     notify: String,
+    /// What SKU was seeded with (N units), for the stock invariants; repeat for each SKU
+    #[arg(long, value_name = "SKU=N", value_parser = parse_stock)]
     stock: Vec<(String, i64)>,
+    /// How long to wait for every order to settle and every notification to be delivered
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     settle_within: u64,
 }
 
-fn parse_args(argv: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut args = Args {
-        settle_within: 60,
-        ..Args::default()
-    };
-    let mut argv = argv.peekable();
-    while let Some(flag) = argv.next() {
-        let value = argv.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--orders" => args.orders = value,
-            "--payments" => args.payments = value,
-            "--inventory" => args.inventory = value,
-            "--notify" => args.notify = value,
-            "--stock" => {
-                let (sku, n) = value
-                    .split_once('=')
-                    .and_then(|(s, n)| Some((s.to_owned(), n.parse().ok()?)))
-                    .ok_or_else(|| format!("--stock {value}: want SKU=N"))?;
-                args.stock.push((sku, n));
-            }
-            "--settle-within" => {
-                args.settle_within = value.parse().map_err(|_| "--settle-within SECONDS")?
-            }
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    for (name, url) in [
-        ("--orders", &args.orders),
-        ("--payments", &args.payments),
-        ("--inventory", &args.inventory),
-        ("--notify", &args.notify),
-    ] {
-        if url.is_empty() {
-            return Err(format!("{name} URL is required"));
-        }
-    }
-    Ok(args)
+/// `SKU=N` → `(SKU, N)`.
+fn parse_stock(value: &str) -> Result<(String, i64), String> {
+    value
+        .split_once('=')
+        .and_then(|(sku, n)| Some((sku.to_owned(), n.parse().ok()?)))
+        .ok_or_else(|| format!("{value}: want SKU=N"))
 }
 
 async fn pool(url: &str) -> Result<PgPool, String> {
@@ -83,7 +70,8 @@ async fn counts(db: &PgPool, table: &'static str) -> Result<String, String> {
     Ok(format!("{table}: {}", parts.join(", ")))
 }
 
-async fn check(args: Args) -> Result<(), String> {
+/// Waits, prints the counts, checks; `Ok` with how many violations it printed.
+async fn check(args: Args) -> Result<usize, String> {
     let dbs = Databases {
         orders: pool(&args.orders).await?,
         payments: pool(&args.payments).await?,
@@ -91,41 +79,24 @@ async fn check(args: Args) -> Result<(), String> {
         notify: pool(&args.notify).await?,
     };
     let settle = Duration::from_secs(args.settle_within);
-    let orders = dbs.orders.clone();
-    tokio::spawn(async move { wait_until_settled(&orders, settle).await })
+    wait_until_settled(&dbs.orders, settle)
         .await
-        .map_err(|e| format!("orders did not settle: {}", panic_text(e)))?;
+        .map_err(|left| format!("orders did not settle within {settle:?}: {left}"))?;
     println!("{}", counts(&dbs.orders, "orders").await?);
     println!("{}", counts(&dbs.payments, "payments").await?);
     println!("{}", counts(&dbs.inventory, "reservations").await?);
-    let stock = args.stock;
-    tokio::spawn(async move {
-        let stock: Vec<(&str, i64)> = stock.iter().map(|(s, n)| (s.as_str(), *n)).collect();
-        assert_invariants_in(&dbs, &stock).await;
-    })
-    .await
-    .map_err(|e| format!("invariant violated: {}", panic_text(e)))
-}
-
-fn panic_text(e: tokio::task::JoinError) -> String {
-    match e.try_into_panic() {
-        Ok(p) => p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_else(|| "panic".into()),
-        Err(e) => e.to_string(),
+    let stock: Vec<(&str, i64)> = args.stock.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+    let violations = check_invariants(&dbs, &stock)
+        .await
+        .map_err(|e| format!("a database did not answer: {e}"))?;
+    for violation in &violations {
+        println!("violation: {violation}");
     }
+    Ok(violations.len())
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("check-invariants: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -137,18 +108,68 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The checks panic on a violation (they are the tests' assertions); keep the output short.
-    std::panic::set_hook(Box::new(|_| {}));
     match runtime.block_on(check(args)) {
-        Ok(()) => {
+        Ok(0) => {
             println!(
                 "invariants hold: every order settled; CONFIRMED = one capture + one committed reservation at the order's total; FAILED = no net charge or reservation; stock and notifications consistent"
             );
             ExitCode::SUCCESS
         }
+        Ok(violations) => {
+            eprintln!("check-invariants: {violations} invariant violations");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("check-invariants: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command line tools/internal/demo/invariants.go builds.
+    #[test]
+    fn the_demos_command_line_parses() {
+        let args = Args::try_parse_from([
+            "check-invariants",
+            "--orders",
+            "postgres://o",
+            "--inventory",
+            "postgres://i",
+            "--notify",
+            "postgres://n",
+            "--payments",
+            "postgres://p",
+            "--stock",
+            "SKU-1=5",
+            "--stock",
+            "SKU-2=0",
+            "--settle-within",
+            "90",
+        ])
+        .unwrap();
+        assert_eq!(args.orders, "postgres://o");
+        assert_eq!(args.payments, "postgres://p");
+        assert_eq!(args.stock, [("SKU-1".into(), 5), ("SKU-2".into(), 0)]);
+        assert_eq!(args.settle_within, 90);
+    }
+
+    #[test]
+    fn every_database_is_required_and_stock_is_sku_equals_n() {
+        assert!(Args::try_parse_from(["check-invariants", "--orders", "o"]).is_err());
+        assert_eq!(parse_stock("A=x"), Err("A=x: want SKU=N".into()));
+        let defaults = Args::try_parse_from([
+            "check-invariants",
+            "--orders=o",
+            "--payments=p",
+            "--inventory=i",
+            "--notify=n",
+        ])
+        .unwrap();
+        assert_eq!(defaults.settle_within, 60);
+        assert!(defaults.stock.is_empty());
     }
 }

@@ -18,6 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use clap::Parser;
 use ordermesh_e2e::{Cluster, Svc};
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -31,32 +32,24 @@ const STOCK: i64 = 1_000_000_000;
 /// One run that has not finished after this has hung: it fails.
 const RUN_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
+#[derive(Debug, Parser)]
+#[command(
+    name = "contracts",
+    about = "Runs schemathesis against every service of two tenants' clusters, each checked against its own OpenAPI document."
+)]
 struct Args {
+    /// The schemathesis executable
+    #[arg(long, value_name = "PATH")]
     schemathesis: PathBuf,
+    /// schemathesis' configuration (its dictionaries name the catalog to seed)
+    #[arg(long, value_name = "PATH")]
     config: PathBuf,
+    /// Where each run's report goes
+    #[arg(long, value_name = "DIR")]
     logs: PathBuf,
+    /// schemathesis' seed
+    #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
-}
-
-fn parse_args(argv: impl Iterator<Item = String>) -> Result<Args, String> {
-    let (mut schemathesis, mut config, mut logs, mut seed) = (None, None, None, 1);
-    let mut argv = argv;
-    while let Some(flag) = argv.next() {
-        let value = argv.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--schemathesis" => schemathesis = Some(PathBuf::from(value)),
-            "--config" => config = Some(PathBuf::from(value)),
-            "--logs" => logs = Some(PathBuf::from(value)),
-            "--seed" => seed = value.parse().map_err(|_| format!("--seed {value}"))?,
-            _ => return Err(format!("unknown flag {flag}")),
-        }
-    }
-    Ok(Args {
-        schemathesis: schemathesis.ok_or("--schemathesis is required")?,
-        config: config.ok_or("--config is required")?,
-        logs: logs.ok_or("--logs is required")?,
-        seed,
-    })
 }
 
 /// The catalog the configuration's dictionaries steer generated orders to: the SKUs of
@@ -276,15 +269,7 @@ async fn stop_requested() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(error) => {
-            eprintln!(
-                "contracts: {error}\nusage: contracts --schemathesis PATH --config PATH --logs DIR [--seed N]"
-            );
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
     let seed = args.seed;
     let started = Instant::now();
     let databases = Databases::default();

@@ -18,7 +18,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ordermesh_e2e::{Cluster, Options, Svc, assert_invariants};
+use clap::Parser;
+use ordermesh_e2e::{Cluster, Options, Svc, check_invariants};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Mutex as AsyncMutex;
@@ -38,6 +39,8 @@ const SCARCE_STOCK: i64 = 40;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(4);
 /// A client stops resending after this (the reconciler finishes the order anyway).
 const CLIENT_PATIENCE: Duration = Duration::from_secs(90);
+/// After the load, how long every order has to settle and every notification to be delivered.
+const SETTLE_WITHIN: Duration = Duration::from_secs(180);
 
 /// SplitMix64: small, seeded, reproducible.
 #[derive(Clone)]
@@ -59,35 +62,27 @@ impl Rng {
     }
 }
 
+#[derive(Debug, Parser)]
+#[command(
+    name = "soak",
+    about = "The saga under faults, measured: two tenants' services on a PostgreSQL of its own, bounded open-loop order load, faults on a seeded schedule, every invariant checked at the end."
+)]
 struct Args {
+    /// How many orders to place
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     orders: usize,
+    /// Orders started per second (open loop)
+    #[arg(long, value_name = "PER_SEC", default_value_t = 60.0)]
     rate: f64,
+    /// Seeds every choice and the fault schedule; the same seed replays a run
+    #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
+    /// The port of the soak's own PostgreSQL (TEST_DATABASE_URL must point at it)
+    #[arg(long, value_name = "P", default_value_t = 56432)]
     pg_port: u16,
+    /// Where PostgreSQL's binaries (initdb, pg_ctl) are
+    #[arg(long, value_name = "DIR", default_value = "/usr/lib/postgresql/15/bin")]
     pg_bin: PathBuf,
-}
-
-fn args() -> Args {
-    let mut args = Args {
-        orders: 10_000,
-        rate: 60.0,
-        seed: 1,
-        pg_port: 56432,
-        pg_bin: PathBuf::from("/usr/lib/postgresql/15/bin"),
-    };
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    for pair in raw.chunks(2) {
-        let value = pair.get(1).map(String::as_str).unwrap_or_default();
-        match pair[0].as_str() {
-            "--orders" => args.orders = value.parse().expect("--orders N"),
-            "--rate" => args.rate = value.parse().expect("--rate PER_SEC"),
-            "--seed" => args.seed = value.parse().expect("--seed S"),
-            "--pg-port" => args.pg_port = value.parse().expect("--pg-port P"),
-            "--pg-bin" => args.pg_bin = PathBuf::from(value),
-            other => panic!("unknown argument {other}"),
-        }
-    }
-    args
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -276,14 +271,16 @@ fn schedule(rng: &mut Rng, load_secs: f64) -> Vec<(f64, Fault, usize)> {
         .collect()
 }
 
-struct Platform {
+/// What the faults are injected into: both tenants' clusters and the soak's own PostgreSQL, with
+/// the times each fault was active (to tell the latencies measured during faults from the rest).
+struct Testbed {
     clusters: Vec<AsyncMutex<Cluster>>,
     pg: Postgres,
     /// Intervals during which a fault was active (open while it still is).
     windows: Mutex<Vec<(Instant, Option<Instant>)>>,
 }
 
-impl Platform {
+impl Testbed {
     async fn inject(&self, fault: Fault, tenant: usize, partition: Duration) {
         let started = Instant::now();
         let window = {
@@ -443,7 +440,7 @@ struct Ledger {
 struct Client {
     http: reqwest::Client,
     order_urls: Vec<String>,
-    platform: Arc<Platform>,
+    testbed: Arc<Testbed>,
     ledger: Arc<Mutex<Ledger>>,
 }
 
@@ -488,7 +485,7 @@ impl Client {
         };
         let micros = started.elapsed().as_micros() as u64;
         {
-            let during = self.platform.during_fault(started, Instant::now());
+            let during = self.testbed.during_fault(started, Instant::now());
             let mut ledger = self.ledger.lock().unwrap();
             if during {
                 ledger.latency_fault.push(micros);
@@ -754,7 +751,7 @@ fn percentile(values: &mut [u64], p: f64) -> String {
 
 #[tokio::main]
 async fn main() {
-    let args = args();
+    let args = Args::parse();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.local/soak");
     std::fs::create_dir_all(&root).unwrap();
     let load_secs = args.orders as f64 / args.rate;
@@ -807,7 +804,7 @@ async fn main() {
         );
         clusters.push(AsyncMutex::new(cluster));
     }
-    let platform = Arc::new(Platform {
+    let testbed = Arc::new(Testbed {
         clusters,
         pg,
         windows: Mutex::new(Vec::new()),
@@ -819,14 +816,14 @@ async fn main() {
             .build()
             .unwrap(),
         order_urls,
-        platform: platform.clone(),
+        testbed: testbed.clone(),
         ledger: ledger.clone(),
     });
 
     // Faults, on their schedule.
     let load_started = Instant::now();
     let injector = {
-        let platform = platform.clone();
+        let testbed = testbed.clone();
         let plan = plan.clone();
         tokio::spawn(async move {
             let mut injected: BTreeMap<String, usize> = BTreeMap::new();
@@ -838,7 +835,7 @@ async fn main() {
                     fault.name(),
                     TENANTS[tenant]
                 );
-                platform.inject(fault, tenant, partition).await;
+                testbed.inject(fault, tenant, partition).await;
                 *injected.entry(fault.name()).or_default() += 1;
             }
             injected
@@ -882,7 +879,7 @@ async fn main() {
             ledger.gave_up
         ));
     }
-    let Platform { clusters, pg, .. } = Arc::try_unwrap(platform).ok().unwrap();
+    let Testbed { clusters, pg, .. } = Arc::try_unwrap(testbed).ok().unwrap();
     let clusters: Vec<Cluster> = clusters.into_iter().map(AsyncMutex::into_inner).collect();
     let initial: Vec<(&str, i64)> = SKUS
         .iter()
@@ -898,45 +895,15 @@ async fn main() {
         })
         .collect();
     for (t, cluster) in clusters.iter().enumerate() {
-        let settled = tokio::spawn({
-            let db = cluster.db(Svc::Order).await;
-            async move {
-                let deadline = Instant::now() + Duration::from_secs(180);
-                loop {
-                    let left: i64 = sqlx::query_scalar(
-                        "SELECT (SELECT count(*) FROM orders WHERE status IN ('PENDING', 'CANCELLING'))
-                              + (SELECT count(*) FROM outbox WHERE delivered_at IS NULL)",
-                    )
-                    .fetch_one(&db)
-                    .await
-                    .unwrap_or(-1);
-                    if left == 0 || Instant::now() > deadline {
-                        return left;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        })
-        .await
-        .unwrap();
-        if settled != 0 {
+        if let Err(left) = cluster.settled_within(SETTLE_WITHIN).await {
             violations.push(format!(
-                "{}: {settled} orders or notifications still unsettled",
+                "{}: not settled within {SETTLE_WITHIN:?}: {left}",
                 TENANTS[t]
             ));
         }
-        let checked = {
-            use futures::FutureExt;
-            std::panic::AssertUnwindSafe(assert_invariants(cluster, &initial))
-                .catch_unwind()
-                .await
-        };
-        if let Err(panic) = checked {
-            let message = panic
-                .downcast::<String>()
-                .map(|s| *s)
-                .unwrap_or_else(|_| "invariant check failed".into());
-            violations.push(format!("{}: {message}", TENANTS[t]));
+        match check_invariants(&cluster.databases().await, &initial).await {
+            Ok(found) => violations.extend(found.iter().map(|v| format!("{}: {v}", TENANTS[t]))),
+            Err(e) => violations.push(format!("{}: a database did not answer: {e}", TENANTS[t])),
         }
         violations.extend(check_answers(cluster, t, &ledger).await);
         violations.extend(check_isolation(&clusters[1 - t], t, &ledger).await);
@@ -988,4 +955,43 @@ async fn main() {
     drop(clusters);
     drop(pg);
     std::process::exit(i32::from(!violations.is_empty()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command line mk/soak.mk builds, and the defaults a bare `soak` runs with.
+    #[test]
+    fn the_makefiles_command_line_parses() {
+        let args = Args::try_parse_from([
+            "soak",
+            "--pg-port",
+            "56433",
+            "--pg-bin",
+            "/usr/lib/postgresql/17/bin",
+            "--seed",
+            "3",
+            "--orders",
+            "500",
+            "--rate",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!(
+            (args.orders, args.rate, args.seed, args.pg_port),
+            (500, 10.0, 3, 56433)
+        );
+        assert_eq!(args.pg_bin, PathBuf::from("/usr/lib/postgresql/17/bin"));
+        let defaults = Args::try_parse_from(["soak"]).unwrap();
+        assert_eq!(
+            (
+                defaults.orders,
+                defaults.rate,
+                defaults.seed,
+                defaults.pg_port
+            ),
+            (10_000, 60.0, 1, 56432)
+        );
+    }
 }
