@@ -436,6 +436,37 @@ pub fn service_command(svc: Svc) -> Command {
 }
 
 /// A fresh `Idempotency-Key`.
+/// Sends the request `build` makes until the answer is not 503, as the contract tells a client
+/// to: a 503 (a dependency that did not answer in time, or a refusal at the door) is retry-safe,
+/// so the same request — same Idempotency-Key — goes again after its `Retry-After`. Returns the
+/// first other answer; fails the test if only 503s come back for [`WAIT_TIMEOUT`]. Tests that
+/// load the services from many clients at once use it: on a loaded machine some of those calls
+/// time out, and what the test asserts is the outcome a real client ends up with.
+pub async fn until_answered(
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> (reqwest::StatusCode, Value) {
+    let deadline = std::time::Instant::now() + WAIT_TIMEOUT;
+    loop {
+        let response = build().send().await.unwrap();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(1)
+            .clamp(1, 5);
+        let (status, body) = json(response).await;
+        if status != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            return (status, body);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still 503 after {WAIT_TIMEOUT:?}: {body}"
+        );
+        eprintln!("503 (repeated after {retry_after} s): {body}");
+        tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    }
+}
+
 pub fn key() -> String {
     uuid::Uuid::new_v4().to_string()
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ordermesh_e2e::{
     Cluster, Options, Svc, assert_invariants, concurrently, eventually, key, order_body,
+    until_answered,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -114,16 +115,11 @@ async fn twenty_concurrent_requests_with_one_key_make_one_order() {
     let key = key();
     let body = order_body(&[("SKU-1", 1, 100)]);
     let results = concurrently(20, |_| {
-        let send = cluster
+        let request = cluster
             .request(Svc::Order, Method::POST, "/api/v1/orders")
             .header("idempotency-key", &key)
-            .json(&body)
-            .send();
-        async move {
-            let response = send.await.unwrap();
-            let status = response.status();
-            (status, response.json::<Value>().await.unwrap())
-        }
+            .json(&body);
+        until_answered(move || request.try_clone().unwrap())
     })
     .await;
     for (status, order) in &results {
@@ -148,16 +144,13 @@ async fn twenty_concurrent_requests_with_one_key_make_one_order() {
 async fn fifty_concurrent_orders_for_ten_units_confirm_exactly_ten() {
     let stock = [("SKU-SCARCE", 10)];
     let cluster = cluster_with_stock("tenant-a", &stock).await;
+    let body = order_body(&[("SKU-SCARCE", 1, 100)]);
     let results = concurrently(50, |_| {
-        let send = cluster
+        let request = cluster
             .request(Svc::Order, Method::POST, "/api/v1/orders")
             .header("idempotency-key", key())
-            .json(&order_body(&[("SKU-SCARCE", 1, 100)]))
-            .send();
-        async move {
-            let response = send.await.unwrap();
-            (response.status(), response.json::<Value>().await.unwrap())
-        }
+            .json(&body);
+        until_answered(move || request.try_clone().unwrap())
     })
     .await;
     let confirmed = results

@@ -7,7 +7,7 @@
 
 use ordermesh_e2e::{
     Cluster, GATEWAY_ID, Svc, assert_invariants, concurrently, json, key, order_body,
-    order_body_unpriced, spiffe_id, xfcc_from,
+    order_body_unpriced, spiffe_id, until_answered, xfcc_from,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -145,15 +145,10 @@ async fn concurrent_cancels_of_one_order_refund_it_once() {
         .place_order(&key(), &order_body_unpriced(&[("SKU-1", 3)]))
         .await;
     let id = order["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/orders/{id}/cancel");
     let results = concurrently(10, |_| {
-        let send = cluster
-            .request(
-                Svc::Order,
-                Method::POST,
-                &format!("/api/v1/orders/{id}/cancel"),
-            )
-            .send();
-        async move { json(send.await.unwrap()).await }
+        let request = cluster.request(Svc::Order, Method::POST, &path);
+        until_answered(move || request.try_clone().unwrap())
     })
     .await;
     for (status, body) in &results {
