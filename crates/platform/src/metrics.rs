@@ -87,14 +87,19 @@ fn describe() {
     );
 }
 
-/// The text exposition of every metric, after refreshing the pool gauges.
-pub fn render(db: &crate::db::Database) -> String {
-    let idle = db.idle() as f64;
-    let size = f64::from(db.size());
-    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(idle);
-    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use").set((size - idle).max(0.0));
-    metrics::gauge!(DB_POOL_MAX_CONNECTIONS)
-        .set(f64::from(db.pool().options().get_max_connections()));
+/// How the database pool is used at the moment of a scrape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolUse {
+    pub idle: f64,
+    pub size: f64,
+    pub max: f64,
+}
+
+/// The text exposition of every metric, after setting the pool gauges to `pool`.
+pub fn render(pool: PoolUse) -> String {
+    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(pool.idle);
+    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use").set((pool.size - pool.idle).max(0.0));
+    metrics::gauge!(DB_POOL_MAX_CONNECTIONS).set(pool.max);
     handle().map(PrometheusHandle::render).unwrap_or_default()
 }
 

@@ -318,7 +318,12 @@ fn infrastructure() -> OpenApiRouter<Infrastructure> {
         content_type = "text/plain")),
 )]
 async fn metrics_text(State(infrastructure): State<Infrastructure>) -> String {
-    platform_metrics::render(&infrastructure.readiness.db)
+    let db = &infrastructure.readiness.db;
+    platform_metrics::render(platform_metrics::PoolUse {
+        idle: db.idle() as f64,
+        size: f64::from(db.size()),
+        max: f64::from(db.pool().options().get_max_connections()),
+    })
 }
 
 /// This document: the service's HTTP API as OpenAPI 3.1, generated from its code.
