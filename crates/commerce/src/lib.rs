@@ -10,6 +10,18 @@
 //! those schemas from the constants the parsers check, and [`json_integer`] reads integers as
 //! those schemas define them. [`callgraph`] is who may call which operation of which service,
 //! compiled in from the file the mesh's tooling reads too. No I/O here.
+//!
+//! An order line has one name per stage, in every service:
+//!
+//! | name | what it is |
+//! |---|---|
+//! | [`contracts::LineItem`] | a line as sent: SKU, quantity, the unit price the sender expects (`expected_unit_price`, `unit_price` on the wire) |
+//! | [`values::ValidLineItem`] | a `LineItem` that passed every rule ([`contracts::parse_line_items`]) |
+//! | [`contracts::PricedLine`] | a line as charged, at the catalog's unit price |
+//! | `OrderLine` (order-service) | a line as the order keeps and shows it: both prices |
+//!
+//! inventory-service's catalog entry is an [`contracts::inventory::Item`], the resource of
+//! `/api/v1/items`; each service's name is the `SERVICE` constant of its contract module.
 
 pub mod callgraph;
 pub mod contracts;
