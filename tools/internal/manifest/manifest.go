@@ -101,6 +101,7 @@ type Unit struct {
 // Bundle is everything check-deploy looks at.
 type Bundle struct {
 	DeployDir    string
+	Routing      Routing // which variant was rendered
 	Mesh         *Unit   // deploy/mesh
 	Overlays     []*Unit // deploy/overlays/<tenant>, sorted by name
 	OperatorPath string  // deploy/mesh/istio-operator.yaml (relative to DeployDir)
@@ -156,11 +157,53 @@ const (
 	OperatorFile = "mesh/istio-operator.yaml"
 )
 
-// Load renders deploy/: deploy/mesh and every deploy/overlays/<name> holding a
-// kustomization.yaml. Render errors are kept per unit; an error is returned only when the
-// directory has no overlays at all.
-func Load(deployDir string) (*Bundle, error) {
-	b := &Bundle{DeployDir: deployDir, OperatorPath: OperatorFile}
+// Routing is which API deploy/ routes traffic with: the two variants share everything else
+// (deploy/README.md, "Two routing variants").
+type Routing string
+
+const (
+	// RoutingIstio: VirtualServices and the Istio Gateway (deploy/mesh, deploy/overlays/<tenant>).
+	RoutingIstio Routing = "istio"
+	// RoutingGatewayAPI: HTTPRoutes and a Gateway API Gateway (deploy/mesh-gateway-api,
+	// deploy/overlays/<tenant>/gateway-api).
+	RoutingGatewayAPI Routing = "gateway-api"
+)
+
+// Routings are both variants, the default first.
+var Routings = []Routing{RoutingIstio, RoutingGatewayAPI}
+
+// ParseRouting accepts "istio" or "gateway-api" ("" is istio, the default).
+func ParseRouting(s string) (Routing, error) {
+	switch Routing(s) {
+	case "", RoutingIstio:
+		return RoutingIstio, nil
+	case RoutingGatewayAPI:
+		return RoutingGatewayAPI, nil
+	}
+	return "", fmt.Errorf("routing %q: want %q or %q", s, RoutingIstio, RoutingGatewayAPI)
+}
+
+// MeshDir is the variant's mesh-wide kustomization, relative to the deploy dir.
+func (r Routing) MeshDir() string {
+	if r == RoutingGatewayAPI {
+		return "mesh-gateway-api"
+	}
+	return MeshDir
+}
+
+// OverlayDir is the variant's kustomization of a tenant, relative to the deploy dir.
+func (r Routing) OverlayDir(tenant string) string {
+	if r == RoutingGatewayAPI {
+		return filepath.Join(OverlaysDir, tenant, "gateway-api")
+	}
+	return filepath.Join(OverlaysDir, tenant)
+}
+
+// Load renders one routing variant of deploy/: its mesh kustomization and every
+// deploy/overlays/<name> holding a kustomization.yaml (in that variant). Render errors are
+// kept per unit; an error is returned only when the directory has no overlays at all.
+func Load(deployDir string, routing Routing) (*Bundle, error) {
+	b := &Bundle{DeployDir: deployDir, Routing: routing, OperatorPath: OperatorFile}
 	entries, err := os.ReadDir(filepath.Join(deployDir, OverlaysDir))
 	if err != nil {
 		return nil, fmt.Errorf("reading overlays: %w", err)
@@ -176,9 +219,9 @@ func Load(deployDir string) (*Bundle, error) {
 		return nil, fmt.Errorf("no overlay with a kustomization.yaml under %s", filepath.Join(deployDir, OverlaysDir))
 	}
 	for _, n := range names {
-		b.Overlays = append(b.Overlays, renderUnit(deployDir, n, filepath.Join(OverlaysDir, n)))
+		b.Overlays = append(b.Overlays, renderUnit(deployDir, n, routing.OverlayDir(n)))
 	}
-	b.Mesh = renderUnit(deployDir, "mesh", MeshDir)
+	b.Mesh = renderUnit(deployDir, "mesh", routing.MeshDir())
 	b.Operator, b.OperatorErr = os.ReadFile(filepath.Join(deployDir, OperatorFile))
 	return b, nil
 }

@@ -51,7 +51,7 @@ func (e *LoadError) Error() string {
 // object with the kind, namespace and name of one of deploy/'s replaces it. The live tests use
 // this for test-only configuration (Istio fault injection); deploy/ itself is never edited.
 func Load(deployDir, extraDir string, nw Network) (*Loaded, error) {
-	b, err := manifest.Load(deployDir)
+	b, err := manifest.Load(deployDir, manifest.RoutingIstio)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/kubernetes/scheme"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
@@ -27,10 +29,23 @@ import (
 	"ordermesh.local/tools/internal/manifest"
 )
 
-var strictDecoder = serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+// kubeScheme is client-go's scheme (the built-in kinds) plus the Kubernetes Gateway API's kinds
+// (gateway.networking.k8s.io v1 and v1beta1, the release Istio is built against): the kinds
+// deploy/ may hold that are not Istio's.
+var kubeScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{scheme.AddToScheme, gatewayv1.Install, gatewayv1beta1.Install} {
+		if err := add(s); err != nil {
+			panic(fmt.Sprintf("model: building the Kubernetes scheme: %v", err))
+		}
+	}
+	return s
+}()
 
-// DecodeKube decodes a built-in Kubernetes object strictly: unknown or duplicate fields and
-// wrong types are errors, and so is a kind the Kubernetes API does not know.
+var strictDecoder = serializer.NewCodecFactory(kubeScheme, serializer.EnableStrict).UniversalDeserializer()
+
+// DecodeKube decodes a built-in Kubernetes or Gateway API object strictly: unknown or
+// duplicate fields and wrong types are errors, and so is a kind neither API knows.
 func DecodeKube(o *manifest.Object) (runtime.Object, error) {
 	js, err := jsonOf(o)
 	if err != nil {
