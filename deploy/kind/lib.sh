@@ -248,7 +248,7 @@ gateway_api_crds() {
   if [[ ! -s "${file}" ]]; then
     mkdir -p "${TOOLS_DIR}"
     info "downloading ${url}" >&2
-    curl -fsSL -o "${file}.part" "${url}" || die "could not download ${url}"
+    curl -fsSL -o "${file}.part" "${url}" || { rm -f "${file}.part"; die "could not download ${url}"; }
     mv "${file}.part" "${file}"
   fi
   local counts crds pinned

@@ -27,9 +27,10 @@
 # (istio-ingressgateway's rollout, or the Gateway Programmed, its Deployment rolled out and every
 # HTTPRoute Accepted with its refs resolved). Everything else is the same, the smoke test too.
 #
-# Preflight (deploy/kind/preflight.sh), before anything is created: the routing variant; Istio's hub carries the
-# pinned release and agrees with the operator file; kind is KIND_VERSION; GATEWAY_URL is the
-# port deploy/kind/cluster.yaml publishes; the Docker engine and image store can export single
+# Preflight (deploy/kind/preflight.sh), before anything is created: ROUTING is a variant (and
+# the Gateway API channel keeps HTTPRoute retry); Istio's hub carries the pinned release and
+# agrees with the operator file; kind is KIND_VERSION; GATEWAY_URL is the port
+# deploy/kind/cluster.yaml publishes; the Docker engine and image store can export single
 # platforms (Engine 27 + containerd store stops); inotify limits (Linux); WSL2 (no NetworkPolicy).
 #
 # Nothing is pulled by the nodes themselves: every public image — Istio's pilot and proxyv2
