@@ -3,7 +3,8 @@
 #          render-deploy verify-tenants deploy-tools
 #          test-kind-dry-run
 # Pinned versions: deploy/versions.env, the one place (ISTIO_VERSION, ISTIO_COMMIT, ISTIO_HUB,
-# KIND_VERSION, KIND_NODE_IMAGE); deploy/kind/lib.sh reads the same file.
+# KIND_VERSION, KIND_NODE_IMAGE, GATEWAY_API_VERSION, GATEWAY_API_CHANNEL); deploy/kind/lib.sh
+# reads the same file.
 
 include deploy/versions.env
 KIND_CLUSTER    ?= ordermesh
@@ -29,10 +30,10 @@ export ISTIO_VERSION ISTIO_HUB KIND_VERSION KIND_CLUSTER KIND_NODE_IMAGE ROUTING
 .PHONY: kind-up kind-down tenant images compose-up compose-down compose-seed lint-deploy \
         render-deploy verify-tenants deploy-tools test-kind-dry-run
 
-kind-up: ## kind cluster + Istio + addons + images + every tenant + smoke test (needs Docker)
+kind-up: ## kind cluster + Istio + addons + images + every tenant + smoke test (needs Docker); ROUTING=gateway-api for the Gateway API variant
 	TENANTS="$(DEPLOY_TENANTS)" bash deploy/kind/up.sh
 
-test-kind-dry-run: ## KIND_DRY_RUN=1 make kind-up: its preflight, pinned versions, digests, hub, image loads, build flags and refusals
+test-kind-dry-run: ## KIND_DRY_RUN=1 make kind-up in both routing variants: its preflight, pinned versions, digests, hub, Gateway API CRDs, image loads, build flags and refusals
 	bash deploy/kind/test-dry-run.sh
 
 kind-down: ## delete the kind cluster

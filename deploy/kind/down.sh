@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make kind-down: delete the kind cluster created by up.sh (nothing else on the host is touched;
-# the downloaded Istio release stays cached in .local/kind).
+# the downloaded Istio release and Gateway API CRD bundle stay cached in .local/kind).
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh

@@ -22,6 +22,10 @@ PROBE_IMAGE="${PROBE_IMAGE:-curlimages/curl:8.11.1}"
 # classic image store on Docker Engine < 28; up.sh's Docker preflight decides, see preflight.sh).
 DOCKER_SAVE_PLATFORM="${DOCKER_SAVE_PLATFORM:-1}"
 
+# ROUTING: which API routes the traffic (deploy/README.md, "Two routing variants"): istio
+# (VirtualServices + the Istio Gateway) or gateway-api (HTTPRoutes + a Gateway API Gateway).
+ROUTING="${ROUTING:-istio}"
+
 # step / info / die: a section header, an indented line, an error that stops the script.
 step() { printf '\n==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
@@ -200,6 +204,110 @@ istio_dir() {
   printf '%s\n' "${dir}"
 }
 
+# check_routing: ROUTING must name a variant deploy/ has, and GATEWAY_API_CHANNEL a channel.
+check_routing() {
+  case "${ROUTING}" in
+    istio | gateway-api) ;;
+    *) die "ROUTING=${ROUTING} is not a routing variant: use ROUTING=istio (VirtualServices and the Istio Gateway; the default) or ROUTING=gateway-api (HTTPRoutes and a Gateway API Gateway); see deploy/README.md, 'Two routing variants'" ;;
+  esac
+  case "${GATEWAY_API_CHANNEL}" in
+    standard | experimental) ;;
+    *) die "GATEWAY_API_CHANNEL=${GATEWAY_API_CHANNEL}: the Gateway API publishes the channels standard and experimental (deploy/versions.env)" ;;
+  esac
+}
+
+# mesh_dir / overlay_dir TENANT: the kustomizations the ROUTING variant applies.
+mesh_dir() {
+  if [[ "${ROUTING}" == gateway-api ]]; then printf 'deploy/mesh-gateway-api\n'; else printf 'deploy/mesh\n'; fi
+}
+overlay_dir() {
+  if [[ "${ROUTING}" == gateway-api ]]; then printf 'deploy/overlays/%s/gateway-api\n' "$1"; else printf 'deploy/overlays/%s\n' "$1"; fi
+}
+
+# gateway_api_crds_url: the Gateway API release's bundle of CRDs for GATEWAY_API_VERSION and
+# GATEWAY_API_CHANNEL (<channel>-install.yaml: the CRDs and the safe-upgrades admission policy).
+gateway_api_crds_url() {
+  printf 'https://github.com/kubernetes-sigs/gateway-api/releases/download/%s/%s-install.yaml\n' \
+    "${GATEWAY_API_VERSION}" "${GATEWAY_API_CHANNEL}"
+}
+
+# gateway_api_crds: download that bundle into .local/kind once and print its path. Pinned by
+# version only: the release publishes no checksum file (istioctl's .sha256 has no counterpart),
+# and the asset's SHA-256 could not be read here (no network where this was written). What is
+# checked instead: every CRD in the file carries the bundle-version and channel annotations of
+# the pin, so a wrong or truncated download stops here, before anything is applied.
+gateway_api_crds() {
+  local file="${TOOLS_DIR}/gateway-api-${GATEWAY_API_VERSION}-${GATEWAY_API_CHANNEL}-install.yaml"
+  local url
+  url="$(gateway_api_crds_url)"
+  if dry_run; then
+    [[ -s "${file}" ]] || printf '+ curl -fsSL -o %s %s\n' "${file}" "${url}" >&2
+    printf '%s\n' "${file}"
+    return 0
+  fi
+  if [[ ! -s "${file}" ]]; then
+    mkdir -p "${TOOLS_DIR}"
+    info "downloading ${url}" >&2
+    curl -fsSL -o "${file}.part" "${url}" || { rm -f "${file}.part"; die "could not download ${url}"; }
+    mv "${file}.part" "${file}"
+  fi
+  local counts crds pinned
+  counts="$(bundle_crds "${file}" "${GATEWAY_API_VERSION}" "${GATEWAY_API_CHANNEL}")"
+  read -r crds pinned <<<"${counts}"
+  if ((crds == 0 || pinned != crds)); then
+    rm -f "${file}"
+    die "${url} gave ${crds} CRDs, ${pinned} of them annotated bundle-version ${GATEWAY_API_VERSION} and channel ${GATEWAY_API_CHANNEL}: not the pinned bundle (removed; re-run to download it again)"
+  fi
+  info "${file##*/}: ${crds} CRDs, bundle-version ${GATEWAY_API_VERSION}, channel ${GATEWAY_API_CHANNEL}" >&2
+  printf '%s\n' "${file}"
+}
+
+# bundle_crds FILE VERSION CHANNEL: "<CRDs in FILE> <of them annotated with Gateway API
+# bundle-version VERSION and channel CHANNEL>".
+bundle_crds() {
+  awk -v v="$2" -v c="$3" '
+    function count() { if (crd) { n++; if (ver && chan) ok++ } crd = ver = chan = 0 }
+    /^---/ { count() }
+    /^kind:[[:space:]]*CustomResourceDefinition[[:space:]]*$/ { crd = 1 }
+    $1 == "gateway.networking.k8s.io/bundle-version:" && $2 == v { ver = 1 }
+    $1 == "gateway.networking.k8s.io/channel:" && $2 == c { chan = 1 }
+    END { count(); print n + 0, ok + 0 }' "$1"
+}
+
+# other_routing: the variant ROUTING is not. routing_kinds_of VARIANT: its routing objects' kinds.
+other_routing() { if [[ "${ROUTING}" == istio ]]; then printf 'gateway-api\n'; else printf 'istio\n'; fi; }
+routing_kinds_of() {
+  if [[ "$1" == istio ]]; then printf 'Istio Gateways, VirtualServices\n'; else printf 'Gateway API Gateways, HTTPRoutes\n'; fi
+}
+
+# routing_objects_of VARIANT: "<kind> <namespace>/<name>" of the cluster's routing objects of
+# VARIANT (routing_kinds_of), one a line; nothing when it has none or not even their CRDs.
+routing_objects_of() {
+  local crd resources
+  if [[ "$1" == istio ]]; then
+    crd=virtualservices.networking.istio.io resources=gateways.networking.istio.io,virtualservices.networking.istio.io
+  else
+    crd=httproutes.gateway.networking.k8s.io resources=gateways.gateway.networking.k8s.io,httproutes.gateway.networking.k8s.io
+  fi
+  [[ -n "$(kubectl --context "${KCTX}" get crd "${crd}" --ignore-not-found -o name)" ]] || return 0
+  kubectl --context "${KCTX}" get "${resources}" -A --no-headers \
+    -o custom-columns='KIND:.kind,NAME:.metadata.name,NAMESPACE:.metadata.namespace' \
+    | awk '{print $1 " " $3 "/" $2}'
+}
+
+# refuse_other_routing: stop when the (reused) cluster holds the other variant's routing objects.
+# Switching in place is not supported: both APIs would bind the tenants' hosts, and the other
+# variant's gateway keeps NodePort 30080, so this variant's gateway Service could not be created.
+refuse_other_routing() {
+  local other found
+  other="$(other_routing)"
+  found="$(routing_objects_of "${other}")" || die "could not list the cluster's ${other} routing objects (kubectl's error above)"
+  if [[ -n "${found}" ]]; then
+    die "cluster '${KIND_CLUSTER}' runs the ${other} routing variant ($(wc -l <<<"${found}" | tr -d ' ') routing objects, e.g. $(head -n 2 <<<"${found}" | paste -sd ';' - | sed 's/;/; /')), not ROUTING=${ROUTING}; switching a cluster in place is not supported. Keep it: ROUTING=${other} make kind-up; or start over: make kind-down && ROUTING=${ROUTING} make kind-up"
+  fi
+  info "check routing: the cluster holds no ${other} routing objects"
+}
+
 # select_docs FILE KINDS [INCLUDE_REGEX [EXCLUDE_REGEX]]
 # Prints the YAML documents of a rendered multi-document FILE whose top-level kind is one of
 # the space-separated KINDS and whose text matches INCLUDE_REGEX (and not EXCLUDE_REGEX).
@@ -217,7 +325,8 @@ select_docs() {
   ' "${file}"
 }
 
-# apply_phase LABEL FILE KINDS [INCLUDE_REGEX [EXCLUDE_REGEX]]: kubectl apply the selected docs.
+# apply_phase LABEL FILE KINDS [INCLUDE_REGEX [EXCLUDE_REGEX]]: kubectl apply the selected docs
+# (and add their number to APPLIED_OBJECTS).
 apply_phase() {
   local label="$1"; shift
   local docs
@@ -226,7 +335,10 @@ apply_phase() {
     info "${label}: nothing to apply"
     return 0
   fi
-  info "${label}: $(grep -c '^kind:' <<<"${docs}") objects"
+  local n
+  n="$(grep -c '^kind:' <<<"${docs}")"
+  APPLIED_OBJECTS=$((${APPLIED_OBJECTS:-0} + n))
+  info "${label}: ${n} objects"
   k apply -f - <<<"${docs}" >/dev/null
 }
 

@@ -5,6 +5,24 @@
 # each prints what it checked, or the command it would run to check it.
 # shellcheck disable=SC2034  # DOCKER_SAVE_PLATFORM and DOCKER_OS are read by lib.sh's kind_load and up.sh
 
+# preflight_routing: ROUTING names a variant; in the gateway-api variant the Gateway API channel
+# keeps every field the HTTPRoutes use: the standard channel's CRDs prune HTTPRoute `retry`
+# (experimental in v1.6), and a route without it gets Istio's default retries, which retry a
+# POST on 503.
+preflight_routing() {
+  check_routing
+  local routes=deploy/components/gateway-api-routing/httproute-retry-timeout.yaml
+  if [[ "${ROUTING}" == gateway-api && "${GATEWAY_API_CHANNEL}" != experimental ]] \
+    && grep -qE '^[[:space:]]+retry:' "${routes}"; then
+    die "GATEWAY_API_CHANNEL=${GATEWAY_API_CHANNEL}: ${routes} sets HTTPRoute 'retry', which Gateway API ${GATEWAY_API_VERSION} has only in its experimental channel; the ${GATEWAY_API_CHANNEL} CRDs would drop it and POSTs would get Istio's default retries (503 included). Use GATEWAY_API_CHANNEL=experimental (deploy/versions.env)"
+  fi
+  if [[ "${ROUTING}" == gateway-api ]]; then
+    info "check routing: ROUTING=gateway-api: $(mesh_dir) + $(overlay_dir '<tenant>'), Gateway API ${GATEWAY_API_VERSION} ${GATEWAY_API_CHANNEL} CRDs, no istio-ingressgateway"
+  else
+    info "check routing: ROUTING=istio: $(mesh_dir) + $(overlay_dir '<tenant>'), istio-ingressgateway (Gateway API ${GATEWAY_API_VERSION} ${GATEWAY_API_CHANNEL} CRDs installed too, unused)"
+  fi
+}
+
 # preflight_istio_hub: ISTIO_HUB must be a registry that carries ISTIO_VERSION, and
 # deploy/versions.env and deploy/mesh/istio-operator.yaml (spec.hub) must name the same one.
 preflight_istio_hub() {

@@ -1,22 +1,36 @@
 #!/usr/bin/env bash
-# make kind-up: a kind cluster running ordermesh for every tenant overlay, behind Istio.
+# make kind-up: a kind cluster running ordermesh for every tenant overlay, behind Istio, routed
+# through Istio's API (ROUTING=istio, the default) or the Kubernetes Gateway API
+# (ROUTING=gateway-api); deploy/README.md, "Two routing variants".
 #
-#   1. kind cluster (reused when it exists)          5. render deploy/mesh + tenant overlays
-#   2. istioctl (pinned) + `istioctl install`        6. apply in a safe order (see below)
+#   1. kind cluster (reused when it exists; it must  5. render the variant's mesh + tenant overlays
+#      not run the other routing variant)            6. apply in a safe order (see below)
+#   2. Gateway API CRDs (pinned, both variants),
+#      istioctl (pinned) + `istioctl install`
 #   3. addons (same version): Jaeger, Prometheus     7. wait for rollouts, seed stock
 #      with deploy/observability's rules, Grafana
 #      with its dashboards, Kiali
 #   4. pre-pull public images, build + load ours     8. smoke test + mesh checks, NetworkPolicies
 #
 # Versions: deploy/versions.env (ISTIO_VERSION, ISTIO_HUB, KIND_VERSION, KIND_NODE_IMAGE by
-# digest). Environment: KIND_CLUSTER, TENANTS (default: every deploy/overlays/*), SKIP_BUILD=1
+# digest, GATEWAY_API_VERSION and _CHANNEL). Environment: ROUTING (istio | gateway-api),
+# KIND_CLUSTER, TENANTS (default: every deploy/overlays/*), SKIP_BUILD=1
 # (reuse the last built images), KIND_DRY_RUN=1 (print the commands, run nothing that changes
 # anything; needs neither Docker nor kind — `make test-kind-dry-run` checks its output),
 # KIND_VERSION_MISMATCH_OK=1 / KIND_INOTIFY_LOW_OK=1 (go on past those preflight stops).
 #
-# Preflight (deploy/kind/preflight.sh), before anything is created: Istio's hub carries the
-# pinned release and agrees with the operator file; kind is KIND_VERSION; GATEWAY_URL is the
-# port deploy/kind/cluster.yaml publishes; the Docker engine and image store can export single
+# The two variants differ in four places, all printed by the dry run: istioctl installs the
+# istio-ingressgateway (istio) or not (gateway-api: istiod deploys the Gateway's own Envoy,
+# ordermesh-gateway-istio, on the same NodePort 30080); the kustomizations rendered (deploy/mesh +
+# deploy/overlays/<t>, or deploy/mesh-gateway-api + deploy/overlays/<t>/gateway-api); the routing
+# phase of the apply (VirtualServices + Istio Gateway, or Gateway + HTTPRoutes); and the waits
+# (istio-ingressgateway's rollout, or the Gateway Programmed, its Deployment rolled out and every
+# HTTPRoute Accepted with its refs resolved). Everything else is the same, the smoke test too.
+#
+# Preflight (deploy/kind/preflight.sh), before anything is created: ROUTING is a variant (and
+# the Gateway API channel keeps HTTPRoute retry); Istio's hub carries the pinned release and
+# agrees with the operator file; kind is KIND_VERSION; GATEWAY_URL is the port
+# deploy/kind/cluster.yaml publishes; the Docker engine and image store can export single
 # platforms (Engine 27 + containerd store stops); inotify limits (Linux); WSL2 (no NetworkPolicy).
 #
 # Nothing is pulled by the nodes themselves: every public image — Istio's pilot and proxyv2
@@ -38,6 +52,7 @@ if dry_run; then
 else
   need docker kind kubectl curl tar awk sed
 fi
+preflight_routing
 preflight_istio_hub
 preflight_kind_version
 preflight_gateway_url
@@ -56,6 +71,10 @@ else
   done
 fi
 ((${#tenants[@]} > 0)) || die "no tenant overlays found"
+for t in "${tenants[@]}"; do
+  [[ -f "$(overlay_dir "${t}")/kustomization.yaml" ]] \
+    || die "tenant ${t}: no $(overlay_dir "${t}")/kustomization.yaml for ROUTING=${ROUTING} (make tenant NAME=... writes both variants)"
+done
 
 # ------------------------------------------------------------------------------------------ 1
 step "kind cluster '${KIND_CLUSTER}' (${KIND_NODE_IMAGE})"
@@ -73,8 +92,25 @@ if ! dry_run; then
   [[ "${published}" == *"$(cluster_gateway_address)"* ]] \
     || die "the cluster publishes NodePort 30080 on ${published}, deploy/kind/cluster.yaml says $(cluster_gateway_address): make kind-down, then make kind-up"
 fi
+# One routing variant per cluster (refuse_other_routing in lib.sh).
+if dry_run; then
+  info "check routing: a reused cluster that holds $(other_routing) routing objects ($(routing_kinds_of "$(other_routing)")) is refused"
+else
+  refuse_other_routing
+fi
 
 # ------------------------------------------------------------------------------------------ 2
+# Installed in both variants, before istiod starts, so that istiod serves them from its start
+# (and creates the GatewayClass `istio`): the istio variant creates no Gateway API object, and
+# its CRDs alone change nothing; it keeps the two variants' clusters alike but for the routing.
+# Server-side apply: the CRDs are too large for client-side apply's last-applied annotation.
+step "Gateway API ${GATEWAY_API_VERSION} CRDs, ${GATEWAY_API_CHANNEL} channel (both variants)"
+info "$(gateway_api_crds_url)"
+GATEWAY_API_CRDS="$(gateway_api_crds)"
+k apply --server-side -f "${GATEWAY_API_CRDS}" >/dev/null
+k wait --for=condition=Established --timeout=60s crd/gatewayclasses.gateway.networking.k8s.io \
+  crd/gateways.gateway.networking.k8s.io crd/httproutes.gateway.networking.k8s.io >/dev/null
+
 step "Istio ${ISTIO_VERSION}"
 ISTIO_DIR="$(istio_dir)"
 istioctl=("${ISTIO_DIR}/bin/istioctl" --context "${KCTX}")
@@ -88,11 +124,23 @@ for image in "${ISTIO_HUB}/pilot:${ISTIO_VERSION}" "${ISTIO_HUB}/proxyv2:${ISTIO
 done
 # Installs the CRDs, istiod and the ingress gateway with deploy/mesh/istio-operator.yaml's mesh
 # config (OpenTelemetry provider, access log, path normalisation, REGISTRY_ONLY) and images
-# from ISTIO_HUB (spec.hub there) at exactly ISTIO_VERSION.
-run "${istioctl[@]}" install -y -f deploy/mesh/istio-operator.yaml \
-  --set "hub=${ISTIO_HUB}" --set "tag=${ISTIO_VERSION}"
+# from ISTIO_HUB (spec.hub there) at exactly ISTIO_VERSION. ROUTING=gateway-api: without the
+# istio-ingressgateway (selected by name in the operator file's list; istioctl prunes it if an
+# earlier install made it), so nothing idle runs and NodePort 30080 is free for the Gateway's
+# own Envoy, which istiod deploys when deploy/mesh-gateway-api is applied.
+istio_install=(install -y -f deploy/mesh/istio-operator.yaml --set "hub=${ISTIO_HUB}" --set "tag=${ISTIO_VERSION}")
+if [[ "${ROUTING}" == gateway-api ]]; then
+  istio_install+=(--set 'components.ingressGateways[name:istio-ingressgateway].enabled=false')
+fi
+run "${istioctl[@]}" "${istio_install[@]}"
 k -n istio-system rollout status deploy/istiod --timeout=300s
-k -n istio-system rollout status deploy/istio-ingressgateway --timeout=300s
+if [[ "${ROUTING}" == istio ]]; then
+  k -n istio-system rollout status deploy/istio-ingressgateway --timeout=300s
+else
+  # istiod creates the GatewayClass once it sees the CRDs; the Gateway names it.
+  k wait --for=create gatewayclass/istio --timeout=120s >/dev/null
+  k wait --for=condition=Accepted gatewayclass/istio --timeout=120s
+fi
 
 # ------------------------------------------------------------------------------------------ 3
 step "addons: Jaeger, Prometheus, Grafana and Kiali from Istio ${ISTIO_VERSION}'s samples/addons"
@@ -165,13 +213,15 @@ for i in "${!SERVICES[@]}"; do
 done
 
 # ------------------------------------------------------------------------------------------ 5
-step "render deploy/mesh and overlays: ${tenants[*]}"
+step "render (ROUTING=${ROUTING}): $(mesh_dir) and $(overlay_dir '<tenant>') for ${tenants[*]}"
 ALL="${WORK}/all.yaml"
 # Rendering changes nothing outside .local/: it runs in a dry run too.
-kubectl kustomize deploy/mesh >"${WORK}/mesh.yaml"
+info "kubectl kustomize $(mesh_dir)"
+kubectl kustomize "$(mesh_dir)" >"${WORK}/mesh.yaml"
 cp "${WORK}/mesh.yaml" "${ALL}"
 for t in "${tenants[@]}"; do
-  kubectl kustomize "deploy/overlays/${t}" >"${WORK}/${t}.yaml"
+  info "kubectl kustomize $(overlay_dir "${t}")"
+  kubectl kustomize "$(overlay_dir "${t}")" >"${WORK}/${t}.yaml"
   printf -- '---\n' >>"${ALL}"
   cat "${WORK}/${t}.yaml" >>"${ALL}"
 done
@@ -186,19 +236,35 @@ rm -f "${ALL}.bak"
 info "rendered into ${WORK}"
 
 # ------------------------------------------------------------------------------------------ 6
-# Safe order (deploy/README.md, "Facts for tools"): CRDs (istioctl above) -> namespaces -> plain config ->
-# DestinationRules (subsets) before the VirtualServices that use them -> ALLOW policies before
-# STRICT mTLS and allow-nothing -> workloads. NetworkPolicies come last, after the mesh checks,
-# so that the 403 check below exercises the mesh's own authorization layer.
-step "apply"
+# Safe order (deploy/README.md, "Facts for tools"): CRDs (above) -> namespaces -> plain config
+# (the gateway-api variant's gateway options ConfigMap and per-version Services included) ->
+# DestinationRules before the routes that use them (VirtualServices' subsets; HTTPRoutes' backend
+# Services) -> the gateway's admission EnvoyFilter -> ALLOW policies before STRICT mTLS and
+# allow-nothing -> workloads. NetworkPolicies come last, after the mesh checks, so that the 403
+# check below exercises the mesh's own authorization layer.
+step "apply (ROUTING=${ROUTING})"
+APPLIED_OBJECTS=0
 apply_phase "namespaces" "${ALL}" "Namespace"
 apply_phase "config" "${ALL}" "ServiceAccount Secret ConfigMap Service"
 apply_phase "destination rules" "${ALL}" "DestinationRule"
-apply_phase "virtual services + gateway" "${ALL}" "VirtualService Gateway"
+if [[ "${ROUTING}" == istio ]]; then
+  apply_phase "virtual services + Istio Gateway" "${ALL}" "VirtualService Gateway"
+else
+  apply_phase "Gateway API Gateway + HTTPRoutes" "${ALL}" "Gateway HTTPRoute"
+fi
+apply_phase "gateway admission EnvoyFilter" "${ALL}" "EnvoyFilter"
 apply_phase "sidecars + telemetry" "${ALL}" "Sidecar Telemetry"
 apply_phase "ALLOW policies" "${ALL}" "AuthorizationPolicy" "ordermesh.io/policy: edge"
 apply_phase "STRICT mTLS + allow-nothing" "${ALL}" "AuthorizationPolicy PeerAuthentication" "" "ordermesh.io/policy: edge"
 apply_phase "workloads" "${ALL}" "StatefulSet Deployment PodDisruptionBudget"
+# Every rendered object is applied by exactly one phase (the NetworkPolicies in step 8): a kind
+# that no phase names would otherwise never reach the cluster, silently.
+rendered="$(grep -c '^kind:' "${ALL}")"
+network_policies="$(select_docs "${ALL}" NetworkPolicy | grep -c '^kind:' || true)"
+if ((APPLIED_OBJECTS + network_policies != rendered)); then
+  die "the render has ${rendered} objects, the apply phases applied ${APPLIED_OBJECTS} (+ ${network_policies} NetworkPolicies to come); kinds rendered: $(sed -n 's/^kind:[[:space:]]*//p' "${ALL}" | sort | uniq -c | tr -s ' \n' ' '): give every kind exactly one phase in deploy/kind/up.sh"
+fi
+info "all ${rendered} rendered objects applied by exactly one phase (${network_policies} NetworkPolicies after the smoke test)"
 
 # ------------------------------------------------------------------------------------------ 7
 step "wait for rollouts"
@@ -213,6 +279,22 @@ for t in "${tenants[@]}"; do
     k -n "${t}-payments" rollout status "deploy/${d}" --timeout=300s
   done
 done
+if [[ "${ROUTING}" == gateway-api ]]; then
+  # The Gateway (kind qualified: both APIs have a `gateway`) is Programmed once istiod has
+  # deployed its Envoy and Service; Programmed does not wait for the pods, the rollout does.
+  # HTTPRoutes have no top-level conditions: each parent (the Gateway listener or the Service it
+  # is attached to) has its own, hence jsonpath.
+  k -n istio-system wait --for=condition=Programmed gateways.gateway.networking.k8s.io/ordermesh-gateway --timeout=300s
+  k -n istio-system rollout status deploy/ordermesh-gateway-istio --timeout=300s
+  for t in "${tenants[@]}"; do
+    for ns in "${t}-orders" "${t}-payments"; do
+      for condition in Accepted ResolvedRefs; do
+        k -n "${ns}" wait --timeout=120s httproutes.gateway.networking.k8s.io --all \
+          --for="jsonpath={.status.parents[*].conditions[?(@.type==\"${condition}\")].status}=True"
+      done
+    done
+  done
+fi
 # Errors stop; warnings are printed and do not (a finished install is not undone because a
 # later Istio release adds a warning). check-deploy holds deploy/ to zero warnings before this.
 for t in "${tenants[@]}"; do
@@ -244,7 +326,7 @@ run bash deploy/kind/smoke.sh --after-network-policy "${tenants[@]}"
 
 step "ready"
 cat <<MSG
-    Ingress gateway: ${GATEWAY_URL}  (Host header <tenant>.ordermesh.local)
+    Ingress gateway: ${GATEWAY_URL}  (Host header <tenant>.ordermesh.local; ROUTING=${ROUTING})
       curl -H 'Host: ${tenants[0]}.ordermesh.local' -H 'x-tenant-id: ${tenants[0]}' \\
            -H 'content-type: application/json' -H "Idempotency-Key: \$(uuidgen)" \\
            --data @deploy/kind/order.json ${GATEWAY_URL}/api/v1/orders
