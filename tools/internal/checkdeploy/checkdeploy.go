@@ -199,8 +199,8 @@ func check(b *manifest.Bundle) *report.Report {
 		}
 	}
 	m := model.Build(decoded, overlayNames, meshConfigOf(mesh))
-	if b.Routing == manifest.RoutingGatewayAPI {
-		convertGatewayAPI(m, decoded, r)
+	if b.Routing == manifest.RoutingGatewayAPI || len(m.GatewayAPIGateways)+len(m.HTTPRoutes) > 0 {
+		convertGatewayAPI(m, decoded, gav.rejected, r)
 	}
 	promises.CheckMeshInstall(m, r, opFindings)
 

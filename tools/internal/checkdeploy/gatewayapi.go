@@ -40,10 +40,13 @@ type gatewayAPIValidation struct {
 	err      error
 	n        int
 	findings []report.Finding
+	// rejected are the objects the API server would refuse (schema violations): they never
+	// reach Istio's controller.
+	rejected map[*manifest.Object]bool
 }
 
 func newGatewayAPIValidation(b *manifest.Bundle) *gatewayAPIValidation {
-	g := &gatewayAPIValidation{routing: b.Routing}
+	g := &gatewayAPIValidation{routing: b.Routing, rejected: map[*manifest.Object]bool{}}
 	g.channel, g.err = gatewayAPIChannel(b.DeployDir)
 	if g.err == nil {
 		g.v, g.err = istioadapter.NewGatewayAPIValidator(g.channel)
@@ -82,6 +85,7 @@ func (g *gatewayAPIValidation) validate(o *manifest.Object, decoded runtime.Obje
 	if err := g.v.Validate(o.Obj); err != nil {
 		g.findings = append(g.findings, report.Finding{Object: o.Ref(), Message: "CRD schema (" + g.channel + "): " + err.Error(),
 			Fix: "fix the field (see the Gateway API reference for " + o.Kind() + ", " + g.channel + " channel)"})
+		g.rejected[o] = true
 		return decoded
 	}
 	stored, err := model.DecodeKube(&manifest.Object{Source: o.Source, Obj: g.v.Default(o.Obj)})
@@ -103,9 +107,12 @@ func (g *gatewayAPIValidation) emit(r *report.Report, scope string) {
 
 // convertGatewayAPI runs Istio's conversion over the variant's Namespaces, Services and Gateway
 // API objects, reports what Istio does not accept, and adds what it generates to the model.
-func convertGatewayAPI(m *model.Model, decoded []model.Decoded, r *report.Report) {
+func convertGatewayAPI(m *model.Model, decoded []model.Decoded, rejected map[*manifest.Object]bool, r *report.Report) {
 	var objs []runtime.Object
 	for _, d := range decoded {
+		if rejected[d.Object] {
+			continue
+		}
 		switch d.Kube.(type) {
 		case *corev1.Namespace, *corev1.Service, *corev1.ConfigMap, *gatewayv1.Gateway, *gatewayv1.HTTPRoute, *gatewayv1.GRPCRoute,
 			*gatewayv1.GatewayClass, *gatewayv1.ReferenceGrant:

@@ -43,8 +43,8 @@ func checkOneAPI(m *model.Model, r *report.Report) {
 			}
 		}
 	}
-	both(c, routed, "routed by", "VirtualService", "route it with one API: delete the VirtualService in the gateway-api variant (or the HTTPRoute in the istio variant)")
-	both(c, served, "served by", "Istio Gateway", "serve the tenant's host from one gateway: the Istio Gateway in the istio variant, the Gateway API Gateway in the gateway-api variant")
+	both(c, routed, "routed by", "a VirtualService", "route it with one API: delete the VirtualService in the gateway-api variant (or the HTTPRoute in the istio variant)")
+	both(c, served, "served by", "an Istio Gateway", "serve the tenant's host from one gateway: the Istio Gateway in the istio variant, the Gateway API Gateway in the gateway-api variant")
 	c.detailPerTenant(func(*model.Tenant) string { return "every host routed by one API, served by one gateway API" })
 	c.emit(r, IDOneAPI, "one routing API per host and per public host", true)
 }
@@ -69,7 +69,7 @@ func both(c *collector, byHost map[string][2][]model.Meta, verb, istioAPI, fix s
 		if len(e[0]) == 0 || len(e[1]) == 0 {
 			continue
 		}
-		c.add(c.scopeOf(e[0][0].Namespace), e[0][0].Ref(), fmt.Sprintf("host %q is %s an %s (%s) and by the Gateway API (%s): Istio merges them or picks one",
+		c.add(c.scopeOf(e[0][0].Namespace), e[0][0].Ref(), fmt.Sprintf("host %q is %s %s (%s) and by the Gateway API (%s): Istio merges them or picks one",
 			h, verb, istioAPI, refs(e[0]), refs(e[1])), fix)
 	}
 }
