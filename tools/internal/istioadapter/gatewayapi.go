@@ -94,7 +94,10 @@ func ConvertGatewayAPI(objs []runtime.Object, domainSuffix string, wait time.Dur
 	}
 	stop := make(chan struct{})
 	defer close(stop)
-	ctl := gateway.NewController(kc, func(schema.GroupVersionResource, <-chan struct{}) bool { return true },
+	// waitForCRD gates only istiod's GatewayClass controller: the class is given (withIstioClass),
+	// so that controller does not run (it would race its own informer creating istio-remote).
+	noClassController := func(schema.GroupVersionResource, <-chan struct{}) bool { return false }
+	ctl := gateway.NewController(kc, noClassController,
 		controller.Options{DomainSuffix: domainSuffix, SystemNamespace: "istio-system"}, nil)
 	store := crdclient.New(kc, crdclient.Option{DomainSuffix: domainSuffix})
 	mgr := status.NewManager(store)
