@@ -453,6 +453,10 @@ spec:
       hosts: [tenant-a-orders/tenant-a.ordermesh.local]
 `},
 		want: []finding{fails(promises.IDOneAPI, "gateway-api/mesh", "Gateway istio-system/legacy", `host "tenant-a.ordermesh.local" is served by an Istio Gateway`)}},
+	{name: "GatewayAPICanaryRuleHiddenFromCaller", routing: manifest.RoutingGatewayAPI,
+		patches: []patch{set("DestinationRule tenant-a-payments/payment-service-canary", "spec.exportTo", []any{"."})},
+		want: []finding{fails(promises.IDVisibleToCaller, "gateway-api/tenant-a", "payment-service-canary.tenant-a-payments.svc.cluster.local",
+			"HTTPRoute tenant-a-payments/payment-service routes payment-service.tenant-a-payments.svc.cluster.local's calls here", "no DestinationRule for it is visible to order-service (tenant-a-orders)")}},
 	{name: "GatewayAPIListenerFromAll", routing: manifest.RoutingGatewayAPI,
 		patches: []patch{set("Gateway istio-system/ordermesh-gateway", "spec.listeners[name=tenant-a].allowedRoutes.namespaces", map[string]any{"from": "All"})},
 		want:    []finding{fails(promises.IDGatewayHosts, "gateway-api/mesh", "Gateway istio-system/ordermesh-gateway", `host "*/tenant-a.ordermesh.local" is not bound to one namespace`)}},
