@@ -172,7 +172,7 @@ func statusSubresource(kc kube.Client) error {
 		if err != nil {
 			return true, nil, err
 		}
-		name, _, _ := unstructuredString(in, "metadata", "name")
+		name, _, _ := unstructured.NestedString(in, "metadata", "name")
 		cur, err := tracker.Get(ua.GetResource(), ua.GetNamespace(), name)
 		if err != nil {
 			return true, nil, err
@@ -189,10 +189,6 @@ func statusSubresource(kc kube.Client) error {
 		return true, merged, tracker.Update(ua.GetResource(), merged, ua.GetNamespace())
 	})
 	return nil
-}
-
-func unstructuredString(m map[string]any, path ...string) (string, bool, error) {
-	return unstructured.NestedString(m, path...)
 }
 
 func timeoutChan(stop <-chan struct{}, d time.Duration) <-chan struct{} {
