@@ -488,7 +488,7 @@ spec:
 	{name: "GatewayAPITelemetryTargetsOtherGateway", routing: manifest.RoutingGatewayAPI,
 		// The gateway workload is the Gateway's deployment; the Telemetry binds to it by targetRefs only.
 		patches: []patch{set("Telemetry istio-system/ingress-gateway", "spec.targetRefs[0].name", "other-gateway")},
-		want: []finding{fails(promises.IDGatewayTracing, "gateway-api/mesh", "Deployment istio-system/ordermesh-gateway-istio", `custom tag "tenant" must come from header x-tenant-id`)}},
+		want:    []finding{fails(promises.IDGatewayTracing, "gateway-api/mesh", "Deployment istio-system/ordermesh-gateway-istio", `custom tag "tenant" must come from header x-tenant-id`)}},
 	{name: "GatewayAPISchemaViolation", routing: manifest.RoutingGatewayAPI,
 		patches: []patch{set("HTTPRoute tenant-a-orders/notify-service", "spec.rules[name=read].timeouts.request", "ten seconds")},
 		want:    []finding{fails(IDGatewayAPIValidate, "gateway-api/tenant-a", "HTTPRoute tenant-a-orders/notify-service", "CRD schema (experimental)", "timeouts.request")}},
