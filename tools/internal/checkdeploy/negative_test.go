@@ -489,6 +489,13 @@ spec:
 		// The gateway workload is the Gateway's deployment; the Telemetry binds to it by targetRefs only.
 		patches: []patch{set("Telemetry istio-system/ingress-gateway", "spec.targetRefs[0].name", "other-gateway")},
 		want:    []finding{fails(promises.IDGatewayTracing, "gateway-api/mesh", "Deployment istio-system/ordermesh-gateway-istio", `custom tag "tenant" must come from header x-tenant-id`)}},
+	{name: "SourceGatewayAPIListenerNamesOtherTenant", routing: manifest.RoutingGatewayAPI,
+		// A copy-pasted listener: tenant-b's listener admits tenant-a's orders namespace.
+		source: []edit{{"mesh-gateway-api/gateway.yaml", "kubernetes.io/metadata.name: tenant-b-orders", "kubernetes.io/metadata.name: tenant-a-orders"}},
+		want: []finding{
+			fails(promises.IDGatewayHosts, "gateway-api/tenant-a", `host "tenant-a-orders/tenant-b.ordermesh.local"`, "is not tenant-a.*"),
+			fails(IDGatewayAPIIstio, "gateway-api/tenant-b", "HTTPRoute tenant-b-orders/order-service-ingress", "NotAllowedByListeners"),
+		}},
 	{name: "GatewayAPISchemaViolation", routing: manifest.RoutingGatewayAPI,
 		patches: []patch{set("HTTPRoute tenant-a-orders/notify-service", "spec.rules[name=read].timeouts.request", "ten seconds")},
 		want:    []finding{fails(IDGatewayAPIValidate, "gateway-api/tenant-a", "HTTPRoute tenant-a-orders/notify-service", "CRD schema (experimental)", "timeouts.request")}},
