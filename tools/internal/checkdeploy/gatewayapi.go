@@ -137,9 +137,15 @@ func convertGatewayAPI(m *model.Model, decoded []model.Decoded, rejected map[*ma
 		routeFindings(c, rt, byRef[rt.Ref()])
 	}
 	m.AddGenerated(generated(res.VirtualServices), generated(res.Gateways))
-	c.detailAll(fmt.Sprintf("Istio accepts %s and %s; it generates %s and %s",
-		plural(len(m.GatewayAPIGateways), "Gateway"), plural(len(m.HTTPRoutes), "HTTPRoute"),
-		plural(len(res.VirtualServices), "VirtualService"), plural(len(res.Gateways), "Gateway server set")))
+	for _, gw := range m.GatewayAPIGateways {
+		c.count(c.scopeOf(gw.Namespace), "Gateway")
+	}
+	for _, rt := range m.HTTPRoutes {
+		c.count(c.scopeOf(rt.Namespace), "HTTPRoute")
+	}
+	for _, vs := range res.VirtualServices {
+		c.count(c.scopeOf(vs.Namespace), "generated VirtualService")
+	}
 	c.emit(r)
 }
 
@@ -199,14 +205,38 @@ func routeFindings(c *scoped, rt *model.HTTPRoute, st istioadapter.GatewayAPISta
 	}
 }
 
-// scoped collects findings per report scope (tenant overlay or mesh) for the conversion check.
+// scoped collects findings and object counts per report scope (tenant overlay or mesh) for
+// the conversion check.
 type scoped struct {
 	m        *model.Model
 	findings map[string][]report.Finding
-	detail   string
+	counts   map[string]map[string]int // scope -> what -> n
 }
 
-func newScoped(m *model.Model) *scoped { return &scoped{m: m, findings: map[string][]report.Finding{}} }
+func newScoped(m *model.Model) *scoped {
+	return &scoped{m: m, findings: map[string][]report.Finding{}, counts: map[string]map[string]int{}}
+}
+
+func (s *scoped) count(scope, what string) {
+	if s.counts[scope] == nil {
+		s.counts[scope] = map[string]int{}
+	}
+	s.counts[scope][what]++
+}
+
+// detail is "1 Gateway, 4 HTTPRoutes, 4 generated VirtualServices" for a scope.
+func (s *scoped) detail(scope string) string {
+	var parts []string
+	for _, what := range []string{"Gateway", "HTTPRoute", "generated VirtualService"} {
+		if n := s.counts[scope][what]; n > 0 {
+			parts = append(parts, plural(n, what))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "accepted by Istio: " + strings.Join(parts, ", ")
+}
 
 func (s *scoped) scopeOf(ns string) string {
 	if t := s.m.TenantOf(ns); t != nil {
@@ -219,8 +249,6 @@ func (s *scoped) add(scope string, f report.Finding) {
 	s.findings[scope] = append(s.findings[scope], f)
 }
 
-func (s *scoped) detailAll(d string) { s.detail = d }
-
 func (s *scoped) emit(r *report.Report) {
 	scopes := []string{promises.MeshScope}
 	for _, t := range s.m.Tenants {
@@ -228,6 +256,6 @@ func (s *scoped) emit(r *report.Report) {
 	}
 	for _, sc := range scopes {
 		r.Add(report.Check{ID: IDGatewayAPIIstio, Scope: sc, Title: "Istio's Gateway API controller accepts every Gateway and route and resolves their backends",
-			Findings: s.findings[sc], Detail: s.detail})
+			Findings: s.findings[sc], Detail: s.detail(sc)})
 	}
 }
