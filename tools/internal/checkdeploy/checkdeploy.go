@@ -5,6 +5,7 @@ package checkdeploy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -25,6 +26,9 @@ const (
 	IDDecode   = "decode.strict"
 	IDValidate = "istio.validate"
 	IDAnalyze  = "analyze"
+	// The gateway-api variant (gatewayapi.go).
+	IDGatewayAPIValidate = "gateway-api.validate"
+	IDGatewayAPIIstio    = "gateway-api.istio"
 )
 
 // Suppressions are the accepted analyzer messages, each with the reason it is accepted.
@@ -33,6 +37,19 @@ var Suppressions = []istioadapter.Suppression{{
 	AnalysisSuppression: local.AnalysisSuppression{Code: "IST0133", ResourceName: "EnvoyFilter " + admissionFilterRef},
 	Reason:              admissionFilterReason,
 }}
+
+// VariantSuppressions are accepted analyzer messages in one routing variant only.
+var VariantSuppressions = map[manifest.Routing][]istioadapter.Suppression{
+	manifest.RoutingGatewayAPI: {
+		{AnalysisSuppression: local.AnalysisSuppression{Code: "IST0160", ResourceName: "Telemetry istio-system/ingress-gateway"}, Reason: targetRefTelemetryReason},
+		{AnalysisSuppression: local.AnalysisSuppression{Code: "IST0160", ResourceName: "Telemetry istio-system/mesh-default"}, Reason: targetRefTelemetryReason},
+	},
+}
+
+// Why IST0160 is accepted for the gateway's Telemetry in the gateway-api variant.
+const targetRefTelemetryReason = "Istio's telemetry.DefaultSelectorAnalyzer reads only spec.selector and so counts the gateway's Telemetry, " +
+	"bound to the Gateway by targetRefs (deploy/mesh-gateway-api: Istio ignores selectors on a Kubernetes Gateway's pods, IST0166), " +
+	"as a second namespace-wide one; istiod applies it to that Gateway's pods only, and mesh-default stays the one namespace-wide Telemetry"
 
 // AcceptedValidationWarnings are Istio validation warnings accepted on one object each, with
 // the reason: object ref -> the warning's text starts with.
@@ -51,18 +68,46 @@ const (
 // DefaultProxyImage is used for the synthesized sidecars when the IstioOperator names no tag.
 const DefaultProxyImage = "docker.io/istio/proxyv2:1.29.0"
 
-// Run renders deployDir and checks it.
-func Run(deployDir string) (*report.Report, error) {
-	b, err := manifest.Load(deployDir, manifest.RoutingIstio)
-	if err != nil {
-		return nil, err
+// Run renders deployDir in each routing variant (both when none is given) and checks it: one
+// report, the gateway-api variant's lines scoped "gateway-api/<scope>".
+func Run(deployDir string, routings ...manifest.Routing) (*report.Report, error) {
+	if len(routings) == 0 {
+		routings = manifest.Routings
 	}
-	return Check(b), nil
+	r := &report.Report{DeployDir: deployDir}
+	for _, routing := range routings {
+		b, err := manifest.Load(deployDir, routing)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range Check(b).Checks {
+			r.Add(c)
+		}
+	}
+	return r, nil
 }
 
-// Check checks an already rendered (possibly mutated) bundle.
+// VariantScope is the report scope of a check in a routing variant: the Istio variant's scopes
+// are bare ("tenant-a", "mesh", "all"), the others' prefixed ("gateway-api/tenant-a").
+func VariantScope(routing manifest.Routing, scope string) string {
+	if routing == "" || routing == manifest.RoutingIstio {
+		return scope
+	}
+	return string(routing) + "/" + scope
+}
+
+// Check checks an already rendered (possibly mutated) bundle of one routing variant.
 func Check(b *manifest.Bundle) *report.Report {
+	r := check(b)
+	for i := range r.Checks {
+		r.Checks[i].Scope = VariantScope(b.Routing, r.Checks[i].Scope)
+	}
+	return r
+}
+
+func check(b *manifest.Bundle) *report.Report {
 	r := &report.Report{DeployDir: b.DeployDir}
+	gav := newGatewayAPIValidation(b)
 
 	v, verr := istioadapter.NewValidator()
 	var decoded []model.Decoded
@@ -123,7 +168,7 @@ func Check(b *manifest.Bundle) *report.Report {
 						Fix: "fix the field name/type (kubectl explain " + strings.ToLower(o.Kind()) + ")"})
 					continue
 				}
-				d.Kube = obj
+				d.Kube = gav.validate(o, obj)
 			}
 			decoded = append(decoded, d)
 		}
@@ -131,6 +176,7 @@ func Check(b *manifest.Bundle) *report.Report {
 			Findings: decFindings, Detail: plural(len(u.Objects)-nIstio, "Kubernetes object") + " decoded strictly"})
 		r.Add(report.Check{ID: IDValidate, Scope: scope, Title: "Istio validation + CRD schemas",
 			Findings: valFindings, Notes: valNotes, Detail: plural(nIstio, "Istio object") + " valid"})
+		gav.emit(r, scope)
 	}
 
 	// The mesh install.
@@ -153,6 +199,9 @@ func Check(b *manifest.Bundle) *report.Report {
 		}
 	}
 	m := model.Build(decoded, overlayNames, meshConfigOf(mesh))
+	if b.Routing == manifest.RoutingGatewayAPI || len(m.GatewayAPIGateways)+len(m.HTTPRoutes) > 0 {
+		convertGatewayAPI(m, decoded, gav.rejected, r)
+	}
 	promises.CheckMeshInstall(m, r, opFindings)
 
 	// istioctl analyze, per overlay (with the mesh-wide objects) and over everything.
@@ -210,7 +259,7 @@ func analyze(b *manifest.Bundle, m *model.Model, mi *istioadapter.MeshInstall, r
 				return
 			}
 		}
-		res, err := istioadapter.Analyze(docsOf(units...), meshYAML, Suppressions)
+		res, err := istioadapter.Analyze(docsOf(units...), meshYAML, append(slices.Clone(Suppressions), VariantSuppressions[b.Routing]...))
 		c := report.Check{ID: IDAnalyze, Scope: scope, Title: title}
 		if err != nil {
 			c.Findings = append(c.Findings, report.Finding{Message: err.Error()})

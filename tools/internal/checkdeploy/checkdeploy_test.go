@@ -17,25 +17,35 @@ import (
 // deployDir is the repository's deploy/ (tools/internal/checkdeploy → ../../../deploy).
 var deployDir = filepath.Join("..", "..", "..", "deploy")
 
-var (
-	baseOnce   sync.Once
-	baseBundle *manifest.Bundle
-	baseReport *report.Report
-	baseErr    error
-)
+// baseline is one routing variant of the real deploy/, rendered and checked once.
+type baseline struct {
+	once   sync.Once
+	bundle *manifest.Bundle
+	report *report.Report
+	err    error
+}
 
-func base(t *testing.T) (*manifest.Bundle, *report.Report) {
+var baselines = map[manifest.Routing]*baseline{manifest.RoutingIstio: {}, manifest.RoutingGatewayAPI: {}}
+
+// base is the Istio variant (the default); baseFor any variant.
+func base(t *testing.T) (*manifest.Bundle, *report.Report) { return baseFor(t, manifest.RoutingIstio) }
+
+func baseFor(t *testing.T, routing manifest.Routing) (*manifest.Bundle, *report.Report) {
 	t.Helper()
-	baseOnce.Do(func() {
-		baseBundle, baseErr = manifest.Load(deployDir, manifest.RoutingIstio)
-		if baseErr == nil {
-			baseReport = Check(baseBundle.Clone())
+	bl := baselines[routing]
+	if bl == nil {
+		t.Fatalf("unknown routing variant %q", routing)
+	}
+	bl.once.Do(func() {
+		bl.bundle, bl.err = manifest.Load(deployDir, routing)
+		if bl.err == nil {
+			bl.report = Check(bl.bundle.Clone())
 		}
 	})
-	if baseErr != nil {
-		t.Fatalf("rendering %s: %v", deployDir, baseErr)
+	if bl.err != nil {
+		t.Fatalf("rendering %s (%s): %v", deployDir, routing, bl.err)
 	}
-	return baseBundle.Clone(), baseReport
+	return bl.bundle.Clone(), bl.report
 }
 
 func failuresText(r *report.Report) string {
@@ -49,11 +59,17 @@ func failuresText(r *report.Report) string {
 	return b.String()
 }
 
-// TestDeployPasses is the positive test: the real deploy/ passes every check.
+// TestDeployPasses is the positive test: the real deploy/ passes every check, in both
+// routing variants.
 func TestDeployPasses(t *testing.T) {
 	_, r := base(t)
 	if !r.OK {
 		t.Fatalf("deploy/ fails check-deploy:\n%s", failuresText(r))
+	}
+	for _, id := range []string{promises.IDOneAPI, promises.IDTenantBackends} {
+		if len(r.Find(id)) == 0 {
+			t.Errorf("check %s did not run", id)
+		}
 	}
 	// Every stage and promise ran, for the mesh and for each tenant overlay.
 	for _, id := range []string{IDRender, IDDecode, IDValidate, IDAnalyze, promises.IDMeshInstall, promises.IDStrictMesh,
@@ -74,6 +90,57 @@ func TestDeployPasses(t *testing.T) {
 		if !tenants[want] {
 			t.Errorf("authz.call-graph has no [%s] line (scopes %v)", want, tenants)
 		}
+	}
+}
+
+// TestGatewayAPIVariantPasses: the gateway-api variant passes every check too, its lines scoped
+// gateway-api/<scope>, with Istio's conversion and the Gateway API schema checks among them and
+// the promises running on what Istio generated from the HTTPRoutes.
+func TestGatewayAPIVariantPasses(t *testing.T) {
+	_, r := baseFor(t, manifest.RoutingGatewayAPI)
+	if !r.OK {
+		t.Fatalf("deploy/ (gateway-api) fails check-deploy:\n%s", failuresText(r))
+	}
+	for _, c := range r.Checks {
+		if !strings.HasPrefix(c.Scope, "gateway-api/") {
+			t.Errorf("%s has scope %q, want gateway-api/…", c.ID, c.Scope)
+		}
+	}
+	for _, id := range []string{IDGatewayAPIValidate, IDGatewayAPIIstio, promises.IDOneAPI, promises.IDWeights, promises.IDCanaryFallback,
+		promises.IDRetryTimeout, promises.IDPostRetry, promises.IDVisibleToCaller, promises.IDGatewayHosts, promises.IDGatewayTracing} {
+		scopes := map[string]bool{}
+		for _, c := range r.Find(id) {
+			scopes[c.Scope] = true
+		}
+		if !scopes["gateway-api/tenant-a"] && !scopes["gateway-api/mesh"] {
+			t.Errorf("check %s has no gateway-api/tenant-a or gateway-api/mesh line (scopes %v)", id, scopes)
+		}
+	}
+	// The canary split is checked on the per-version Services Istio routes to.
+	for _, c := range r.Find(promises.IDCanaryFallback) {
+		if c.Scope == "gateway-api/tenant-a" && !strings.Contains(c.Detail, "payment-service-canary.tenant-a-payments.svc.cluster.local") {
+			t.Errorf("canary-fallback did not look at payment-service-canary: %q", c.Detail)
+		}
+	}
+}
+
+// Run checks both variants in one report: the Istio variant's lines bare, the other's prefixed.
+func TestRunChecksBothVariants(t *testing.T) {
+	r, err := Run(deployDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scopes := map[string]bool{}
+	for _, c := range r.Find(promises.IDWeights) {
+		scopes[c.Scope] = true
+	}
+	for _, want := range []string{"tenant-a", "gateway-api/tenant-a", "tenant-b", "gateway-api/tenant-b"} {
+		if !scopes[want] {
+			t.Errorf("routing.weights has no [%s] line (scopes %v)", want, scopes)
+		}
+	}
+	if !r.OK {
+		t.Errorf("deploy/ fails:\n%s", failuresText(r))
 	}
 }
 

@@ -12,16 +12,18 @@ import (
 	"strings"
 	"testing"
 
+	"ordermesh.local/tools/internal/manifest"
 	"ordermesh.local/tools/internal/promises"
 	"ordermesh.local/tools/internal/report"
 )
 
 type negativeCase struct {
 	name    string
-	add     added     // objects added to the render of one unit
-	patches []patch   // changes to rendered objects and to the IstioOperator (patch_test.go)
-	source  []edit    // or: edits to the kustomize sources of a copy of deploy/, rendered again
-	want    []finding // every one must be produced
+	routing manifest.Routing // the variant the row breaks ("" is istio; source rows check both)
+	add     added            // objects added to the render of one unit
+	patches []patch          // changes to rendered objects and to the IstioOperator (patch_test.go)
+	source  []edit           // or: edits to the kustomize sources of a copy of deploy/, rendered again
+	want    []finding        // every one must be produced
 }
 
 // added is YAML objects added to the render of one unit: an overlay, or "mesh".
@@ -380,7 +382,7 @@ spec:
 		want: []finding{fails(promises.IDSidecarEgress, "tenant-b", "Sidecar tenant-b-orders/default", `host "*/*"`)}},
 	{name: "SourceOverlayNamesOtherTenant",
 		// A copy-pasted overlay: tenant-b's ConfigMap still says tenant-a's payments namespace.
-		source: []edit{{"overlays/tenant-b/kustomization.yaml", "- paymentsNamespace=tenant-b-payments", "- paymentsNamespace=tenant-a-payments"}},
+		source: []edit{{"overlays/tenant-b/tenant/kustomization.yaml", "- paymentsNamespace=tenant-b-payments", "- paymentsNamespace=tenant-a-payments"}},
 		want:   []finding{fails(promises.IDVisibleToCaller, "tenant-b", "payment-service.tenant-b-payments.svc.cluster.local", "no VirtualService for it is visible to order-service (tenant-b-orders)")}},
 	{name: "SourceTenantParamsNetworkPolicyNotReplaced",
 		source: []edit{{"components/tenant-params/kustomization.yaml",
@@ -398,6 +400,105 @@ spec:
 	{name: "SourceGatewayLosesTenantHost",
 		source: []edit{{"mesh/gateway.yaml", "        - tenant-b-orders/tenant-b.ordermesh.local\n", ""}},
 		want:   []finding{fails(promises.IDGatewayHosts, "tenant-b", "VirtualService tenant-b-orders/order-service-ingress", `host "tenant-b.ordermesh.local" is not granted`)}},
+
+	// ---- the gateway-api variant (Istio's own conversion of the Gateway API objects) ----
+	{name: "GatewayAPIMeshRouteToOtherTenant", routing: manifest.RoutingGatewayAPI,
+		// Istio accepts it (it enforces ReferenceGrants only on a Gateway's routes): the promise catches it.
+		patches: []patch{set("HTTPRoute tenant-a-orders/inventory-service", "spec.rules[*].backendRefs[0].namespace", "tenant-b-orders")},
+		want: []finding{fails(promises.IDTenantBackends, "gateway-api/tenant-a", "HTTPRoute tenant-a-orders/inventory-service",
+			"sends traffic to inventory-service.tenant-b-orders.svc.cluster.local, a Service of tenant tenant-b")}},
+	{name: "GatewayAPIIngressRouteToOtherTenant", routing: manifest.RoutingGatewayAPI,
+		patches: []patch{set("HTTPRoute tenant-a-orders/order-service-ingress", "spec.rules[*].backendRefs[0].namespace", "tenant-b-orders")},
+		want: []finding{
+			fails(IDGatewayAPIIstio, "gateway-api/tenant-a", "HTTPRoute tenant-a-orders/order-service-ingress", "ResolvedRefs=False, reason RefNotPermitted"),
+			// Istio drops the backend it may not reach: the gateway has no route to order-service left.
+			fails(promises.IDVisibleToCaller, "gateway-api/tenant-a", "order-service.tenant-a-orders.svc.cluster.local", "no VirtualService for it is visible to the ingress gateway"),
+		}},
+	{name: "GatewayAPIRouteWithoutParentRefs", routing: manifest.RoutingGatewayAPI,
+		patches: []patch{del("HTTPRoute tenant-a-payments/payment-service", "spec.parentRefs")},
+		want: []finding{
+			fails(IDGatewayAPIIstio, "gateway-api/tenant-a", "HTTPRoute tenant-a-payments/payment-service", "has no parentRefs"),
+			fails(promises.IDVisibleToCaller, "gateway-api/tenant-a", "payment-service.tenant-a-payments.svc.cluster.local", "no VirtualService for it is visible to order-service"),
+		}},
+	{name: "GatewayAPICanaryWeights8020", routing: manifest.RoutingGatewayAPI,
+		patches: []patch{
+			set("HTTPRoute tenant-a-payments/payment-service", "spec.rules[*].backendRefs[0].weight", int64(80)),
+			set("HTTPRoute tenant-a-payments/payment-service", "spec.rules[*].backendRefs[1].weight", int64(20)),
+		},
+		want: []finding{fails(promises.IDWeights, "gateway-api/tenant-a", "HTTPRoute tenant-a-payments/payment-service",
+			"sends 20% to the canary (payment-service-canary.tenant-a-payments.svc.cluster.local), promised 10%")}},
+	{name: "GatewayAPIAndVirtualServiceOnOneHost", routing: manifest.RoutingGatewayAPI,
+		add: added{"tenant-a", `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: payment-service, namespace: tenant-a-payments}
+spec:
+  hosts: [payment-service.tenant-a-payments.svc.cluster.local]
+  http:
+    - timeout: 10s
+      retries: {attempts: 0}
+      route: [{destination: {host: payment-service.tenant-a-payments.svc.cluster.local}}]
+`},
+		want: []finding{fails(promises.IDOneAPI, "gateway-api/tenant-a", "VirtualService tenant-a-payments/payment-service",
+			`host "payment-service.tenant-a-payments.svc.cluster.local" is routed by`, "HTTPRoute tenant-a-payments/payment-service")}},
+	{name: "GatewayAPIAndIstioGatewayOnOneHost", routing: manifest.RoutingGatewayAPI,
+		add: added{"mesh", `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: legacy, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+    - port: {number: 8080, name: http, protocol: HTTP}
+      hosts: [tenant-a-orders/tenant-a.ordermesh.local]
+`},
+		want: []finding{fails(promises.IDOneAPI, "gateway-api/mesh", "Gateway istio-system/legacy", `host "tenant-a.ordermesh.local" is served by an Istio Gateway`)}},
+	{name: "GatewayAPICanaryRuleHiddenFromCaller", routing: manifest.RoutingGatewayAPI,
+		patches: []patch{set("DestinationRule tenant-a-payments/payment-service-canary", "spec.exportTo", []any{"."})},
+		want: []finding{fails(promises.IDVisibleToCaller, "gateway-api/tenant-a", "payment-service-canary.tenant-a-payments.svc.cluster.local",
+			"HTTPRoute tenant-a-payments/payment-service routes payment-service.tenant-a-payments.svc.cluster.local's calls here", "no DestinationRule for it is visible to order-service (tenant-a-orders)")}},
+	{name: "GatewayAPIListenerFromAll", routing: manifest.RoutingGatewayAPI,
+		patches: []patch{set("Gateway istio-system/ordermesh-gateway", "spec.listeners[name=tenant-a].allowedRoutes.namespaces", map[string]any{"from": "All"})},
+		want:    []finding{fails(promises.IDGatewayHosts, "gateway-api/mesh", "Gateway istio-system/ordermesh-gateway", `host "*/tenant-a.ordermesh.local" is not bound to one namespace`)}},
+	{name: "GatewayAPIListenerFromSame", routing: manifest.RoutingGatewayAPI,
+		patches: []patch{set("Gateway istio-system/ordermesh-gateway", "spec.listeners[name=tenant-b].allowedRoutes.namespaces", map[string]any{"from": "Same"})},
+		want: []finding{
+			fails(promises.IDGatewayHosts, "gateway-api/mesh", `host "istio-system/tenant-b.ordermesh.local" is granted to namespace istio-system`),
+			fails(IDGatewayAPIIstio, "gateway-api/tenant-b", "HTTPRoute tenant-b-orders/order-service-ingress", "Accepted=False, reason NotAllowedByListeners"),
+		}},
+	{name: "GatewayAPIListenerAdmitsWholeTenant", routing: manifest.RoutingGatewayAPI,
+		patches: []patch{set("Gateway istio-system/ordermesh-gateway", "spec.listeners[name=tenant-a].allowedRoutes.namespaces.selector",
+			map[string]any{"matchLabels": map[string]any{"tenant": "tenant-a"}})},
+		want: []finding{fails(promises.IDGatewayHosts, "gateway-api/tenant-a", "Gateway istio-system/ordermesh-gateway",
+			`host "tenant-a-payments/tenant-a.ordermesh.local" is granted to tenant-a-payments, not to the tenant's orders namespace tenant-a-orders`)}},
+	{name: "GatewayAPIListenerWildcardHostname", routing: manifest.RoutingGatewayAPI,
+		patches: []patch{del("Gateway istio-system/ordermesh-gateway", "spec.listeners[name=tenant-a].hostname")},
+		want:    []finding{fails(promises.IDGatewayHosts, "gateway-api/mesh", "Gateway istio-system/ordermesh-gateway", "is a wildcard")}},
+	{name: "IstioVariantHTTPRouteOnVirtualServiceHost",
+		add: added{"tenant-b", `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: notify-service, namespace: tenant-b-orders}
+spec:
+  parentRefs: [{group: "", kind: Service, name: notify-service, port: 8080}]
+  rules: [{backendRefs: [{name: notify-service, port: 8080}], timeouts: {request: 10s}}]
+`},
+		want: []finding{fails(promises.IDOneAPI, "tenant-b", "VirtualService tenant-b-orders/notify-service",
+			`host "notify-service.tenant-b-orders.svc.cluster.local" is routed by a VirtualService`, "HTTPRoute tenant-b-orders/notify-service")}},
+	{name: "GatewayAPITelemetryTargetsOtherGateway", routing: manifest.RoutingGatewayAPI,
+		// The gateway workload is the Gateway's deployment; the Telemetry binds to it by targetRefs only.
+		patches: []patch{set("Telemetry istio-system/ingress-gateway", "spec.targetRefs[0].name", "other-gateway")},
+		want:    []finding{fails(promises.IDGatewayTracing, "gateway-api/mesh", "Deployment istio-system/ordermesh-gateway-istio", `custom tag "tenant" must come from header x-tenant-id`)}},
+	{name: "SourceGatewayAPIListenerNamesOtherTenant", routing: manifest.RoutingGatewayAPI,
+		// A copy-pasted listener: tenant-b's listener admits tenant-a's orders namespace.
+		source: []edit{{"mesh-gateway-api/gateway.yaml", "kubernetes.io/metadata.name: tenant-b-orders", "kubernetes.io/metadata.name: tenant-a-orders"}},
+		want: []finding{
+			fails(promises.IDGatewayHosts, "gateway-api/tenant-a", `host "tenant-a-orders/tenant-b.ordermesh.local"`, "is not tenant-a.*"),
+			fails(IDGatewayAPIIstio, "gateway-api/tenant-b", "HTTPRoute tenant-b-orders/order-service-ingress", "NotAllowedByListeners"),
+		}},
+	{name: "GatewayAPISchemaViolation", routing: manifest.RoutingGatewayAPI,
+		patches: []patch{set("HTTPRoute tenant-a-orders/notify-service", "spec.rules[name=read].timeouts.request", "ten seconds")},
+		want:    []finding{fails(IDGatewayAPIValidate, "gateway-api/tenant-a", "HTTPRoute tenant-a-orders/notify-service", "CRD schema (experimental)", "timeouts.request")}},
 }
 
 // TestNegative runs the table, one subtest per case.
@@ -412,7 +513,7 @@ func (c negativeCase) run(t *testing.T) {
 	if len(c.want) == 0 || broken == (len(c.source) > 0) {
 		t.Fatalf("a case breaks either the render (add, patches) or the sources, and wants a finding")
 	}
-	_, baseline := base(t)
+	_, baseline := baseFor(t, c.variant())
 	for _, w := range c.want {
 		for _, bc := range baseline.Find(w.id) {
 			if bc.Scope == w.scope && bc.Status != report.Pass {
@@ -425,7 +526,7 @@ func (c negativeCase) run(t *testing.T) {
 	}
 	var r *report.Report
 	if broken {
-		b, _ := base(t)
+		b, _ := baseFor(t, c.variant())
 		if c.add.yaml != "" {
 			addYAML(t, b, c.add.unit, c.add.yaml)
 		}
@@ -440,6 +541,13 @@ func (c negativeCase) run(t *testing.T) {
 	for _, w := range c.want {
 		expectFinding(t, r, w)
 	}
+}
+
+func (c negativeCase) variant() manifest.Routing {
+	if c.routing == "" {
+		return manifest.RoutingIstio
+	}
+	return c.routing
 }
 
 // expectFinding asserts that w.id fails in w.scope with a finding holding every string of w.text,

@@ -14,6 +14,10 @@
 //   - pkg/config/analysis/{analyzers,local}: the `istioctl analyze` analyzers
 //   - operator/pkg/apis/validation + pkg/config/mesh: the IstioOperator and its meshConfig
 //   - pilot/pkg/networking/core/route/retry: the retry policy Istio really programs into Envoy
+//   - pilot/pkg/config/kube/gateway (+ pilot/pkg/status, pilot/pkg/config/kube/crdclient,
+//     pkg/kube's fake client): istiod's conversion of Gateway API objects and the status it
+//     writes (gatewayapi.go); the Gateway API CRD schemas come from the linked
+//     sigs.k8s.io/gateway-api module (gatewayschema.go)
 package istioadapter
 
 import (

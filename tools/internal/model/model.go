@@ -24,6 +24,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
 	telemetry "istio.io/api/telemetry/v1alpha1"
+	typev1beta1 "istio.io/api/type/v1beta1"
 
 	"ordermesh.local/tools/internal/callgraph"
 	"ordermesh.local/tools/internal/manifest"
@@ -63,10 +64,16 @@ type Meta struct {
 	Kind, Namespace, Name, Source string
 	Labels                        map[string]string
 	Object                        *manifest.Object
+	// GeneratedFrom names the Gateway API objects ("HTTPRoute ns/name") Istio generated this
+	// config from; empty for objects rendered from deploy/.
+	GeneratedFrom []string
 }
 
-// Ref is "Kind namespace/name".
+// Ref is "Kind namespace/name"; for a config Istio generated, the objects it came from.
 func (m Meta) Ref() string {
+	if len(m.GeneratedFrom) > 0 {
+		return strings.Join(m.GeneratedFrom, ", ")
+	}
 	if m.Namespace == "" {
 		return m.Kind + " " + m.Name
 	}
@@ -80,6 +87,26 @@ type Workload struct {
 	ServiceAccount string
 	Template       corev1.PodTemplateSpec
 	Replicas       int32
+	// GatewayName is the Gateway API Gateway this workload is the deployment of ("" otherwise):
+	// policies bind to it by targetRefs.
+	GatewayName string
+}
+
+// TargetedBy reports whether a policy in namespace ns with these targetRefs binds to the
+// workload: a Gateway API Gateway reference (group gateway.networking.k8s.io, kind Gateway) in
+// the workload's namespace naming the Gateway it runs.
+func (w *Workload) TargetedBy(ns string, refs []*typev1beta1.PolicyTargetReference) bool {
+	for _, r := range refs {
+		refNS := r.GetNamespace()
+		if refNS == "" {
+			refNS = ns
+		}
+		if w.GatewayName != "" && r.GetGroup() == gatewayv1.GroupName && r.GetKind() == "Gateway" &&
+			r.GetName() == w.GatewayName && refNS == w.Namespace {
+			return true
+		}
+	}
+	return false
 }
 
 // Service is a Kubernetes Service.
@@ -104,6 +131,45 @@ type NetworkPolicy struct {
 type Istio[T proto.Message] struct {
 	Meta
 	Spec T
+}
+
+// GatewayAPIGateway is a gateway.networking.k8s.io Gateway.
+type GatewayAPIGateway struct {
+	Meta
+	Annotations map[string]string
+	Spec        gatewayv1.GatewaySpec
+}
+
+// HTTPRoute is a gateway.networking.k8s.io HTTPRoute.
+type HTTPRoute struct {
+	Meta
+	Spec gatewayv1.HTTPRouteSpec
+}
+
+// Generated is one Istio config that Istio's Gateway API controller generated.
+type Generated struct {
+	Namespace, Name string
+	From            []string // "HTTPRoute ns/name", "Gateway ns/name"
+	Spec            proto.Message
+}
+
+// AddGenerated adds the VirtualServices and Gateways Istio generated from the Gateway API
+// objects, so that the promises run on what Istio programs.
+func (m *Model) AddGenerated(vss, gws []Generated) {
+	for _, g := range vss {
+		if vs, ok := g.Spec.(*networking.VirtualService); ok {
+			m.VirtualServices = append(m.VirtualServices, &Istio[*networking.VirtualService]{g.meta("VirtualService"), vs})
+		}
+	}
+	for _, g := range gws {
+		if gw, ok := g.Spec.(*networking.Gateway); ok {
+			m.Gateways = append(m.Gateways, &Istio[*networking.Gateway]{g.meta("Gateway"), gw})
+		}
+	}
+}
+
+func (g Generated) meta(kind string) Meta {
+	return Meta{Kind: kind, Namespace: g.Namespace, Name: g.Name, Source: "istio's Gateway API conversion", GeneratedFrom: g.From}
 }
 
 // Tenant is one overlay.
@@ -165,6 +231,10 @@ type Model struct {
 	EnvoyFilters          []*Istio[*networking.EnvoyFilter]
 	Telemetries           []*Istio[*telemetry.Telemetry]
 	NetworkPolicies       []*NetworkPolicy
+	// The Kubernetes Gateway API objects (the gateway-api variant); Istio's conversion of them
+	// is in VirtualServices and Gateways, with Meta.GeneratedFrom set (AddGenerated).
+	GatewayAPIGateways []*GatewayAPIGateway
+	HTTPRoutes         []*HTTPRoute
 	// Secrets and ConfigMaps by "ns/name": key -> value (Secret data decoded).
 	Secrets    map[string]map[string]string
 	ConfigMaps map[string]map[string]string
@@ -222,18 +292,7 @@ func Build(decoded []Decoded, tenantOverlays []string, mesh *meshv1alpha1.MeshCo
 		DomainSuffix:    "cluster.local",
 		tenantOf:        map[string]*Tenant{},
 	}
-	m.IngressGateway = &Workload{
-		Meta: Meta{Kind: "Deployment", Namespace: callgraph.Gateway.Namespace, Name: callgraph.GatewayWorkload,
-			Source: "mesh", Labels: callgraph.GatewayLabels},
-		PodLabels:      callgraph.GatewayLabels,
-		ServiceAccount: callgraph.Gateway.ServiceAccount,
-		Replicas:       1,
-		Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-			ServiceAccountName: callgraph.Gateway.ServiceAccount,
-			Containers:         []corev1.Container{{Name: "istio-proxy", Args: []string{"proxy", "router"}}},
-		}},
-	}
-	m.IngressGateway.Template.Labels = callgraph.GatewayLabels
+	m.IngressGateway = gatewayWorkload(callgraph.Gateway.Namespace, callgraph.GatewayWorkload, callgraph.Gateway.ServiceAccount, callgraph.GatewayLabels)
 	if mesh != nil {
 		if mesh.GetRootNamespace() != "" {
 			m.RootNamespace = mesh.GetRootNamespace()
@@ -285,6 +344,12 @@ func Build(decoded []Decoded, tenantOverlays []string, mesh *meshv1alpha1.MeshCo
 				data[key] = v
 			}
 			m.Secrets[k.Namespace+"/"+k.Name] = data
+		case *gatewayv1.Gateway:
+			meta.Labels = k.Labels
+			m.GatewayAPIGateways = append(m.GatewayAPIGateways, &GatewayAPIGateway{Meta: meta, Annotations: k.Annotations, Spec: k.Spec})
+		case *gatewayv1.HTTPRoute:
+			meta.Labels = k.Labels
+			m.HTTPRoutes = append(m.HTTPRoutes, &HTTPRoute{Meta: meta, Spec: k.Spec})
 		case *corev1.ConfigMap:
 			data := map[string]string{}
 			for key, v := range k.Data {
@@ -325,7 +390,67 @@ func Build(decoded []Decoded, tenantOverlays []string, mesh *meshv1alpha1.MeshCo
 	for t, ns := range m.Tenants.Namespaces() {
 		m.tenantOf[ns] = t
 	}
+	if gw := m.istioClassGateway(); gw != nil {
+		m.IngressGateway = gatewayAPIWorkload(gw)
+	}
 	return m
+}
+
+// gatewayWorkload is a gateway Deployment as Istio installs it: one proxy in router mode.
+func gatewayWorkload(ns, name, sa string, labels map[string]string) *Workload {
+	w := &Workload{
+		Meta:           Meta{Kind: "Deployment", Namespace: ns, Name: name, Source: "mesh", Labels: labels},
+		PodLabels:      labels,
+		ServiceAccount: sa,
+		Replicas:       1,
+		Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			ServiceAccountName: sa,
+			Containers:         []corev1.Container{{Name: "istio-proxy", Args: []string{"proxy", "router"}}},
+		}},
+	}
+	w.Template.Labels = labels
+	return w
+}
+
+// IstioGatewayClass is the GatewayClass whose Gateways istiod deploys and programs.
+const IstioGatewayClass = "istio"
+
+// Labels and annotation of the gateway Deployment istiod creates for a Gateway API Gateway.
+const (
+	GatewayNameLabel                = "gateway.networking.k8s.io/gateway-name"
+	GatewayServiceAccountAnnotation = "gateway.istio.io/service-account"
+)
+
+func (m *Model) istioClassGateway() *GatewayAPIGateway {
+	for _, gw := range m.GatewayAPIGateways {
+		if gw.Spec.GatewayClassName == IstioGatewayClass {
+			return gw
+		}
+	}
+	return nil
+}
+
+// gatewayAPIWorkload is the Deployment istiod's gateway controller creates for a Gateway of
+// class istio: named <gateway>-istio, its pods labelled with the Gateway's infrastructure labels
+// and gateway-name, running as the ServiceAccount the gateway.istio.io/service-account
+// annotation names (else <gateway>-istio).
+func gatewayAPIWorkload(gw *GatewayAPIGateway) *Workload {
+	name := gw.Name + "-" + IstioGatewayClass
+	labels := map[string]string{}
+	if inf := gw.Spec.Infrastructure; inf != nil {
+		for k, v := range inf.Labels {
+			labels[string(k)] = string(v)
+		}
+	}
+	labels[GatewayNameLabel] = gw.Name
+	sa := gw.Annotations[GatewayServiceAccountAnnotation]
+	if sa == "" {
+		sa = name
+	}
+	w := gatewayWorkload(gw.Namespace, name, sa, labels)
+	w.Source = gw.Source
+	w.GatewayName = gw.Name
+	return w
 }
 
 func replicas(p *int32) int32 {

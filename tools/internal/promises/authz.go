@@ -130,10 +130,13 @@ func opsOf(rule *security.Rule) []op {
 	return out
 }
 
-// targets returns the workloads a policy applies to (sidecars only: targetRef policies bind
-// to gateways/waypoints). A root-namespace policy applies mesh-wide.
+// targets returns the workloads a policy applies to: by selector (a root-namespace policy
+// applies mesh-wide), or by targetRefs the Gateway API gateway's deployment.
 func targets(m *model.Model, ap *model.Istio[*security.AuthorizationPolicy]) []*model.Workload {
-	if ap.Spec.GetTargetRef() != nil || len(ap.Spec.GetTargetRefs()) > 0 {
+	if refs := policyTargetRefs(ap.Spec.GetTargetRef(), ap.Spec.GetTargetRefs()); len(refs) > 0 {
+		if m.IngressGateway.TargetedBy(ap.Namespace, refs) {
+			return []*model.Workload{m.IngressGateway}
+		}
 		return nil
 	}
 	sel := ap.Spec.GetSelector().GetMatchLabels()

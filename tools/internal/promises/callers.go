@@ -61,6 +61,7 @@ func checkCallers(m *model.Model, r *report.Report) {
 				vis.add(t.Overlay, e.host, fmt.Sprintf("no DestinationRule for it is visible to %s (%s): no circuit breaker, no subsets there", caller, e.callerNS),
 					"add "+e.callerNS+" to the DestinationRule's exportTo")
 			}
+			backendRulesVisible(m, vis, t, e, caller, seen)
 			if e.callerApp == "" {
 				continue // the gateway has no application timeout of its own
 			}
@@ -83,6 +84,32 @@ func checkCallers(m *model.Model, r *report.Report) {
 	}
 	vis.emit(r, IDVisibleToCaller, "every caller sees the callee's VirtualService and DestinationRule", false)
 	tmo.emit(r, IDTimeoutVsCaller, "route timeouts are longer than the callers' own", false)
+}
+
+// backendRulesVisible: when the callee's routes send its traffic to other hosts (a Gateway API
+// split to per-version Services), the caller's proxy must see those hosts' DestinationRules
+// too, or it calls them without circuit breaker and without the canary's failover.
+func backendRulesVisible(m *model.Model, vis *collector, t *model.Tenant, e hostEdge, caller string, seen []*model.Istio[*networking.VirtualService]) {
+	done := map[string]bool{e.host: true}
+	for _, vs := range seen {
+		for _, hr := range vs.Spec.GetHttp() {
+			for _, d := range hr.GetRoute() {
+				host := m.FQDN(d.GetDestination().GetHost(), vs.Namespace)
+				if done[host] {
+					continue
+				}
+				done[host] = true
+				visible := false
+				for _, dr := range destinationRulesFor(m, host) {
+					visible = visible || exportedTo(m, dr.Namespace, dr.Spec.GetExportTo(), m.Mesh.GetDefaultDestinationRuleExportTo(), e.callerNS)
+				}
+				if !visible {
+					vis.add(t.Overlay, host, fmt.Sprintf("%s routes %s's calls here, but no DestinationRule for it is visible to %s (%s): no circuit breaker, no failover there",
+						vs.Ref(), e.host, caller, e.callerNS), "add "+e.callerNS+" to the DestinationRule's exportTo")
+				}
+			}
+		}
+	}
 }
 
 func appliesToMesh(vs *model.Istio[*networking.VirtualService]) bool {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 
+	networking "istio.io/api/networking/v1alpha3"
+
 	"ordermesh.local/tools/internal/model"
 	"ordermesh.local/tools/internal/report"
 )
@@ -27,14 +29,20 @@ func checkCanaryFallback(m *model.Model, r *report.Report) {
 				continue
 			}
 			for _, d := range hr.GetRoute() {
-				if d.GetDestination().GetSubset() == "" || d.GetWeight() == 0 {
+				if d.GetWeight() == 0 {
 					continue
 				}
 				host := m.FQDN(d.GetDestination().GetHost(), vs.Namespace)
-				if msg := fallbackProblem(m, host, d.GetDestination().GetSubset()); msg != "" {
-					c.add(scope, vs.Ref(), fmt.Sprintf("%s sends %d%% to subset %q of %s: %s", routeName(i, hr), d.GetWeight(), d.GetDestination().GetSubset(), host, msg),
-						`let the subset select every pod of the service and prioritise its own: trafficPolicy.loadBalancer.localityLbSetting {enabled: true, failoverPriority: ["version=<subset>"]}`)
-				} else if d := fmt.Sprintf("%s subset %q: fallback or ≥ 2 replicas", host, d.GetDestination().GetSubset()); !noted[scope+d] {
+				subset := d.GetDestination().GetSubset()
+				what, noteAs := fmt.Sprintf("subset %q of %s", subset, host), fmt.Sprintf("%s subset %q", host, subset)
+				msg := fallbackProblem(m, host, subset)
+				if subset == "" {
+					what, noteAs, msg = host, host, hostFallbackProblem(m, host)
+				}
+				if msg != "" {
+					c.add(scope, vs.Ref(), fmt.Sprintf("%s sends %d%% to %s: %s", routeName(i, hr), d.GetWeight(), what, msg),
+						`let the subset (or per-version Service) select every pod of the service and prioritise its own: trafficPolicy.loadBalancer.localityLbSetting {enabled: true, failoverPriority: ["version=<version>"]}`)
+				} else if d := noteAs + ": fallback or ≥ 2 replicas"; !noted[scope+d] {
 					noted[scope+d] = true
 					c.detail(scope, d)
 				}
@@ -54,50 +62,85 @@ func fallbackProblem(m *model.Model, host, subsetName string) string {
 			if sub.GetName() != subsetName {
 				continue
 			}
-			pol := mergeSubset(dr.Spec.GetTrafficPolicy(), sub.GetTrafficPolicy())
-			var pool []*model.Workload
-			replicas := int32(0)
-			for _, w := range m.WorkloadsBehind(svc) {
-				if model.Selects(sub.GetLabels(), w.PodLabels) && w.Replicas > 0 {
-					pool = append(pool, w)
-					replicas += w.Replicas
-				}
-			}
-			loc := pol.GetLoadBalancer().GetLocalityLbSetting()
-			prios := loc.GetFailoverPriority()
-			if len(prios) == 0 || (loc.GetEnabled() != nil && !loc.GetEnabled().GetValue()) {
-				if replicas >= 2 {
-					return ""
-				}
-				return fmt.Sprintf("its pool is %d replica(s) and has no failoverPriority: once ejected, that share gets 503 \"no healthy upstream\"", replicas)
-			}
-			if pol.GetOutlierDetection() == nil {
-				return "failoverPriority without outlierDetection: Istio does not enable failover"
-			}
-			var first, rest int32
-			for _, w := range pool {
-				top := true
-				for _, p := range prios {
-					k, v, ok := strings.Cut(p, "=")
-					if !ok {
-						return fmt.Sprintf("failoverPriority %q takes its value from each caller's labels; write %q=<value>", p, p)
-					}
-					top = top && w.PodLabels[k] == v
-				}
-				if top {
-					first += w.Replicas
-				} else {
-					rest += w.Replicas
-				}
-			}
-			switch {
-			case first == 0:
-				return fmt.Sprintf("failoverPriority %v puts none of its pods first: the subset's share goes to the fallback only", prios)
-			case rest == 0:
-				return fmt.Sprintf("failoverPriority %v leaves nothing to fall back to (the subset's labels %v select only the prioritised pods)", prios, sub.GetLabels())
-			}
-			return ""
+			return poolFallbackProblem(m, svc, sub.GetLabels(), mergeSubset(dr.Spec.GetTrafficPolicy(), sub.GetTrafficPolicy()))
 		}
 	}
 	return "" // routing.subsets reports a missing subset
+}
+
+// hostFallbackProblem is fallbackProblem for a weighted share sent to a whole host (a
+// per-version Service, as the Gateway API splits by backendRefs): its pool is the pods its
+// Service selects, its policy its DestinationRule's.
+func hostFallbackProblem(m *model.Model, host string) string {
+	svc := m.ServiceByFQDN(host)
+	if svc == nil {
+		return "" // routing.subsets reports it
+	}
+	var pol *networking.TrafficPolicy
+	if drs := destinationRulesFor(m, host); len(drs) > 0 {
+		pol = drs[0].Spec.GetTrafficPolicy()
+	}
+	return poolFallbackProblem(m, svc, nil, pol)
+}
+
+// poolFallbackProblem: the pods of svc that labels select (all, for nil) either hold 2+
+// replicas, or failoverPriority puts some of them first and keeps others to fall back to.
+func poolFallbackProblem(m *model.Model, svc *model.Service, labels map[string]string, pol *networking.TrafficPolicy) string {
+	var pool []*model.Workload
+	replicas := int32(0)
+	for _, w := range m.WorkloadsBehind(svc) {
+		if model.Selects(labels, w.PodLabels) && w.Replicas > 0 {
+			pool = append(pool, w)
+			replicas += w.Replicas
+		}
+	}
+	loc := pol.GetLoadBalancer().GetLocalityLbSetting()
+	prios := loc.GetFailoverPriority()
+	if len(prios) == 0 || (loc.GetEnabled() != nil && !loc.GetEnabled().GetValue()) {
+		if replicas >= 2 {
+			return ""
+		}
+		return fmt.Sprintf("its pool is %d replica(s) and has no failoverPriority: once ejected, that share gets 503 \"no healthy upstream\"", replicas)
+	}
+	if pol.GetOutlierDetection() == nil {
+		return "failoverPriority without outlierDetection: Istio does not enable failover"
+	}
+	first, rest, bad := prioritySplit(pool, prios)
+	switch {
+	case bad != "":
+		return fmt.Sprintf("failoverPriority %q takes its value from each caller's labels; write %q=<value>", bad, bad)
+	case first == 0:
+		return fmt.Sprintf("failoverPriority %v puts none of its pods first: the subset's share goes to the fallback only", prios)
+	case rest == 0:
+		return fmt.Sprintf("failoverPriority %v leaves nothing to fall back to (the pool's labels %v select only the prioritised pods)", prios, selectorOf(svc, labels))
+	}
+	return ""
+}
+
+// prioritySplit counts the pool's replicas that failoverPriority ("label=value" each) puts
+// first and the rest; bad is a priority without "=value".
+func prioritySplit(pool []*model.Workload, prios []string) (first, rest int32, bad string) {
+	for _, w := range pool {
+		top := true
+		for _, p := range prios {
+			k, v, ok := strings.Cut(p, "=")
+			if !ok {
+				return 0, 0, p
+			}
+			top = top && w.PodLabels[k] == v
+		}
+		if top {
+			first += w.Replicas
+		} else {
+			rest += w.Replicas
+		}
+	}
+	return first, rest, ""
+}
+
+func selectorOf(svc *model.Service, labels map[string]string) map[string]string {
+	if labels == nil {
+		return svc.Spec.Selector
+	}
+	return labels
 }

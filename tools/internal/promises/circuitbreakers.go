@@ -8,6 +8,7 @@ package promises
 
 import (
 	"fmt"
+	"slices"
 
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -57,6 +58,28 @@ func breakerProblems(p *networking.TrafficPolicy) []string {
 	return bad
 }
 
+// routedHosts are the tenant's service hosts (the call graph's) and every other host of the
+// tenant that a route sends traffic to (e.g. the per-version Services of a Gateway API split).
+func routedHosts(m *model.Model, t *model.Tenant) []string {
+	var hosts []string
+	for _, s := range callgraph.Services {
+		if ns := t.NamespaceFor(s.Role); ns != "" {
+			hosts = append(hosts, m.FQDN(s.Name, ns))
+		}
+	}
+	for _, vs := range m.VirtualServices {
+		for _, hr := range vs.Spec.GetHttp() {
+			for _, d := range hr.GetRoute() {
+				host := m.FQDN(d.GetDestination().GetHost(), vs.Namespace)
+				if svc := m.ServiceByFQDN(host); svc != nil && m.TenantOf(svc.Namespace) == t && !slices.Contains(hosts, host) {
+					hosts = append(hosts, host)
+				}
+			}
+		}
+	}
+	return hosts
+}
+
 // checkDestinationRules: every service host has one DestinationRule whose effective policy, for
 // the host and for every subset (the canary included), has a sane circuit breaker and LEAST_REQUEST.
 func checkDestinationRules(m *model.Model, r *report.Report) {
@@ -64,12 +87,7 @@ func checkDestinationRules(m *model.Model, r *report.Report) {
 	lb := newCollector(m)
 	for _, t := range m.Tenants {
 		n := 0
-		for _, s := range callgraph.Services {
-			ns := t.NamespaceFor(s.Role)
-			if ns == "" {
-				continue
-			}
-			host := m.FQDN(s.Name, ns)
+		for _, host := range routedHosts(m, t) {
 			drs := destinationRulesFor(m, host)
 			if len(drs) != 1 {
 				cb.add(t.Overlay, host, fmt.Sprintf("%d DestinationRules for the host (want exactly 1: with several, Istio merges or picks one)", len(drs)),

@@ -45,6 +45,10 @@ func checkGatewayHosts(m *model.Model, r *report.Report) {
 					c.add(t.Overlay, gw.Ref(), fmt.Sprintf("host %q: tenant %s's namespace is granted a host that is not %s.*", h, t.ID, t.ID),
 						"grant <tenant>-orders only <tenant>.ordermesh.local")
 				}
+				if orders := t.NamespaceFor(callgraph.Orders); hns != orders {
+					c.add(t.Overlay, gw.Ref(), fmt.Sprintf("host %q is granted to %s, not to the tenant's orders namespace %s (the only one serving the public API)", h, hns, orders),
+						"grant the host to <tenant>-orders only (a Gateway API listener: allowedRoutes from Selector kubernetes.io/metadata.name: <tenant>-orders)")
+				}
 				granted[hns+"/"+host] = gw.Ref()
 			}
 		}

@@ -6,6 +6,7 @@ package promises
 
 import (
 	networking "istio.io/api/networking/v1alpha3"
+	typev1beta1 "istio.io/api/type/v1beta1"
 
 	"ordermesh.local/tools/internal/callgraph"
 	"ordermesh.local/tools/internal/model"
@@ -73,6 +74,14 @@ func boundToIngress(vs *model.Istio[*networking.VirtualService]) bool {
 		}
 	}
 	return false
+}
+
+// policyTargetRefs is a policy's targetRef and targetRefs together.
+func policyTargetRefs(one *typev1beta1.PolicyTargetReference, many []*typev1beta1.PolicyTargetReference) []*typev1beta1.PolicyTargetReference {
+	if one != nil {
+		return append([]*typev1beta1.PolicyTargetReference{one}, many...)
+	}
+	return many
 }
 
 // env is the literal value of a container env var of the workload ("" when unset).

@@ -17,9 +17,13 @@
 //	gatewayhosts.go     the ingress Gateway grants each tenant its own host
 //	sampling.go         the gateway's sampling decision, the apps' own roots
 //	admission.go        the front door's admission window and its Retry-After
+//	oneapi.go           one routing API per host and per public host; routes stay in the tenant
 //	lookup.go           lookups several checks share
 //
 // Every check reports per scope: one line per tenant overlay, and "mesh" for mesh-wide objects.
+// In the gateway-api variant the VirtualServices and Gateways Istio generates from the HTTPRoutes
+// and the Gateway API Gateway are in the model too (their Ref names the Gateway API objects), so
+// every routing promise holds for what Istio programs, whichever API deploy/ wrote.
 package promises
 
 import (
@@ -76,6 +80,9 @@ const (
 	IDAppSampling    = "telemetry.app-sampling"
 	// admission.go
 	IDAdmission = "gateway.admission"
+	// oneapi.go
+	IDOneAPI         = "routing.one-api"
+	IDTenantBackends = "routing.tenant-backends"
 )
 
 // MeshScope is the scope of mesh-wide objects (outside every tenant namespace).
@@ -149,6 +156,8 @@ func Run(m *model.Model, r *report.Report) {
 	checkGatewayTracing(m, r)
 	checkAppSampling(m, r)
 	checkAdmission(m, r)
+	checkOneAPI(m, r)
+	checkTenantBackends(m, r)
 }
 
 func plural(n int, s string) string {

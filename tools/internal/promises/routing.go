@@ -95,6 +95,7 @@ func checkRouting(m *model.Model, r *report.Report) {
 				checkSubset(m, sub, scope, vs, where, d.GetDestination())
 			}
 			checkWeights(wt, scope, vs.Ref(), where, len(hr.GetRoute()), sum)
+			checkCanaryShare(m, wt, scope, vs, where, hr.GetRoute())
 
 			eff := istioadapter.EffectiveRetry(hr.GetRetries(), m.Mesh)
 			if eff.Enabled && hr.GetTimeout().AsDuration() <= 0 {
@@ -150,7 +151,7 @@ func checkRouting(m *model.Model, r *report.Report) {
 		}
 	}
 	sub.emit(r, IDSubsets, "VirtualService subsets exist and select running workloads", false)
-	wt.emit(r, IDWeights, "route weights sum to 100", false)
+	wt.emit(r, IDWeights, "route weights sum to 100; the canary gets its 10%", false)
 	rt.emit(r, IDRetryTimeout, "every retrying route has a route timeout", false)
 	post.emit(r, IDPostRetry, "POST routes never retry on 5xx", false)
 }
@@ -223,6 +224,59 @@ func tenantNames(m *model.Model) []string {
 	return out
 }
 
+// CanaryVersion is the `version` label of a canary's pods; CanaryPercent is the share of a
+// service's traffic its canary is promised (deploy/README.md: the 90/10 payment split).
+const (
+	CanaryVersion = "canary"
+	CanaryPercent = 10
+)
+
+// checkCanaryShare: a weighted route with a canary destination (a subset or a per-version
+// Service whose pods are the canary's first) sends it exactly CanaryPercent.
+func checkCanaryShare(m *model.Model, c *collector, scope string, vs *model.Istio[*networking.VirtualService], where string, dests []*networking.HTTPRouteDestination) {
+	if len(dests) < 2 {
+		return
+	}
+	for _, d := range dests {
+		if !isCanary(m, vs.Namespace, d.GetDestination()) || d.GetWeight() == CanaryPercent {
+			continue
+		}
+		c.add(scope, vs.Ref(), fmt.Sprintf("%s sends %d%% to the canary %s, promised %d%% (the rest to stable)", where, d.GetWeight(), describeDest(d.GetDestination()), CanaryPercent),
+			fmt.Sprintf("weight the canary %d and stable %d", CanaryPercent, 100-CanaryPercent))
+	}
+}
+
+// isCanary: the destination is a canary subset (labels version=canary), or a host whose
+// DestinationRule puts version=canary pods first, or whose Service selects only those.
+func isCanary(m *model.Model, ns string, d *networking.Destination) bool {
+	host := m.FQDN(d.GetHost(), ns)
+	want := "version=" + CanaryVersion
+	for _, dr := range destinationRulesFor(m, host) {
+		if d.GetSubset() != "" {
+			for _, sub := range dr.Spec.GetSubsets() {
+				if sub.GetName() == d.GetSubset() && sub.GetLabels()["version"] == CanaryVersion {
+					return true
+				}
+			}
+			continue
+		}
+		if slices.Contains(dr.Spec.GetTrafficPolicy().GetLoadBalancer().GetLocalityLbSetting().GetFailoverPriority(), want) {
+			return true
+		}
+	}
+	if svc := m.ServiceByFQDN(host); d.GetSubset() == "" && svc != nil {
+		return svc.Spec.Selector["version"] == CanaryVersion
+	}
+	return false
+}
+
+func describeDest(d *networking.Destination) string {
+	if d.GetSubset() != "" {
+		return fmt.Sprintf("(subset %q of %s)", d.GetSubset(), d.GetHost())
+	}
+	return "(" + d.GetHost() + ")"
+}
+
 func checkWeights(c *collector, scope, obj, where string, n int, sum int32) {
 	switch {
 	case n > 1 && sum != 100:
@@ -241,6 +295,10 @@ func checkSubset(m *model.Model, c *collector, scope string, vs *model.Istio[*ne
 	host := m.FQDN(d.GetHost(), vs.Namespace)
 	svc := m.ServiceByFQDN(host)
 	if d.GetSubset() == "" {
+		if svc == nil && strings.HasSuffix(host, ".svc."+m.DomainSuffix) {
+			c.add(scope, vs.Ref(), fmt.Sprintf("%s routes to %s, which is not a rendered Service", where, host),
+				"route to a Service of deploy/ (for a version split, the per-version Services payment-service-stable/-canary)")
+		}
 		return
 	}
 	var subset *networking.Subset

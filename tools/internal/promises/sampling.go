@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	telemetry "istio.io/api/telemetry/v1alpha1"
+
 	"ordermesh.local/tools/internal/model"
 	"ordermesh.local/tools/internal/report"
 )
@@ -33,12 +35,14 @@ func checkGatewayTracing(m *model.Model, r *report.Report) {
 	var tr tracing
 	gw := m.IngressGateway
 	for _, tel := range m.Telemetries {
-		if tel.Namespace == gw.Namespace && len(tel.Spec.GetSelector().GetMatchLabels()) == 0 {
+		if tel.Namespace == gw.Namespace && len(tel.Spec.GetSelector().GetMatchLabels()) == 0 && !hasTargetRefs(tel) {
 			tr.apply(tel)
 		}
 	}
 	for _, tel := range m.Telemetries {
-		if tel.Namespace == gw.Namespace && len(tel.Spec.GetSelector().GetMatchLabels()) > 0 && model.Selects(tel.Spec.GetSelector().GetMatchLabels(), gw.PodLabels) {
+		bySelector := len(tel.Spec.GetSelector().GetMatchLabels()) > 0 && model.Selects(tel.Spec.GetSelector().GetMatchLabels(), gw.PodLabels)
+		byRef := gw.TargetedBy(tel.Namespace, policyTargetRefs(tel.Spec.GetTargetRef(), tel.Spec.GetTargetRefs()))
+		if tel.Namespace == gw.Namespace && (bySelector || byRef) {
 			tr.apply(tel)
 		}
 	}
@@ -64,6 +68,10 @@ func checkGatewayTracing(m *model.Model, r *report.Report) {
 		c.detail(MeshScope, fmt.Sprintf("%g%% at the gateway (%s)", TenantSampling, src))
 	}
 	c.emit(r, IDGatewayTracing, "the ingress gateway samples 10% with the tenant/order tags", true)
+}
+
+func hasTargetRefs(tel *model.Istio[*telemetry.Telemetry]) bool {
+	return tel.Spec.GetTargetRef() != nil || len(tel.Spec.GetTargetRefs()) > 0
 }
 
 // checkAppSampling: the apps follow a parent's decision and sample the roots they start
