@@ -21,8 +21,13 @@ mesh-build: ## build the local mesh's control plane into .local/bin/mesh
 mesh-apps: ## build the services the mesh runs (release)
 	cargo build --release -p order-service -p payment-service -p inventory-service -p notify-service
 
-mesh-up: mesh-deps mesh-build mesh-apps jaeger ## run deploy/ as a local Istio mesh (real Envoys, Istio's xDS); prints pods and a curl
-	@$(MESH_BIN) up -root $(CURDIR)
+# ROUTING (mk/deploy.mk) picks deploy/'s routing variant when given on the command line or in the
+# environment; otherwise mesh-up keeps the running mesh's variant (istio for a new mesh), so a
+# demo's mesh-up does not switch it. Switching needs make mesh-down first.
+MESH_ROUTING_FLAG = $(if $(filter command line environment,$(origin ROUTING)),-routing $(ROUTING))
+
+mesh-up: mesh-deps mesh-build mesh-apps jaeger ## run deploy/ as a local Istio mesh (real Envoys, Istio's xDS; ROUTING=istio|gateway-api); prints pods and a curl
+	@$(MESH_BIN) up -root $(CURDIR) $(MESH_ROUTING_FLAG)
 
 mesh-down: ## stop the local mesh and remove everything it created
 	@if [ -x $(MESH_BIN) ]; then $(MESH_BIN) down -root $(CURDIR); else echo "mesh-down: no mesh binary, nothing started"; fi

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"ordermesh.local/tools/internal/istioadapter/xds"
+	"ordermesh.local/tools/internal/manifest"
 )
 
 // UpOptions configure mesh-up.
@@ -32,7 +33,8 @@ type UpOptions struct {
 	Network Network
 	Self    string // this program, started again as `serve` for the control plane
 	Out     io.Writer
-	Catalog []CatalogItem // seeded in every tenant
+	Catalog []CatalogItem    // seeded in every tenant
+	Routing manifest.Routing // which routing variant of deploy/ runs (recorded while the mesh is up)
 }
 
 const (
@@ -44,7 +46,7 @@ const (
 func Up(o UpOptions) error {
 	l, out := o.Layout, o.Out
 	t0 := time.Now()
-	ld, err := Load(l.DeployDir, l.ExtraDir(), o.Network)
+	ld, err := LoadRouting(l.DeployDir, l.ExtraDir(), o.Network, o.Routing)
 	if err != nil {
 		return err
 	}
@@ -53,6 +55,9 @@ func Up(o UpOptions) error {
 	}
 	st, err := LoadState(l.statePath())
 	if err != nil {
+		return err
+	}
+	if err := checkRouting(l, st, o.Routing); err != nil {
 		return err
 	}
 	t := ld.Topology
@@ -69,7 +74,7 @@ func Up(o UpOptions) error {
 	if err := st.Save(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "mesh-up: %d pods, %d services from %s\n", len(t.Pods), len(t.Services), l.DeployDir)
+	fmt.Fprintf(out, "mesh-up: %d pods, %d services from %s (routing: %s)\n", len(t.Pods), len(t.Services), l.DeployDir, o.Routing)
 
 	// The network.
 	if err := ensureBridge(t, st); err != nil {
@@ -259,6 +264,19 @@ func checkTopology(l Layout, st *State, t *Topology) error {
 		return err
 	}
 	return os.WriteFile(l.topologyPath(), want, 0o644)
+}
+
+// checkRouting refuses to switch a running mesh to the other routing variant (its pods and
+// Services differ), and records the variant for the control plane, status, tests and demos.
+func checkRouting(l Layout, st *State, want manifest.Routing) error {
+	have, err := RunningRouting(l)
+	if err != nil {
+		return err
+	}
+	if !st.Empty() && have != want {
+		return fmt.Errorf("the mesh runs the %s routing variant, not %s: run make mesh-down first", have, want)
+	}
+	return recordRouting(l, want)
 }
 
 // ensureProc starts the process recorded under key unless it is alive.
@@ -569,7 +587,7 @@ func printSummary(out io.Writer, ld *Loaded) {
 	sort.Strings(tenants)
 	fmt.Fprintln(out)
 	for _, tn := range tenants {
-		fmt.Fprintf(out, "gateway %s http://%s:%d  (Host: %s)\n", tn, gw.IP, GatewayPort, hosts[tn])
+		fmt.Fprintf(out, "gateway %s http://%s:%d  (Host: %s)\n", tn, gw.IP, t.GatewayPort(), hosts[tn])
 	}
 	fmt.Fprintf(out, "jaeger query-api http://%s:%d/api/services\n", t.Jaeger().IP, JaegerQueryPort)
 	if len(tenants) > 0 {
@@ -583,7 +601,7 @@ Place an order through the gateway (%s):
 The gateway samples 10%% of requests; -H "x-client-trace-id: $(cat /proc/sys/kernel/random/uuid)"
 makes Envoy trace this one. Then: make trace ID=<trace_id from the answer> JAEGER=http://%s:%d
 Status: make mesh-status    Stop: make mesh-down
-`, tn, gw.IP, GatewayPort, hosts[tn], tn, t.Jaeger().IP, JaegerQueryPort)
+`, tn, gw.IP, t.GatewayPort(), hosts[tn], tn, t.Jaeger().IP, JaegerQueryPort)
 	}
 }
 

@@ -160,7 +160,7 @@ func gateway(t *testing.T) (string, map[string]string) {
 	if len(hosts) == 0 {
 		t.Fatal("no tenant host on the Gateway")
 	}
-	return fmt.Sprintf("http://%s:%d", gw.IP, mesh.GatewayPort), hosts
+	return fmt.Sprintf("http://%s:%d", gw.IP, loaded.Topology.GatewayPort()), hosts
 }
 
 func randomHex(n int) string {
