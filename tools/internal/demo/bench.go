@@ -333,14 +333,14 @@ func (e *Env) printMemory() error {
 // benchPush times a config change (payment's canary weight) from `mesh up` starting until every
 // proxy that routes payment-service in that namespace shows it in its route configuration.
 func (e *Env) benchPush(payments string) error {
-	host := "|stable|payment-service." + payments + ".svc.cluster.local"
+	host := e.Loaded.RouteCluster(payments, "payment-service", "stable", 8080)
 	var watchers []*mesh.Pod
 	for _, p := range e.Loaded.Topology.Pods {
 		if p.Proxy && strings.Contains(routeDump(p), host) {
 			watchers = append(watchers, p)
 		}
 	}
-	y, err := canaryVS(e.Loaded, payments, 20)
+	y, err := e.Loaded.WithCanaryWeight(payments, 20)
 	if err != nil {
 		return err
 	}

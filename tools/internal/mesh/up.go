@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"time"
 
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	"ordermesh.local/tools/internal/istioadapter/xds"
 	"ordermesh.local/tools/internal/manifest"
 )
@@ -551,7 +553,7 @@ func SetStock(t *Topology, p *Pod, sku string, available, unitPrice int64) error
 
 // TenantHosts maps each tenant to its gateway host (from the Gateway's "ns/host" entries).
 func TenantHosts(ld *Loaded) map[string]string {
-	out := map[string]string{}
+	out := gatewayAPIHosts(ld)
 	for _, g := range ld.Model.Gateways {
 		for _, s := range g.Spec.GetServers() {
 			for _, h := range s.GetHosts() {
@@ -562,6 +564,28 @@ func TenantHosts(ld *Loaded) map[string]string {
 				if tenant := ld.Topology.tenantOfNamespace(ns); tenant != "" {
 					out[tenant] = host
 				}
+			}
+		}
+	}
+	return out
+}
+
+// gatewayAPIHosts are the tenant hosts of the Gateway API Gateway's listeners: a listener's
+// hostname, for the tenant whose namespace its allowedRoutes admit (by name).
+func gatewayAPIHosts(ld *Loaded) map[string]string {
+	out := map[string]string{}
+	for _, o := range ld.GatewayAPI {
+		gw, ok := o.(*gatewayv1.Gateway)
+		if !ok {
+			continue
+		}
+		for _, l := range gw.Spec.Listeners {
+			if l.Hostname == nil || l.AllowedRoutes == nil || l.AllowedRoutes.Namespaces == nil || l.AllowedRoutes.Namespaces.Selector == nil {
+				continue
+			}
+			ns := l.AllowedRoutes.Namespaces.Selector.MatchLabels["kubernetes.io/metadata.name"]
+			if tenant := ld.Topology.tenantOfNamespace(ns); tenant != "" {
+				out[tenant] = string(*l.Hostname)
 			}
 		}
 	}
