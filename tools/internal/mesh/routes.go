@@ -126,8 +126,9 @@ func virtualServiceWithWeight(vs *manifest.Object, w int) ([]byte, error) {
 }
 
 // RouteTimeout is when deploy/'s route of Service ns/name for method gives up on a callee that
-// never answers: its timeout, or earlier when every attempt (retries + 1) has used its per-try
-// timeout (the HTTPRoute's backendRequest timeout).
+// never answers, as Istio programs it: its timeout, or earlier when every attempt (retries + 1)
+// has used its per-try timeout; for an HTTPRoute, its backendRequest timeout when set (one
+// attempt: see httpRouteTimeout).
 func (ld *Loaded) RouteTimeout(ns, name, method string) (time.Duration, error) {
 	if ld.Routing == manifest.RoutingGatewayAPI {
 		return ld.httpRouteTimeout(ns, name, method)
@@ -171,11 +172,11 @@ func (ld *Loaded) httpRouteTimeout(ns, name, method string) (time.Duration, erro
 					return 0, err
 				}
 			}
-			attempts := 0
-			if rule.Retry != nil && rule.Retry.Attempts != nil {
-				attempts = *rule.Retry.Attempts
-			}
-			return earliest(total, per, attempts), nil
+			// Istio turns backendRequest into the retries' perTryTimeout, but its retryOn for
+			// an HTTPRoute (connect-failure, refused-stream, unavailable, cancelled and the
+			// listed status codes) has no condition a per-try timeout meets: the first attempt
+			// timing out ends the request.
+			return earliest(total, per, 0), nil
 		}
 	}
 	return 0, fmt.Errorf("no %s rule with a request timeout in HTTPRoute %s/%s", method, ns, name)

@@ -36,6 +36,7 @@ import (
 	"istio.io/istio/pilot/pkg/features"
 	pilotxds "istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config"
+	"istio.io/istio/pkg/config/constants"
 	"istio.io/istio/pkg/config/mesh"
 	"istio.io/istio/pkg/config/schema/gvk"
 	"istio.io/istio/pkg/log"
@@ -209,6 +210,9 @@ func (s *Server) replaceIstio(cfgs []config.Config) (int, error) {
 	changed := 0
 	for k := range kinds {
 		for _, have := range store.List(k, "") {
+			if _, generated := have.Annotations[constants.InternalParentNames]; generated {
+				continue // istiod's Gateway API controller's output, not an object of deploy/
+			}
 			w, ok := want[key{k.String(), have.Namespace, have.Name}]
 			switch {
 			case !ok:
