@@ -5,7 +5,8 @@
 #   make mesh-up       install Envoy + iptables if missing, build, start or repair the mesh
 #   make mesh-status   per pod: processes, Envoy state, config versions, rejections, memory
 #   make mesh-down     remove every namespace, interface, socket and process mesh-up made
-#   make test-mesh     the smoke test: mesh up, orders through the gateway, traces, mTLS, down
+#   make test-mesh     the live tests: mesh up, the suite on the istio routing variant, then on
+#                      the gateway-api variant (mesh down/up in between), mesh down
 
 MESH_BIN := $(TOOLS_BIN)/mesh
 
@@ -35,7 +36,7 @@ mesh-down: ## stop the local mesh and remove everything it created
 mesh-status: ## the local mesh, per pod: Envoy state, config versions, rejected updates, connections
 	@$(MESH_BIN) status -root $(CURDIR)
 
-test-mesh: mesh-deps mesh-build mesh-apps jaeger ## smoke test of the local mesh (brings it up and down itself)
+test-mesh: mesh-deps mesh-build mesh-apps jaeger ## the live tests on both routing variants (brings the mesh up and down itself)
 	cd $(TOOLS_DIR) && MESH_BIN=$(MESH_BIN) MESH_ROOT=$(CURDIR) $(GO) test -tags mesh -count=1 -v -timeout 20m ./internal/meshtest/
 
 mesh-breaks: mesh-deps mesh-build mesh-apps jaeger ## break each promise of deploy/ on the running mesh; its live test must fail
