@@ -39,5 +39,5 @@ mesh-status: ## the local mesh, per pod: Envoy state, config versions, rejected 
 test-mesh: mesh-deps mesh-build mesh-apps jaeger ## the live tests on both routing variants (brings the mesh up and down itself)
 	cd $(TOOLS_DIR) && MESH_BIN=$(MESH_BIN) MESH_ROOT=$(CURDIR) $(GO) test -tags mesh -count=1 -v -timeout 20m ./internal/meshtest/
 
-mesh-breaks: mesh-deps mesh-build mesh-apps jaeger ## break each promise of deploy/ on the running mesh; its live test must fail
+mesh-breaks: mesh-deps mesh-build mesh-apps jaeger ## break each promise of deploy/ on the mesh (ROUTING=istio|gateway-api); its live test must fail
 	@flock /tmp/ordermesh-mesh.lock scripts/mesh-breaks.sh
