@@ -5,7 +5,8 @@
 #   make mesh-up       install Envoy + iptables if missing, build, start or repair the mesh
 #   make mesh-status   per pod: processes, Envoy state, config versions, rejections, memory
 #   make mesh-down     remove every namespace, interface, socket and process mesh-up made
-#   make test-mesh     the smoke test: mesh up, orders through the gateway, traces, mTLS, down
+#   make test-mesh     the live tests: mesh up, the suite on the istio routing variant, then on
+#                      the gateway-api variant (mesh down/up in between), mesh down
 
 MESH_BIN := $(TOOLS_BIN)/mesh
 
@@ -21,8 +22,13 @@ mesh-build: ## build the local mesh's control plane into .local/bin/mesh
 mesh-apps: ## build the services the mesh runs (release)
 	cargo build --release -p order-service -p payment-service -p inventory-service -p notify-service
 
-mesh-up: mesh-deps mesh-build mesh-apps jaeger ## run deploy/ as a local Istio mesh (real Envoys, Istio's xDS); prints pods and a curl
-	@$(MESH_BIN) up -root $(CURDIR)
+# ROUTING (mk/deploy.mk) picks deploy/'s routing variant when given on the command line or in the
+# environment; otherwise mesh-up keeps the running mesh's variant (istio for a new mesh), so a
+# demo's mesh-up does not switch it. Switching needs make mesh-down first.
+MESH_ROUTING_FLAG = $(if $(filter command line environment,$(origin ROUTING)),-routing $(ROUTING))
+
+mesh-up: mesh-deps mesh-build mesh-apps jaeger ## run deploy/ as a local Istio mesh (real Envoys, Istio's xDS; ROUTING=istio|gateway-api); prints pods and a curl
+	@$(MESH_BIN) up -root $(CURDIR) $(MESH_ROUTING_FLAG)
 
 mesh-down: ## stop the local mesh and remove everything it created
 	@if [ -x $(MESH_BIN) ]; then $(MESH_BIN) down -root $(CURDIR); else echo "mesh-down: no mesh binary, nothing started"; fi
@@ -30,8 +36,8 @@ mesh-down: ## stop the local mesh and remove everything it created
 mesh-status: ## the local mesh, per pod: Envoy state, config versions, rejected updates, connections
 	@$(MESH_BIN) status -root $(CURDIR)
 
-test-mesh: mesh-deps mesh-build mesh-apps jaeger ## smoke test of the local mesh (brings it up and down itself)
+test-mesh: mesh-deps mesh-build mesh-apps jaeger ## the live tests on both routing variants (brings the mesh up and down itself)
 	cd $(TOOLS_DIR) && MESH_BIN=$(MESH_BIN) MESH_ROOT=$(CURDIR) $(GO) test -tags mesh -count=1 -v -timeout 20m ./internal/meshtest/
 
-mesh-breaks: mesh-deps mesh-build mesh-apps jaeger ## break each promise of deploy/ on the running mesh; its live test must fail
+mesh-breaks: mesh-deps mesh-build mesh-apps jaeger ## break each promise of deploy/ on the mesh (ROUTING=istio|gateway-api); its live test must fail
 	@flock /tmp/ordermesh-mesh.lock scripts/mesh-breaks.sh

@@ -4,6 +4,9 @@
 # that replaces one of deploy/'s, as a `kubectl apply` would), it applies the file to the running
 # mesh (.local/mesh/extra + mesh up), runs the matching test, expects it to FAIL, and restores.
 # Exits non-zero if a broken promise goes unnoticed. Brings the mesh up and takes it down.
+# ROUTING=gateway-api runs them on that routing variant: a break of a routing object the variant
+# names differently (HTTPRoutes, the per-version Services' DestinationRules) comes from
+# testdata/breaks-gateway-api, the others from testdata/breaks.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -11,6 +14,7 @@ cd "$root" || exit 1
 mesh=.local/bin/mesh
 breaks=tools/internal/meshtest/testdata/breaks
 extra=.local/mesh/extra/break.yaml
+routing=${ROUTING:-istio}
 declare -A tests=(
   [permissive]='TestPlaintextToPodRefused'
   [allow-all]='TestDefaultDenyIsTheCallGraph'
@@ -22,14 +26,21 @@ declare -A tests=(
   [sampling-100]='TestTracingSampling'
 )
 
-"$mesh" up -root "$root" >/dev/null || exit 1
+if [ "$(cat .local/mesh/routing 2>/dev/null || echo istio)" != "$routing" ]; then
+  "$mesh" down -root "$root" >/dev/null || exit 1 # a mesh up in the other variant cannot switch
+fi
+"$mesh" up -root "$root" -routing "$routing" >/dev/null || exit 1
 mkdir -p "$(dirname "$extra")"
 unnoticed=()
 for name in "${!tests[@]}"; do
-  cp "$breaks/$name.yaml" "$extra"
+  src="$breaks/$name.yaml"
+  if [ "$routing" = gateway-api ] && [ -f "$breaks-gateway-api/$name.yaml" ]; then
+    src="$breaks-gateway-api/$name.yaml"
+  fi
+  cp "$src" "$extra"
   "$mesh" up -root "$root" | grep 'reload:'
-  echo "=== $name: go test -run '${tests[$name]}' (must fail)"
-  if MESH_KEEP=1 MESHTEST_PASSES=1 MESH_BIN="$root/$mesh" MESH_ROOT="$root" go -C tools test -tags mesh -count=1 -v \
+  echo "=== $name ($routing, $(basename "$(dirname "$src")")): go test -run '${tests[$name]}' (must fail)"
+  if MESH_KEEP=1 MESHTEST_PASSES=1 MESHTEST_ROUTING="$routing" MESH_BIN="$root/$mesh" MESH_ROOT="$root" go -C tools test -tags mesh -count=1 -v \
        -run "${tests[$name]}" ./internal/meshtest/ >".local/mesh/break-$name.log" 2>&1; then
     unnoticed+=("$name")
     echo "    NOT NOTICED: the test passed with the promise broken"

@@ -300,6 +300,17 @@ func procStatPair(pid, i int) float64 {
 	return a + b
 }
 
+// isGatewayProc reports whether a process key is one of the ingress gateway pods' (the
+// istio-ingressgateway pod, or the Gateway API Gateway's <gateway>-istio pods).
+func (e *Env) isGatewayProc(key string) bool {
+	for _, p := range e.Loaded.Topology.Pods {
+		if p.Role == mesh.RoleGateway && strings.HasPrefix(key, p.Key()+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *Env) printMemory() error {
 	st, err := e.state()
 	if err != nil {
@@ -310,7 +321,7 @@ func (e *Env) printMemory() error {
 		if !strings.HasSuffix(k, "/envoy") || !p.Alive() {
 			continue
 		}
-		if strings.Contains(k, "ingressgateway") {
+		if e.isGatewayProc(k) {
 			gateway = append(gateway, p.RSSKiB())
 		} else {
 			sidecars = append(sidecars, p.RSSKiB())
@@ -333,14 +344,14 @@ func (e *Env) printMemory() error {
 // benchPush times a config change (payment's canary weight) from `mesh up` starting until every
 // proxy that routes payment-service in that namespace shows it in its route configuration.
 func (e *Env) benchPush(payments string) error {
-	host := "|stable|payment-service." + payments + ".svc.cluster.local"
+	host := e.Loaded.RouteCluster(payments, "payment-service", "stable", 8080)
 	var watchers []*mesh.Pod
 	for _, p := range e.Loaded.Topology.Pods {
 		if p.Proxy && strings.Contains(routeDump(p), host) {
 			watchers = append(watchers, p)
 		}
 	}
-	y, err := canaryVS(e.Loaded, payments, 20)
+	y, err := e.Loaded.WithCanaryWeight(payments, 20)
 	if err != nil {
 		return err
 	}
@@ -594,7 +605,7 @@ func (e *Env) classTicks(tenant string, direct bool) (cpuSplit, error) {
 			ticks := cpuTicks(p.Pid)
 			c.envoys += ticks
 			switch {
-			case strings.Contains(k, "/istio-ingressgateway"):
+			case e.isGatewayProc(k):
 				c.gateway += ticks
 			case strings.Contains(k, "/postgres-"):
 				c.dbSidecars += ticks

@@ -60,7 +60,7 @@ func (e *Env) capacity(target []string, sku string, start int) (float64, int, er
 // gatewayTarget is loadgen's target arguments for tenant's host on the ingress gateway.
 func (e *Env) gatewayTarget(tenant string) []string {
 	gw := e.Loaded.Topology.Gateway()
-	return []string{"--target", fmt.Sprintf("%s=http://%s:%d", tenant, gw.IP, mesh.GatewayPort),
+	return []string{"--target", fmt.Sprintf("%s=http://%s:%d", tenant, gw.IP, e.Loaded.Topology.GatewayPort()),
 		"--host-header", mesh.TenantHosts(e.Loaded)[tenant], "--allow-remote"}
 }
 

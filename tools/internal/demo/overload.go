@@ -15,7 +15,7 @@ func overload(e *Env) error {
 	tn := e.tenantA()
 	orders := tn.NamespaceFor("orders")
 	gw := e.Loaded.Topology.Gateway()
-	cluster := "outbound|8080|stable|order-service." + orders + ".svc.cluster.local"
+	cluster := e.Loaded.RouteCluster(orders, "order-service", "stable", 8080)
 	e.say(`overload — %s's orders through the ingress gateway at twice what the platform confirms per
 second. The gateway admits at most a small window to order-service (its DestinationRule's pool)
 and refuses the rest at once: 503 problem+json with Retry-After: 1, before anything behind it

@@ -10,8 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
+	"ordermesh.local/tools/internal/manifest"
 	"ordermesh.local/tools/internal/mesh"
 	"ordermesh.local/tools/internal/model"
 )
@@ -21,9 +20,10 @@ const demoRate = 20 // orders/s: visible on 2 shared cores without saturating th
 // tenantA is the tenant the load goes to (the first one).
 func (e *Env) tenantA() *model.Tenant { return e.Loaded.Model.Tenants[0] }
 
-// paymentCluster is Istio's outbound cluster name of payment-service's subset, as named in stats.
-func paymentCluster(payments, subset string) string {
-	return fmt.Sprintf("outbound|8080|%s|payment-service.%s.svc.cluster.local", subset, payments)
+// paymentCluster is the outbound cluster deploy/'s routes send payment-service's subset to, as
+// named in stats (it depends on the routing variant: mesh.Loaded.RouteCluster).
+func (e *Env) paymentCluster(payments, subset string) string {
+	return e.Loaded.RouteCluster(payments, "payment-service", subset, 8080)
 }
 
 // delta turns a cumulative counter into per-call increments.
@@ -48,17 +48,18 @@ func canary(e *Env) error {
 	callers := e.podsOf(orders, "order-service", "")
 	e.say(`canary — %s's order pods call payment-service through their sidecars; deploy/ sends 10%% of
 those calls to the canary subset (version=canary). Watch the right-hand column: the share the
-order pods' Envoys sent to each subset in that second (cluster.%s;.upstream_rq_total).
-At 12 s a VirtualService with 50/50 is written to .local/mesh/extra/ and mesh up pushes it to
+order pods' Envoys sent to each side in that second (cluster.%s;.upstream_rq_total and
+cluster.%s;.upstream_rq_total).
+At 12 s a %s with 50/50 is written to .local/mesh/extra/ and mesh up pushes it to
 the running proxies (no app restarts); at 30 s it is removed and the split goes back to 10%%.
-`, tn.ID, paymentCluster(payments, "canary|stable"))
+`, tn.ID, e.paymentCluster(payments, "stable"), e.paymentCluster(payments, "canary"), routeKind(e.Loaded))
 	sku, err := e.demoSKU(tn.ID, 100000)
 	if err != nil {
 		return err
 	}
-	re := `outbound\|8080\|(stable|canary)\|payment-service\.` + regexp.QuoteMeta(payments) + `\.svc\.cluster\.local;\.upstream_rq_total$`
-	stableKey := "cluster." + paymentCluster(payments, "stable") + ";.upstream_rq_total"
-	canaryKey := "cluster." + paymentCluster(payments, "canary") + ";.upstream_rq_total"
+	stableKey := "cluster." + e.paymentCluster(payments, "stable") + ";.upstream_rq_total"
+	canaryKey := "cluster." + e.paymentCluster(payments, "canary") + ";.upstream_rq_total"
+	re := `^(` + regexp.QuoteMeta(stableKey) + `|` + regexp.QuoteMeta(canaryKey) + `)$`
 	ds, dc := delta(), delta()
 	ds(statSum(callers, re)[stableKey])
 	dc(statSum(callers, re)[canaryKey])
@@ -71,7 +72,7 @@ the running proxies (no app restarts); at 30 s it is removed and the split goes 
 		}
 		return fmt.Sprintf("payment stable %3.0f canary %3.0f  canary %3.0f%% %s", s, c, share, shareBar(share))
 	}
-	vs50, err := canaryVS(e.Loaded, payments, 50)
+	vs50, err := e.Loaded.WithCanaryWeight(payments, 50)
 	if err != nil {
 		return err
 	}
@@ -113,31 +114,12 @@ func shareBar(pct float64) string {
 	return string(b)
 }
 
-// canaryVS is deploy/'s payment-service VirtualService in ns with the canary at weight w on
-// every route (the stable subset gets the rest).
-func canaryVS(ld *mesh.Loaded, ns string, w int) ([]byte, error) {
-	for _, vs := range ld.Model.VirtualServices {
-		if vs.Namespace != ns || vs.Name != "payment-service" {
-			continue
-		}
-		o := vs.Object.Clone()
-		spec, _ := o.Obj["spec"].(map[string]any)
-		httpRoutes, _ := spec["http"].([]any)
-		for _, h := range httpRoutes {
-			routes, _ := h.(map[string]any)["route"].([]any)
-			for _, r := range routes {
-				rm, _ := r.(map[string]any)
-				dest, _ := rm["destination"].(map[string]any)
-				if dest["subset"] == "canary" {
-					rm["weight"] = int64(w)
-				} else {
-					rm["weight"] = int64(100 - w)
-				}
-			}
-		}
-		return yaml.Marshal(o.Obj)
+// routeKind names the kind of route deploy/'s routing variant splits traffic with.
+func routeKind(ld *mesh.Loaded) string {
+	if ld.Routing == manifest.RoutingGatewayAPI {
+		return "HTTPRoute"
 	}
-	return nil, fmt.Errorf("no payment-service VirtualService in %s", ns)
+	return "VirtualService"
 }
 
 // circuitBreaker: one stable payment replica's app killed under load.
@@ -147,7 +129,7 @@ func circuitBreaker(e *Env) error {
 	callers := e.podsOf(orders, "order-service", "")
 	stable := e.podsOf(payments, "payment-service", "stable")
 	victim := stable[len(stable)-1]
-	cluster := paymentCluster(payments, "stable")
+	cluster := e.paymentCluster(payments, "stable")
 	e.say(`circuit-breaker — load through the gateway; at 5 s %s's app is killed (SIGKILL; its
 sidecar stays and answers 503). Watch: the 5xx column (POST /payments is never retried on 503 —
 order-service answers 503 and its reconciler finishes the order), then each caller's Envoy

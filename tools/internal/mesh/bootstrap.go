@@ -8,10 +8,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"ordermesh.local/tools/internal/istioadapter/xds"
+	"ordermesh.local/tools/internal/manifest"
 )
 
 // Layout names every path the mesh uses.
@@ -33,10 +37,22 @@ func NewLayout(root string) Layout {
 		DeployDir: filepath.Join(root, "deploy"),
 		StateDir:  filepath.Join(root, ".local", "mesh"),
 		RunDir:    filepath.Join("/run", "ordermesh-"+hex.EncodeToString(sum[:4])),
-		TargetDir: filepath.Join(root, "target", "release"),
+		TargetDir: targetDir(root),
 		JaegerBin: filepath.Join(root, ".local", "bin", "jaeger"),
 		EnvoyBin:  filepath.Join(root, ".local", "mesh", "bin", "envoy"),
 	}
+}
+
+// targetDir is cargo's release directory: $CARGO_TARGET_DIR/release when set (as cargo
+// reads it), else the repository's target/release.
+func targetDir(root string) string {
+	if d := os.Getenv("CARGO_TARGET_DIR"); d != "" {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(root, d)
+		}
+		return filepath.Join(d, "release")
+	}
+	return filepath.Join(root, "target", "release")
 }
 
 // ExtraDir holds Istio objects applied on top of deploy/ (test-only configuration; see Load).
@@ -133,4 +149,37 @@ var istioStatsTags = []map[string]string{
 	{"tag_name": "authz_enforce_result", "regex": `rbac(\.(allowed|denied))`},
 	{"tag_name": "authz_dry_run_action", "regex": `(\.istio_dry_run_(allow|deny)_)`},
 	{"tag_name": "authz_dry_run_result", "regex": `(\.shadow_(allowed|denied))`},
+}
+
+// routingPath records the routing variant of deploy/ the running mesh was brought up with.
+func (l Layout) routingPath() string { return filepath.Join(l.StateDir, "routing") }
+
+// RunningRouting is the routing variant the mesh runs (recorded by mesh up; istio, the
+// default, when nothing is recorded).
+func RunningRouting(l Layout) (manifest.Routing, error) {
+	b, err := os.ReadFile(l.routingPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return manifest.RoutingIstio, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return manifest.ParseRouting(strings.TrimSpace(string(b)))
+}
+
+// LoadRunning loads deploy/ in the running mesh's routing variant, with its extras.
+func LoadRunning(l Layout, nw Network) (*Loaded, error) {
+	r, err := RunningRouting(l)
+	if err != nil {
+		return nil, err
+	}
+	return LoadRouting(l.DeployDir, l.ExtraDir(), nw, r)
+}
+
+// recordRouting writes the variant mesh up runs.
+func recordRouting(l Layout, r manifest.Routing) error {
+	if err := os.MkdirAll(l.StateDir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(l.routingPath(), []byte(string(r)+"\n"), 0o644)
 }

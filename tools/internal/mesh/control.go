@@ -24,7 +24,7 @@ const CertTTL = 24 * time.Hour
 
 // Serve runs the control plane until SIGTERM/SIGINT.
 func Serve(l Layout, nw Network) error {
-	ld, err := Load(l.DeployDir, l.ExtraDir(), nw)
+	ld, err := LoadRunning(l, nw)
 	if err != nil {
 		return err
 	}
@@ -70,6 +70,7 @@ func Serve(l Layout, nw Network) error {
 	srv, err := xds.Start(xds.Options{
 		KubeObjects: ld.Topology.KubeObjects(ld.Model),
 		IstioConfig: ld.IstioConfig,
+		GatewayAPI:  ld.GatewayAPI,
 		Mesh:        ld.Mesh,
 		Listener:    lis,
 	})
@@ -98,10 +99,10 @@ func Serve(l Layout, nw Network) error {
 	return nil
 }
 
-// reload re-renders deploy/ and replaces the Istio objects; a changed topology needs a restart.
+// reload re-renders deploy/ and replaces the Istio and Gateway API objects; a changed topology needs a restart.
 func reload(l Layout, nw Network, cur *Loaded, srv *xds.Server) {
 	t0 := time.Now()
-	next, err := Load(l.DeployDir, l.ExtraDir(), nw)
+	next, err := LoadRunning(l, nw)
 	if err != nil {
 		logf("reload: %v (keeping the running configuration)", err)
 		return
@@ -110,13 +111,13 @@ func reload(l Layout, nw Network, cur *Loaded, srv *xds.Server) {
 		logf("reload: the pods of deploy/ changed; run make mesh-down && make mesh-up (keeping the running configuration)")
 		return
 	}
-	n, err := srv.ReplaceConfig(next.IstioConfig)
+	n, err := srv.ReplaceConfig(next.IstioConfig, next.GatewayAPI)
 	if err != nil {
 		logf("reload: %v", err)
 		return
 	}
-	cur.IstioConfig = next.IstioConfig
-	logf("reload: %d Istio objects changed in %s", n, time.Since(t0).Round(time.Millisecond))
+	cur.IstioConfig, cur.GatewayAPI = next.IstioConfig, next.GatewayAPI
+	logf("reload: %d Istio and Gateway API objects changed in %s", n, time.Since(t0).Round(time.Millisecond))
 }
 
 // logf writes one timestamped line to stderr (the control plane's log). Istio's log package

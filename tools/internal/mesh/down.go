@@ -85,6 +85,9 @@ func Down(l Layout, out io.Writer) error {
 	fmt.Fprintf(out, "mesh-down: stopped %d processes, removed %d network namespaces, %d interfaces and the bridge\n",
 		stopped, len(st.Netns), len(st.Veths))
 	st.Netns, st.Veths, st.EtcNetns, st.Bridge, st.RunDir, st.Cgroups = nil, nil, nil, "", "", nil
+	if err := os.Remove(l.routingPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	return os.Remove(l.statePath())
 }
 

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 
+	kuberuntime "k8s.io/apimachinery/pkg/runtime"
+
 	meshconfig "istio.io/api/mesh/v1alpha1"
 
 	"ordermesh.local/tools/internal/istioadapter"
@@ -28,6 +30,8 @@ type Loaded struct {
 	Topology    *Topology
 	IstioConfig string // every Istio object, one YAML stream
 	Mesh        *meshconfig.MeshConfig
+	Routing     manifest.Routing     // the variant of deploy/ loaded
+	GatewayAPI  []kuberuntime.Object // its Kubernetes Gateway API objects (the gateway-api variant)
 }
 
 // Network is the address plan.
@@ -50,8 +54,15 @@ func (e *LoadError) Error() string {
 // files, applied in name order; "" for none) are applied on top, as `kubectl apply` would: an
 // object with the kind, namespace and name of one of deploy/'s replaces it. The live tests use
 // this for test-only configuration (Istio fault injection); deploy/ itself is never edited.
+// Load is the default (istio) routing variant; LoadRouting picks one.
 func Load(deployDir, extraDir string, nw Network) (*Loaded, error) {
-	b, err := manifest.Load(deployDir, manifest.RoutingIstio)
+	return LoadRouting(deployDir, extraDir, nw, manifest.RoutingIstio)
+}
+
+// LoadRouting is Load of one routing variant of deploy/. Extras may then also be Gateway API
+// objects (an HTTPRoute with other weights).
+func LoadRouting(deployDir, extraDir string, nw Network, routing manifest.Routing) (*Loaded, error) {
+	b, err := manifest.Load(deployDir, routing)
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +79,7 @@ func Load(deployDir, extraDir string, nw Network) (*Loaded, error) {
 	var decoded []model.Decoded
 	var overlays []string
 	var istio bytes.Buffer
+	var gatewayAPI []kuberuntime.Object
 	for _, u := range b.Overlays {
 		overlays = append(overlays, u.Name)
 	}
@@ -100,6 +112,9 @@ func Load(deployDir, extraDir string, nw Network) (*Loaded, error) {
 					continue
 				}
 				d.Kube = obj
+				if o.Group() == gatewayAPIGroup {
+					gatewayAPI = append(gatewayAPI, obj)
+				}
 			}
 			decoded = append(decoded, d)
 		}
@@ -125,7 +140,11 @@ func Load(deployDir, extraDir string, nw Network) (*Loaded, error) {
 		return nil, &LoadError{Problems: []string{b.OperatorPath + ": " + err.Error()}}
 	}
 	m := model.Build(decoded, overlays, mc)
-	t, err := BuildTopology(m, nw.Subnet, nw.ServiceNet)
+	gw, err := gatewayPlanFor(m, gatewayAPI)
+	if err != nil {
+		return nil, &LoadError{Problems: []string{err.Error()}}
+	}
+	t, err := BuildTopology(m, nw.Subnet, nw.ServiceNet, gw)
 	if err != nil {
 		return nil, &LoadError{Problems: []string{err.Error()}}
 	}
@@ -135,14 +154,17 @@ func Load(deployDir, extraDir string, nw Network) (*Loaded, error) {
 	if _, err := xds.ParseConfig(istio.String()); err != nil {
 		return nil, &LoadError{Problems: []string{"Istio objects: " + err.Error()}}
 	}
-	return &Loaded{Model: m, Topology: t, IstioConfig: istio.String(), Mesh: mc}, nil
+	return &Loaded{Model: m, Topology: t, IstioConfig: istio.String(), Mesh: mc, Routing: routing, GatewayAPI: gatewayAPI}, nil
 }
 
 func objectKey(o *manifest.Object) string {
 	return o.Group() + "/" + o.Kind() + "/" + o.Namespace() + "/" + o.Name()
 }
 
-// readExtras reads the Istio objects of extraDir's *.yaml files.
+// gatewayAPIGroup is the Kubernetes Gateway API's group.
+const gatewayAPIGroup = "gateway.networking.k8s.io"
+
+// readExtras reads the Istio and Gateway API objects of extraDir's *.yaml files.
 func readExtras(dir string) ([]*manifest.Object, error) {
 	if dir == "" {
 		return nil, nil
@@ -163,8 +185,8 @@ func readExtras(dir string) ([]*manifest.Object, error) {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
 		for _, o := range objs {
-			if !istioadapter.IsIstioGroup(o.APIVersion()) {
-				return nil, fmt.Errorf("%s: %s: only Istio objects may be applied on top of deploy/", f, o.Ref())
+			if !istioadapter.IsIstioGroup(o.APIVersion()) && o.Group() != gatewayAPIGroup {
+				return nil, fmt.Errorf("%s: %s: only Istio and Gateway API objects may be applied on top of deploy/", f, o.Ref())
 			}
 		}
 		out = append(out, objs...)

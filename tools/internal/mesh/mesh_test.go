@@ -95,9 +95,9 @@ func TestLoadRefusesWhatIstiodCannotUse(t *testing.T) {
 	cases := []struct {
 		name, file, old, new, want string
 	}{
-		{"invalid Istio field value", "components/istio-tenant/virtualservice-retry-timeout.yaml",
+		{"invalid Istio field value", "components/istio-routing/virtualservice-retry-timeout.yaml",
 			"timeout: 10s", "timeout: ten-seconds", "VirtualService tenant-a-payments/payment-service"},
-		{"route to a host no Service provides", "components/istio-tenant/virtualservice-retry-timeout.yaml",
+		{"route to a host no Service provides", "components/istio-routing/virtualservice-retry-timeout.yaml",
 			"host: notify-service.TENANT-orders.svc.cluster.local", "host: notifier.TENANT-orders.svc.cluster.local", "notifier.tenant-a-orders.svc.cluster.local"},
 		{"app calling a host no Service provides", "base/order-service/deployment.yaml",
 			"http://payment-service.TENANT-payments", "http://payments.TENANT-payments", "payments.tenant-a-payments.svc.cluster.local"},

@@ -113,6 +113,11 @@ func ensurePodNetwork(t *Topology, p *Pod, st *State, capture func(nsPath string
 		{"ip", "-n", ns, "link", "set", "lo", "up"},
 		{"ip", "-n", ns, "route", "add", "default", "via", t.HostIP.String()},
 	}
+	if p.Role == RoleGateway && t.GatewayPort() < 1024 {
+		// As the kube-gateway template's pod securityContext: the non-root proxy binds the
+		// listener's port (80).
+		steps = append(steps, []string{"ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0"})
+	}
 	for _, s := range steps {
 		if err := run(s[0], s[1:]...); err != nil {
 			return fmt.Errorf("pod %s: %w", p.Key(), err)

@@ -19,10 +19,11 @@ func Status(l Layout, nw Network, out io.Writer) error {
 		fmt.Fprintln(out, "mesh: not running (make mesh-up)")
 		return fmt.Errorf("not running")
 	}
-	ld, err := Load(l.DeployDir, l.ExtraDir(), nw)
+	ld, err := LoadRunning(l, nw)
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(out, "routing: %s\n", ld.Routing)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	problems := 0

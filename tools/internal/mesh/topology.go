@@ -93,7 +93,12 @@ type Topology struct {
 	Tenants    model.Tenants
 	Secrets    map[string]map[string]string // "ns/name" -> key -> value (decoded)
 	ConfigMaps map[string]map[string]string
+	// GatewayPlan is the ingress gateway's Deployment and Service (gateway.go).
+	GatewayPlan *GatewayPlan
 }
+
+// GatewayPort is the port the ingress gateway's Envoy takes HTTP on.
+func (t *Topology) GatewayPort() int { return int(t.GatewayPlan.Port) }
 
 // Pod finds a pod by namespace and name.
 func (t *Topology) Pod(ns, name string) *Pod {
@@ -105,7 +110,7 @@ func (t *Topology) Pod(ns, name string) *Pod {
 	return nil
 }
 
-// Gateway is the ingress gateway pod.
+// Gateway is the ingress gateway's first pod.
 func (t *Topology) Gateway() *Pod {
 	for _, p := range t.Pods {
 		if p.Role == RoleGateway {
@@ -127,27 +132,17 @@ func (t *Topology) Jaeger() *Pod {
 
 // BuildTopology lays out m: pods in a stable order (namespace, workload, replica) with
 // addresses from subnet (.1 is the host), and Services with ClusterIPs from serviceNet.
-func BuildTopology(m *model.Model, subnet, serviceNet netip.Prefix) (*Topology, error) {
-	t := &Topology{Subnet: subnet.Masked(), ServiceNet: serviceNet.Masked(), Tenants: m.Tenants,
+func BuildTopology(m *model.Model, subnet, serviceNet netip.Prefix, gw *GatewayPlan) (*Topology, error) {
+	t := &Topology{Subnet: subnet.Masked(), ServiceNet: serviceNet.Masked(), Tenants: m.Tenants, GatewayPlan: gw,
 		Secrets: map[string]map[string]string{}, ConfigMaps: map[string]map[string]string{}}
 	t.HostIP = t.Subnet.Addr().Next()
 
-	gw := m.IngressGateway
-	gwLabels := copyLabels(gw.PodLabels)
-	gwLabels["sidecar.istio.io/inject"] = "false"
-	gwLabels["service.istio.io/canonical-name"] = GatewayService
-	gwLabels["service.istio.io/canonical-revision"] = "latest"
-	pods := []*Pod{{
-		Name: gw.Name + "-0", Namespace: gw.Namespace, Role: RoleGateway, WorkloadName: gw.Name,
-		ServiceAccount: gw.ServiceAccount, Labels: gwLabels, Proxy: true,
-		Ports: []corev1.ContainerPort{{Name: "http2", ContainerPort: GatewayPort, Protocol: corev1.ProtocolTCP},
-			{Name: "status-port", ContainerPort: 15021, Protocol: corev1.ProtocolTCP}},
-	}, {
+	pods := append(gw.pods(), &Pod{
 		Name: "jaeger-0", Namespace: JaegerNamespace, Role: RoleJaeger, WorkloadName: "jaeger",
 		ServiceAccount: "default", Labels: map[string]string{"app": jaegerAppLabel, "sidecar.istio.io/inject": "false"},
 		Ports: []corev1.ContainerPort{{Name: "grpc-otel", ContainerPort: jaegerOTLPGRPC}, {Name: "http-otel", ContainerPort: jaegerOTLPHTTP},
 			{Name: "http-query", ContainerPort: JaegerQueryPort}},
-	}}
+	})
 	workloads := append([]*model.Workload(nil), m.Workloads...)
 	sort.Slice(workloads, func(i, j int) bool {
 		if workloads[i].Namespace != workloads[j].Namespace {
@@ -189,12 +184,7 @@ func BuildTopology(m *model.Model, subnet, serviceNet netip.Prefix) (*Topology, 
 
 	// Services: deploy/'s, plus the gateway's and Jaeger's.
 	svcs := []*Service{
-		{Name: GatewayService, Namespace: gw.Namespace, Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"istio": "ingressgateway"},
-			Ports: []corev1.ServicePort{
-				{Name: "status-port", Port: 15021, TargetPort: intstr.FromInt32(15021), Protocol: corev1.ProtocolTCP},
-				{Name: "http2", Port: 80, TargetPort: intstr.FromInt32(GatewayPort), Protocol: corev1.ProtocolTCP},
-			}}},
+		{Name: gw.Service, Namespace: gw.Namespace, Spec: corev1.ServiceSpec{Selector: gw.Selector, Ports: gw.ServicePorts}},
 		{Name: JaegerCollector, Namespace: JaegerNamespace, Spec: corev1.ServiceSpec{
 			Selector: map[string]string{"app": jaegerAppLabel},
 			Ports: []corev1.ServicePort{

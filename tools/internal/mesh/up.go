@@ -23,7 +23,10 @@ import (
 	"syscall"
 	"time"
 
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	"ordermesh.local/tools/internal/istioadapter/xds"
+	"ordermesh.local/tools/internal/manifest"
 )
 
 // UpOptions configure mesh-up.
@@ -32,7 +35,8 @@ type UpOptions struct {
 	Network Network
 	Self    string // this program, started again as `serve` for the control plane
 	Out     io.Writer
-	Catalog []CatalogItem // seeded in every tenant
+	Catalog []CatalogItem    // seeded in every tenant
+	Routing manifest.Routing // which routing variant of deploy/ runs (recorded while the mesh is up)
 }
 
 const (
@@ -44,7 +48,7 @@ const (
 func Up(o UpOptions) error {
 	l, out := o.Layout, o.Out
 	t0 := time.Now()
-	ld, err := Load(l.DeployDir, l.ExtraDir(), o.Network)
+	ld, err := LoadRouting(l.DeployDir, l.ExtraDir(), o.Network, o.Routing)
 	if err != nil {
 		return err
 	}
@@ -53,6 +57,9 @@ func Up(o UpOptions) error {
 	}
 	st, err := LoadState(l.statePath())
 	if err != nil {
+		return err
+	}
+	if err := checkRouting(l, st, o.Routing); err != nil {
 		return err
 	}
 	t := ld.Topology
@@ -69,7 +76,7 @@ func Up(o UpOptions) error {
 	if err := st.Save(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "mesh-up: %d pods, %d services from %s\n", len(t.Pods), len(t.Services), l.DeployDir)
+	fmt.Fprintf(out, "mesh-up: %d pods, %d services from %s (routing: %s)\n", len(t.Pods), len(t.Services), l.DeployDir, o.Routing)
 
 	// The network.
 	if err := ensureBridge(t, st); err != nil {
@@ -259,6 +266,19 @@ func checkTopology(l Layout, st *State, t *Topology) error {
 		return err
 	}
 	return os.WriteFile(l.topologyPath(), want, 0o644)
+}
+
+// checkRouting refuses to switch a running mesh to the other routing variant (its pods and
+// Services differ), and records the variant for the control plane, status, tests and demos.
+func checkRouting(l Layout, st *State, want manifest.Routing) error {
+	have, err := RunningRouting(l)
+	if err != nil {
+		return err
+	}
+	if !st.Empty() && have != want {
+		return fmt.Errorf("the mesh runs the %s routing variant, not %s: run make mesh-down first", have, want)
+	}
+	return recordRouting(l, want)
 }
 
 // ensureProc starts the process recorded under key unless it is alive.
@@ -533,7 +553,7 @@ func SetStock(t *Topology, p *Pod, sku string, available, unitPrice int64) error
 
 // TenantHosts maps each tenant to its gateway host (from the Gateway's "ns/host" entries).
 func TenantHosts(ld *Loaded) map[string]string {
-	out := map[string]string{}
+	out := gatewayAPIHosts(ld)
 	for _, g := range ld.Model.Gateways {
 		for _, s := range g.Spec.GetServers() {
 			for _, h := range s.GetHosts() {
@@ -544,6 +564,28 @@ func TenantHosts(ld *Loaded) map[string]string {
 				if tenant := ld.Topology.tenantOfNamespace(ns); tenant != "" {
 					out[tenant] = host
 				}
+			}
+		}
+	}
+	return out
+}
+
+// gatewayAPIHosts are the tenant hosts of the Gateway API Gateway's listeners: a listener's
+// hostname, for the tenant whose namespace its allowedRoutes admit (by name).
+func gatewayAPIHosts(ld *Loaded) map[string]string {
+	out := map[string]string{}
+	for _, o := range ld.GatewayAPI {
+		gw, ok := o.(*gatewayv1.Gateway)
+		if !ok {
+			continue
+		}
+		for _, l := range gw.Spec.Listeners {
+			if l.Hostname == nil || l.AllowedRoutes == nil || l.AllowedRoutes.Namespaces == nil || l.AllowedRoutes.Namespaces.Selector == nil {
+				continue
+			}
+			ns := l.AllowedRoutes.Namespaces.Selector.MatchLabels["kubernetes.io/metadata.name"]
+			if tenant := ld.Topology.tenantOfNamespace(ns); tenant != "" {
+				out[tenant] = string(*l.Hostname)
 			}
 		}
 	}
@@ -569,7 +611,7 @@ func printSummary(out io.Writer, ld *Loaded) {
 	sort.Strings(tenants)
 	fmt.Fprintln(out)
 	for _, tn := range tenants {
-		fmt.Fprintf(out, "gateway %s http://%s:%d  (Host: %s)\n", tn, gw.IP, GatewayPort, hosts[tn])
+		fmt.Fprintf(out, "gateway %s http://%s:%d  (Host: %s)\n", tn, gw.IP, t.GatewayPort(), hosts[tn])
 	}
 	fmt.Fprintf(out, "jaeger query-api http://%s:%d/api/services\n", t.Jaeger().IP, JaegerQueryPort)
 	if len(tenants) > 0 {
@@ -583,7 +625,7 @@ Place an order through the gateway (%s):
 The gateway samples 10%% of requests; -H "x-client-trace-id: $(cat /proc/sys/kernel/random/uuid)"
 makes Envoy trace this one. Then: make trace ID=<trace_id from the answer> JAEGER=http://%s:%d
 Status: make mesh-status    Stop: make mesh-down
-`, tn, gw.IP, GatewayPort, hosts[tn], tn, t.Jaeger().IP, JaegerQueryPort)
+`, tn, gw.IP, t.GatewayPort(), hosts[tn], tn, t.Jaeger().IP, JaegerQueryPort)
 	}
 }
 

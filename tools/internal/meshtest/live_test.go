@@ -94,7 +94,7 @@ func fromPod(p *mesh.Pod, svc *mesh.Service, method, path string, headers map[st
 // throughGateway sends a request from the host to the ingress gateway.
 func throughGateway(host, method, path string, headers map[string]string, body string) reply {
 	gw := loaded.Topology.Gateway()
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", gw.IP, mesh.GatewayPort), 5*time.Second)
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", gw.IP, loaded.Topology.GatewayPort()), 5*time.Second)
 	if err != nil {
 		return reply{Err: err}
 	}

@@ -68,7 +68,7 @@ func TestCircuitBreaker(t *testing.T) {
 		}
 	}
 	victim := stable[len(stable)-1]
-	cluster := "outbound|8080|stable|" + paySvc.FQDN()
+	cluster := loaded.RouteCluster(payments, paySvc.Name, "stable", 8080)
 	ejectRe := regexp.QuoteMeta(cluster) + `;\.outlier_detection\.ejections_(enforced_total|active)$`
 	active, enforcedTotal := "cluster."+cluster+";.outlier_detection.ejections_active", "cluster."+cluster+";.outlier_detection.ejections_enforced_total"
 	hdr := map[string]string{"x-tenant-id": tn.ID}
@@ -193,7 +193,7 @@ func TestLeastRequest(t *testing.T) {
 	invSvc := service(t, orders, "inventory-service")
 	inv := podsOf(orders, "inventory-service")
 	slow, fast := inv[0], inv[1]
-	cluster := "outbound|8080|stable|" + invSvc.FQDN()
+	cluster := loaded.RouteCluster(orders, invSvc.Name, "stable", 8080)
 	pr := procOf(t, slow, "app")
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -259,7 +259,7 @@ func TestMetricsScrapedAsPrometheusWould(t *testing.T) {
 		}
 		return total
 	}
-	outRe := `^cluster\.outbound\|8080\|stable\|` + regexp.QuoteMeta(notifySvc.FQDN()) + `;\.upstream_rq_total$`
+	outRe := `^cluster\.` + regexp.QuoteMeta(loaded.RouteCluster(notifySvc.Namespace, notifySvc.Name, "stable", 8080)) + `;\.upstream_rq_total$`
 	a0, i0, o0 := appCount(), inboundCount(), sum(envoyStats(t, caller, outRe))
 	const n = 20
 	for i := 0; i < n; i++ {

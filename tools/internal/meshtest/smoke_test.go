@@ -2,7 +2,8 @@
 
 // Package meshtest checks the local mesh on live traffic (make test-mesh, part of make test).
 // TestMain brings the mesh up with the real binaries, runs the suite twice (state_test.go: each
-// pass orders an SKU of its own, the demo catalog drained in between), and takes the mesh down
+// pass orders an SKU of its own, the demo catalog drained in between; the first pass on deploy/'s
+// istio routing variant, the second on its gateway-api variant), and takes the mesh down
 // again, checking that nothing it created is left (namespaces, interfaces, sockets, processes).
 // The tests send real requests through the gateway and the sidecars. Needs root, Envoy and the
 // release build.
@@ -26,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"ordermesh.local/tools/internal/manifest"
 	"ordermesh.local/tools/internal/mesh"
 )
 
@@ -46,18 +48,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	if loaded, err = mesh.Load(layout.DeployDir, layout.ExtraDir(), mesh.DefaultNetwork); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	t0 := time.Now()
-	if err := runMesh(bin, root, "up"); err != nil {
-		fmt.Fprintln(os.Stderr, "mesh up:", err)
-		_ = runMesh(bin, root, "down")
-		os.Exit(1)
-	}
-	fmt.Printf("mesh up took %s\n", time.Since(t0).Round(time.Millisecond))
-	code := runPasses(m, passes)
+	code := runPasses(m, passes, func(r manifest.Routing) error { return meshUpWith(bin, root, r) })
 	_ = runMesh(bin, root, "status")
 	if os.Getenv("MESH_KEEP") == "1" { // for running single tests against a mesh left up
 		fmt.Println("MESH_KEEP=1: the mesh stays up (make mesh-down removes it)")
@@ -76,8 +67,31 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func runMesh(bin, root, cmd string) error {
-	c := exec.Command(bin, cmd, "-root", root)
+// meshUpWith brings the mesh up in routing variant r and loads deploy/ as it runs: a mesh up in
+// the other variant is taken down first (its pods and Services differ).
+func meshUpWith(bin, root string, r manifest.Routing) error {
+	running, err := mesh.RunningRouting(layout)
+	if err != nil {
+		return err
+	}
+	if running != r {
+		if err := runMesh(bin, root, "down"); err != nil {
+			return fmt.Errorf("mesh down: %w", err)
+		}
+	}
+	if loaded, err = mesh.LoadRouting(layout.DeployDir, layout.ExtraDir(), mesh.DefaultNetwork, r); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := runMesh(bin, root, "up", "-routing", string(r)); err != nil {
+		return fmt.Errorf("mesh up: %w", err)
+	}
+	fmt.Printf("mesh up (routing %s) took %s\n", r, time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+func runMesh(bin, root, cmd string, args ...string) error {
+	c := exec.Command(bin, append([]string{cmd, "-root", root}, args...)...)
 	c.Stdout, c.Stderr = os.Stdout, os.Stderr
 	return c.Run()
 }
@@ -139,7 +153,7 @@ func TestOnlyTheGatewayHasACPUGroupOfItsOwn(t *testing.T) {
 	for key, proc := range st.Procs {
 		got := mesh.CPUGroupOf(proc.Pid)
 		switch {
-		case strings.HasPrefix(key, loaded.Topology.Gateway().Key()+"/"):
+		case isGatewayProc(key):
 			if got != gatewayGroup {
 				t.Errorf("the gateway (%s, pid %d) runs in cgroup %q, want %q", key, proc.Pid, got, gatewayGroup)
 			}
@@ -153,6 +167,23 @@ func TestOnlyTheGatewayHasACPUGroupOfItsOwn(t *testing.T) {
 	}
 }
 
+// isGatewayProc reports whether a process key is one of the ingress gateway pods'.
+func isGatewayProc(key string) bool {
+	for _, p := range loaded.Topology.Pods {
+		if p.Role == mesh.RoleGateway && strings.HasPrefix(key, p.Key()+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// gatewayTraceService is the gateway's service name in traces (<canonical name>.<namespace>:
+// istio-ingressgateway's, or the Gateway API Gateway's <gateway>-istio).
+func gatewayTraceService() string {
+	gw := loaded.Topology.Gateway()
+	return gw.Labels["service.istio.io/canonical-name"] + "." + gw.Namespace
+}
+
 // gateway returns the gateway's URL and each tenant's Host.
 func gateway(t *testing.T) (string, map[string]string) {
 	gw := loaded.Topology.Gateway()
@@ -160,7 +191,7 @@ func gateway(t *testing.T) (string, map[string]string) {
 	if len(hosts) == 0 {
 		t.Fatal("no tenant host on the Gateway")
 	}
-	return fmt.Sprintf("http://%s:%d", gw.IP, mesh.GatewayPort), hosts
+	return fmt.Sprintf("http://%s:%d", gw.IP, loaded.Topology.GatewayPort()), hosts
 }
 
 func randomHex(n int) string {
@@ -228,7 +259,7 @@ func TestOrdersThroughGateway(t *testing.T) {
 			}
 			t.Logf("%s: order %s CONFIRMED through the gateway, trace %s", tenant, o.ID, traceID)
 			services := waitTrace(t, traceID, []string{
-				"istio-ingressgateway.istio-system",
+				gatewayTraceService(),
 				"order-service." + tenant + "-orders", "payment-service." + tenant + "-payments",
 				"inventory-service." + tenant + "-orders", "notify-service." + tenant + "-orders",
 				"order-service", "payment-service", "inventory-service", "notify-service",

@@ -6,8 +6,9 @@
 // catalog passed on a fresh clone and failed after `make bench-mesh` had sold SKU-001 out.
 //
 // So each pass of the suite seeds an SKU of its own in every tenant, with stock for every order
-// the pass places, and orders only that. TestMain runs the suite twice on one mesh (MESHTEST_PASSES,
-// 2 by default) and, between the passes, drains the demo catalog in every tenant as a load demo
+// the pass places, and orders only that. TestMain runs the suite twice (MESHTEST_PASSES, 2 by
+// default; the first on the istio routing variant, the second on gateway-api, the mesh brought
+// down and up again in between, its databases kept) and, between the passes, drains the demo catalog in every tenant as a load demo
 // would: a test that leans on the catalog, or on anything an earlier run changed and did not put
 // back, fails in the second pass. The catalog's stock is put back afterwards — also by the next run
 // when this one was killed before it could (the snapshot stays in the mesh's state directory).
@@ -22,7 +23,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"ordermesh.local/tools/internal/manifest"
 	"ordermesh.local/tools/internal/mesh"
 )
 
@@ -39,19 +42,33 @@ const (
 // catalogSnapshot is each tenant's available stock of each demo-catalog SKU before the drain.
 type catalogSnapshot map[string]map[string]int64
 
-// runPasses runs the suite passes times, draining the demo catalog before every pass after the
-// first and putting it back at the end. It returns the first failing pass's exit code.
-func runPasses(m *testing.M, passes int) int {
+// runPasses runs the suite passes times, each on the routing variant passRouting names (up
+// brings the mesh up in it), draining the demo catalog before every pass after the first and
+// putting it back at the end. It returns the first failing pass's exit code.
+func runPasses(m *testing.M, passes int, up func(manifest.Routing) error) int {
 	catalog, err := mesh.ReadCatalog(filepath.Join(layout.Root, "scripts", "demo-catalog.txt"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := restoreCatalog(catalog); err != nil { // a killed earlier run's drain
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	for pass := 1; pass <= passes; pass++ {
+		routing, err := passRouting(pass)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		if pass == 1 || loaded.Routing != routing {
+			if err := up(routing); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		if pass == 1 {
+			if err := restoreCatalog(catalog); err != nil { // a killed earlier run's drain
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
 		if pass > 1 {
 			if err := drainCatalog(catalog); err != nil {
 				fmt.Fprintln(os.Stderr, err)
@@ -62,8 +79,11 @@ func runPasses(m *testing.M, passes int) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		fmt.Printf("=== meshtest pass %d of %d: orders %s (%d units in every tenant)\n", pass, passes, testSKU, testStock)
-		if code := m.Run(); code != 0 {
+		fmt.Printf("=== meshtest pass %d of %d, routing %s: orders %s (%d units in every tenant)\n", pass, passes, routing, testSKU, testStock)
+		t0 := time.Now()
+		code := m.Run()
+		fmt.Printf("=== meshtest pass %d (routing %s) took %s\n", pass, routing, time.Since(t0).Round(time.Second))
+		if code != 0 {
 			_ = restoreCatalog(catalog)
 			return code
 		}
@@ -73,6 +93,19 @@ func runPasses(m *testing.M, passes int) int {
 		return 1
 	}
 	return 0
+}
+
+// passRouting is the routing variant pass runs on: MESHTEST_ROUTING when set, else istio (the
+// default) on odd passes and gateway-api on even ones, so `make test-mesh`'s two passes cover
+// both variants with every test, at the cost of one mesh down/up between them.
+func passRouting(pass int) (manifest.Routing, error) {
+	if v := os.Getenv("MESHTEST_ROUTING"); v != "" {
+		return manifest.ParseRouting(v)
+	}
+	if pass%2 == 0 {
+		return manifest.RoutingGatewayAPI, nil
+	}
+	return manifest.RoutingIstio, nil
 }
 
 // testPasses reads MESHTEST_PASSES (default 2; scripts/mesh-breaks.sh runs one).

@@ -15,12 +15,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"sigs.k8s.io/yaml"
 
 	"ordermesh.local/tools/internal/mesh"
 )
@@ -106,7 +105,7 @@ func TestRetriesAndTimeouts(t *testing.T) {
 
 	// GET order -> payment, payment-service-0's app killed.
 	kill(t, procOf(t, podOf(t, payments, "payment-service", "stable"), "app"))
-	retryRe := `outbound\|8080\|stable\|` + regexp.QuoteMeta(paySvc.FQDN()) + `;\.upstream_rq_retry$`
+	retryRe := regexp.QuoteMeta(loaded.RouteCluster(payments, "payment-service", "stable", 8080)) + `;\.upstream_rq_retry$`
 	before := sum(envoyStats(t, orderPod, retryRe))
 	for i := 0; i < 100; i++ {
 		r := fromPod(orderPod, paySvc, http.MethodGet, "/api/v1/payments?order_id=0192d6a0-0000-7000-8000-00000000000a", hdr(randomHex(8)), "")
@@ -160,14 +159,14 @@ func TestRetriesAndTimeouts(t *testing.T) {
 	// Connections the caller already had to it close with it; wait until the caller has seen
 	// that, so what is measured is new connections failing (a request on a connection that dies
 	// under it may have reached the app, and a POST is rightly not retried then).
-	notifyCluster := "outbound|8080|stable|" + notifySvc.FQDN()
+	notifyCluster := loaded.RouteCluster(orders, notifySvc.Name, "stable", 8080)
 	for deadline := time.Now().Add(10 * time.Second); hostStat(t, orderPod, notifyCluster, "cx_active")[deadNotify.IP.String()] > 0; {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s still has connections to the killed sidecar after 10 s", orderPod.Key())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	cfRe := `outbound\|8080\|stable\|` + regexp.QuoteMeta(notifySvc.FQDN()) + `;\.upstream_rq_retry$`
+	cfRe := regexp.QuoteMeta(notifyCluster) + `;\.upstream_rq_retry$`
 	before = sum(envoyStats(t, orderPod, cfRe))
 	for i := 0; i < 50; i++ {
 		r := fromPod(orderPod, notifySvc, http.MethodPost, "/api/v1/notifications", hdr(randomHex(8)), "{}")
@@ -222,30 +221,15 @@ func freezeApps(t *testing.T, pods []*mesh.Pod) (thaw func()) {
 	}
 }
 
-// routeTimeout is when the deployed VirtualService's route for method gives up on a callee that
-// never answers: its timeout, or earlier when every attempt has used its perTryTimeout.
+// routeTimeout is when the deployed route (VirtualService or HTTPRoute) for method gives up on a
+// callee that never answers (mesh.Loaded.RouteTimeout).
 func routeTimeout(t *testing.T, ns, name, method string) time.Duration {
 	t.Helper()
-	for _, vs := range loaded.Model.VirtualServices {
-		if vs.Namespace != ns || vs.Name != name {
-			continue
-		}
-		for _, h := range vs.Spec.GetHttp() {
-			for _, m := range h.GetMatch() {
-				if m.GetMethod().GetExact() == method {
-					timeout := h.GetTimeout().AsDuration()
-					if per := h.GetRetries().GetPerTryTimeout(); per != nil {
-						if all := time.Duration(h.GetRetries().GetAttempts()+1) * per.AsDuration(); all < timeout {
-							return all
-						}
-					}
-					return timeout
-				}
-			}
-		}
+	d, err := loaded.RouteTimeout(ns, name, method)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no %s route in VirtualService %s/%s", method, ns, name)
-	return 0
+	return d
 }
 
 // binomialBounds is the two-sided 99.9% interval of a Binomial(n, p) count (normal
@@ -264,7 +248,8 @@ func TestCanarySplit(t *testing.T) {
 	orderPod := podOf(t, orders, "order-service", "")
 	paySvc := service(t, payments, "payment-service")
 	split := func() (stable, canary int) {
-		re := `outbound\|8080\|(stable|canary)\|` + regexp.QuoteMeta(paySvc.FQDN()) + `;\.upstream_rq_total$`
+		stableC, canaryC := loaded.RouteCluster(payments, paySvc.Name, "stable", 8080), loaded.RouteCluster(payments, paySvc.Name, "canary", 8080)
+		re := `^cluster\.(` + regexp.QuoteMeta(stableC) + `|` + regexp.QuoteMeta(canaryC) + `);\.upstream_rq_total$`
 		before := envoyStats(t, orderPod, re)
 		const n = 2000
 		parallel(n, func(i int) {
@@ -273,7 +258,7 @@ func TestCanarySplit(t *testing.T) {
 		})
 		for k, v := range envoyStats(t, orderPod, re) {
 			d := int(v - before[k])
-			if strings.Contains(k, "|canary|") {
+			if strings.Contains(k, canaryC+";") {
 				canary += d
 			} else {
 				stable += d
@@ -297,7 +282,7 @@ func TestCanarySplit(t *testing.T) {
 	// Shift to 50/50 live.
 	pids := appPids(t)
 	applyExtra(t, "canary-50.yaml", withCanaryWeight(t, payments, 50))
-	waitRouteWeight(t, orderPod, 50)
+	waitRouteWeight(t, orderPod, loaded.RouteCluster(payments, paySvc.Name, "stable", 8080), 50)
 	stable, canary = split()
 	lo, hi = binomialBounds(stable+canary, 0.5)
 	t.Logf("after the change to 50%%: %d stable, %d canary (99.9%% bounds %d..%d)", stable, canary, lo, hi)
@@ -305,7 +290,7 @@ func TestCanarySplit(t *testing.T) {
 		t.Errorf("after the weight change, canary got %d of %d, outside %d..%d for 50%%", canary, stable+canary, lo, hi)
 	}
 	removeExtra(t, "canary-50.yaml")
-	waitRouteWeight(t, orderPod, 100-weight)
+	waitRouteWeight(t, orderPod, loaded.RouteCluster(payments, paySvc.Name, "stable", 8080), 100-weight)
 	for k, pid := range pids {
 		if now := appPids(t)[k]; now != pid {
 			t.Errorf("%s restarted during the weight change (pid %d -> %d)", k, pid, now)
@@ -328,48 +313,24 @@ func appPids(t *testing.T) map[string]int {
 	return out
 }
 
-// canaryWeight is the deployed weight of the canary subset on payment-service's POST route.
+// canaryWeight is the deployed weight of payment-service's canary (mesh.Loaded.CanaryWeight).
 func canaryWeight(t *testing.T, ns string) int {
 	t.Helper()
-	for _, vs := range loaded.Model.VirtualServices {
-		if vs.Namespace == ns && vs.Name == "payment-service" {
-			for _, r := range vs.Spec.GetHttp()[0].GetRoute() {
-				if r.GetDestination().GetSubset() == "canary" {
-					return int(r.GetWeight())
-				}
-			}
-		}
+	w, err := loaded.CanaryWeight(ns)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no canary route")
-	return 0
+	return w
 }
 
-// withCanaryWeight is deploy/'s payment-service VirtualService with the canary at weight w.
+// withCanaryWeight is deploy/'s payment-service route with the canary at weight w.
 func withCanaryWeight(t *testing.T, ns string, w int) []byte {
 	t.Helper()
-	for _, vs := range loaded.Model.VirtualServices {
-		if vs.Namespace != ns || vs.Name != "payment-service" {
-			continue
-		}
-		o := vs.Object.Clone()
-		for _, h := range o.Obj["spec"].(map[string]any)["http"].([]any) {
-			for _, r := range h.(map[string]any)["route"].([]any) {
-				rm := r.(map[string]any)
-				if rm["destination"].(map[string]any)["subset"] == "canary" {
-					rm["weight"] = int64(w)
-				} else {
-					rm["weight"] = int64(100 - w)
-				}
-			}
-		}
-		b, err := yaml.Marshal(o.Obj)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+	y, err := loaded.WithCanaryWeight(ns, w)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no payment-service VirtualService")
-	return nil
+	return y
 }
 
 func applyExtra(t *testing.T, name string, y []byte) {
@@ -393,16 +354,16 @@ func removeExtra(t *testing.T, name string) {
 	restore(t)
 }
 
-// waitRouteWeight waits until the pod's Envoy routes the stable subset with weight w (the push
-// reached it).
-func waitRouteWeight(t *testing.T, p *mesh.Pod, w int) {
+// waitRouteWeight waits until the pod's Envoy routes to the stable cluster with weight w (the
+// push reached it).
+func waitRouteWeight(t *testing.T, p *mesh.Pod, stable string, w int) {
 	t.Helper()
-	want := fmt.Sprintf(`"weight": %d`, w)
+	want := regexp.MustCompile(fmt.Sprintf(`"name": %s,\s*"weight": %d\b`, regexp.QuoteMeta(strconv.Quote(stable)), w))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := mesh.PodClient(p, 5*time.Second).Get("http://127.0.0.1:15000/config_dump?resource=dynamic_route_configs")
 		if err == nil {
-			if dump := readAll(resp); strings.Contains(dump, want) && strings.Contains(dump, "|stable|payment-service") {
+			if want.MatchString(readAll(resp)) {
 				return
 			}
 		}
@@ -462,7 +423,7 @@ func TestTracingSampling(t *testing.T) {
 	}
 	ns := loaded.Model.Tenants[indexOfTenant(tenant)]
 	orders, payments := ns.NamespaceFor("orders"), ns.NamespaceFor("payments")
-	wantServices := []string{"istio-ingressgateway.istio-system", "order-service." + orders, "payment-service." + payments,
+	wantServices := []string{gatewayTraceService(), "order-service." + orders, "payment-service." + payments,
 		"inventory-service." + orders, "notify-service." + orders, "order-service", "payment-service", "inventory-service", "notify-service"}
 	checked := 0
 	for id := range traced {
@@ -573,8 +534,8 @@ func waitTracedSet(t *testing.T, ids []string) map[string]bool {
 			want[id] = true
 		}
 	}
-	url := fmt.Sprintf("http://%s:%d/api/traces?service=istio-ingressgateway.istio-system&limit=100000&lookback=1h",
-		loaded.Topology.Jaeger().IP, mesh.JaegerQueryPort)
+	url := fmt.Sprintf("http://%s:%d/api/traces?service=%s&limit=100000&lookback=1h",
+		loaded.Topology.Jaeger().IP, mesh.JaegerQueryPort, gatewayTraceService())
 	found, last, stableSince := map[string]bool{}, -1, time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

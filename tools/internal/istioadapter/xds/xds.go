@@ -36,6 +36,7 @@ import (
 	"istio.io/istio/pilot/pkg/features"
 	pilotxds "istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config"
+	"istio.io/istio/pkg/config/constants"
 	"istio.io/istio/pkg/config/mesh"
 	"istio.io/istio/pkg/config/schema/gvk"
 	"istio.io/istio/pkg/log"
@@ -45,6 +46,9 @@ import (
 type Options struct {
 	// KubeObjects: Namespaces, ServiceAccounts, Services, Pods and EndpointSlices.
 	KubeObjects []kuberuntime.Object
+	// GatewayAPI: the Kubernetes Gateway API objects (Gateways, HTTPRoutes) of deploy/, read by
+	// istiod's Gateway API controller. With any, the GatewayClass istio is added (GatewayClass).
+	GatewayAPI []kuberuntime.Object
 	// IstioConfig is a multi-document YAML stream of Istio objects (networking, security,
 	// telemetry), as rendered from deploy/.
 	IstioConfig string
@@ -124,7 +128,7 @@ func Start(opts Options) (*Server, error) {
 	go func() {
 		defer close(done)
 		fake = pilotxds.NewFakeDiscoveryServer(f, pilotxds.FakeOptions{
-			KubernetesObjects: opts.KubeObjects,
+			KubernetesObjects: kubeObjects(opts),
 			Configs:           cfgs,
 			MeshConfig:        opts.Mesh,
 			ListenerBuilder:   func() (net.Listener, error) { return opts.Listener, nil },
@@ -138,6 +142,19 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	return &Server{fake: fake, failer: f}, nil
+}
+
+// kubeObjects is what the fake API server starts with: the Gateway API objects (and their
+// class) join the built-in kinds when there are any.
+func kubeObjects(opts Options) []kuberuntime.Object {
+	out := append([]kuberuntime.Object(nil), opts.KubeObjects...)
+	if len(opts.GatewayAPI) > 0 {
+		out = append(out, GatewayClass())
+		for _, o := range opts.GatewayAPI {
+			out = append(out, withAPIServerDefaults(o))
+		}
+	}
+	return out
 }
 
 // Err reports a failure Istio's code raised after start (a server goroutine gave up).
@@ -156,16 +173,27 @@ func (s *Server) ConnectedProxies() []string {
 	return out
 }
 
-// ReplaceConfig makes the config store hold exactly the objects of yaml (create, update,
-// delete by kind/namespace/name) and returns how many changed. istiod pushes the change to
-// every affected proxy, as it would on a kubectl apply.
-func (s *Server) ReplaceConfig(yaml string) (int, error) {
+// ReplaceConfig makes the config store hold exactly the Istio objects of yaml, and the API
+// server exactly the Gateway API objects of gatewayAPI (create, update, delete by
+// kind/namespace/name), and returns how many changed. istiod pushes the change to every
+// affected proxy, as it would on a kubectl apply.
+func (s *Server) ReplaceConfig(yaml string, gatewayAPI []kuberuntime.Object) (int, error) {
 	cfgs, err := ParseConfig(yaml)
 	if err != nil {
 		return 0, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	changedAPI, err := s.replaceGatewayAPI(gatewayAPI)
+	if err != nil {
+		return changedAPI, err
+	}
+	n, err := s.replaceIstio(cfgs)
+	return changedAPI + n, err
+}
+
+// replaceIstio makes the config store hold exactly cfgs.
+func (s *Server) replaceIstio(cfgs []config.Config) (int, error) {
 	store := s.fake.Store()
 	type key struct{ kind, ns, name string }
 	want := map[key]config.Config{}
@@ -182,6 +210,9 @@ func (s *Server) ReplaceConfig(yaml string) (int, error) {
 	changed := 0
 	for k := range kinds {
 		for _, have := range store.List(k, "") {
+			if _, generated := have.Annotations[constants.InternalParentNames]; generated {
+				continue // istiod's Gateway API controller's output, not an object of deploy/
+			}
 			w, ok := want[key{k.String(), have.Namespace, have.Name}]
 			switch {
 			case !ok:
