@@ -7,10 +7,7 @@ package checkdeploy
 // promises run on it.
 
 import (
-	"bufio"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -25,9 +22,6 @@ import (
 	"ordermesh.local/tools/internal/promises"
 	"ordermesh.local/tools/internal/report"
 )
-
-// VersionsFile pins, among others, the Gateway API channel deploy/ installs.
-const VersionsFile = "versions.env"
 
 // ConversionTimeout bounds the wait for istiod's Gateway API controller and its status writes.
 var ConversionTimeout = 20 * time.Second
@@ -47,27 +41,11 @@ type gatewayAPIValidation struct {
 
 func newGatewayAPIValidation(b *manifest.Bundle) *gatewayAPIValidation {
 	g := &gatewayAPIValidation{routing: b.Routing, rejected: map[*manifest.Object]bool{}}
-	g.channel, g.err = gatewayAPIChannel(b.DeployDir)
+	g.channel, g.err = manifest.GatewayAPIChannel(b.DeployDir)
 	if g.err == nil {
 		g.v, g.err = istioadapter.NewGatewayAPIValidator(g.channel)
 	}
 	return g
-}
-
-// gatewayAPIChannel reads GATEWAY_API_CHANNEL from deploy/versions.env.
-func gatewayAPIChannel(deployDir string) (string, error) {
-	f, err := os.Open(filepath.Join(deployDir, VersionsFile))
-	if err != nil {
-		return "", fmt.Errorf("the Gateway API channel: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "GATEWAY_API_CHANNEL="); ok {
-			return v, nil
-		}
-	}
-	return "", fmt.Errorf("%s has no GATEWAY_API_CHANNEL", VersionsFile)
 }
 
 // validate checks a strictly decoded object against its CRD schema when it is a Gateway API

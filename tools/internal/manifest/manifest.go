@@ -199,6 +199,24 @@ func (r Routing) OverlayDir(tenant string) string {
 	return filepath.Join(OverlaysDir, tenant)
 }
 
+// VersionsFile pins, among others, the Gateway API CRDs' channel deploy/ installs.
+const VersionsFile = "versions.env"
+
+// GatewayAPIChannel reads GATEWAY_API_CHANNEL from deploy/versions.env: the channel whose CRD
+// schemas Gateway API objects are validated and defaulted with, as the cluster's API server does.
+func GatewayAPIChannel(deployDir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(deployDir, VersionsFile))
+	if err != nil {
+		return "", fmt.Errorf("the Gateway API channel: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "GATEWAY_API_CHANNEL="); ok {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("%s has no GATEWAY_API_CHANNEL", VersionsFile)
+}
+
 // Load renders one routing variant of deploy/: its mesh kustomization and every
 // deploy/overlays/<name> holding a kustomization.yaml (in that variant). Render errors are
 // kept per unit; an error is returned only when the directory has no overlays at all.

@@ -3,6 +3,8 @@ package mesh
 import (
 	"testing"
 
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	"ordermesh.local/tools/internal/manifest"
 )
 
@@ -53,5 +55,33 @@ func TestGatewayAPIVariantGatewayAndClusters(t *testing.T) {
 	}
 	if w, err := ld.CanaryWeight("tenant-a-payments"); err != nil || w != 10 {
 		t.Errorf("canary weight %d, %v; want 10", w, err)
+	}
+}
+
+// The Gateway API objects reach istiod as a cluster's API server stores them: deploy/'s
+// HTTPRoute matches name a method and leave the path out, and the CRD schema's default
+// (PathPrefix "/") is filled in — istiod's conversion reads it without a fallback.
+func TestGatewayAPIObjectsAreStoredWithTheirSchemaDefaults(t *testing.T) {
+	ld, err := LoadRouting(deployDir(t), "", DefaultNetwork, manifest.RoutingGatewayAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	matches := 0
+	for _, o := range ld.GatewayAPI {
+		r, ok := o.(*gatewayv1.HTTPRoute)
+		if !ok {
+			continue
+		}
+		for _, rule := range r.Spec.Rules {
+			for _, m := range rule.Matches {
+				matches++
+				if m.Path == nil || m.Path.Type == nil || m.Path.Value == nil {
+					t.Errorf("HTTPRoute %s/%s: a match without its path default", r.Namespace, r.Name)
+				}
+			}
+		}
+	}
+	if matches == 0 {
+		t.Fatal("no HTTPRoute match loaded in the gateway-api variant")
 	}
 }

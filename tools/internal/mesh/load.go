@@ -75,6 +75,10 @@ func LoadRouting(deployDir, extraDir string, nw Network, routing manifest.Routin
 	if err != nil {
 		return nil, err
 	}
+	stored, err := gatewayAPIStorer(deployDir)
+	if err != nil {
+		return nil, err
+	}
 	var problems []string
 	var decoded []model.Decoded
 	var overlays []string
@@ -107,6 +111,9 @@ func LoadRouting(deployDir, extraDir string, nw Network, routing manifest.Routin
 				istio.Write(y)
 			} else {
 				obj, err := model.DecodeKube(o)
+				if err == nil && o.Group() == gatewayAPIGroup {
+					obj, err = stored(o)
+				}
 				if err != nil {
 					problems = append(problems, fmt.Sprintf("%s (%s): %v", o.Ref(), u.Dir, err))
 					continue
@@ -155,6 +162,27 @@ func LoadRouting(deployDir, extraDir string, nw Network, routing manifest.Routin
 		return nil, &LoadError{Problems: []string{"Istio objects: " + err.Error()}}
 	}
 	return &Loaded{Model: m, Topology: t, IstioConfig: istio.String(), Mesh: mc, Routing: routing, GatewayAPI: gatewayAPI}, nil
+}
+
+// gatewayAPIStorer returns what turns a Gateway API object into the object a cluster's API
+// server would store: checked against the CRD schemas of the channel deploy/versions.env
+// installs, with their defaults applied (istiod's controller reads some of those defaults, e.g.
+// a match's path, without a fallback), as check-deploy does.
+func gatewayAPIStorer(deployDir string) (func(*manifest.Object) (kuberuntime.Object, error), error) {
+	channel, err := manifest.GatewayAPIChannel(deployDir)
+	if err != nil {
+		return nil, err
+	}
+	return func(o *manifest.Object) (kuberuntime.Object, error) {
+		v, err := istioadapter.NewGatewayAPIValidator(channel)
+		if err != nil {
+			return nil, err
+		}
+		if err := v.Validate(o.Obj); err != nil {
+			return nil, fmt.Errorf("CRD schema (%s channel): %w", channel, err)
+		}
+		return model.DecodeKube(&manifest.Object{Source: o.Source, Obj: v.Default(o.Obj)})
+	}, nil
 }
 
 func objectKey(o *manifest.Object) string {

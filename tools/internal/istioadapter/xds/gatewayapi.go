@@ -115,7 +115,7 @@ func (s *Server) replaceGatewayAPI(want []kuberuntime.Object) (int, error) {
 	gw := s.fake.KubeClient().GatewayAPI().GatewayV1()
 	wanted := map[string]kuberuntime.Object{}
 	for _, o := range want {
-		wanted[gatewayAPIKey(o)] = withAPIServerDefaults(o)
+		wanted[gatewayAPIKey(o)] = o.DeepCopyObject()
 	}
 	changed := 0
 	routes, err := gw.HTTPRoutes(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
@@ -179,30 +179,4 @@ func (s *Server) replaceGatewayAPI(want []kuberuntime.Object) (int, error) {
 		changed++
 	}
 	return changed, nil
-}
-
-// withAPIServerDefaults returns o with the defaults the Gateway API CRDs' schemas declare and an
-// API server applies on admission, for the fields deploy/ leaves out and istiod's controller
-// reads without a fallback: an HTTPRouteMatch without a path matches the PathPrefix "/", and a
-// rule without matches has one such match. (Istio's controller sees objects after the API
-// server; the local mesh has none.)
-func withAPIServerDefaults(o kuberuntime.Object) kuberuntime.Object {
-	r, ok := o.(*gatewayv1.HTTPRoute)
-	if !ok {
-		return o.DeepCopyObject()
-	}
-	r = r.DeepCopy()
-	for i := range r.Spec.Rules {
-		rule := &r.Spec.Rules[i]
-		if len(rule.Matches) == 0 {
-			rule.Matches = []gatewayv1.HTTPRouteMatch{{}}
-		}
-		for j := range rule.Matches {
-			if rule.Matches[j].Path == nil {
-				prefix, slash := gatewayv1.PathMatchPathPrefix, "/"
-				rule.Matches[j].Path = &gatewayv1.HTTPPathMatch{Type: &prefix, Value: &slash}
-			}
-		}
-	}
-	return r
 }

@@ -47,7 +47,8 @@ type Options struct {
 	// KubeObjects: Namespaces, ServiceAccounts, Services, Pods and EndpointSlices.
 	KubeObjects []kuberuntime.Object
 	// GatewayAPI: the Kubernetes Gateway API objects (Gateways, HTTPRoutes) of deploy/, read by
-	// istiod's Gateway API controller. With any, the GatewayClass istio is added (GatewayClass).
+	// istiod's Gateway API controller, as an API server stores them (their CRD schemas' defaults
+	// applied: mesh.Load does that). With any, the GatewayClass istio is added (GatewayClass).
 	GatewayAPI []kuberuntime.Object
 	// IstioConfig is a multi-document YAML stream of Istio objects (networking, security,
 	// telemetry), as rendered from deploy/.
@@ -151,7 +152,7 @@ func kubeObjects(opts Options) []kuberuntime.Object {
 	if len(opts.GatewayAPI) > 0 {
 		out = append(out, GatewayClass())
 		for _, o := range opts.GatewayAPI {
-			out = append(out, withAPIServerDefaults(o))
+			out = append(out, o.DeepCopyObject())
 		}
 	}
 	return out
