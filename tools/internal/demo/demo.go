@@ -69,8 +69,8 @@ func Run(e *Env, name string) error {
 // graphs is each demo's query for Prometheus' graph page (README § "Watching it"), tenant-a,
 // over 30 s windows: the demos last under a minute.
 var graphs = map[string]string{
-	"canary":           `sum by (cluster_name) (rate(envoy_cluster_upstream_rq_completed{namespace="tenant-a-orders", cluster_name=~"outbound.*(stable|canary).payment-service.*"}[30s]))`,
-	"circuit-breaker":  `sum by (pod) (envoy_cluster_outlier_detection_ejections_active{namespace="tenant-a-orders", cluster_name=~"outbound.*stable.payment-service.*"})`,
+	"canary":           `sum by (cluster_name) (rate(envoy_cluster_upstream_rq_completed{namespace="tenant-a-orders", cluster_name=~"outbound.*payment-service.*", cluster_name=~".*(stable|canary).*"}[30s]))`,
+	"circuit-breaker":  `sum by (pod) (envoy_cluster_outlier_detection_ejections_active{namespace="tenant-a-orders", cluster_name=~"outbound.*payment-service.*", cluster_name=~".*stable.*"})`,
 	"retries":          `sum(rate(envoy_cluster_upstream_rq_timeout{namespace="tenant-a-payments", cluster_name=~".*inventory-service.*"}[30s]))`,
 	"tenant-isolation": `sum by (namespace, app) (increase(envoy_http_rbac{authz_enforce_result="denied"}[1m]))`,
 	"overload":         `sum by (cluster_name) (rate(envoy_cluster_upstream_rq_active_overflow{namespace="istio-system", cluster_name=~"outbound.*order-service.tenant-a-orders.*"}[30s]))`,

@@ -4,8 +4,13 @@ package demo
 import (
 	"encoding/xml"
 	"net/url"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"ordermesh.local/tools/internal/manifest"
+	"ordermesh.local/tools/internal/mesh"
 )
 
 func TestParseProgress(t *testing.T) {
@@ -94,5 +99,44 @@ func TestCutCountsClosedConnectionsNotPoolGrowth(t *testing.T) {
 	churned := cutShortCounts{handlers: 7, opened: 13, abandoned: 1, open: open("1", "2", "4", "5")}
 	if h, closed, abandoned := churned.cut(before); h != 3 || closed != 2 || abandoned != 1 {
 		t.Fatalf("churned: %v handlers, %v closed, %v abandoned; want 3, 2, 1", h, closed, abandoned)
+	}
+}
+
+// The canary and circuit-breaker graphs select payment-service's stable and canary clusters in
+// either routing variant (subset clusters, or the per-version Services' clusters), and nothing
+// else of tenant-a's.
+func TestPaymentGraphsMatchBothVariantsClusters(t *testing.T) {
+	deploy, err := filepath.Abs("../../../deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	matchers := regexp.MustCompile(`cluster_name=~"([^"]*)"`)
+	selects := func(q, cluster string) bool {
+		for _, m := range matchers.FindAllStringSubmatch(q, -1) {
+			if !regexp.MustCompile(`^(?:` + m[1] + `)$`).MatchString(cluster) {
+				return false
+			}
+		}
+		return true
+	}
+	const ns = "tenant-a-payments"
+	for _, routing := range manifest.Routings {
+		ld, err := mesh.LoadRouting(deploy, "", mesh.DefaultNetwork, routing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stable, canary := ld.RouteCluster(ns, "payment-service", "stable", 8080), ld.RouteCluster(ns, "payment-service", "canary", 8080)
+		inventory := ld.RouteCluster("tenant-a-orders", "inventory-service", "stable", 8080)
+		for _, c := range []struct {
+			graph, cluster string
+			want           bool
+		}{
+			{"canary", stable, true}, {"canary", canary, true}, {"canary", inventory, false},
+			{"circuit-breaker", stable, true}, {"circuit-breaker", inventory, false},
+		} {
+			if got := selects(graphs[c.graph], c.cluster); got != c.want {
+				t.Errorf("%s: graph %s selects %s: %v, want %v", routing, c.graph, c.cluster, got, c.want)
+			}
+		}
 	}
 }
