@@ -1,6 +1,8 @@
 package mesh
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -83,5 +85,31 @@ func TestGatewayAPIObjectsAreStoredWithTheirSchemaDefaults(t *testing.T) {
 	}
 	if matches == 0 {
 		t.Fatal("no HTTPRoute match loaded in the gateway-api variant")
+	}
+}
+
+// The canary demo's and test's live change — deploy/'s HTTPRoute with other weights, marshalled
+// from its Go object (so with an empty status) into the extra directory — loads as an API
+// server would take it: the status is ignored, the weights apply.
+func TestGatewayAPICanaryChangeLoadsAsAnExtra(t *testing.T) {
+	ld, err := LoadRouting(deployDir(t), "", DefaultNetwork, manifest.RoutingGatewayAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "tenant-a-payments"
+	y, err := ld.WithCanaryWeight(ns, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := t.TempDir()
+	if err := os.WriteFile(filepath.Join(extra, "canary.yaml"), y, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := LoadRouting(deployDir(t), extra, DefaultNetwork, manifest.RoutingGatewayAPI)
+	if err != nil {
+		t.Fatalf("the canary change does not load: %v", err)
+	}
+	if w, err := changed.CanaryWeight(ns); err != nil || w != 50 {
+		t.Fatalf("canary weight after the change: %d (%v), want 50", w, err)
 	}
 }

@@ -178,10 +178,14 @@ func gatewayAPIStorer(deployDir string) (func(*manifest.Object) (kuberuntime.Obj
 		if err != nil {
 			return nil, err
 		}
-		if err := v.Validate(o.Obj); err != nil {
+		// The API server ignores a status written with the object (the status subresource):
+		// an extra marshalled from a Go object carries an empty one.
+		obj, _ := manifest.DeepCopy(o.Obj).(map[string]any)
+		delete(obj, "status")
+		if err := v.Validate(obj); err != nil {
 			return nil, fmt.Errorf("CRD schema (%s channel): %w", channel, err)
 		}
-		return model.DecodeKube(&manifest.Object{Source: o.Source, Obj: v.Default(o.Obj)})
+		return model.DecodeKube(&manifest.Object{Source: o.Source, Obj: v.Default(obj)})
 	}, nil
 }
 
