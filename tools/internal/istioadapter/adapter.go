@@ -27,9 +27,7 @@ import (
 	"fmt"
 	"github.com/ryanuber/go-glob"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -67,42 +65,11 @@ func CRDsFile() (string, error) {
 	if p := os.Getenv("ISTIO_CRDS"); p != "" {
 		return p, nil
 	}
-	version, err := istioModuleVersion()
+	dir, err := linkedModuleDir("istio.io/istio")
 	if err != nil {
-		// Test binaries carry no dependency list; inside the tools module, the go command
-		// knows where the pinned module is.
-		out, listErr := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/istio").Output()
-		if listErr != nil || strings.TrimSpace(string(out)) == "" {
-			return "", err
-		}
-		return filepath.Join(strings.TrimSpace(string(out)), filepath.FromSlash(CRDsPathInModule)), nil
+		return "", fmt.Errorf("%w (or set ISTIO_CRDS)", err)
 	}
-	cache := os.Getenv("GOMODCACHE")
-	if cache == "" {
-		out, err := exec.Command("go", "env", "GOMODCACHE").Output()
-		if err != nil {
-			return "", fmt.Errorf("locating the Go module cache (set GOMODCACHE or ISTIO_CRDS): %w", err)
-		}
-		cache = strings.TrimSpace(string(out))
-	}
-	return filepath.Join(cache, "istio.io", "istio@"+version, filepath.FromSlash(CRDsPathInModule)), nil
-}
-
-// istioModuleVersion is the istio.io/istio version linked into this binary.
-func istioModuleVersion() (string, error) {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "", fmt.Errorf("no build information in this binary: set ISTIO_CRDS")
-	}
-	for _, dep := range info.Deps {
-		if dep.Path == "istio.io/istio" {
-			if dep.Replace != nil {
-				dep = dep.Replace
-			}
-			return dep.Version, nil
-		}
-	}
-	return "", fmt.Errorf("istio.io/istio is not a dependency of this binary: set ISTIO_CRDS")
+	return filepath.Join(dir, filepath.FromSlash(CRDsPathInModule)), nil
 }
 
 func init() {
